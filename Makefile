@@ -1,0 +1,39 @@
+# The commands a user types. `make demo` and `make test` run the setup first when it is missing or
+# stale (the stamp is older than a requirements file or the setup script), so on a fresh clone those
+# two are all you need.
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup test demo bench lint lock clean-db
+
+setup: $(STAMP)
+
+$(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/project.in requirements/pgserver.in requirements/constraints.txt
+	bash scripts/setup.sh
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m controller db start
+	$(PY) -m controller migrate
+	$(PY) -m controller flags show
+
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# Re-pin requirements/constraints.txt from what .venv holds now (after a deliberate upgrade).
+lock: $(STAMP)
+	{ sed -n '1,2p' requirements/constraints.txt; $(PY) -m pip freeze --all --exclude-editable | grep -vE '^(hummingbot|pip)=='; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+# Stop the embedded database and delete its data.
+clean-db: $(STAMP)
+	$(PY) -m controller db stop
+	rm -rf .data/postgres

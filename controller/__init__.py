@@ -1,0 +1,1 @@
+"""The control plane: market data -> indicators -> strategies -> regime guard -> signals in Postgres."""

@@ -1,0 +1,3 @@
+from controller.cli import app
+
+app(prog_name="python -m controller")

