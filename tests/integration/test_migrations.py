@@ -138,7 +138,8 @@ def test_pg_cron_is_detected_where_preloaded(pg_server: PgServer) -> None:
         with psycopg.connect(url) as conn:
             report = migrate(conn)
             assert conn.execute("select cron_available()").fetchone()[0] is True
-            assert conn.execute("select count(*) from cron.job").fetchone()[0] == 0
+            jobs = [row[0] for row in conn.execute("select jobname from cron.job")]
+        assert "candle-partitions" in jobs  # scheduled by a later migration, only where pg_cron runs
         assert any(n.startswith("pg_cron: created") for n in report.notices)
     finally:
         pg_server.drop_database(url)
