@@ -1,0 +1,205 @@
+"""The signal queue as the Hummingbot script sees it: claim, ack, report, heartbeat.
+
+Two transports behind one interface:
+- `PostgrestQueue`: PostgREST RPC over HTTP with `requests` (Supabase, or the PostgREST service of the
+  compose file). `POST /rpc/<function>`: claims must be POSTs, PostgREST runs GETs read-only.
+- `PostgresQueue`: direct Postgres with psycopg 3 (embedded database and the demo), imported only when
+  this transport is chosen, since the official Hummingbot image does not ship psycopg.
+
+Every call has a timeout. `ack`, `report` and `heartbeat` are idempotent in SQL and are retried with
+backoff on retryable errors; `claim` is not idempotent (a lost reply would leave signals leased to
+nobody until the lease runs out), so it is never retried: the next tick claims again.
+Nothing here imports the controller: the compose file mounts this package beside the script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+
+import requests
+
+from bridge.resilience import CallError, ErrorKind, RetryPolicy, kind_of_status, parse_retry_after, retry_call
+from bridge.schemas import AckStatus, OrderEvent, Signal, to_json_value
+
+logger = logging.getLogger(__name__)
+
+# {"binance": ["BTC-USDT", "ETH-USDT"]} or {"binance": None} for every pair of the exchange.
+Markets = Mapping[str, list[str] | None]
+
+
+def markets_payload(markets: Markets | None) -> list[dict[str, Any]] | None:
+    if markets is None:
+        return None
+    return [{"exchange": ex} if symbols is None else {"exchange": ex, "symbols": list(symbols)}
+            for ex, symbols in markets.items()]
+
+
+class SignalQueue(Protocol):
+    """What the executor script needs from the queue."""
+
+    def claim(self, consumer: str, max_count: int, lease_seconds: int,
+              markets: Markets | None = None) -> list[Signal]: ...
+
+    def ack(self, signal_id: UUID, consumer: str, status: AckStatus, reason: str | None = None) -> str: ...
+
+    def report(self, event: OrderEvent) -> dict[str, Any]: ...
+
+    def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+DEFAULT_RETRY = RetryPolicy(base_s=0.5, cap_s=10.0, tries=4)
+
+
+class PostgrestQueue:
+    """The queue over PostgREST RPC. `base_url` is PostgREST's root (Supabase: `<SUPABASE_URL>/rest/v1`)."""
+
+    def __init__(self, base_url: str, api_key: str, *, token: str | None = None, timeout_s: float = 5.0,
+                 retry: RetryPolicy = DEFAULT_RETRY, session: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.session = session or requests.Session()
+        self.session.headers.update({
+            "apikey": api_key,
+            "Authorization": f"Bearer {token or api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        })
+
+    @classmethod
+    def for_supabase(cls, supabase_url: str, api_key: str, **kwargs: Any) -> PostgrestQueue:
+        return cls(supabase_url.rstrip("/") + "/rest/v1", api_key, **kwargs)
+
+    def _rpc(self, function: str, params: dict[str, Any]) -> Any:
+        endpoint = f"rpc/{function}"
+        try:
+            response = self.session.post(f"{self.base_url}/{endpoint}", data=json.dumps(to_json_value(params)),
+                                         timeout=self.timeout_s)
+        except requests.Timeout as exc:
+            raise CallError(ErrorKind.TIMEOUT, str(exc), endpoint=endpoint) from None
+        except requests.ConnectionError as exc:
+            raise CallError(ErrorKind.CONNECTION, str(exc), endpoint=endpoint) from None
+        kind = kind_of_status(response.status_code)
+        if kind is not None:
+            try:
+                message = response.json().get("message") or response.text
+            except ValueError:
+                message = response.text
+            raise CallError(kind, message[:500], endpoint=endpoint, status=response.status_code,
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json(parse_float=Decimal)
+        except ValueError:
+            raise CallError(ErrorKind.MALFORMED, f"not JSON: {response.text[:200]!r}", endpoint=endpoint,
+                            status=response.status_code) from None
+
+    def claim(self, consumer: str, max_count: int, lease_seconds: int,
+              markets: Markets | None = None) -> list[Signal]:
+        rows = self._rpc("claim_signals", {"consumer": consumer, "max_count": max_count,
+                                           "lease_seconds": lease_seconds, "markets": markets_payload(markets)})
+        if not isinstance(rows, list):
+            raise CallError(ErrorKind.MALFORMED, f"claim_signals returned {type(rows).__name__}, not a list",
+                            endpoint="rpc/claim_signals")
+        return [Signal.model_validate(row) for row in rows]
+
+    def ack(self, signal_id: UUID, consumer: str, status: AckStatus, reason: str | None = None) -> str:
+        params = {"signal_id": signal_id, "consumer": consumer, "status": status, "reason": reason}
+        row = retry_call(lambda: self._rpc("ack_signal", params), self.retry)
+        return row["status"]
+
+    def report(self, event: OrderEvent) -> dict[str, Any]:
+        params = {"event": event.to_payload()}
+        return retry_call(lambda: self._rpc("report_order_event", params), self.retry)
+
+    def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None:
+        params = {"component": component, "progress": dict(progress)}
+        retry_call(lambda: self._rpc("heartbeat", params), self.retry)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class PostgresQueue:
+    """The queue over a direct Postgres connection (psycopg 3, imported on first use).
+
+    With `role` set (default `executor`), the session switches to that role right after connecting, so
+    even a superuser URL (the embedded database) gets only the executor's rights.
+    """
+
+    def __init__(self, dsn: str, *, role: str | None = "executor", timeout_s: float = 5.0,
+                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        self.dsn = dsn
+        self.role = role
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        import psycopg  # only this transport needs it, and the Hummingbot image lacks it
+        from psycopg.rows import dict_row
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
+                                         connect_timeout=max(1, round(self.timeout_s)),
+                                         options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
+            if self.role:
+                self._conn.execute(psycopg.sql.SQL("set role {}").format(psycopg.sql.Identifier(self.role)))
+        return self._conn
+
+    def _call(self, function: str, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        import psycopg
+
+        try:
+            return self._connection().execute(query, params).fetchall()
+        except psycopg.errors.QueryCanceled as exc:
+            raise CallError(ErrorKind.TIMEOUT, str(exc), endpoint=function) from None
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            raise CallError(ErrorKind.CONNECTION, str(exc), endpoint=function) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CallError(ErrorKind.AUTH, exc.diag.message_primary or str(exc), endpoint=function) from None
+        except psycopg.Error as exc:
+            raise CallError(ErrorKind.CLIENT, exc.diag.message_primary or str(exc), endpoint=function) from None
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def claim(self, consumer: str, max_count: int, lease_seconds: int,
+              markets: Markets | None = None) -> list[Signal]:
+        payload = markets_payload(markets)
+        rows = self._call("claim_signals", "select * from claim_signals(%s, %s, %s, %s::jsonb)",
+                          (consumer, max_count, lease_seconds, None if payload is None else json.dumps(payload)))
+        return [Signal.model_validate(row) for row in rows]
+
+    def ack(self, signal_id: UUID, consumer: str, status: AckStatus, reason: str | None = None) -> str:
+        rows = retry_call(lambda: self._call("ack_signal", "select status from ack_signal(%s, %s, %s, %s)",
+                                             (signal_id, consumer, status, reason)), self.retry)
+        return rows[0]["status"]
+
+    def report(self, event: OrderEvent) -> dict[str, Any]:
+        payload = json.dumps(event.to_payload())
+        rows = retry_call(lambda: self._call("report_order_event",
+                                             "select report_order_event(%s::jsonb) as result", (payload,)),
+                          self.retry)
+        return rows[0]["result"]
+
+    def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None:
+        payload = json.dumps(to_json_value(dict(progress)))
+        retry_call(lambda: self._call("heartbeat", "select heartbeat(%s, %s::jsonb)", (component, payload)),
+                   self.retry)
+
+    def close(self) -> None:
+        self._drop_connection()

@@ -1,0 +1,80 @@
+"""The controller's storage port: one small interface, two adapters selected by configuration.
+
+`PostgresStore` (psycopg 3) serves any Postgres: Supabase's connection string, a self-hosted server and
+the embedded default. `SupabaseStore` (supabase-py over PostgREST) serves users who have only the
+project URL and a service-role key. Both pass the same contract tests; SQL functions hold the queue
+semantics, so neither adapter re-implements them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import pandas as pd
+
+from bridge.schemas import NewSignal
+from controller.config import ConfigError, ControllerConfig, Secrets
+
+CANDLE_COLUMNS = ["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close", "volume"]
+SCAN_COLUMNS = ["candle_ts", "strategy", "exchange", "symbol", "timeframe", "decision", "reason", "features",
+                "thresholds", "params_hash", "signal_id"]
+OPEN_STATUSES = ("new", "claimed", "executing")
+
+
+class SignalRejected(Exception):
+    """emit_signal refused a signal (invalid, expired or a duplicate); the message says why."""
+
+
+class Store(Protocol):
+    """What the controller reads and writes. Candles travel as DataFrames with CANDLE_COLUMNS."""
+
+    def write_candles(self, candles: pd.DataFrame) -> int:
+        """Upsert candles (bulk); return how many rows were written."""
+        ...
+
+    def read_candles(self, exchange: str, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Candles with start <= ts < end, oldest first."""
+        ...
+
+    def last_candle_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None: ...
+
+    def emit_signal(self, signal: NewSignal) -> UUID: ...
+
+    def write_scans(self, scans: Sequence[Mapping[str, Any]]) -> int:
+        """Insert scan rows (keys from SCAN_COLUMNS) in one batch."""
+        ...
+
+    def open_signals(self) -> list[dict[str, Any]]:
+        """Signals not yet finished (new, claimed, executing): what position caps count."""
+        ...
+
+    def register_params(self, strategy: str, params: Mapping[str, Any]) -> tuple[int, str]:
+        """Record a parameter set (once); return its (version, params_hash)."""
+        ...
+
+    def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None: ...
+
+    def flag_values(self) -> dict[str, Any]:
+        """Live flag values from the flags table."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(config: ControllerConfig, secrets: Secrets) -> Store:
+    """The adapter the configuration asks for: DATABASE_URL (or the embedded database) first, else Supabase."""
+    from controller import db  # avoid an import cycle at package import
+
+    if secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url):
+        from controller.storage.postgres import PostgresStore
+
+        return PostgresStore(db.database_url(config, secrets))
+    if secrets.supabase_url and secrets.supabase_service_role_key:
+        from controller.storage.supabase import SupabaseStore
+
+        return SupabaseStore.connect(secrets.supabase_url, secrets.supabase_service_role_key.get_secret_value())
+    raise ConfigError("no store configured: set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, "
+                      "or database.embedded: true")
