@@ -1,7 +1,7 @@
 """`PostgresStore`: the storage port over psycopg 3, with a connection pool.
 
-Candles arrive by COPY into a temporary table and are merged with one `insert … on conflict do update`,
-so a bulk write is as fast as COPY and still an upsert.
+Candles arrive by binary COPY (see pgcopy): straight into `candles` when their time range is new, else
+into a temporary table merged with one `insert … on conflict do update`, so a rewrite is an upsert.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from bridge.schemas import NewSignal, params_hash
 from controller.storage import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
+from controller.storage.pgcopy import COPY_COLUMNS, candles_binary_copy
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +48,43 @@ class PostgresStore:
             return 0
         frame = candles[CANDLE_COLUMNS]
         ts = pd.to_datetime(frame["ts"], utc=True)
+        payload = candles_binary_copy(frame)
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("select create_candle_partitions(%s, %s)", (ts.min().to_pydatetime(),
                                                                     ts.max().to_pydatetime()))
+            if not self._overlaps_stored(conn, frame.assign(ts=ts)):
+                try:
+                    with conn.transaction():
+                        self._copy(conn, "candles", payload)
+                    return len(frame)
+                except psycopg.errors.UniqueViolation:
+                    pass  # a concurrent writer stored some of them first: merge instead
             conn.execute("create temp table candles_in (like candles including defaults) on commit drop")
-            with conn.cursor().copy(
-                "copy candles_in (exchange, symbol, timeframe, ts, open, high, low, close, volume) from stdin"
-            ) as copy:
-                for row in zip(frame["exchange"], frame["symbol"], frame["timeframe"], ts.dt.to_pydatetime(),
-                               frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"],
-                               strict=True):
-                    copy.write_row(row)
-            written = conn.execute(_MERGE_CANDLES).rowcount
-        return written
+            self._copy(conn, "candles_in", payload)
+            return conn.execute(_MERGE_CANDLES).rowcount
+
+    @staticmethod
+    def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
+        with conn.cursor().copy(f"copy {table} ({', '.join(COPY_COLUMNS)}) from stdin with (format binary)") as copy:
+            copy.write(payload)
+
+    @staticmethod
+    def _overlaps_stored(conn: psycopg.Connection, frame: pd.DataFrame) -> bool:
+        """Whether any stored candle falls in the time range of a (exchange, symbol, timeframe) being written.
+
+        New ranges (backfills, the next candles) go straight into `candles` by COPY; overlapping ones
+        go through a temporary table and an upsert.
+        """
+        ranges = frame.groupby(["exchange", "symbol", "timeframe"])["ts"].agg(["min", "max"]).reset_index()
+        return conn.execute(
+            """select exists (
+                   select 1 from unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                                 as r(exchange, symbol, timeframe, lo, hi)
+                   join candles c on c.exchange = r.exchange and c.symbol = r.symbol
+                                 and c.timeframe = r.timeframe and c.ts between r.lo and r.hi)""",
+            (list(ranges["exchange"]), list(ranges["symbol"]), list(ranges["timeframe"]),
+             [t.to_pydatetime() for t in ranges["min"]], [t.to_pydatetime() for t in ranges["max"]]),
+        ).fetchone()[0]
 
     def read_candles(self, exchange: str, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
         with self.pool.connection() as conn:

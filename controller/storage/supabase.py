@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pandas as pd
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
@@ -36,7 +37,7 @@ class SupabaseStore:
     @classmethod
     def connect(cls, url: str, service_role_key: str, *, timeout_s: int = 10,
                 options: ClientOptions | None = None) -> SupabaseStore:
-        options = options or ClientOptions(postgrest_client_timeout=timeout_s)
+        options = options or ClientOptions(httpx_client=httpx.Client(timeout=timeout_s))
         return cls(create_client(url, service_role_key, options=options))
 
     def close(self) -> None:

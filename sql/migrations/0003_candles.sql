@@ -16,9 +16,11 @@ create table candles (
 ) partition by range (ts);
 
 -- Create the monthly partitions covering [from_ts, to_ts]; returns how many were new. Idempotent.
+-- SECURITY DEFINER: only the owner of `candles` may attach partitions, and writers (service_role) are not it.
 create function create_candle_partitions(from_ts timestamptz, to_ts timestamptz)
 returns integer
 language plpgsql
+security definer
 set search_path = pg_catalog, public
 as $$
 declare
@@ -26,8 +28,8 @@ declare
     name    text;
     created integer := 0;
 begin
-    if to_ts < from_ts then
-        raise exception 'create_candle_partitions: to_ts % is before from_ts %', to_ts, from_ts
+    if to_ts < from_ts or to_ts - from_ts > interval '20 years' then
+        raise exception 'create_candle_partitions: bad range % to %', from_ts, to_ts
             using errcode = 'invalid_parameter_value';
     end if;
     while month <= to_ts loop

@@ -1,0 +1,241 @@
+"""One contract, two transports of the Hummingbot side's queue client: direct Postgres and PostgREST RPC.
+
+The HTTP transport talks to the in-repo PostgREST stand-in (tests/support/postgrest_standin.py) with an
+executor JWT, on the same real database; the direct transport connects and switches to the executor role.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
+from bridge.resilience import CallError, ErrorKind, RetryPolicy
+from bridge.schemas import NewSignal, OrderEvent
+from controller.storage.postgres import PostgresStore
+from tests.support.postgrest_standin import PostgrestStandin, make_jwt
+
+JWT_SECRET = "queue-contract-secret-at-least-32-bytes"
+NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=3)
+
+
+def emit(url: str, symbol: str, exchange: str = "binance", strategy: str = "dca") -> UUID:
+    store = PostgresStore(url)
+    try:
+        return store.emit_signal(NewSignal(
+            strategy=strategy, exchange=exchange, symbol=symbol, side="buy", price=100.5, quote_amount=20,
+            take_profit_pct=2, stop_loss_pct=1, expires_at=datetime.now(UTC) + timedelta(minutes=5), confidence=0.6))
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["postgres", "postgrest"])
+def transport(request: pytest.FixtureRequest,
+              migrated_db: str) -> Iterator[tuple[SignalQueue, PostgrestStandin | None]]:
+    if request.param == "postgres":
+        queue = PostgresQueue(migrated_db, retry=NO_WAIT)
+        yield queue, None
+        queue.close()
+        return
+    with PostgrestStandin(migrated_db, JWT_SECRET) as standin:
+        queue = PostgrestQueue(standin.base_url, make_jwt(JWT_SECRET, "executor"), retry=NO_WAIT)
+        yield queue, standin
+        queue.close()
+
+
+def test_claim_returns_typed_signals_oldest_first(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    first, second = emit(migrated_db, "BTC-USDT"), emit(migrated_db, "ETH-USDT")
+
+    claimed = queue.claim("bot-a", 10, 30)
+
+    assert [s.id for s in claimed] == [first, second]
+    assert claimed[0].price == Decimal("100.5") and isinstance(claimed[0].quote_amount, Decimal)
+    assert claimed[0].status == "claimed" and claimed[0].claimed_by == "bot-a"
+    assert queue.claim("bot-b", 10, 30) == []
+
+
+def test_claim_is_limited_to_the_markets_given(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    btc = emit(migrated_db, "BTC-USDT")
+    emit(migrated_db, "ETH-USDT")
+    kraken = emit(migrated_db, "BTC-USD", exchange="kraken")
+
+    assert [s.id for s in queue.claim("bot-a", 10, 30, {"binance": ["BTC-USDT"]})] == [btc]
+    assert [s.id for s in queue.claim("bot-k", 10, 30, {"kraken": None})] == [kraken]
+
+
+def test_ack_moves_a_claimed_signal_on_and_repeats_are_harmless(transport: tuple[SignalQueue, object],
+                                                                migrated_db: str) -> None:
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+
+    assert queue.ack(signal_id, "bot-a", "executing") == "executing"
+    assert queue.ack(signal_id, "bot-a", "executing") == "executing"
+    assert queue.ack(signal_id, "bot-a", "closed") == "closed"
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select status from signals where id = %s", (signal_id,)).fetchone()[0] == "closed"
+
+
+def test_only_the_claim_holder_may_ack(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+    with pytest.raises(CallError) as refused:
+        queue.ack(signal_id, "bot-b", "executing")
+    assert refused.value.kind == ErrorKind.AUTH
+
+
+def test_a_rejection_records_its_reason(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+    assert queue.ack(signal_id, "bot-a", "rejected", "price moved 1.2% from reference") == "rejected"
+    with psycopg.connect(migrated_db) as conn:
+        reason = conn.execute("select reject_reason from signals where id = %s", (signal_id,)).fetchone()[0]
+    assert reason == "price moved 1.2% from reference"
+
+
+def entry_events(signal_id: UUID) -> list[OrderEvent]:
+    common = {"signal_id": signal_id, "client_order_id": "buy-1", "exchange": "binance", "symbol": "BTC-USDT",
+              "side": "buy", "purpose": "entry", "consumer": "bot-a"}
+    t0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    return [
+        OrderEvent(type="order_created", ts=t0, order_type="market", price=Decimal("100.5"), amount=Decimal("0.2"),
+                   **common),
+        OrderEvent(type="order_filled", ts=t0 + timedelta(seconds=1), exchange_trade_id="t-1", price=Decimal("100.6"),
+                   amount=Decimal("0.2"), fee_quote=Decimal("0.02012"), fee_asset="USDT", fee_amount=Decimal("0.02012"),
+                   **common),
+        OrderEvent(type="order_completed", ts=t0 + timedelta(seconds=1), **common),
+    ]
+
+
+def test_reported_events_are_idempotent(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+    queue.ack(signal_id, "bot-a", "executing")
+    events = entry_events(signal_id)
+
+    results = [queue.report(e) for e in events + events]
+
+    assert results[2]["status"] == "filled" and results[-1] == results[2]
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select client_order_id, status, filled_amount, price from orders").fetchall()
+        fills = conn.execute("select exchange_trade_id, amount, fee_quote from fills").fetchall()
+    assert orders == [("buy-1", "filled", Decimal("0.2"), Decimal("100.5"))]
+    assert fills == [("t-1", Decimal("0.2"), Decimal("0.02012"))]
+
+
+def test_a_bad_event_is_refused_once_without_retry(transport: tuple[SignalQueue, PostgrestStandin | None],
+                                                   migrated_db: str) -> None:
+    queue, standin = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    bad = OrderEvent(type="order_filled", ts=datetime.now(UTC), signal_id=signal_id, client_order_id="x",
+                     exchange="binance", symbol="BTC-USDT", side="buy", purpose="entry", price=Decimal(1),
+                     amount=Decimal(1))  # a fill without exchange_trade_id
+    with pytest.raises(CallError) as refused:
+        queue.report(bad)
+    assert refused.value.kind == ErrorKind.CLIENT
+    assert "exchange_trade_id" in str(refused.value)
+    if standin is not None:
+        assert [r.path for r in standin.requests_seen].count("/rpc/report_order_event") == 1
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select count(*) from orders").fetchone()[0] == 0
+
+
+def test_heartbeat_is_recorded(transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    queue, _ = transport
+    queue.heartbeat("hummingbot:bot-a", {"claimed": 3, "open_positions": 1})
+    with psycopg.connect(migrated_db) as conn:
+        progress = conn.execute("select progress from heartbeats where component = 'hummingbot:bot-a'").fetchone()[0]
+    assert progress == {"claimed": 3, "open_positions": 1}
+
+
+def test_the_direct_transport_has_only_the_executor_rights(migrated_db: str) -> None:
+    queue = PostgresQueue(migrated_db)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        queue._connection().execute("select * from signals")
+    queue.close()
+
+
+# --- failures: timeouts, refused connections, retries only where idempotent -------------------------
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers; counts them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHole]:
+    server = BlackHole()
+    yield server
+    server.close()
+
+
+def test_an_unanswered_http_call_times_out_and_idempotent_calls_retry(black_hole: BlackHole) -> None:
+    queue = PostgrestQueue(f"http://127.0.0.1:{black_hole.port}", "key", timeout_s=0.2, retry=NO_WAIT)
+    start = time.monotonic()
+    with pytest.raises(CallError) as failed:
+        queue.heartbeat("bot", {})
+    assert failed.value.kind == ErrorKind.TIMEOUT
+    assert len(black_hole.accepted) == 3  # heartbeat is idempotent: all three tries
+    assert time.monotonic() - start < 3
+
+
+def test_a_claim_is_never_retried(black_hole: BlackHole) -> None:
+    queue = PostgrestQueue(f"http://127.0.0.1:{black_hole.port}", "key", timeout_s=0.2, retry=NO_WAIT)
+    with pytest.raises(CallError) as failed:
+        queue.claim("bot", 5, 30)
+    assert failed.value.kind == ErrorKind.TIMEOUT
+    assert len(black_hole.accepted) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_a_connection_error_on_both_transports() -> None:
+    port = free_port()  # nothing listens there
+    http = PostgrestQueue(f"http://127.0.0.1:{port}", "key", timeout_s=0.5, retry=NO_WAIT)
+    direct = PostgresQueue(f"postgresql://executor@127.0.0.1:{port}/none", timeout_s=1, retry=NO_WAIT)
+    for queue in (http, direct):
+        with pytest.raises(CallError) as failed:
+            queue.heartbeat("bot", {})
+        assert failed.value.kind == ErrorKind.CONNECTION
