@@ -139,7 +139,7 @@ begin
     s.model_version := queue_text(fn, signal, 'model_version', false);
     s.params_hash := queue_text(fn, signal, 'params_hash', false);
     s.expires_at := queue_time(fn, signal, 'expires_at', true);
-    s.features := coalesce(signal -> 'features', '{}');
+    s.features := coalesce(nullif(signal -> 'features', 'null'::jsonb), '{}');
 
     if s.price <= 0 then
         perform queue_error(fn, '"price" must be positive, got %s', s.price::text);
@@ -198,8 +198,8 @@ end
 $$;
 
 -- claim_signals: hand out up to max_count claimable signals, oldest first, each to one consumer. ----
--- markets, when given: [{"exchange": "binance", "symbols": ["BTC-USDT", ...]}, ...]; without "symbols",
--- every pair of that exchange.
+-- markets, when given: [{"exchange": "binance", "symbols": ["BTC-USDT", ...]}, ...]; without "symbols"
+-- (or with null), every pair of that exchange.
 create function claim_signals(consumer text, max_count integer, lease_seconds integer, markets jsonb default null)
 returns setof signals
 language plpgsql
@@ -237,7 +237,7 @@ begin
            and (markets is null or exists (
                    select 1 from jsonb_array_elements(markets) m
                     where m ->> 'exchange' = s.exchange
-                      and (m -> 'symbols' is null or m -> 'symbols' ? s.symbol)))
+                      and (coalesce(jsonb_typeof(m -> 'symbols'), 'null') = 'null' or m -> 'symbols' ? s.symbol)))
          order by s.created_at, s.id
          limit max_count
          for update skip locked
