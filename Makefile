@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m controller flags show
 
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
+	@set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
