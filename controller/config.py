@@ -10,12 +10,17 @@ Every error names the file (or environment variable), the key and what is allowe
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from controller.model import Frozen
+from controller.regime import ProtectionParams, RegimeParams
+from controller.signals import SizingParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "controller.yml"
@@ -25,12 +30,6 @@ ENV_NESTED_DELIMITER = "__"
 
 class ConfigError(Exception):
     """A configuration file or override that cannot be used; the message says where and why."""
-
-
-class Frozen(BaseModel):
-    """Base of every config section: immutable, and an unknown key is an error, not a silent no-op."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DatabaseConfig(Frozen):
@@ -51,6 +50,28 @@ class FlagsConfig(Frozen):
     refresh_s: float = Field(30.0, ge=1, le=3600, description="how often running processes re-read flags")
 
 
+class UniverseConfig(Frozen):
+    exchange: str = Field("binance", description="ccxt id of the exchange whose public candles are scanned")
+    backup_exchange: str | None = Field("kraken", description="ccxt id used while the primary's breaker is open")
+    symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), min_length=1, description="pairs as BASE-QUOTE")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in symbols if not re.fullmatch(r"[A-Z0-9]+-[A-Z0-9]+", s)]
+        if bad:
+            raise ValueError(f"pairs must be BASE-QUOTE in capitals, e.g. BTC-USDT: {', '.join(bad)}")
+        return symbols
+
+
+class LoopConfig(Frozen):
+    strategy_timeout_s: float = Field(5.0, gt=0, le=300, description="a strategy slower than this is skipped")
+    lookback_candles: int = Field(300, ge=60, le=5000, description="candles per symbol fed to the indicators")
+    strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
+    tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
+    heartbeat_component: str = "controller"
+
+
 class ControllerConfig(BaseSettings):
     """`conf/controller.yml`."""
 
@@ -64,6 +85,11 @@ class ControllerConfig(BaseSettings):
     database: DatabaseConfig = DatabaseConfig()
     log: LogConfig = LogConfig()
     flags: FlagsConfig = FlagsConfig()
+    universe: UniverseConfig = UniverseConfig()
+    loop: LoopConfig = LoopConfig()
+    regime: RegimeParams = RegimeParams()
+    protection: ProtectionParams = ProtectionParams()
+    sizing: SizingParams = SizingParams()
 
     @classmethod
     def settings_customise_sources(

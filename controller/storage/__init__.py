@@ -51,6 +51,10 @@ class Store(Protocol):
         """Signals not yet finished (new, claimed, executing): what position caps count."""
         ...
 
+    def closed_trades(self, since: datetime) -> list[dict[str, Any]]:
+        """Trades closed at or after `since` (symbol, strategy, exit_reason, closed_at, pnl), oldest first."""
+        ...
+
     def register_params(self, strategy: str, params: Mapping[str, Any]) -> tuple[int, str]:
         """Record a parameter set (once); return its (version, params_hash)."""
         ...

@@ -33,6 +33,12 @@ _MERGE_CANDLES = """
 """
 
 
+_CLOSED_TRADES = """
+    select t.symbol, s.strategy, t.exit_reason, t.closed_at, t.pnl_quote, t.pnl_pct
+      from trades t join signals s on s.id = t.signal_id
+"""
+
+
 class PostgresStore:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 10.0) -> None:
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, open=True,
@@ -130,6 +136,11 @@ class PostgresStore:
             cur = conn.cursor(row_factory=dict_row)
             return cur.execute("select * from signals where status = any(%s) order by created_at",
                                (list(OPEN_STATUSES),)).fetchall()
+
+    def closed_trades(self, since: datetime) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return cur.execute(f"{_CLOSED_TRADES} where t.closed_at >= %s order by t.closed_at", (since,)).fetchall()
 
     def register_params(self, strategy: str, params: Mapping[str, Any]) -> tuple[int, str]:
         digest = params_hash(dict(params))

@@ -109,6 +109,21 @@ class SupabaseStore:
             .order("created_at").order("id")
         )
 
+    def closed_trades(self, since: datetime) -> list[dict[str, Any]]:
+        trades = self._select_all(
+            lambda: self.client.table("trades").select("signal_id,symbol,exit_reason,closed_at,pnl_quote,pnl_pct")
+            .gte("closed_at", since.isoformat()).order("closed_at").order("signal_id")
+        )
+        ids = sorted({t["signal_id"] for t in trades})
+        strategy: dict[str, str] = {}
+        for i in range(0, len(ids), 200):  # ids travel in the URL: keep it short
+            chunk = ids[i:i + 200]
+            rows = self.client.table("signals").select("id,strategy").in_("id", chunk).execute().data
+            strategy.update({r["id"]: r["strategy"] for r in rows})
+        return [{"symbol": t["symbol"], "strategy": strategy[t["signal_id"]], "exit_reason": t["exit_reason"],
+                 "closed_at": pd.Timestamp(t["closed_at"]).to_pydatetime(), "pnl_quote": t["pnl_quote"],
+                 "pnl_pct": t["pnl_pct"]} for t in trades]
+
     def register_params(self, strategy: str, params: Mapping[str, Any]) -> tuple[int, str]:
         digest = params_hash(dict(params))
         version = self.client.rpc("register_strategy_params", {"strategy": strategy, "params": dict(params),

@@ -165,3 +165,20 @@ def test_flag_values_are_the_live_values(store: Store, migrated_db: str) -> None
     values = store.flag_values()
     assert values["ml.enabled"] is True
     assert values["phase"] == 1
+
+
+def test_closed_trades_since_a_time(store: Store, migrated_db: str) -> None:
+    signal_ids = [store.emit_signal(signal(symbol=s)) for s in ("ETH-BTC", "LTC-BTC")]
+    closed = [datetime(2026, 11, 20, 10, tzinfo=UTC), datetime(2026, 11, 21, 10, tzinfo=UTC)]
+    with psycopg.connect(migrated_db) as conn:
+        for signal_id, symbol, at, reason in zip(signal_ids, ("ETH-BTC", "LTC-BTC"), closed,
+                                                 ("stop_loss", "take_profit"), strict=True):
+            conn.execute(
+                "insert into trades (signal_id, exchange, symbol, side, amount, entry_price, exit_price, pnl_quote,"
+                " pnl_pct, exit_reason, opened_at, closed_at) values (%s, 'bittrex', %s, 'buy', 1, 1, 1, 0, 0, %s,"
+                " %s, %s)", (signal_id, symbol, reason, at - timedelta(hours=1), at))
+
+    trades = store.closed_trades(datetime(2026, 11, 21, tzinfo=UTC))
+
+    assert [(t["symbol"], t["strategy"], t["exit_reason"], t["closed_at"]) for t in trades] == [
+        ("LTC-BTC", "dca", "take_profit", closed[1])]
