@@ -1,0 +1,113 @@
+"""From decisions to signals: sizing by regime, position and exposure caps, expiry, blocked symbols."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.regime import Regime, RegimeReading
+from controller.signals import Decision, OpenBook, SizingParams, plan, scan_row
+
+CLOSE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+NORMAL = RegimeReading(Regime.NORMAL, 1.0, "BTC steady")
+CAUTION = RegimeReading(Regime.CAUTION, 0.5, "BTC falling")
+PANIC = RegimeReading(Regime.PANIC, 0.0, "BTC crashing")
+SIZING = SizingParams(quote_amount=50, balance=1000, max_balance_share=0.5, max_open_total=5,
+                      max_open_per_strategy=3, max_open_per_symbol=2, expiry_candles=2)
+EXITS = {"take_profit_pct": 3.0, "stop_loss_pct": 5.0, "time_limit_s": 14_400, "trailing_activation_pct": 1.1,
+         "trailing_delta_pct": float("nan")}
+
+
+def decision(symbol: str = "ETH-USDT", strategy: str = "dca", entry: bool = True, confidence: float = 0.6,
+             **kw: object) -> Decision:
+    fields: dict[str, object] = {
+        "strategy": strategy, "exchange": "binance", "symbol": symbol, "timeframe_s": 900, "candle_close": CLOSE,
+        "price": 2500.0, "entry": entry, "confidence": confidence, "reason": "drop 4.1% >= 3.75%", "exits": EXITS,
+        "features": {"rsi": 31.0}, "thresholds": {"drop_pct": 3.75}, "params_hash": "p1"}
+    return Decision(**{**fields, **kw})
+
+
+def run(decisions: list[Decision], regime: RegimeReading = NORMAL, book: OpenBook | None = None,
+        blocked: dict[str, str] | None = None, sim_now: datetime = CLOSE, wall_now: datetime = CLOSE):
+    return plan(decisions, regime, book or OpenBook(), SIZING, blocked or {}, sim_now, wall_now)
+
+
+def test_an_entry_becomes_a_buy_signal_with_its_exits_and_expiry() -> None:
+    [item] = run([decision()])
+    assert item.outcome == "enter"
+    signal = item.signal
+    assert (signal.side, signal.quote_amount, signal.take_profit_pct, signal.stop_loss_pct) == ("buy", 50, 3.0, 5.0)
+    assert signal.time_limit_s == 14_400
+    assert signal.trailing_activation_pct == 1.1 and signal.trailing_delta_pct is None  # NaN means not set
+    assert signal.expires_at == CLOSE + timedelta(seconds=2 * 900)
+    assert signal.features == {"rsi": 31.0} and signal.params_hash == "p1"
+
+
+def test_expiry_keeps_its_remaining_validity_when_scan_time_is_replayed() -> None:
+    wall = datetime(2030, 1, 1, tzinfo=UTC)
+    [item] = run([decision()], sim_now=CLOSE + timedelta(seconds=300), wall_now=wall)
+    assert item.signal.expires_at == wall + timedelta(seconds=2 * 900 - 300)
+
+
+def test_a_decision_whose_signal_would_already_be_expired_is_blocked_as_stale() -> None:
+    [item] = run([decision()], sim_now=CLOSE + timedelta(seconds=1800))
+    assert item.outcome == "blocked" and "stale" in item.reason and item.signal is None
+
+
+def test_no_entry_is_recorded_as_a_skip_with_the_strategy_reason() -> None:
+    [item] = run([decision(entry=False, reason="rsi 61.2 above 56")])
+    assert (item.outcome, item.reason, item.signal) == ("skip", "rsi 61.2 above 56", None)
+
+
+def test_panic_blocks_every_entry_and_caution_halves_the_size() -> None:
+    assert [i.outcome for i in run([decision()], regime=PANIC)] == ["blocked"]
+    [halved] = run([decision()], regime=CAUTION)
+    assert halved.signal.quote_amount == 25 and "x0.5 for CAUTION" in halved.reason
+
+
+def test_caps_per_symbol_per_strategy_and_total_apply_in_order_of_confidence() -> None:
+    decisions = [decision("ETH-USDT", "dca", confidence=0.9), decision("ETH-USDT", "swing", confidence=0.8),
+                 decision("ETH-USDT", "channel", confidence=0.7)]
+    outcomes = {(i.decision.strategy, i.outcome) for i in run(decisions)}
+    assert outcomes == {("dca", "enter"), ("swing", "enter"), ("channel", "blocked")}  # 2 per symbol
+
+    per_strategy = [decision(f"S{i}-USDT", "dca") for i in range(4)]
+    assert [i.outcome for i in run(per_strategy)].count("enter") == 3
+
+    book = OpenBook()
+    for i in range(5):
+        book.add("swing", f"X{i}-USDT", 10)
+    assert [i.outcome for i in run([decision()], book=book)] == ["blocked"]
+
+
+def test_exposure_is_capped_at_a_share_of_the_balance() -> None:
+    book = OpenBook()
+    book.add("swing", "BTC-USDT", 460)  # 500 allowed in all
+    [item] = run([decision()], book=book)
+    assert item.outcome == "blocked" and "exposure cap" in item.reason
+
+
+def test_a_blocked_symbol_gets_no_signal_and_its_reason_is_recorded() -> None:
+    [item] = run([decision()], blocked={"ETH-USDT": "cooling down until 16:00 after a stop loss"})
+    assert (item.outcome, item.reason) == ("blocked", "cooling down until 16:00 after a stop loss")
+
+
+def test_the_open_book_counts_open_signals() -> None:
+    book = OpenBook.from_signals([{"strategy": "dca", "symbol": "ETH-USDT", "quote_amount": 50},
+                                  {"strategy": "dca", "symbol": "BTC-USDT", "quote_amount": 25}])
+    assert (book.total, book.by_strategy["dca"], book.by_symbol["ETH-USDT"], book.exposure) == (2, 2, 1, 75)
+
+
+def test_a_scan_row_carries_decision_reason_features_and_thresholds() -> None:
+    [item] = run([decision()])
+    row = scan_row(item, "15m", signal_id="abc")
+    assert row == {"candle_ts": CLOSE, "strategy": "dca", "exchange": "binance", "symbol": "ETH-USDT",
+                   "timeframe": "15m", "decision": "enter", "reason": item.reason, "features": {"rsi": 31.0},
+                   "thresholds": {"drop_pct": 3.75}, "params_hash": "p1", "signal_id": "abc"}
+
+
+@pytest.mark.parametrize("confidence", [-0.2, 1.4])
+def test_confidence_is_clamped_into_the_contract_range(confidence: float) -> None:
+    [item] = run([decision(confidence=confidence)])
+    assert 0 <= item.signal.confidence <= 1
