@@ -5,10 +5,13 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -28,6 +31,10 @@ from controller.config import (
 )
 from controller.embedded_db import EmbeddedDbError
 from controller.migrate import MigrationError, migrate
+
+if TYPE_CHECKING:
+    from controller.app import Wiring
+    from controller.pipeline import CycleReport
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +207,120 @@ def flags_phase(ctx: typer.Context, number: int) -> None:
         except flags.FlagError as exc:
             raise _fail(str(exc)) from None
     _print_changes(changes)
+
+
+# --- the controller loop ------------------------------------------------------------------------
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"not an ISO 8601 time: {text!r} (e.g. 2018-01-25T12:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+ReplayOption = Annotated[Path | None, typer.Option(help="scan recorded candles from this folder, not the exchange")]
+ExchangeOption = Annotated[str | None, typer.Option(help="exchange of the recorded files to use (replay)")]
+SymbolsOption = Annotated[str | None, typer.Option(help="comma-separated pairs, e.g. ETH-BTC,LTC-BTC")]
+
+
+def _wiring(ctx: Context, replay: Path | None, exchange: str | None, start: datetime | None,
+            symbols: str | None) -> Wiring:
+    from controller import app as app_wiring  # the pipeline's imports (pandas, TA-Lib, ccxt) only when needed
+
+    try:
+        return app_wiring.build(ctx.config, ctx.secrets, replay=replay, exchange=exchange, start=start,
+                                symbols=tuple(symbols.split(",")) if symbols else None)
+    except (ConfigError, EmbeddedDbError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("scan")
+def scan_cmd(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="run one scan and exit")] = True,
+    replay: ReplayOption = None,
+    until: Annotated[str | None, typer.Option(help="scan time (replay), ISO 8601")] = None,
+    exchange: ExchangeOption = None,
+    symbols: SymbolsOption = None,
+) -> None:
+    """Run one scan and print a table of decisions."""
+    if replay is None and until is not None:
+        raise _fail("--until needs --replay: live scans happen now")
+    wiring = _wiring(ctx.obj, replay, exchange, _parse_time(until), symbols)
+    try:
+        report = wiring.scanner.scan()
+    finally:
+        wiring.store.close()
+    _print_report(report)
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    replay: ReplayOption = None,
+    start: Annotated[str | None, typer.Option(help="first scan time (replay), ISO 8601")] = None,
+    until: Annotated[str | None, typer.Option(help="last scan time (replay), ISO 8601")] = None,
+    exchange: ExchangeOption = None,
+    symbols: SymbolsOption = None,
+) -> None:
+    """Scan the universe at every candle close until stopped (SIGTERM: after the current cycle)."""
+    from controller import pipeline
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    wiring = _wiring(ctx.obj, replay, exchange, _parse_time(start), symbols)
+    step = wiring.base_timeframe_s()
+    try:
+        if wiring.clock is None:
+            pipeline.run_live(wiring.scanner, step, stop)
+        else:
+            end = _parse_time(until)
+            if end is None:
+                raise _fail("--until is required with --replay")
+            reports = pipeline.run_replay(wiring.scanner, wiring.clock.advance, wiring.clock.now, end, step, stop)
+            emitted = sum(r.emitted for r in reports)
+            console.print(f"replayed {len(reports)} scans up to {wiring.clock.now():%Y-%m-%d %H:%M}: "
+                          f"{emitted} signal(s) emitted")
+    finally:
+        wiring.store.close()
+    console.print("stopped cleanly" if stop.is_set() else "done")
+
+
+def _print_report(report: CycleReport) -> None:
+    if report.skipped:
+        console.print(f"scan at {report.at:%Y-%m-%d %H:%M} skipped: {report.skipped}")
+        return
+    regime = report.regime
+    console.print(f"scan at {report.at:%Y-%m-%d %H:%M}: regime {regime.regime.value} ({regime.reason})")
+    table = Table(title="decisions")
+    for column in ("strategy", "symbol", "decision", "confidence", "reason"):
+        table.add_column(column)
+    for item in sorted(report.planned, key=lambda p: (p.decision.strategy, p.decision.symbol)):
+        table.add_row(item.decision.strategy, item.decision.symbol, item.outcome,
+                      f"{item.decision.confidence:.2f}", item.reason)
+    console.print(table)
+    for name, failure in sorted(report.failures.items()):
+        console.print(f"[red]failed[/red] {name}: {failure}")
+    console.print(f"{report.emitted} signal(s) emitted in {report.duration_s:.2f} s")
+
+
+@app.command("backfill")
+def backfill_cmd(
+    ctx: typer.Context,
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id (or the recorded files' exchange with --replay)")],
+    symbols: Annotated[str, typer.Option(help="comma-separated pairs, e.g. BTC-USDT,ETH-USDT")],
+    timeframe: Annotated[str, typer.Option(help="candle timeframe, e.g. 1m")] = "1m",
+    days: Annotated[int, typer.Option(min=1, max=3650, help="how many days back from now (or the data's end)")] = 7,
+    replay: ReplayOption = None,
+) -> None:
+    """Fetch missing candles into the store, with a progress bar."""
+    from controller.cli_data import backfill_command
+
+    backfill_command(ctx.obj, exchange, [s.strip() for s in symbols.split(",") if s.strip()], timeframe, days, replay)
 
 
 def _require_schema(conn: psycopg.Connection) -> None:

@@ -1,0 +1,305 @@
+"""The scan loop: market data -> indicators -> strategies -> regime guard -> signals, once per candle close.
+
+I/O lives here (the source, the store, the clock); the stages it calls are pure. A strategy that is slow
+or raises is logged, counted and skipped, and the cycle goes on (seed 001). Flags are re-read every
+cycle. Each cycle ends with a heartbeat that carries progress, not just liveness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from bridge.resilience import CallError
+from controller import indicators, strategies
+from controller.config import ControllerConfig
+from controller.market_data import MarketDataSource, timeframe_seconds
+from controller.regime import ClosedTrade, RegimeReading, classify, symbol_block
+from controller.signals import Decision, OpenBook, Planned, plan, scan_row
+from controller.storage import SignalRejected, Store
+from controller.strategy_params import StrategiesConfig, StrategyConfig
+
+logger = logging.getLogger(__name__)
+
+EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
+
+
+class StrategyTimeout(Exception):
+    pass
+
+
+def run_with_timeout[T](fn: Callable[[], T], timeout_s: float, name: str) -> T:
+    """Run `fn` in a daemon thread; raise StrategyTimeout if it has not returned in time.
+
+    A thread cannot be killed: a hung strategy is abandoned (daemon, so it never blocks exit) and the
+    loop goes on without it.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the caller, which tells the kinds apart
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"strategy-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise StrategyTimeout(f"{name} did not finish within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@dataclass
+class CycleReport:
+    at: datetime
+    duration_s: float = 0.0
+    skipped: str | None = None  # why the whole cycle did nothing
+    regime: RegimeReading | None = None
+    planned: list[Planned] = field(default_factory=list)
+    emitted: int = 0
+    failures: dict[str, str] = field(default_factory=dict)  # strategy or symbol -> what went wrong
+    last_candle: datetime | None = None
+
+
+StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
+
+
+class Scanner:
+    """One scan of the configured universe at the clock's time."""
+
+    def __init__(self, *, config: ControllerConfig, strategy_config: StrategiesConfig, store: Store,
+                 source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
+                 clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 flag_defaults: Mapping[str, Any] | None = None,
+                 strategy_fns: Mapping[str, StrategyFn] | None = None) -> None:
+        self.config = config
+        self.strategy_config = strategy_config
+        self.store = store
+        self.source = source
+        self.exchange = exchange
+        self.symbols = symbols
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.flag_defaults = dict(flag_defaults or {})
+        self.strategy_fns = dict(strategy_fns or strategies.STRATEGIES)
+        self.counters: Counter[str] = Counter()
+        self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
+
+    # --- inputs ------------------------------------------------------------------------------------
+
+    def _flags(self) -> dict[str, Any]:
+        try:
+            return {**self.flag_defaults, **self.store.flag_values()}
+        except Exception as exc:  # the store is down: act on the defaults rather than stop scanning
+            logger.warning("flags unreadable, using defaults", extra={"error": str(exc)})
+            return dict(self.flag_defaults)
+
+    def _candles(self, symbols: tuple[str, ...], timeframe: str, now: datetime, report: CycleReport) -> pd.DataFrame:
+        tf_s = timeframe_seconds(timeframe)
+        since = now - timedelta(seconds=tf_s * self.config.loop.lookback_candles)
+        frames = []
+        for symbol in symbols:
+            try:
+                frame = self.source.fetch_ohlcv(symbol, timeframe, since, now)
+            except CallError as exc:
+                report.failures[f"data:{symbol}:{timeframe}"] = str(exc)
+                self.counters["data_failures"] += 1
+                logger.warning("no candles for symbol", extra={"symbol": symbol, "timeframe": timeframe,
+                                                               "error": str(exc)})
+                continue
+            if not frame.empty:
+                frames.append(frame.assign(symbol=symbol))
+        if not frames:
+            return pd.DataFrame(columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
+        candles = pd.concat(frames, ignore_index=True).sort_values(["symbol", "ts"], kind="stable")
+        self._store_new(candles, timeframe)
+        return candles.reset_index(drop=True)[["symbol", "ts", "open", "high", "low", "close", "volume"]]
+
+    def _store_new(self, candles: pd.DataFrame, timeframe: str) -> None:
+        """Write the candles not written before (the first time: all the store lacks)."""
+        fresh = []
+        for symbol, frame in candles.groupby("symbol", sort=False):
+            key = (str(symbol), timeframe)
+            if key not in self._stored_until:
+                last = self.store.last_candle_time(self.exchange, str(symbol), timeframe)
+                self._stored_until[key] = pd.Timestamp(last) if last else pd.Timestamp.min.tz_localize(UTC)
+            new = frame[frame["ts"] > self._stored_until[key]]
+            if not new.empty:
+                fresh.append(new)
+                self._stored_until[key] = new["ts"].max()
+        if fresh:
+            rows = pd.concat(fresh).assign(exchange=self.exchange, timeframe=timeframe)
+            self.store.write_candles(rows)
+
+    def _regime(self, now: datetime, report: CycleReport) -> RegimeReading:
+        params = self.config.regime
+        try:
+            btc = self.source.fetch_ohlcv(params.symbol, "5m", now - timedelta(hours=26), now)
+        except CallError as exc:
+            report.failures[f"data:{params.symbol}:regime"] = str(exc)
+            btc = pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
+        return classify(btc, now, params)
+
+    def _blocked_symbols(self, now: datetime) -> dict[str, str]:
+        protection = self.config.protection
+        since = now - timedelta(hours=max(protection.ban_h, protection.cooldown_after_stop_h) * 2)
+        trades = [ClosedTrade(t["symbol"], t["exit_reason"], t["closed_at"]) for t in self.store.closed_trades(since)]
+        blocked = {}
+        for symbol in self.symbols:
+            if reason := symbol_block(trades, symbol, now, protection):
+                blocked[symbol] = reason
+        return blocked
+
+    # --- one strategy --------------------------------------------------------------------------------
+
+    def _decisions(self, name: str, section: StrategyConfig[Any], candles: pd.DataFrame, now: datetime,
+                   regime: RegimeReading) -> list[Decision]:
+        fn = self.strategy_fns[name]
+        timeout = self.config.loop.strategy_timeout_s
+
+        def evaluate() -> pd.DataFrame:
+            frame = indicators.compute(candles, section.indicators)
+            return frame.join(fn(frame, section.params))
+
+        evaluated = run_with_timeout(evaluate, timeout, name)
+        tf_s = timeframe_seconds(section.timeframe)
+        latest = evaluated.groupby("symbol", sort=False).tail(1)
+        feature_columns = strategies.FEATURES[name]
+        decisions = []
+        for row in latest.itertuples(index=False):
+            symbol = str(row.symbol)
+            values = row._asdict()
+            features = {c: _json_number(values.get(c)) for c in feature_columns}
+            decisions.append(Decision(
+                strategy=name, exchange=self.exchange, symbol=symbol, timeframe_s=tf_s,
+                candle_close=pd.Timestamp(row.ts).to_pydatetime() + timedelta(seconds=tf_s),
+                price=float(row.close), entry=bool(row.entry), confidence=float(row.confidence),
+                reason=str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
+                features={**features, **regime.features()},
+                thresholds=section.params.thresholds(symbol), params_hash=section.params_hash_for(symbol),
+            ))
+        return decisions
+
+    # --- the cycle -----------------------------------------------------------------------------------
+
+    def scan(self) -> CycleReport:
+        started = time.monotonic()
+        now = self.clock()
+        report = CycleReport(at=now)
+        flags = self._flags()
+        if not flags.get("trading.enabled", True) or not flags.get("signals.enabled", True):
+            report.skipped = "flags: trading.enabled or signals.enabled is false"
+        else:
+            self._scan(now, flags, report)
+        report.duration_s = time.monotonic() - started
+        self.counters["cycles"] += 1
+        self.counters["signals_emitted"] += report.emitted
+        self._heartbeat(report)
+        return report
+
+    def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport) -> None:
+        report.regime = self._regime(now, report)
+        sections = [(n, s) for n, s in self.strategy_config.items()
+                    if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
+        candles_by_tf: dict[str, pd.DataFrame] = {}
+        decisions: list[Decision] = []
+        for name, section in sections:
+            if section.timeframe not in candles_by_tf:
+                candles_by_tf[section.timeframe] = self._candles(self.symbols, section.timeframe, now, report)
+            candles = candles_by_tf[section.timeframe]
+            if candles.empty:
+                report.failures[name] = f"no {section.timeframe} candles"
+                continue
+            last = candles["ts"].max() + timedelta(seconds=timeframe_seconds(section.timeframe))
+            report.last_candle = max(report.last_candle or last, last)
+            try:
+                decisions += self._decisions(name, section, candles, now, report.regime)
+            except StrategyTimeout as exc:
+                self._strategy_failed(name, "timeout", exc, report)
+            except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
+                self._strategy_failed(name, "error", exc, report)
+        planned = plan(decisions, report.regime, OpenBook.from_signals(self.store.open_signals()),
+                       self.config.sizing, self._blocked_symbols(now), now, self.wall_clock())
+        report.planned, scans = [], []
+        timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
+        for item in planned:
+            signal_id = None
+            if item.signal is not None:
+                try:
+                    signal_id = str(self.store.emit_signal(item.signal))
+                    report.emitted += 1
+                    logger.info("signal emitted", extra={"signal_id": signal_id, "strategy": item.decision.strategy,
+                                                         "symbol": item.decision.symbol,
+                                                         "quote_amount": item.signal.quote_amount})
+                except SignalRejected as exc:
+                    item = Planned(item.decision, "blocked", f"refused by the queue: {exc}")
+            report.planned.append(item)
+            scans.append(scan_row(item, timeframe_of[item.decision.strategy], signal_id))
+        self.store.write_scans(scans)
+
+    def _strategy_failed(self, name: str, kind: str, exc: BaseException, report: CycleReport) -> None:
+        report.failures[name] = f"{kind}: {exc}"
+        self.counters[f"strategy_{kind}s"] += 1
+        logger.error("strategy skipped this cycle", extra={"strategy": name, "kind": kind, "error": str(exc)},
+                     exc_info=kind == "error")
+
+    def _heartbeat(self, report: CycleReport) -> None:
+        progress = {
+            "last_scan_at": report.at.isoformat(),
+            "last_candle": report.last_candle.isoformat() if report.last_candle else None,
+            "last_scan_duration_s": round(report.duration_s, 3),
+            "signals_emitted": self.counters["signals_emitted"],
+            "cycles": self.counters["cycles"],
+            "strategy_failures": self.counters["strategy_timeouts"] + self.counters["strategy_errors"],
+            "regime": report.regime.regime.value if report.regime else None,
+        }
+        try:
+            self.store.heartbeat(self.config.loop.heartbeat_component, progress)
+        except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
+            logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    return value
+
+
+def next_close(now: datetime, timeframe_s: int) -> datetime:
+    """The next candle close after `now` for candles aligned on the epoch."""
+    epoch = now.timestamp()
+    return datetime.fromtimestamp((epoch // timeframe_s + 1) * timeframe_s, tz=UTC)
+
+
+def run_live(scanner: Scanner, timeframe_s: int, stop: threading.Event, settle_s: float = 3.0) -> None:
+    """Scan shortly after every candle close until `stop` is set (SIGTERM sets it: the current cycle ends first)."""
+    while not stop.is_set():
+        wake = next_close(datetime.now(UTC), timeframe_s) + timedelta(seconds=settle_s)
+        if stop.wait(max(0.0, (wake - datetime.now(UTC)).total_seconds())):
+            break
+        report = scanner.scan()
+        logger.info("scan done", extra={"emitted": report.emitted, "duration_s": round(report.duration_s, 3),
+                                        "failures": len(report.failures)})
+
+
+def run_replay(scanner: Scanner, advance: Callable[[float], None], now: Callable[[], datetime], until: datetime,
+               timeframe_s: int, stop: threading.Event) -> list[CycleReport]:
+    """Scan at every candle close of a replayed period, as fast as the machine goes."""
+    reports = []
+    while not stop.is_set() and now() < until:
+        advance(timeframe_s)
+        reports.append(scanner.scan())
+    return reports
