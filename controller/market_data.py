@@ -136,6 +136,23 @@ def window(frame: pd.DataFrame, timeframe: str, since: datetime, until: datetime
     return frame.loc[keep].reset_index(drop=True)
 
 
+def resample(frame: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
+    """Candles of `to_timeframe` built from `from_timeframe` ones (epoch-aligned buckets: open first, high max,
+    low min, close last, volume sum). A bucket missing any of its candles is left out rather than guessed."""
+    base_s, target_s = timeframe_seconds(from_timeframe), timeframe_seconds(to_timeframe)
+    if target_s % base_s:
+        raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
+    if frame.empty:
+        return empty_frame()
+    ms = _ts_ms(frame["ts"])
+    bucket = ms - ms % (target_s * 1000)
+    grouped = frame.assign(bucket=bucket).groupby("bucket", sort=True)
+    out = grouped.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
+                      volume=("volume", "sum"), count=("close", "size")).reset_index()
+    out = out[out["count"] == target_s // base_s]
+    return _tidy(out.rename(columns={"bucket": "ts"}))
+
+
 class MarketDataSource(Protocol):
     """Where candles come from. Raises CallError when a fetch fails."""
 
@@ -202,6 +219,7 @@ class ReplaySource:
             raise FileNotFoundError(f"recorded candles folder not found: {self.folder}")
         self.files = [f for f in self._scan() if exchange is None or f.exchange == exchange]
         self._cache: dict[Path, pd.DataFrame] = {}
+        self._resampled: dict[tuple[str, str], pd.DataFrame] = {}
         self._lock = threading.Lock()
 
     def _scan(self) -> list[RecordedFile]:
@@ -229,8 +247,28 @@ class ReplaySource:
 
     def fetch_ohlcv(self, symbol: str, timeframe: str, since: datetime,
                     until: datetime | None = None) -> pd.DataFrame:
-        frame = self._load(self._file(symbol, timeframe))
-        return window(frame, timeframe, since, until, self.clock.now())
+        return window(self._candles(symbol, timeframe), timeframe, since, until, self.clock.now())
+
+    def _candles(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """The recorded candles of a timeframe; a timeframe not recorded is built from a finer one that divides
+        it, as an exchange would serve it live (recordings hold 1m and 5m; strategies also ask 15m and 1h)."""
+        sym = normalize_symbol(symbol)
+        if any(f.symbol == sym and f.timeframe == timeframe for f in self.files):
+            return self._load(self._file(symbol, timeframe))
+        target = timeframe_seconds(timeframe)
+        finer = [tf for tf in self.timeframes(sym) if timeframe_seconds(tf) < target
+                 and target % timeframe_seconds(tf) == 0]
+        if not finer:
+            return self._load(self._file(symbol, timeframe))  # raises: nothing to build it from
+        base = max(finer, key=timeframe_seconds)
+        key = (sym, timeframe)
+        with self._lock:
+            cached = self._resampled.get(key)
+        if cached is None:
+            cached = resample(self._load(self._file(symbol, base)), base, timeframe)
+            with self._lock:
+                self._resampled[key] = cached
+        return cached
 
     def _file(self, symbol: str, timeframe: str) -> RecordedFile:
         sym = normalize_symbol(symbol)

@@ -396,3 +396,29 @@ def test_backfill_over_a_hole_at_the_source_writes_nothing_for_it() -> None:
     source.fetch_ohlcv = with_hole  # type: ignore[method-assign]
     assert backfill(store, source, "ex", ["BTC-USDT"], "1m", at(0), at(10)) == {"BTC-USDT": 7}
     assert backfill(store, source, "ex", ["BTC-USDT"], "1m", at(0), at(10)) == {"BTC-USDT": 0}
+
+
+def test_replay_builds_a_timeframe_that_is_not_recorded_from_a_finer_one() -> None:
+    from controller.market_data import ReplaySource, SimClock, ohlcv_dir
+
+    clock = SimClock(datetime(2018, 1, 25, 12, 7, tzinfo=UTC))
+    source = ReplaySource(ohlcv_dir(), "bittrex", clock=clock)
+    five = source.fetch_ohlcv("ETH-BTC", "5m", datetime(2018, 1, 25, 11, 0, tzinfo=UTC))
+    fifteen = source.fetch_ohlcv("ETH-BTC", "15m", datetime(2018, 1, 25, 11, 0, tzinfo=UTC))
+
+    # 11:00, 11:15, 11:30, 11:45 have closed by 12:07; the 12:00 candle has not
+    assert [t.strftime("%H:%M") for t in fifteen["ts"]] == ["11:00", "11:15", "11:30", "11:45"]
+    first = five[five["ts"] < datetime(2018, 1, 25, 11, 15, tzinfo=UTC)]
+    assert fifteen["open"].iloc[0] == first["open"].iloc[0]
+    assert fifteen["high"].iloc[0] == first["high"].max() and fifteen["low"].iloc[0] == first["low"].min()
+    assert fifteen["close"].iloc[0] == first["close"].iloc[-1]
+    assert fifteen["volume"].iloc[0] == pytest.approx(first["volume"].sum())
+
+
+def test_resampling_leaves_out_a_bucket_with_a_missing_candle() -> None:
+    from controller.market_data import candles_frame, resample
+
+    start = int(datetime(2018, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    rows = [[start + i * 300_000, 1, 2, 0.5, 1.5, 10] for i in range(6) if i != 4]  # 00:20 missing
+    out = resample(candles_frame(rows), "5m", "15m")
+    assert [t.strftime("%H:%M") for t in out["ts"]] == ["00:00"]
