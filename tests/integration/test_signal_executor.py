@@ -1,0 +1,180 @@
+"""The signal executor in Hummingbot's real Clock on MockPaperExchange, against a real Postgres queue.
+
+A signal is emitted by the controller's store, claimed by the script through the direct Postgres
+transport (as the executor role), traded on the paper exchange, and every event lands in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from bridge.queue_client import PostgresQueue
+from bridge.resilience import RetryPolicy
+from bridge.schemas import NewSignal
+from controller.storage.postgres import PostgresStore
+from tests.support.hummingbot_harness import Harness, executor_config, start, stop
+
+NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
+
+
+@pytest.fixture
+def store(migrated_db: str) -> Iterator[PostgresStore]:
+    adapter = PostgresStore(migrated_db)
+    yield adapter
+    adapter.close()
+
+
+def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:
+    fields: dict[str, Any] = {
+        "strategy": "dca", "exchange": "binance", "symbol": symbol, "side": "buy", "price": price,
+        "quote_amount": 50.0, "take_profit_pct": 3.0, "stop_loss_pct": 2.0, "time_limit_s": 3600,
+        "expires_at": datetime.now(UTC) + timedelta(minutes=10), "confidence": 0.7}
+    return store.emit_signal(NewSignal(**{**fields, **overrides}))
+
+
+def signal_row(url: str, signal_id: UUID) -> dict[str, Any]:
+    with psycopg.connect(url) as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("select * from signals where id = %s", (signal_id,)).fetchone()
+
+
+def trade_row(url: str, signal_id: UUID) -> dict[str, Any] | None:
+    with psycopg.connect(url) as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("select * from trades where signal_id = %s", (signal_id,)).fetchone()
+
+
+def orders_of(url: str, signal_id: UUID) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select purpose, side, status, filled_amount from orders where signal_id = %s"
+                            " order by created_at, purpose", (signal_id,)).fetchall()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.jsonl"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def open_position(harness: Harness, url: str, signal_id: UUID) -> None:
+    """Tick until the signal is executing and its entry filled."""
+    await harness.until(lambda: signal_id in harness.strategy.positions
+                        and harness.strategy.positions[signal_id].entry_amount > 0)
+    await harness.drained()
+    assert signal_row(url, signal_id)["status"] == "executing"
+
+
+@pytest.mark.parametrize(
+    ("exit_reason", "moves"),
+    [
+        ("take_profit", [103.5]),                  # +3.5% >= take profit 3%
+        ("stop_loss", [97.5]),                     # -2.5% <= stop loss 2%
+        ("trailing_stop", [101.8, 101.0]),         # armed at +1.5%, then 0.8% below the peak
+    ],
+)
+def test_a_signal_is_traded_and_closed_by_its_barrier(store: PostgresStore, migrated_db: str, outbox: Path,
+                                                      exit_reason: str, moves: list[float]) -> None:
+    overrides = {"trailing_activation_pct": 1.5, "trailing_delta_pct": 0.5} if exit_reason == "trailing_stop" else {}
+    signal_id = emit(store, **overrides)
+
+    async def scenario() -> None:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            for mid in moves:
+                harness.book("BTC-USDT", mid)
+                await harness.step(2)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.drained()
+        finally:
+            stop(harness)
+
+    run(scenario())
+    trade = trade_row(migrated_db, signal_id)
+    assert trade is not None and trade["exit_reason"] == exit_reason
+    assert signal_row(migrated_db, signal_id)["status"] == "closed"
+    entry, exit_ = trade["entry_price"], trade["exit_price"]
+    expected = (exit_ - entry) * trade["amount"] - trade["fees_quote"]
+    assert trade["pnl_quote"] == pytest.approx(expected)
+    assert (trade["pnl_quote"] > 0) == (exit_reason in ("take_profit", "trailing_stop"))
+    assert [(o[0], o[1], o[2]) for o in orders_of(migrated_db, signal_id)] == [("entry", "buy", "filled"),
+                                                                               ("exit", "sell", "filled")]
+
+
+def test_a_signal_is_closed_at_its_time_limit(store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    signal_id = emit(store, time_limit_s=30)
+
+    async def scenario() -> None:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.drained()
+        finally:
+            stop(harness)
+
+    run(scenario())
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "time_limit"
+    assert (trade["closed_at"] - trade["opened_at"]).total_seconds() >= 30
+
+
+@pytest.mark.parametrize(
+    ("gate", "setup", "reason"),
+    [
+        # expires while its price is being sampled (the queue itself never hands out an expired signal)
+        ("expired", {"signal": {"expires_at_s": 2}}, "expired at"),
+        # claimed (the bot lists the pair) but the connector has no market for it
+        ("pair", {"signal": {"symbol": "SOL-USDT"}, "config": {"trading_pairs": ["BTC-USDT", "SOL-USDT"]}},
+         "SOL-USDT is not traded"),
+        ("price_moved", {"signal": {"price": 103.0}}, "price moved"),
+        ("unstable", {"swing": [100.0, 101.0, 100.0]}, "within 3 s"),
+        ("spread", {"spread_step": 1.0}, "spread"),
+        ("balance", {"balances": {"USDT": 1, "BTC": 0, "ETH": 0}}, "balance too small"),
+        # a second signal for a pair that already has a position (another strategy's)
+        ("max_positions", {"config": {"max_open_per_pair": 1}, "second": True}, "max open positions for BTC-USDT"),
+    ],
+)
+def test_each_gate_rejects_with_its_reason_and_places_no_order(store: PostgresStore, migrated_db: str, outbox: Path,
+                                                               gate: str, setup: dict[str, Any], reason: str) -> None:
+    signal_args = dict(setup.get("signal", {}))
+    if "expires_at_s" in signal_args:
+        signal_args["expires_at"] = datetime.now(UTC) + timedelta(seconds=signal_args.pop("expires_at_s"))
+    first = emit(store, strategy="swing") if setup.get("second") else None
+    signal_id = emit(store, **signal_args)
+
+    async def scenario() -> Harness:
+        config = executor_config(outbox, **setup.get("config", {}))
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT), balances=setup.get("balances"))
+        if "spread_step" in setup:
+            harness.book("BTC-USDT", 100.0, spread_step=setup["spread_step"])
+        try:
+            if "swing" in setup:
+                await harness.until(lambda: signal_id in harness.strategy.pending)
+                for mid in setup["swing"]:
+                    harness.book("BTC-USDT", mid)
+                    await harness.step(1)
+            await harness.until(lambda: signal_row(migrated_db, signal_id)["status"] == "rejected")
+            return harness
+        finally:
+            stop(harness)
+
+    harness = run(scenario())
+    row = signal_row(migrated_db, signal_id)
+    assert reason in row["reject_reason"]
+    assert harness.strategy.rejections[gate] == 1
+    assert orders_of(migrated_db, signal_id) == []
+    if first is not None:  # the position the second signal ran into goes on
+        assert signal_row(migrated_db, first)["status"] in ("claimed", "executing")

@@ -1,0 +1,107 @@
+"""Run the signal executor inside Hummingbot's real classes: its Clock (backtest mode) and MockPaperExchange.
+
+The recipe is REFERENCE.md's. Simulated time starts at the wall clock's now, so the signals' expiry (set
+by the database in wall time) means the same to the script as in production. The queue worker thread
+runs in real time; `step` gives it a moment of real time between ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hummingbot.client.config.client_config_map import ClientConfigMap
+from hummingbot.client.config.config_helpers import ClientConfigAdapter
+from hummingbot.connector.markets_recorder import MarketsRecorder
+from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+from hummingbot.core.clock import Clock, ClockMode
+from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLConnectionType
+
+from bridge.queue_client import SignalQueue
+from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig
+
+CONNECTOR = "mock"
+
+
+def executor_config(outbox: Path, **overrides: Any) -> SignalExecutorConfig:
+    """A config for tests: fast claims and health checks, a short stability window by default."""
+    values: dict[str, Any] = {
+        "connector": CONNECTOR, "exchange": "binance", "trading_pairs": ["BTC-USDT", "ETH-USDT"],
+        "consumer": "bot-a", "claim_interval_s": 0.05, "heartbeat_interval_s": 0.5,
+        "outbox_path": str(outbox), "stability_window_s": 3, "health_check_interval_s": 5,
+    }
+    values.update(overrides)
+    return SignalExecutorConfig(**values)
+
+
+@dataclass
+class Harness:
+    exchange: MockPaperExchange
+    strategy: SignalExecutor
+    clock: Clock
+    now: float
+
+    def book(self, pair: str, mid: float, spread_step: float = 0.01, volume: float = 10.0) -> None:
+        """A book around `mid` whose levels are `spread_step` apart (in price units)."""
+        self.exchange.set_balanced_order_book(pair, mid, mid * 0.9, mid * 1.1, spread_step, volume)
+
+    async def step(self, seconds: float = 1.0, real_pause: float = 0.02) -> None:
+        """Advance simulated time by `seconds`, one tick at a time, letting the worker thread run."""
+        end = self.now + seconds
+        while self.now < end:
+            self.now += 1.0
+            self.clock.backtest_til(self.now)
+            await asyncio.sleep(real_pause)
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 10.0, tick: bool = True) -> None:
+        """Tick (or just wait) until `condition` holds, failing after `timeout_s` of real time."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout_s} s; status:\n{self.strategy.format_status()}")
+            if tick:
+                await self.step(1.0)
+            else:
+                await asyncio.sleep(0.02)
+
+    async def drained(self, timeout_s: float = 10.0) -> None:
+        """Wait until every ack and report has been delivered."""
+        await self.until(lambda: len(self.strategy.outbox) == 0, timeout_s, tick=False)
+
+
+def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dict[str, float] | None = None,
+          books: dict[str, float] | None = None, exchange: MockPaperExchange | None = None) -> Harness:
+    """Build the exchange, the strategy and the clock; call inside a running event loop."""
+    sql = SQLConnectionManager(ClientConfigAdapter(ClientConfigMap()), SQLConnectionType.TRADE_FILLS,
+                               db_path=":memory:")
+    MarketsRecorder._shared_instance = MarketsRecorder(sql, [], "test.yml", "test", None)
+    if exchange is None:
+        exchange = MockPaperExchange()
+        for asset, amount in (balances or {"USDT": 10_000, "BTC": 0, "ETH": 0}).items():
+            exchange.set_balance(asset, amount)
+    SignalExecutor.init_markets(config)
+    strategy = SignalExecutor({CONNECTOR: exchange}, config, queue_client=queue_client)
+    now = float(int(time.time()))
+    clock = Clock(ClockMode.BACKTEST, 1.0, now, now + 10 * 24 * 3600)
+    clock.add_iterator(exchange)
+    clock.add_iterator(strategy)
+    harness = Harness(exchange, strategy, clock, now)
+    for pair, mid in (books or {"BTC-USDT": 100.0, "ETH-USDT": 50.0}).items():
+        harness.book(pair, mid)
+    clock.__enter__()
+    clock.backtest_til(now)
+    return harness
+
+
+def stop(harness: Harness) -> None:
+    harness.strategy.worker.stop()
+    harness.clock.__exit__(None, None, None)
+
+
+def decimal(value: float | str) -> Decimal:
+    return Decimal(str(value))
