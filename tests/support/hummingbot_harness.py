@@ -63,7 +63,8 @@ class Harness:
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout_s} s; status:\n{self.strategy.format_status()}")
+                status = self.strategy.format_status()
+                raise AssertionError(f"condition not met within {timeout_s} s; status:\n{status}")
             if tick:
                 await self.step(1.0)
             else:
