@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -177,3 +178,66 @@ def test_each_gate_rejects_with_its_reason_and_places_no_order(store: PostgresSt
     assert orders_of(migrated_db, signal_id) == []
     if first is not None:  # the position the second signal ran into goes on
         assert signal_row(migrated_db, first)["status"] in ("claimed", "executing")
+
+
+def test_the_script_loads_through_hummingbots_own_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `start --v2 conf_signal_executor.yml` does: import scripts.signal_executor, find the strategy and
+    config classes, build the config from the YAML in conf/scripts, and set the markets."""
+    import shutil
+    import sys
+
+    from hummingbot.client.config.client_config_map import ClientConfigMap
+    from hummingbot.client.config.config_helpers import ClientConfigAdapter
+    from hummingbot.core.trading_core import TradingCore
+
+    from controller.config import PROJECT_ROOT
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(PROJECT_ROOT / "hummingbot_scripts" / "signal_executor.py", scripts / "signal_executor.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "scripts", raising=False)
+    monkeypatch.delitem(sys.modules, "scripts.signal_executor", raising=False)
+
+    core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
+    core._config_source = str(PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml")
+    strategy_class, config = core.load_v2_class("signal_executor")
+
+    assert strategy_class.__name__ == "SignalExecutor"
+    assert type(config).__name__ == "SignalExecutorConfig"
+    assert config.connector == "binance_paper_trade" and config.trading_pairs == ["BTC-USDT", "ETH-USDT"]
+    assert config.max_instability_pct == Decimal("0.5") and config.stale_order_s == 600
+    assert strategy_class.markets == {"binance_paper_trade": {"BTC-USDT", "ETH-USDT"}}
+
+
+def test_two_bots_on_one_queue_execute_each_signal_once(store: PostgresStore, migrated_db: str,
+                                                        tmp_path: Path) -> None:
+    signal_ids = [emit(store, "BTC-USDT", strategy=f"s{i}") for i in range(3)]
+    signal_ids += [emit(store, "ETH-USDT", price=50.0, strategy=f"s{i}") for i in range(3)]
+
+    async def scenario() -> tuple[Harness, Harness]:
+        bots = [start(executor_config(tmp_path / f"outbox-{name}.jsonl", consumer=name, max_open_per_pair=3),
+                      PostgresQueue(migrated_db, retry=NO_WAIT)) for name in ("bot-a", "bot-b")]
+        try:
+            while sum(b.strategy.worker.stats["claimed"] for b in bots) < len(signal_ids):
+                for bot in bots:
+                    await bot.step(1, real_pause=0.01)
+            for bot in bots:
+                await bot.until(lambda b=bot: b.strategy.worker.claimed.empty() and not b.strategy.pending and all(
+                    p.entry_amount > 0 for p in b.strategy.positions.values()))
+                await bot.drained()
+            return bots[0], bots[1]
+        finally:
+            for bot in bots:
+                stop(bot)
+
+    bot_a, bot_b = run(scenario())
+    with psycopg.connect(migrated_db) as conn:
+        entries = conn.execute("select signal_id, count(*) from orders where purpose = 'entry' group by 1").fetchall()
+        claimed_by = dict(conn.execute("select id, claimed_by from signals").fetchall())
+    assert sorted(e[0] for e in entries) == sorted(signal_ids)
+    assert all(count == 1 for _, count in entries)  # one entry order per signal, across both bots
+    held_a, held_b = set(bot_a.strategy.positions), set(bot_b.strategy.positions)
+    assert held_a.isdisjoint(held_b) and held_a | held_b == set(signal_ids)
+    assert {s: claimed_by[s] for s in held_a} == dict.fromkeys(held_a, "bot-a")
+    assert {s: claimed_by[s] for s in held_b} == dict.fromkeys(held_b, "bot-b")
