@@ -241,3 +241,65 @@ def test_two_bots_on_one_queue_execute_each_signal_once(store: PostgresStore, mi
     assert held_a.isdisjoint(held_b) and held_a | held_b == set(signal_ids)
     assert {s: claimed_by[s] for s in held_a} == dict.fromkeys(held_a, "bot-a")
     assert {s: claimed_by[s] for s in held_b} == dict.fromkeys(held_b, "bot-b")
+
+
+def table_rows(url: str) -> dict[str, list[tuple]]:
+    """What a run left in orders, fills and trades, without the ids and times that differ between runs."""
+    with psycopg.connect(url) as conn:
+        return {
+            "orders": conn.execute("select purpose, side, order_type, status, amount, filled_amount from orders"
+                                   " order by purpose").fetchall(),
+            "fills": conn.execute("select o.purpose, f.price, f.amount, f.fee_quote from fills f"
+                                  " join orders o using (client_order_id) order by o.purpose").fetchall(),
+            "trades": conn.execute("select exit_reason, amount, entry_price, exit_price, fees_quote, pnl_quote"
+                                   " from trades").fetchall(),
+            "signals": conn.execute("select status from signals").fetchall(),
+        }
+
+
+def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_server: Any, tmp_path: Path) -> None:
+    """The same trade twice: once with the queue up, once with the network to it cut for 60 simulated seconds
+    while the position exits; after the outbox replays, both databases hold the same rows."""
+    from controller.migrate import migrate
+    from tests.support.tcp_proxy import TcpProxy
+
+    async def trade(url: str, outbox: Path, outage: TcpProxy | None) -> None:
+        harness = start(executor_config(outbox), PostgresQueue(queue_url, retry=NO_WAIT, timeout_s=1))
+        try:
+            await open_position(harness, url, signal_id)
+            if outage:
+                outage.cut()
+            harness.book("BTC-USDT", 103.5)
+            await harness.step(60)  # the take profit fills while the queue is unreachable
+            assert signal_id not in harness.strategy.positions
+            if outage:
+                assert len(harness.strategy.outbox) >= 4  # exit created, filled, completed, position closed, ack
+                assert harness.strategy.worker.breaker.state.value == "open"
+                outage.restore()
+            await harness.drained(timeout_s=30)
+        finally:
+            stop(harness)
+
+    results = []
+    for name, with_outage in (("steady", False), ("outage", True)):
+        url = pg_server.create_database()
+        try:
+            with psycopg.connect(url) as conn:
+                migrate(conn)
+            store = PostgresStore(url)
+            signal_id = emit(store)
+            store.close()
+            port = psycopg.conninfo.conninfo_to_dict(url)["port"]
+            proxy = TcpProxy(int(port))
+            queue_url = psycopg.conninfo.make_conninfo(url, port=proxy.port)
+            try:
+                run(trade(url, tmp_path / f"{name}.jsonl", proxy if with_outage else None))
+            finally:
+                proxy.close()
+            results.append(table_rows(url))
+        finally:
+            pg_server.drop_database(url)
+
+    steady, outage = results
+    assert steady["trades"] and steady["signals"] == [("closed",)]
+    assert outage == steady
