@@ -51,6 +51,10 @@ class SignalQueue(Protocol):
 
     def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None: ...
 
+    def positions(self, consumer: str) -> list[dict[str, Any]]:
+        """The signals `consumer` is executing, with their fills and open orders (restart safety)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -123,6 +127,9 @@ class PostgrestQueue:
     def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None:
         params = {"component": component, "progress": dict(progress)}
         retry_call(lambda: self._rpc("heartbeat", params), self.retry)
+
+    def positions(self, consumer: str) -> list[dict[str, Any]]:
+        return retry_call(lambda: self._rpc("executor_positions", {"consumer": consumer}), self.retry) or []
 
     def close(self) -> None:
         self.session.close()
@@ -200,6 +207,10 @@ class PostgresQueue:
         payload = json.dumps(to_json_value(dict(progress)))
         retry_call(lambda: self._call("heartbeat", "select heartbeat(%s, %s::jsonb)", (component, payload)),
                    self.retry)
+
+    def positions(self, consumer: str) -> list[dict[str, Any]]:
+        return retry_call(lambda: self._call("executor_positions", "select * from executor_positions(%s)",
+                                             (consumer,)), self.retry)
 
     def close(self) -> None:
         self._drop_connection()

@@ -167,6 +167,8 @@ class QueueWorker:
         self.markets = markets
         self.breaker = CircuitBreaker("queue", failure_threshold=3, probe_after_s=5.0, max_probe_after_s=60.0)
         self.claimed: queue.Queue[Signal] = queue.Queue()
+        self.restored: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.restore_done = threading.Event()
         self.capacity = 0  # how many signals the strategy can take now (set by the strategy)
         self.progress: dict[str, Any] = {}
         self.stats: Counter[str] = Counter()
@@ -192,7 +194,9 @@ class QueueWorker:
         while not self._stop.is_set():
             now = time.monotonic()
             self._deliver()
-            if now >= next_claim and len(self.outbox) == 0:
+            if not self.restore_done.is_set() and len(self.outbox) == 0:
+                self._restore()
+            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set():
                 self._claim()
                 next_claim = now + self.config.claim_interval_s
             if now >= next_heartbeat:
@@ -222,6 +226,17 @@ class QueueWorker:
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
+
+    def _restore(self) -> None:
+        """After a restart: the positions this consumer was executing, read once the outbox is delivered (so
+        nothing the outbox closes is brought back)."""
+        try:
+            rows = self._call(lambda: self.queue.positions(self.config.consumer))
+        except CallError:
+            return  # tried again on the next turn
+        for row in rows:
+            self.restored.put(row)
+        self.restore_done.set()
 
     def _heartbeat(self) -> None:
         try:
@@ -371,13 +386,15 @@ class SignalExecutor(StrategyV2Base):
 
     def on_tick(self) -> None:
         now = self.current_timestamp
+        self._take_restored(now)
         self._take_claimed(now)
         self._check_pending(now)
         self._manage_positions(now)
         if now >= self._next_health_check:
             self._order_health(now)
             self._next_health_check = now + self.config.health_check_interval_s
-        self.worker.capacity = self.config.max_open_positions - len(self.positions) - len(self.pending)
+        self.worker.capacity = self.config.max_open_positions - len(self.positions) - len(self.pending) \
+            - self.worker.claimed.qsize()
         self.worker.progress = self._progress(now)
 
     def _connector(self) -> Any:
@@ -401,6 +418,37 @@ class SignalExecutor(StrategyV2Base):
         self.fates.append((str(signal.id)[:8], signal.symbol, f"rejected: {reason}"))
         self.outbox.append("ack", {"signal_id": str(signal.id), "status": "rejected", "reason": reason})
         self.worker.wake()
+
+    def _take_restored(self, now: float) -> None:
+        """Manage on the positions a previous run of this bot left open (restart safety)."""
+        while True:
+            try:
+                row = self.worker.restored.get_nowait()
+            except queue.Empty:
+                return
+            signal = Signal.model_validate(row["signal"])
+            self.seen.add(signal.id)
+            position = Position(signal, opened_at=_timestamp(row["opened_at"]),
+                                entry_amount=_dec(row["entry_amount"]), entry_quote=_dec(row["entry_quote"]),
+                                exit_amount=_dec(row["exit_amount"]), exit_quote=_dec(row["exit_quote"]),
+                                fees_quote=_dec(row["fees_quote"]))
+            position.peak = position.entry_price
+            self.positions[signal.id] = position
+            active = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+            for stored in row["open_orders"] or []:
+                order = TrackedOrder(stored["client_order_id"], stored["purpose"],
+                                     TradeType.BUY if stored["side"] == "buy" else TradeType.SELL,
+                                     _dec(stored["amount"] or 0), _dec(stored["price"]) if stored["price"] else None,
+                                     _timestamp(stored["created_at"]) or now, filled=_dec(stored["filled_amount"]))
+                position.orders[order.order_id] = order
+                self.order_index[order.order_id] = signal.id
+                if order.order_id not in active:  # the connector forgot it while we were down
+                    self.health["lost_reconciled"] += 1
+                    self._report_order(position, order, "order_failed", now, reason="lost across a restart")
+                    self._finish_order(position, order, now)
+            self.fates.append((str(signal.id)[:8], signal.symbol, "restored after a restart"))
+            if signal.id in self.positions and position.entry_amount <= 0 and not position.open_orders("entry"):
+                self._close(position, now, traded=False)
 
     def _take_claimed(self, now: float) -> None:
         while True:
@@ -688,6 +736,21 @@ class SignalExecutor(StrategyV2Base):
         lines.append("rejections by gate: " + (", ".join(f"{g} {n}" for g, n in self.rejections.items()) or "none"))
         lines.append("order health: " + (", ".join(f"{k} {n}" for k, n in self.health.items()) or "nothing to do"))
         return "\n".join(lines)
+
+
+def _dec(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _timestamp(value: Any) -> float | None:
+    """Seconds since the epoch from a datetime (direct transport) or an ISO string (PostgREST)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from datetime import datetime
+
+        value = datetime.fromisoformat(value)
+    return value.timestamp()
 
 
 def _iso(ts: float) -> str:

@@ -239,3 +239,23 @@ def test_a_refused_connection_is_a_connection_error_on_both_transports() -> None
         with pytest.raises(CallError) as failed:
             queue.heartbeat("bot", {})
         assert failed.value.kind == ErrorKind.CONNECTION
+
+
+def test_positions_lists_what_the_consumer_is_executing(transport: tuple[SignalQueue, object],
+                                                        migrated_db: str) -> None:
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    other = emit(migrated_db, "ETH-USDT")
+    queue.claim("bot-a", 10, 30)
+    queue.ack(signal_id, "bot-a", "executing")
+    for event in entry_events(signal_id)[:2]:  # created and filled, not yet completed
+        queue.report(event)
+
+    [position] = queue.positions("bot-a")
+
+    assert str(position["signal"]["id"]) == str(signal_id)
+    assert Decimal(str(position["entry_amount"])) == Decimal("0.2")
+    assert Decimal(str(position["entry_quote"])) == Decimal("0.2") * Decimal("100.6")
+    assert [o["client_order_id"] for o in position["open_orders"]] == ["buy-1"]
+    assert queue.positions("bot-b") == []
+    assert other != signal_id

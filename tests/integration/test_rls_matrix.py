@@ -5,7 +5,8 @@ this file), row-level security on every table, then a sample of the matrix tried
 
     anon           nothing
     authenticated  select on the dashboard_* views, nothing else
-    executor       execute on claim_signals, ack_signal, report_order_event, heartbeat, nothing else
+    executor       execute on claim_signals, ack_signal, report_order_event, heartbeat, executor_positions,
+                   nothing else
     service_role   select/insert/update/delete on every table, select on every view, execute on every function
 """
 
@@ -24,7 +25,7 @@ from controller.migrate import migrate
 from tests.conftest import PgServer
 
 ROLES = ["anon", "authenticated", "executor", "service_role"]
-EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat"}
+EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat", "executor_positions"}
 TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
 SERVICE_TABLE_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 VIEW_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE"]

@@ -303,3 +303,36 @@ def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_s
     steady, outage = results
     assert steady["trades"] and steady["signals"] == [("closed",)]
     assert outage == steady
+
+
+def test_a_restart_mid_position_closes_the_position_once(store: PostgresStore, migrated_db: str,
+                                                         outbox: Path) -> None:
+    signal_id = emit(store)
+
+    async def scenario() -> Harness:
+        first = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        await open_position(first, migrated_db, signal_id)
+        stop(first)  # the bot goes away with the position open; the exchange keeps its balances
+
+        second = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT), exchange=first.exchange)
+        try:
+            await second.until(lambda: signal_id in second.strategy.positions)
+            restored = second.strategy.positions[signal_id]
+            assert restored.entry_amount > 0 and restored.opened_at is not None
+            second.book("BTC-USDT", 103.5)
+            await second.until(lambda: signal_id not in second.strategy.positions)
+            await second.drained()
+            await second.step(5)  # a few more ticks: nothing is claimed or sold again
+            await second.drained()
+            return second
+        finally:
+            stop(second)
+
+    run(scenario())
+    with psycopg.connect(migrated_db) as conn:
+        trades = conn.execute("select exit_reason from trades where signal_id = %s", (signal_id,)).fetchall()
+        orders = conn.execute("select purpose, count(*) from orders where signal_id = %s group by 1 order by 1",
+                              (signal_id,)).fetchall()
+    assert trades == [("take_profit",)]
+    assert orders == [("entry", 1), ("exit", 1)]
+    assert signal_row(migrated_db, signal_id)["status"] == "closed"
