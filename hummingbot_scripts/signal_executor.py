@@ -364,6 +364,7 @@ class SignalExecutor(StrategyV2Base):
         self.health: Counter[str] = Counter()
         self.closed_trades: Counter[str] = Counter()
         self._next_health_check = 0.0
+        self.worker.capacity = config.max_open_positions
         self.worker.start()
 
     def _queue_from_environment(self) -> SignalQueue:

@@ -21,7 +21,7 @@ from bridge.queue_client import PostgresQueue
 from bridge.resilience import RetryPolicy
 from bridge.schemas import NewSignal
 from controller.storage.postgres import PostgresStore
-from tests.support.hummingbot_harness import Harness, executor_config, start, stop
+from offline.harness import Harness, executor_config, start, stop
 
 NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
 

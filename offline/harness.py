@@ -1,5 +1,7 @@
 """Run the signal executor inside Hummingbot's real classes: its Clock (backtest mode) and MockPaperExchange.
 
+Used by the tests and by the offline demo.
+
 The recipe is REFERENCE.md's. Simulated time starts at the wall clock's now, so the signals' expiry (set
 by the database in wall time) means the same to the script as in production. The queue worker thread
 runs in real time; `step` gives it a moment of real time between ticks.
@@ -45,6 +47,7 @@ class Harness:
     strategy: SignalExecutor
     clock: Clock
     now: float
+    tick_size: float = 1.0
 
     def book(self, pair: str, mid: float, spread_step: float = 0.01, volume: float = 10.0) -> None:
         """A book around `mid` whose levels are `spread_step` apart (in price units)."""
@@ -54,7 +57,7 @@ class Harness:
         """Advance simulated time by `seconds`, one tick at a time, letting the worker thread run."""
         end = self.now + seconds
         while self.now < end:
-            self.now += 1.0
+            self.now += self.tick_size
             self.clock.backtest_til(self.now)
             await asyncio.sleep(real_pause)
 
@@ -66,7 +69,7 @@ class Harness:
                 status = self.strategy.format_status()
                 raise AssertionError(f"condition not met within {timeout_s} s; status:\n{status}")
             if tick:
-                await self.step(1.0)
+                await self.step(self.tick_size)
             else:
                 await asyncio.sleep(0.02)
 
@@ -76,7 +79,8 @@ class Harness:
 
 
 def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dict[str, float] | None = None,
-          books: dict[str, float] | None = None, exchange: MockPaperExchange | None = None) -> Harness:
+          books: dict[str, float] | None = None, exchange: MockPaperExchange | None = None,
+          tick_size: float = 1.0) -> Harness:
     """Build the exchange, the strategy and the clock; call inside a running event loop."""
     sql = SQLConnectionManager(ClientConfigAdapter(ClientConfigMap()), SQLConnectionType.TRADE_FILLS,
                                db_path=":memory:")
@@ -88,10 +92,10 @@ def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dic
     SignalExecutor.init_markets(config)
     strategy = SignalExecutor({CONNECTOR: exchange}, config, queue_client=queue_client)
     now = float(int(time.time()))
-    clock = Clock(ClockMode.BACKTEST, 1.0, now, now + 10 * 24 * 3600)
+    clock = Clock(ClockMode.BACKTEST, tick_size, now, now + 30 * 24 * 3600)
     clock.add_iterator(exchange)
     clock.add_iterator(strategy)
-    harness = Harness(exchange, strategy, clock, now)
+    harness = Harness(exchange, strategy, clock, now, tick_size)
     for pair, mid in (books or {"BTC-USDT": 100.0, "ETH-USDT": 50.0}).items():
         harness.book(pair, mid)
     clock.__enter__()
