@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller import flags
+from controller import db, flags
+from controller.alerts import Alerter, MetricsServer
 from controller.config import ControllerConfig, Secrets, load_model
+from controller.health import DatabaseSnapshot, HealthReporter, read_database
 from controller.market_data import (
     CcxtSource,
     FailoverSource,
@@ -17,9 +19,10 @@ from controller.market_data import (
     SimClock,
     timeframe_seconds,
 )
-from controller.pipeline import Scanner
+from controller.pipeline import CycleReport, Scanner
 from controller.storage import Store, open_store
 from controller.strategy_params import StrategiesConfig, load_strategies
+from controller.supervisor import Restarter, Supervisor
 
 
 @dataclass
@@ -65,3 +68,69 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
                       exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults)
     return Wiring(scanner, store, clock, strategy_config)
+
+
+@dataclass
+class Operations:
+    """What runs beside the loop: the health reporter (hourly report, final report), alerts, metrics, supervisor."""
+
+    reporter: HealthReporter
+    alerter: Alerter
+    metrics: MetricsServer | None
+    supervisor: Supervisor
+    last: CycleReport | None = None
+
+    def on_cycle(self, report: CycleReport) -> None:
+        self.last = report
+        self.reporter.observe(report)
+        self.supervisor.tick()
+        self.reporter.maybe_report()
+
+    def close(self) -> None:
+        self.reporter.final_report()
+        if self.metrics is not None:
+            self.metrics.stop()
+
+
+def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Operations:
+    """Health, alerts, metrics and self-healing for a running Scanner."""
+    scanner = wiring.scanner
+
+    def read_db() -> DatabaseSnapshot:
+        with db.connect(config, secrets) as conn:
+            return read_database(conn, scanner.flag_defaults)
+
+    alerter = Alerter.from_env(config.alerts)
+    metrics = MetricsServer.from_config(config.metrics, counters=lambda: scanner.counters)
+    supervisor = Supervisor(config.supervisor,
+                            on_event=lambda event: alerter.alert(f"supervisor:{event.component}", event.text()))
+    ops_holder: list[Operations] = []
+
+    def market_data_problem() -> str | None:
+        last = ops_holder[0].last if ops_holder else None
+        if last is None:
+            return None
+        failing = [name for name in last.failures if name.startswith("data:") and not name.endswith(":regime")]
+        if failing and len(failing) >= len(scanner.symbols):
+            return f"no candles for any symbol in the last cycle ({len(failing)} fetches failed)"
+        return None
+
+    def restart_market_data() -> None:
+        scanner.source = live_source(config)  # fresh ccxt clients, breakers and limiters
+
+    if wiring.clock is None:  # recorded candles do not go stale; live sources do
+        supervisor.add("market_data", Restarter(market_data_problem, restart_market_data))
+    base_s = wiring.base_timeframe_s()
+    health = config.health.model_copy(update={"controller": config.health.controller.model_copy(
+        update={"interval_s": base_s}), "candle_interval_s": config.health.candle_interval_s or base_s})
+    listeners = [alerter.on_report] + ([metrics.on_report] if metrics else [])
+    reporter = HealthReporter(health, read_db,
+                              sources=lambda: {"market": scanner.source.health()}
+                              if hasattr(scanner.source, "health") else {},
+                              extra=supervisor.components, listeners=listeners,
+                              controller_name=config.loop.heartbeat_component)
+    if metrics is not None:
+        metrics.start()
+    ops = Operations(reporter, alerter, metrics, supervisor)
+    ops_holder.append(ops)
+    return ops

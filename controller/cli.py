@@ -272,20 +272,25 @@ def run_cmd(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from controller.app import operations
+
+    end = _parse_time(until)
+    if replay is not None and end is None:
+        raise _fail("--until is required with --replay")
     wiring = _wiring(ctx.obj, replay, exchange, _parse_time(start), symbols)
     step = wiring.base_timeframe_s()
+    ops = operations(wiring, ctx.obj.config, ctx.obj.secrets)
     try:
         if wiring.clock is None:
-            pipeline.run_live(wiring.scanner, step, stop)
+            pipeline.run_live(wiring.scanner, step, stop, on_cycle=ops.on_cycle)
         else:
-            end = _parse_time(until)
-            if end is None:
-                raise _fail("--until is required with --replay")
-            reports = pipeline.run_replay(wiring.scanner, wiring.clock.advance, wiring.clock.now, end, step, stop)
+            reports = pipeline.run_replay(wiring.scanner, wiring.clock.advance, wiring.clock.now, end, step, stop,
+                                          on_cycle=ops.on_cycle)
             emitted = sum(r.emitted for r in reports)
             console.print(f"replayed {len(reports)} scans up to {wiring.clock.now():%Y-%m-%d %H:%M}: "
                           f"{emitted} signal(s) emitted")
     finally:
+        ops.close()  # the final health report (seed 002)
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")
 
@@ -306,6 +311,15 @@ def _print_report(report: CycleReport) -> None:
     for name, failure in sorted(report.failures.items()):
         console.print(f"[red]failed[/red] {name}: {failure}")
     console.print(f"{report.emitted} signal(s) emitted in {report.duration_s:.2f} s")
+
+
+@app.command("status")
+def status_cmd(ctx: typer.Context,
+               as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False) -> None:
+    """Health of every component, judged by progress from the heartbeats; exit 1 when one is degraded or down."""
+    from controller.status import status_command
+
+    raise typer.Exit(status_command(ctx.obj, as_json=as_json))
 
 
 @app.command("backfill")

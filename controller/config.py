@@ -18,9 +18,12 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from controller.alerts import AlertConfig, MetricsConfig
+from controller.health import HealthConfig
 from controller.model import Frozen
 from controller.regime import ProtectionParams, RegimeParams
 from controller.signals import SizingParams
+from controller.supervisor import SupervisorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "controller.yml"
@@ -90,6 +93,10 @@ class ControllerConfig(BaseSettings):
     regime: RegimeParams = RegimeParams()
     protection: ProtectionParams = ProtectionParams()
     sizing: SizingParams = SizingParams()
+    health: HealthConfig = HealthConfig()
+    alerts: AlertConfig = AlertConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
 
     @classmethod
     def settings_customise_sources(

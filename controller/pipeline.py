@@ -284,7 +284,8 @@ def next_close(now: datetime, timeframe_s: int) -> datetime:
     return datetime.fromtimestamp((epoch // timeframe_s + 1) * timeframe_s, tz=UTC)
 
 
-def run_live(scanner: Scanner, timeframe_s: int, stop: threading.Event, settle_s: float = 3.0) -> None:
+def run_live(scanner: Scanner, timeframe_s: int, stop: threading.Event, settle_s: float = 3.0,
+             on_cycle: Callable[[CycleReport], None] | None = None) -> None:
     """Scan shortly after every candle close until `stop` is set (SIGTERM sets it: the current cycle ends first)."""
     while not stop.is_set():
         wake = next_close(datetime.now(UTC), timeframe_s) + timedelta(seconds=settle_s)
@@ -293,13 +294,18 @@ def run_live(scanner: Scanner, timeframe_s: int, stop: threading.Event, settle_s
         report = scanner.scan()
         logger.info("scan done", extra={"emitted": report.emitted, "duration_s": round(report.duration_s, 3),
                                         "failures": len(report.failures)})
+        if on_cycle is not None:
+            on_cycle(report)
 
 
 def run_replay(scanner: Scanner, advance: Callable[[float], None], now: Callable[[], datetime], until: datetime,
-               timeframe_s: int, stop: threading.Event) -> list[CycleReport]:
+               timeframe_s: int, stop: threading.Event,
+               on_cycle: Callable[[CycleReport], None] | None = None) -> list[CycleReport]:
     """Scan at every candle close of a replayed period, as fast as the machine goes."""
     reports = []
     while not stop.is_set() and now() < until:
         advance(timeframe_s)
         reports.append(scanner.scan())
+        if on_cycle is not None:
+            on_cycle(reports[-1])
     return reports
