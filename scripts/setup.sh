@@ -55,6 +55,13 @@ else
     NEED_PGSERVER=1
 fi
 
+# Debian's docker-compose validates docker-compose.yml in the tests (no Docker engine is needed for that).
+if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing docker-compose with apt-get (to validate docker-compose.yml)"
+    { apt-get install -y -qq docker-compose >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }; } \
+        || say "docker-compose could not be installed: the compose file is then checked structurally only"
+fi
+
 # --- 3. Python packages, pinned -----------------------------------------------------------------
 # Each requirements file is installed under requirements/constraints.txt (the lock).
 "${PIP[@]}" install -q -r requirements/hummingbot-runtime.in -r requirements/project.in -c requirements/constraints.txt
