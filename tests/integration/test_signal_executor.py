@@ -336,3 +336,50 @@ def test_a_restart_mid_position_closes_the_position_once(store: PostgresStore, m
     assert trades == [("take_profit",)]
     assert orders == [("entry", 1), ("exit", 1)]
     assert signal_row(migrated_db, signal_id)["status"] == "closed"
+
+
+@pytest.mark.parametrize("action", ["complete", "cancel"])
+def test_a_stale_partial_fill_is_completed_or_cancelled_per_config(store: PostgresStore, migrated_db: str,
+                                                                   outbox: Path, action: str) -> None:
+    """MockPaperExchange fills a resting limit in full, never in part, so the partial fill is delivered to the
+    script as the connector would deliver it: a real OrderFilledEvent for half of a resting entry."""
+    from hummingbot.core.data_type.common import OrderType, TradeType
+    from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee
+    from hummingbot.core.event.events import OrderFilledEvent
+
+    signal_id = emit(store)
+
+    async def scenario() -> tuple[Harness, Decimal]:
+        harness = start(executor_config(outbox, entry_order_type="limit", partial_fill_max_age_s=20,
+                                        partial_fill_action=action, limit_timeout_s=600, health_check_interval_s=5),
+                        PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await harness.until(lambda: signal_id in harness.strategy.positions)
+            position = harness.strategy.positions[signal_id]
+            [entry] = position.orders.values()
+            assert entry.price is not None and not entry.done  # resting at the bid
+            half = entry.amount / 2
+            harness.strategy.did_fill_order(OrderFilledEvent(
+                harness.now, entry.order_id, "BTC-USDT", TradeType.BUY, OrderType.LIMIT, entry.price, half,
+                AddedToCostTradeFee(), exchange_trade_id="partial-1"))
+            await harness.step(30)  # past the maximum age of a partial fill
+            await harness.until(lambda: entry.done)
+            await harness.step(3)
+            await harness.drained()
+            return harness, entry.amount
+        finally:
+            stop(harness)
+
+    harness, ordered = run(scenario())
+    position = harness.strategy.positions[signal_id]
+    with psycopg.connect(migrated_db) as conn:
+        entries = conn.execute("select order_type, status, filled_amount from orders where signal_id = %s"
+                               " and purpose = 'entry' order by created_at", (signal_id,)).fetchall()
+    assert harness.strategy.health["partial_fills_handled"] == 1
+    assert entries[0][:2] == ("limit", "cancelled") and entries[0][2] > 0
+    if action == "complete":  # the rest bought at market: the position has what the signal asked for
+        assert entries[1][:2] == ("market", "filled")
+        assert position.entry_amount == pytest.approx(ordered)
+    else:
+        assert len(entries) == 1
+        assert position.entry_amount == entries[0][2]  # the position keeps what filled, exits size to it
