@@ -7,6 +7,7 @@ transport (as the executor role), traded on the paper exchange, and every event 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -383,3 +384,55 @@ def test_a_stale_partial_fill_is_completed_or_cancelled_per_config(store: Postgr
     else:
         assert len(entries) == 1
         assert position.entry_amount == entries[0][2]  # the position keeps what filled, exits size to it
+
+
+def test_a_queue_that_never_answers_does_not_delay_the_clock(outbox: Path) -> None:
+    from bridge.queue_client import PostgrestQueue
+    from tests.integration.test_queue_contract import BlackHole
+
+    hole = BlackHole()  # accepts connections, never answers: every claim waits out its 5 s timeout
+
+    async def scenario() -> tuple[float, Harness]:
+        harness = start(executor_config(outbox), PostgrestQueue(f"http://127.0.0.1:{hole.port}", "key", timeout_s=5))
+        try:
+            slowest = 0.0
+            for _ in range(20):
+                started = time.perf_counter()
+                harness.now += 1
+                harness.clock.backtest_til(harness.now)
+                slowest = max(slowest, time.perf_counter() - started)
+                await asyncio.sleep(0.05)
+            return slowest, harness
+        finally:
+            stop(harness)
+
+    try:
+        slowest, harness = run(scenario())
+    finally:
+        hole.close()
+    assert len(hole.accepted) >= 1  # the worker was stuck on the queue the whole time
+    assert slowest < 0.2  # and no tick waited for it
+    status = harness.strategy.format_status()
+    assert status.startswith("queue: breaker closed") and "open positions (0)" in status
+    assert "rejections by gate: none" in status and "order health: nothing to do" in status
+
+
+def test_format_status_shows_positions_fates_and_rejections(store: PostgresStore, migrated_db: str,
+                                                            outbox: Path) -> None:
+    signal_id = emit(store)
+    rejected = emit(store, "ETH-USDT", price=60.0)  # the book is at 50: price moved
+
+    async def scenario() -> str:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            await harness.until(lambda: signal_row(migrated_db, rejected)["status"] == "rejected")
+            return harness.strategy.format_status()
+        finally:
+            stop(harness)
+
+    status = run(scenario())
+    assert "open positions (1):" in status and "BTC-USDT dca" in status and "unrealised" in status
+    assert f"{str(signal_id)[:8]} BTC-USDT executing" in status
+    assert f"{str(rejected)[:8]} ETH-USDT rejected: price moved" in status
+    assert "rejections by gate: price_moved 1" in status
