@@ -42,8 +42,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Trading control plane around Hummingbot.")
 db_app = typer.Typer(no_args_is_help=True, help="The embedded Postgres (used when DATABASE_URL is not set).")
 flags_app = typer.Typer(no_args_is_help=True, help="Feature flags and phases.")
+retention_app = typer.Typer(no_args_is_help=True, help="Retention: move and delete old data by tier.")
 app.add_typer(db_app, name="db")
 app.add_typer(flags_app, name="flags")
+app.add_typer(retention_app, name="retention")
 
 # Wide enough for the tables when output goes to a file or a pipe (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -320,6 +322,33 @@ def status_cmd(ctx: typer.Context,
     from controller.status import status_command
 
     raise typer.Exit(status_command(ctx.obj, as_json=as_json))
+
+
+@retention_app.command("run")
+def retention_run(ctx: typer.Context, dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="show what a run would do; change nothing")] = False) -> None:
+    """Archive and delete by tier (what the pg_cron job runs daily); report rows and bytes per table."""
+    from controller.retention import retention_command
+
+    retention_command(ctx.obj, dry_run)
+
+
+@app.command("storage")
+def storage_cmd(ctx: typer.Context, warn_gb: Annotated[float | None, typer.Option(
+        "--warn-gb", min=0, help="warn above this size per table (default storage.warn_table_gb)")] = None) -> None:
+    """Rows, size, growth per day and projected size at 30 and 90 days, per table."""
+    from controller.retention import storage_command
+
+    storage_command(ctx.obj, warn_gb)
+
+
+@app.command("verify")
+def verify_cmd(ctx: typer.Context, window: Annotated[str, typer.Option(
+        "--window", help="how far back: 30m, 24h, 7d")] = "24h") -> None:
+    """The trade funnel for the window, and every signal stuck in a state; exit 1 when something is stuck."""
+    from controller.verify import verify_command
+
+    verify_command(ctx.obj, window)
 
 
 @app.command("backfill")

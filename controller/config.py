@@ -75,6 +75,10 @@ class LoopConfig(Frozen):
     heartbeat_component: str = "controller"
 
 
+class StorageConfig(Frozen):
+    warn_table_gb: float = Field(1.0, gt=0, description="`storage` warns about a table larger than this")
+
+
 class ControllerConfig(BaseSettings):
     """`conf/controller.yml`."""
 
@@ -97,6 +101,7 @@ class ControllerConfig(BaseSettings):
     alerts: AlertConfig = AlertConfig()
     metrics: MetricsConfig = MetricsConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    storage: StorageConfig = StorageConfig()
 
     @classmethod
     def settings_customise_sources(

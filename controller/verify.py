@@ -1,0 +1,302 @@
+"""`python -m controller verify --window 24h`: are trades really happening, and is anything stuck?
+
+The seed's "verify trades" check, over the signal queue and the execution reports:
+
+- the funnel of the signals created in the window: emitted, claimed, rejected (by reason), ordered (an entry
+  order exists), filled (an entry order has fills), closed, expired, still open;
+- P&L of the trades closed in the window (sum of trades.pnl_quote, win rate), whichever signal they belong to;
+- every open signal stuck in its state longer than expected, whatever its age, with its id:
+    new        past its expires_at (claim_signals would have expired it: no executor is claiming)
+    claimed    lease past due (its executor stopped acknowledging)
+    executing  no order `no_order_after` after it started executing
+    executing  an entry order still open (created / partially filled) `stale_entry_order` after creation
+    executing  past its time_limit_s + `time_limit_grace` since it started executing
+
+Exit code: 0 when nothing is stuck, 1 when something is (so cron or CI can alert), 2 for a bad --window.
+
+`analyze` is pure (rows in, report out); `read_rows` is the SQL that feeds it.
+
+Wired into the typer app by controller/cli.py as `verify --window 24h`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import typer
+from psycopg.rows import dict_row
+from rich.console import Console
+from rich.table import Table
+
+from bridge.redaction import redact
+from controller import db
+from controller.config import ConfigError
+from controller.embedded_db import EmbeddedDbError
+
+if TYPE_CHECKING:
+    from controller.cli import Context
+
+OPEN_STATUSES = ("new", "claimed", "executing")
+OPEN_ORDER_STATUSES = ("created", "partially_filled")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+
+
+def parse_window(text: str) -> timedelta:
+    """'30m', '24h', '7d' (also s and w) -> a timedelta; ValueError names what is allowed."""
+    match = _WINDOW.match(text.lower()) if text else None
+    if match is None:
+        raise ValueError(f"window must be a whole number and a unit (s, m, h, d, w), e.g. 30m, 24h or 7d; "
+                         f"got {text!r}")
+    amount = int(match.group(1))
+    if amount <= 0:
+        raise ValueError(f"window must be longer than zero, got {text!r}")
+    window = timedelta(**{_UNITS[match.group(2)]: amount})
+    if window > timedelta(days=3650):
+        raise ValueError(f"window must be at most 10 years, got {text!r}")
+    return window
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How long a state may last before a signal counts as stuck (defaults from seed 000's order health)."""
+
+    no_order_after: timedelta = timedelta(minutes=5)        # ORDER_HEALTH_CHECK_INTERVAL = 300 s
+    stale_entry_order: timedelta = timedelta(minutes=10)    # ORDER_STALE_THRESHOLD_SECONDS = 600
+    time_limit_grace: timedelta = timedelta(minutes=10)     # room for the exit order after the time limit
+
+
+@dataclass(frozen=True)
+class Funnel:
+    emitted: int = 0
+    claimed: int = 0
+    ordered: int = 0
+    filled: int = 0
+    closed: int = 0
+    rejected: int = 0
+    expired: int = 0
+    open: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pnl:
+    trades: int = 0
+    wins: int = 0
+    pnl_quote: Decimal = Decimal(0)
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.trades if self.trades else None
+
+
+@dataclass(frozen=True)
+class StuckSignal:
+    signal_id: str
+    status: str
+    problem: str
+    since: datetime          # when the state became overdue
+    overdue: timedelta       # how long past due at the time of the check
+    strategy: str = ""
+    symbol: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    start: datetime
+    end: datetime
+    funnel: Funnel
+    pnl: Pnl
+    stuck: list[StuckSignal]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.stuck
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.healthy else 1
+
+
+def _stuck(signal: Mapping[str, Any], problem: str, due: datetime, now: datetime, detail: str = "") -> StuckSignal:
+    return StuckSignal(str(signal["id"]), signal["status"], problem, due, now - due,
+                       signal.get("strategy", ""), signal.get("symbol", ""), detail)
+
+
+def find_stuck(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, Any]], now: datetime,
+               thresholds: Thresholds) -> list[StuckSignal]:
+    """Open signals overdue in their state, oldest problem first; a signal may have several problems."""
+    orders_of: dict[str, list[Mapping[str, Any]]] = {}
+    for order in orders:
+        orders_of.setdefault(str(order["signal_id"]), []).append(order)
+    stuck = []
+    for s in signals:
+        if s["status"] == "new" and s["expires_at"] <= now:
+            stuck.append(_stuck(s, "new past its expiry", s["expires_at"], now,
+                                "never claimed: is an executor polling the queue?"))
+        elif s["status"] == "claimed" and s["lease_until"] is not None and s["lease_until"] < now:
+            stuck.append(_stuck(s, "claimed, lease past due", s["lease_until"], now,
+                                f"claimed by {s.get('claimed_by') or '?'}"))
+        elif s["status"] == "executing":
+            started = s["executing_at"] or s["claimed_at"] or s["created_at"]
+            own = orders_of.get(str(s["id"]), [])
+            if not own and started + thresholds.no_order_after < now:
+                stuck.append(_stuck(s, "executing without an order", started + thresholds.no_order_after, now))
+            for order in own:
+                if (order["purpose"] == "entry" and order["status"] in OPEN_ORDER_STATUSES
+                        and order["created_at"] + thresholds.stale_entry_order < now):
+                    stuck.append(_stuck(s, "entry order open too long", order["created_at"]
+                                        + thresholds.stale_entry_order, now,
+                                        f"order {order['client_order_id']} {order['status']}"))
+            if s.get("time_limit_s"):
+                due = started + timedelta(seconds=s["time_limit_s"]) + thresholds.time_limit_grace
+                if due < now:
+                    stuck.append(_stuck(s, "past its time limit", due, now,
+                                        f"time_limit_s {s['time_limit_s']} + grace"))
+    return sorted(stuck, key=lambda x: (x.since, x.signal_id, x.problem))
+
+
+def funnel(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, Any]]) -> Funnel:
+    """The funnel of these signals (the caller passes the ones created in the window)."""
+    entries = [o for o in orders if o["purpose"] == "entry"]
+    ordered = {str(o["signal_id"]) for o in entries}
+    filled = {str(o["signal_id"]) for o in entries if (o["filled_amount"] or 0) > 0}
+    ids = [str(s["id"]) for s in signals]
+    statuses = Counter(s["status"] for s in signals)
+    reasons = Counter(s["reject_reason"] or "(none)" for s in signals if s["status"] == "rejected")
+    return Funnel(
+        emitted=len(signals),
+        claimed=sum(1 for s in signals if s["claimed_at"] is not None),
+        ordered=sum(1 for i in ids if i in ordered),
+        filled=sum(1 for i in ids if i in filled),
+        closed=statuses["closed"],
+        rejected=statuses["rejected"],
+        expired=statuses["expired"],
+        open=sum(statuses[s] for s in OPEN_STATUSES),
+        rejected_by_reason=dict(reasons.most_common()),
+    )
+
+
+def pnl(trades: Sequence[Mapping[str, Any]]) -> Pnl:
+    return Pnl(trades=len(trades), wins=sum(1 for t in trades if t["pnl_quote"] > 0),
+               pnl_quote=sum((Decimal(t["pnl_quote"]) for t in trades), Decimal(0)))
+
+
+def analyze(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, Any]],
+            trades: Sequence[Mapping[str, Any]], start: datetime, end: datetime,
+            thresholds: Thresholds = Thresholds()) -> VerifyReport:
+    """The report for [start, end): funnel of the signals created then, P&L of the trades closed then, and
+    the stuck ones among the open signals given (any age)."""
+    in_window = [s for s in signals if start <= s["created_at"] < end]
+    open_signals = [s for s in signals if s["status"] in OPEN_STATUSES and s["created_at"] < end]
+    closed = [t for t in trades if start <= t["closed_at"] < end]
+    return VerifyReport(start, end, funnel(in_window, orders), pnl(closed),
+                        find_stuck(open_signals, orders, end, thresholds))
+
+
+_SIGNALS = """
+    select id, strategy, symbol, status, created_at, expires_at, claimed_by, claimed_at, lease_until, executing_at,
+           finished_at, reject_reason, time_limit_s
+      from signals
+     where created_at < %(end)s and (created_at >= %(start)s or status = any(%(open)s))
+"""
+_ORDERS = """
+    select client_order_id, signal_id, purpose, status, filled_amount, created_at
+      from orders where signal_id = any(%(ids)s)
+"""
+_TRADES = "select signal_id, pnl_quote, closed_at from trades where closed_at >= %(start)s and closed_at < %(end)s"
+
+
+def read_rows(conn: psycopg.Connection, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], ...]:
+    """Signals created in [start, end) or still open, their orders, and the trades closed in [start, end)."""
+    cur = conn.cursor(row_factory=dict_row)
+    params = {"start": start, "end": end, "open": list(OPEN_STATUSES)}
+    signals = cur.execute(_SIGNALS, params).fetchall()
+    orders = cur.execute(_ORDERS, {"ids": [s["id"] for s in signals]}).fetchall()
+    trades = cur.execute(_TRADES, params).fetchall()
+    conn.rollback()  # read only
+    return signals, orders, trades
+
+
+def verify(conn: psycopg.Connection, window: timedelta, now: datetime | None = None,
+           thresholds: Thresholds = Thresholds()) -> VerifyReport:
+    """Read the rows of the window ending at `now` (the database's clock by default) and analyze them."""
+    end = now or conn.execute("select now()").fetchone()[0]
+    signals, orders, trades = read_rows(conn, end - window, end)
+    return analyze(signals, orders, trades, end - window, end, thresholds)
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} d"
+
+
+def print_report(report: VerifyReport, console: Console) -> None:
+    f, p = report.funnel, report.pnl
+    console.print(f"signals created {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC", highlight=False)
+    table = Table(title="funnel")
+    table.add_column("stage")
+    table.add_column("signals", justify="right")
+    table.add_column("of emitted", justify="right")
+    for stage, count in (("emitted", f.emitted), ("claimed", f.claimed), ("ordered", f.ordered),
+                         ("filled", f.filled), ("closed", f.closed), ("rejected", f.rejected),
+                         ("expired", f.expired), ("still open", f.open)):
+        share = f"{count / f.emitted:.0%}" if f.emitted else "-"
+        table.add_row(stage, str(count), share)
+    console.print(table)
+    if f.rejected_by_reason:
+        reasons = Table(title="rejected, by reason")
+        reasons.add_column("reason")
+        reasons.add_column("signals", justify="right")
+        for reason, count in f.rejected_by_reason.items():
+            reasons.add_row(reason, str(count))
+        console.print(reasons)
+    win_rate = "-" if p.win_rate is None else f"{p.win_rate:.0%}"
+    console.print(f"trades closed in the window: {p.trades}, P&L {p.pnl_quote:f} (quote), win rate {win_rate}",
+                  highlight=False)
+    if report.healthy:
+        console.print("[green]nothing stuck[/green]")
+        return
+    stuck = Table(title=f"stuck signals ({len(report.stuck)})")
+    for column in ("signal", "status", "problem", "overdue", "strategy", "symbol", "detail"):
+        stuck.add_column(column)
+    for s in report.stuck:
+        stuck.add_row(s.signal_id, s.status, s.problem, _ago(s.overdue), s.strategy, s.symbol, s.detail)
+    console.print(stuck)
+
+
+def verify_command(ctx_obj: Context, window: str, *, console: Console | None = None,
+                   thresholds: Thresholds = Thresholds(), now: datetime | None = None) -> None:
+    """Print the funnel, P&L and stuck signals of the window ending now; exit 1 when a signal is stuck."""
+    console = console or Console()
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        print(f"error: --window: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    try:
+        conn = db.connect(ctx_obj.config, ctx_obj.secrets)
+    except (ConfigError, EmbeddedDbError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except psycopg.OperationalError as exc:
+        print(f"error: cannot connect to the database: {redact(str(exc))}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    with conn:
+        report = verify(conn, span, now, thresholds)
+    print_report(report, console)
+    if not report.healthy:
+        raise typer.Exit(report.exit_code)
