@@ -32,3 +32,18 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str) -> 
     assert all(entries == 1 and exits == 1 for _, entries, exits in orders)  # each executed once
     assert funnel[0] == funnel[1] == sum(statuses.values())  # the view agrees: all emitted, all claimed
     assert funnel[2] == statuses.get("closed", 0) >= trades[0]
+
+    # `verify` on the demo run agrees with the database
+    verify = subprocess.run([sys.executable, "-m", "controller", "verify", "--window", "1h"], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    lines = {line.split("│")[1].strip(): line.split("│")[2].strip()
+             for line in verify.stdout.splitlines() if line.count("│") >= 3}
+    assert int(lines["emitted"]) == sum(statuses.values())
+    assert int(lines["claimed"]) == funnel[1]
+    assert int(lines["closed"]) == statuses.get("closed", 0)
+    assert int(lines["still open"]) == statuses.get("executing", 0)
+    with psycopg.connect(migrated_db) as conn:  # the demo's trades close in paper-clock time, ahead of the wall's
+        in_window = conn.execute("select count(*) from trades"
+                                 " where closed_at >= now() - interval '1 hour' and closed_at <= now()").fetchone()[0]
+    assert f"trades closed in the window: {in_window}," in verify.stdout
+    assert verify.returncode == (1 if "stuck" in verify.stdout and "nothing stuck" not in verify.stdout else 0)
