@@ -52,10 +52,14 @@ begin
         execute format('revoke all on function %s from public, anon, authenticated, executor', r.sig);
         execute format('grant execute on function %s to service_role', r.sig);
     end loop;
-    execute 'grant execute on function claim_signals(text, integer, integer, jsonb) to executor';
-    execute 'grant execute on function ack_signal(uuid, text, text, text) to executor';
-    execute 'grant execute on function report_order_event(jsonb) to executor';
-    execute 'grant execute on function heartbeat(text, jsonb) to executor';
+    -- the executor's functions, as later migrations create them
+    for r in select to_regprocedure(f) as sig from unnest(array[
+                 'claim_signals(text, integer, integer, jsonb)', 'ack_signal(uuid, text, text, text)',
+                 'report_order_event(jsonb)', 'heartbeat(text, jsonb)', 'executor_positions(text)']) as f
+              where to_regprocedure(f) is not null
+    loop
+        execute format('grant execute on function %s to executor', r.sig);
+    end loop;
 
     -- the dashboard
     for r in select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -20,9 +20,6 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from controller.migrate import migrate
-from tests.conftest import PgServer
-
 T0 = datetime(2024, 6, 3, 14, 0, 0, tzinfo=UTC)
 
 
@@ -85,22 +82,10 @@ class Db:
         self.admin.execute("update signals set status = 'executing', finished_at = null where id = %s", [signal_id])
 
 
-@pytest.fixture(scope="module")
-def events_db(pg_server: PgServer) -> Iterator[str]:
-    """One migrated database for this module's tests."""
-    url = pg_server.create_database()
-    try:
-        with psycopg.connect(url) as conn:
-            migrate(conn)
-        yield url
-    finally:
-        pg_server.drop_database(url)
-
-
 @pytest.fixture
-def db(events_db: str) -> Iterator[Db]:
-    with (psycopg.connect(events_db, autocommit=True) as admin,
-          psycopg.connect(events_db, autocommit=True) as executor):
+def db(module_db: str) -> Iterator[Db]:
+    with (psycopg.connect(module_db, autocommit=True) as admin,
+          psycopg.connect(module_db, autocommit=True) as executor):
         admin.execute("truncate signals cascade")  # with the orders, fills and trades that refer to them
         executor.execute("set role executor")
         yield Db(admin, executor)

@@ -21,9 +21,6 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from controller.migrate import migrate
-from tests.conftest import PgServer
-
 ROLES = ["anon", "authenticated", "executor", "service_role"]
 EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat", "executor_positions"}
 TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
@@ -41,21 +38,9 @@ FUNCTIONS = """
      where n.nspname = 'public' and p.prokind in ('f', 'p') order by 2"""
 
 
-@pytest.fixture(scope="module")
-def rls_db(pg_server: PgServer) -> Iterator[str]:
-    """One migrated database for this module (creating one costs ~0.4 s); tests that write reset it."""
-    url = pg_server.create_database()
-    try:
-        with psycopg.connect(url) as conn:
-            migrate(conn)
-        yield url
-    finally:
-        pg_server.drop_database(url)
-
-
 @pytest.fixture
-def admin(rls_db: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(rls_db, autocommit=True) as conn:
+def admin(module_db: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(module_db, autocommit=True) as conn:
         yield conn
 
 
@@ -162,14 +147,14 @@ def a_signal(symbol: str = "BTC-USDT") -> Jsonb:
 
 
 @pytest.fixture
-def seeded(rls_db: str) -> Iterator[tuple[str, uuid.UUID, str]]:
+def seeded(module_db: str) -> Iterator[tuple[str, uuid.UUID, str]]:
     """The module's database holding just one new signal and one candle in the current month's partition."""
-    with psycopg.connect(rls_db, autocommit=True) as conn:
+    with psycopg.connect(module_db, autocommit=True) as conn:
         conn.execute("truncate signals, heartbeats, candles cascade")
         signal_id = conn.execute("select emit_signal(%s)", [a_signal()]).fetchone()[0]
         conn.execute("insert into candles values ('binance', 'BTC-USDT', '1m', now(), 1, 2, 0.5, 1.5, 10)")
         partition = conn.execute("select tableoid::regclass::text from candles").fetchone()[0]
-    yield rls_db, signal_id, partition
+    yield module_db, signal_id, partition
 
 
 def as_role(url: str, role: str) -> psycopg.Connection:

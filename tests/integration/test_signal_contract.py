@@ -23,9 +23,6 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from controller.migrate import migrate
-from tests.conftest import PgServer
-
 REQUIRED_KEYS = ["strategy", "exchange", "symbol", "side", "price", "quote_amount", "take_profit_pct",
                  "expires_at", "confidence"]
 MISSING = object()
@@ -82,23 +79,11 @@ class Queue:
         self.admin.execute("update signals set lease_until = now() - interval '1 second' where id = %s", [signal_id])
 
 
-@pytest.fixture(scope="module")
-def queue_db(pg_server: PgServer) -> Iterator[str]:
-    """One migrated database for this module's tests."""
-    url = pg_server.create_database()
-    try:
-        with psycopg.connect(url) as conn:
-            migrate(conn)
-        yield url
-    finally:
-        pg_server.drop_database(url)
-
-
 @pytest.fixture
-def q(queue_db: str) -> Iterator[Queue]:
-    with (psycopg.connect(queue_db, autocommit=True) as admin,
-          psycopg.connect(queue_db, autocommit=True) as controller,
-          psycopg.connect(queue_db, autocommit=True) as executor):
+def q(module_db: str) -> Iterator[Queue]:
+    with (psycopg.connect(module_db, autocommit=True) as admin,
+          psycopg.connect(module_db, autocommit=True) as controller,
+          psycopg.connect(module_db, autocommit=True) as executor):
         # every table referring to signals (orders, fills, trades, scans, ...) goes with it
         admin.execute("truncate signals, heartbeats cascade")
         controller.execute("set role service_role")
