@@ -22,6 +22,7 @@ import pytest
 
 from controller.alerts import AlertConfig, Alerter, MetricsConfig, MetricsServer, render_metrics
 from controller.health import ComponentHealth, EndpointHealth, HealthReport, Kind, State
+from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -71,15 +72,6 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:

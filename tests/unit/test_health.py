@@ -28,6 +28,7 @@ from controller.health import (
     render_table,
     render_text,
 )
+from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = HealthConfig()  # controller every 300 s, hummingbot every 30 s, grace 30 s, down after 2 intervals
@@ -44,15 +45,6 @@ def controller_beat(*, seen_s: float = 0, candle_age_s: float = 0, cycles: int =
                 last_candle=(NOW - timedelta(seconds=candle_age_s)).isoformat())
 
 
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 # --- heartbeats -----------------------------------------------------------------------------------------

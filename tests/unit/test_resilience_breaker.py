@@ -18,24 +18,7 @@ from bridge.resilience import (
     RetryPolicy,
     TokenBucket,
 )
-
-
-class FakeClock:
-    """Seconds that move only when told to or when something sleeps; every sleep is recorded."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.t += seconds
+from tests.support.clock import FakeClock
 
 
 def server_error() -> CallError:

@@ -9,17 +9,7 @@ import pytest
 
 from controller.health import Kind, State
 from controller.supervisor import Restarter, RestartEvent, Supervisor, SupervisorConfig
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from tests.support.clock import FakeClock
 
 
 class Flaky:
