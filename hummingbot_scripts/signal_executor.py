@@ -396,7 +396,7 @@ class SignalExecutor(StrategyV2Base):
             self._next_health_check = now + self.config.health_check_interval_s
         self.worker.capacity = self.config.max_open_positions - len(self.positions) - len(self.pending) \
             - self.worker.claimed.qsize()
-        self.worker.progress = self._progress(now)
+        self.worker.progress = self._progress()
 
     def _connector(self) -> Any:
         return self.connectors[self.config.connector]
@@ -653,7 +653,9 @@ class SignalExecutor(StrategyV2Base):
             position.exit_amount += event.amount
             position.exit_quote += event.price * event.amount
         self._report_order(position, order, "order_filled", event.timestamp,
-                           exchange_trade_id=event.exchange_trade_id or f"{order.order_id}-fill-{order.fills}",
+                           # paper connectors leave the trade id empty: one that stays unique across restarts
+                           exchange_trade_id=event.exchange_trade_id
+                           or f"{order.order_id}-{event.timestamp:.6f}-{event.amount}",
                            price=event.price, amount=event.amount, fee_quote=fee, fee_asset=quote_asset,
                            fee_amount=fee)
 
@@ -717,8 +719,9 @@ class SignalExecutor(StrategyV2Base):
 
     # --- reporting ------------------------------------------------------------------------------------
 
-    def _progress(self, now: float) -> dict[str, Any]:
-        return {"tick": _iso(now), "claimed": self.worker.stats["claimed"], "open_positions": len(self.positions),
+    def _progress(self) -> dict[str, Any]:
+        # Progress, not liveness: only what changes when the bot does something (claims, trades, closes).
+        return {"claimed": self.worker.stats["claimed"], "open_positions": len(self.positions),
                 "pending": len(self.pending), "outbox": len(self.outbox),
                 "queue_breaker": self.worker.breaker.state.value, "rejections": dict(self.rejections),
                 "order_health": dict(self.health), "closed": dict(self.closed_trades)}
