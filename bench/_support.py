@@ -18,8 +18,8 @@ from psycopg import sql
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from controller.embedded_db import EmbeddedPostgres  # noqa: E402
-from controller.migrate import migrate  # noqa: E402
+from controller.data.embedded_db import EmbeddedPostgres  # noqa: E402
+from controller.data.migrate import migrate  # noqa: E402
 
 OHLCV_DIR = Path(os.environ.get("OHLCV_DIR", PROJECT_ROOT.parent / "shared" / "data" / "ohlcv"))
 

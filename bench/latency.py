@@ -29,7 +29,7 @@ from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLCon
 
 from bridge.queue_client import PostgresQueue
 from bridge.schemas import NewSignal
-from controller.storage.postgres import PostgresStore
+from controller.data.storage.postgres import PostgresStore
 from hummingbot_scripts.signal_executor import SignalExecutor
 from offline.harness import CONNECTOR, executor_config
 

@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg
 from _support import migrated_database, postgres_server
 
-from controller.storage.postgres import PostgresStore
+from controller.data.storage.postgres import PostgresStore
 
 SYMBOLS = 50
 DAYS = 30

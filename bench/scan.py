@@ -1,6 +1,6 @@
 """Scan benchmark: indicators + DCA / SWING / CHANNEL over 200 symbols x 1000 one-minute candles.
 
-Ours: `controller.indicators.compute` (TA-Lib on each symbol's NumPy slice, one group-by for VWAP) and
+Ours: `controller.scan.indicators.compute` (TA-Lib on each symbol's NumPy slice, one group-by for VWAP) and
 the vectorised strategy functions. Baseline, in the same run: the same indicators computed the way a
 freqtrade strategy does, with pandas-ta one symbol at a time (`df.ta.rsi()`, `df.ta.macd()`, ...), then
 the same strategy functions. Both compute every indicator set the shipped strategies need (CHANNEL's
@@ -24,9 +24,9 @@ import pandas as pd
 import pandas_ta as ta
 from _support import OHLCV_DIR, recorded_candles
 
-from controller.indicators import INDICATOR_COLUMNS, compute
-from controller.strategies import STRATEGIES
-from controller.strategy_params import IndicatorParams, StrategiesConfig, load_strategies, load_tiers
+from controller.scan.indicators import INDICATOR_COLUMNS, compute
+from controller.scan.strategies import STRATEGIES
+from controller.scan.strategy_params import IndicatorParams, StrategiesConfig, load_strategies, load_tiers
 
 SYMBOLS = 200
 CANDLES = 1000

@@ -24,7 +24,7 @@ from _support import OHLCV_DIR, migrated_database, percentile, postgres_server, 
 
 from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.schemas import NewSignal
-from controller.storage.postgres import PostgresStore
+from controller.data.storage.postgres import PostgresStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 CANDLES = 100_000

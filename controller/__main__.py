@@ -1,3 +1,3 @@
-from controller.cli import app
+from controller.cli.main import app
 
 app(prog_name="python -m controller")

@@ -41,6 +41,7 @@ from hummingbot.core.event.events import (
 from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
 from pydantic import Field
 
+from bridge import exits
 from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
 from bridge.schemas import OrderEvent, Signal
@@ -308,22 +309,10 @@ class Position:
 
 
 def barrier_hit(position: Position, mid: Decimal, now: float) -> str | None:
-    """Which exit the price and clock call for, checked stop loss -> trailing -> take profit -> time (seed V2)."""
-    signal, entry = position.signal, position.entry_price
-    if entry <= 0:
-        return None
-    if signal.stop_loss_pct is not None and mid <= entry * (1 - signal.stop_loss_pct / HUNDRED):
-        return "stop_loss"
-    if signal.trailing_activation_pct is not None and signal.trailing_delta_pct is not None:
-        activated = position.peak >= entry * (1 + signal.trailing_activation_pct / HUNDRED)
-        if activated and mid <= position.peak * (1 - signal.trailing_delta_pct / HUNDRED):
-            return "trailing_stop"
-    if mid >= entry * (1 + signal.take_profit_pct / HUNDRED):
-        return "take_profit"
-    if signal.time_limit_s is not None and position.opened_at is not None and now - position.opened_at >= \
-            signal.time_limit_s:
-        return "time_limit"
-    return None
+    """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`)."""
+    held = now - position.opened_at if position.opened_at is not None else None
+    hit, _ = exits.check(position.signal, position.entry_price, position.peak, mid, mid, mid, held)
+    return hit.reason if hit is not None else None
 
 
 def instability_pct(samples: list[Decimal]) -> Decimal:

@@ -25,14 +25,15 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge.queue_client import PostgresQueue
-from controller import db, flags, logs
 from controller.config import ControllerConfig, load_config, load_model, load_secrets
-from controller.market_data import ReplaySource, SimClock, ohlcv_dir
-from controller.migrate import migrate
-from controller.pipeline import Scanner
-from controller.signals import SizingParams
-from controller.storage.postgres import PostgresStore
-from controller.strategy_params import load_strategies
+from controller.data import db, flags
+from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
+from controller.data.migrate import migrate
+from controller.data.storage.postgres import PostgresStore
+from controller.ops import logs
+from controller.scan.pipeline import Scanner
+from controller.scan.signals import SizingParams
+from controller.scan.strategy_params import load_strategies
 from offline.harness import Harness, executor_config, start, stop
 
 DEMO_DB = "trading_demo"
@@ -49,7 +50,7 @@ def demo_database(config: ControllerConfig) -> str:
         url = secrets.database_url.get_secret_value()
         console.print("[yellow]DATABASE_URL is set: the demo writes its signals and trades into that database[/]")
     else:
-        server = db.embedded(config).start()
+        server = db.embedded(config.database).start()
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DEMO_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DB)))
@@ -165,7 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config()
     logs.configure("WARNING")
-    logging.getLogger("controller.pipeline").setLevel(logging.ERROR)  # per-symbol data notes would drown the demo
+    logging.getLogger("controller.scan.pipeline").setLevel(logging.ERROR)  # per-symbol data notes would drown the demo
     url = demo_database(config)
     start_at = datetime.fromisoformat(args.start).astimezone(UTC)
     console.print(f"phase 1 offline: replaying {args.hours:g} h of {EXCHANGE} candles from {start_at:%Y-%m-%d %H:%M} "

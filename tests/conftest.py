@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from controller.embedded_db import EmbeddedPostgres
-from controller.migrate import migrate
+from controller.data.embedded_db import EmbeddedPostgres
+from controller.data.migrate import migrate
 
 # The one database of the test server in which pg_cron may be created (cron.database_name).
 CRON_DB = "cron_test"

@@ -11,7 +11,7 @@ import time
 import psycopg
 
 from controller.config import PROJECT_ROOT
-from controller.market_data import ohlcv_dir
+from controller.data.market_data import ohlcv_dir
 
 
 def env_for(url: str) -> dict[str, str]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from controller.alerts import AlertConfig, Alerter, MetricsConfig, MetricsServer, render_metrics
-from controller.health import ComponentHealth, EndpointHealth, HealthReport, Kind, State
+from controller.ops.alerts import AlertConfig, Alerter, MetricsConfig, MetricsServer, render_metrics
+from controller.ops.health import ComponentHealth, EndpointHealth, HealthReport, Kind, State
 from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -189,7 +189,7 @@ def test_a_refused_connection_or_an_error_status_is_logged_not_raised(caplog: py
 def test_without_a_webhook_alerts_are_only_logged(caplog: pytest.LogCaptureFixture) -> None:
     alerter = Alerter.from_env(environ={})
     assert not alerter.enabled
-    caplog.set_level(logging.WARNING, logger="controller.alerts")
+    caplog.set_level(logging.WARNING, logger="controller.ops.alerts")
     assert alerter.on_report(report(store=State.DOWN)) is False
     assert [r.text for r in caplog.records] == ["store started -> down"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from controller.embedded_db import EmbeddedPostgres, debian_bindir
+from controller.data.embedded_db import EmbeddedPostgres, debian_bindir
 
 
 def pid_alive(pid: int) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from controller import flags
 from controller.config import PROJECT_ROOT, load_model
+from controller.data import flags
 
 SPECS = load_model(flags.FlagsFile, PROJECT_ROOT / "conf" / "flags.yml")
 

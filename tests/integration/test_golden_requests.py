@@ -17,7 +17,7 @@ import pytest
 
 from bridge.queue_client import PostgrestQueue
 from bridge.schemas import NewSignal, OrderEvent
-from controller.storage.supabase import SupabaseStore
+from controller.data.storage.supabase import SupabaseStore
 from tests.support.postgrest_standin import PostgrestStandin, RecordedRequest, make_jwt
 
 SECRET = "golden-requests-secret-at-least-32-bytes"

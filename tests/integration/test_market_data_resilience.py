@@ -31,10 +31,10 @@ import typer
 from rich.console import Console
 
 from bridge.resilience import BreakerState, CallError, CircuitOpen, ErrorKind, ResilientCaller, RetryPolicy, TokenBucket
-from controller.cli import Context
-from controller.cli_data import backfill_command
+from controller.cli.base import Context
+from controller.cli.data import backfill_command
 from controller.config import ControllerConfig, Secrets
-from controller.market_data import (
+from controller.data.market_data import (
     BackfillProgress,
     CcxtSource,
     FailoverSource,
@@ -43,8 +43,8 @@ from controller.market_data import (
     backfill,
     ohlcv_dir,
 )
-from controller.storage import CANDLE_COLUMNS
-from controller.storage.postgres import PostgresStore
+from controller.data.storage import CANDLE_COLUMNS
+from controller.data.storage.postgres import PostgresStore
 
 RECORDED = "binanceusdm_BTC-USDT_5m.csv"  # served as Binance spot BTCUSDT
 NOW = datetime(2023, 1, 3, 0, 0, tzinfo=UTC)  # the recorded file starts 2023-01-02 16:45

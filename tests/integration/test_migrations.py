@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from controller.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from controller.data.migrate import MIGRATIONS_DIR, MigrationError, migrate
 from tests.conftest import CRON_DB, PgServer
 
 CATALOG_SNAPSHOT = """

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from controller.config import ConfigError, ControllerConfig, DatabaseConfig, Secrets
-from controller.storage import open_store
-from controller.storage.postgres import PostgresStore
-from controller.storage.supabase import SupabaseStore
+from controller.config import ConfigError, DatabaseConfig, Secrets
+from controller.data.storage import open_store
+from controller.data.storage.postgres import PostgresStore
+from controller.data.storage.supabase import SupabaseStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 SECRET = "open-store-secret-at-least-32-bytes-long"
 
 
 def test_database_url_selects_the_postgres_store(migrated_db: str) -> None:
-    store = open_store(ControllerConfig(), Secrets(DATABASE_URL=SecretStr(migrated_db)))
+    store = open_store(DatabaseConfig(), Secrets(DATABASE_URL=SecretStr(migrated_db)))
     try:
         assert isinstance(store, PostgresStore)
         store.heartbeat("controller", {"ok": True})
@@ -27,7 +27,7 @@ def test_supabase_url_and_key_select_the_supabase_store(migrated_db: str) -> Non
     with PostgrestStandin(migrated_db, SECRET) as standin:
         secrets = Secrets(SUPABASE_URL=standin.base_url,
                           SUPABASE_SERVICE_ROLE_KEY=SecretStr(make_jwt(SECRET, "service_role")))
-        store = open_store(ControllerConfig(database=DatabaseConfig(embedded=False)), secrets)
+        store = open_store(DatabaseConfig(embedded=False), secrets)
         try:
             assert isinstance(store, SupabaseStore)
             store.heartbeat("controller", {"ok": True})
@@ -40,4 +40,4 @@ def test_nothing_configured_is_a_config_error(monkeypatch: pytest.MonkeyPatch, t
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env either
     with pytest.raises(ConfigError, match="no store configured"):
-        open_store(ControllerConfig(database=DatabaseConfig(embedded=False)), Secrets())
+        open_store(DatabaseConfig(embedded=False), Secrets())

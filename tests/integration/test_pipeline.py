@@ -12,13 +12,13 @@ import pandas as pd
 import psycopg
 import pytest
 
-from controller import flags
 from controller.config import PROJECT_ROOT, ControllerConfig, LoopConfig, load_model
-from controller.market_data import ReplaySource, SimClock, ohlcv_dir
-from controller.pipeline import Scanner
-from controller.storage.postgres import PostgresStore
-from controller.strategies import STRATEGIES
-from controller.strategy_params import StrategiesConfig, load_strategies
+from controller.data import flags
+from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
+from controller.data.storage.postgres import PostgresStore
+from controller.scan.pipeline import Scanner
+from controller.scan.strategies import STRATEGIES
+from controller.scan.strategy_params import StrategiesConfig, load_strategies
 
 # On the recorded bittrex data, DCA (15m) enters ADA-BTC on the candle 00:00-00:15 of 2018-01-11.
 ENTRY_SCAN = datetime(2018, 1, 11, 0, 15, tzinfo=UTC)

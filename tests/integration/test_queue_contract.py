@@ -20,7 +20,7 @@ import pytest
 from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
-from controller.storage.postgres import PostgresStore
+from controller.data.storage.postgres import PostgresStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 JWT_SECRET = "queue-contract-secret-at-least-32-bytes"

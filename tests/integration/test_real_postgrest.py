@@ -23,7 +23,7 @@ import requests
 
 from bridge.queue_client import PostgrestQueue
 from bridge.schemas import NewSignal, OrderEvent
-from controller.storage.supabase import SupabaseStore
+from controller.data.storage.supabase import SupabaseStore
 
 pytestmark = pytest.mark.supabase
 

@@ -25,10 +25,11 @@ import pytest
 import typer
 from rich.console import Console
 
-from controller.cli import Context
+from controller.cli.base import Context
+from controller.cli.ops import retention_command
 from controller.config import ControllerConfig, Secrets
-from controller.migrate import migrate
-from controller.retention import RetentionRow, retention_command, run_retention
+from controller.data.migrate import migrate
+from controller.ops.retention import RetentionRow, run_retention
 from tests.conftest import CRON_DB, PgServer
 
 NOW = datetime(2025, 6, 15, tzinfo=UTC)

@@ -21,7 +21,7 @@ import pytest
 from bridge.queue_client import PostgresQueue
 from bridge.resilience import RetryPolicy
 from bridge.schemas import NewSignal
-from controller.storage.postgres import PostgresStore
+from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
 
 NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
@@ -261,7 +261,7 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
 def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_server: Any, tmp_path: Path) -> None:
     """The same trade twice: once with the queue up, once with the network to it cut for 60 simulated seconds
     while the position exits; after the outbox replays, both databases hold the same rows."""
-    from controller.migrate import migrate
+    from controller.data.migrate import migrate
     from tests.support.tcp_proxy import TcpProxy
 
     async def trade(url: str, outbox: Path, outage: TcpProxy | None) -> None:

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from controller import flags
-from controller.cli import Context
+from controller.cli.base import Context
+from controller.cli.ops import status_command
 from controller.config import ControllerConfig, Secrets
-from controller.status import status_command
+from controller.data import flags
 
 
 def context(url: str) -> Context:

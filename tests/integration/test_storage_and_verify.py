@@ -13,10 +13,11 @@ import typer
 from psycopg.types.json import Jsonb
 from rich.console import Console
 
-from controller.cli import Context
+from controller.cli.base import Context
+from controller.cli.ops import storage_command, verify_command
 from controller.config import ControllerConfig, Secrets
-from controller.retention import storage_command, storage_report
-from controller.verify import verify, verify_command
+from controller.ops.retention import storage_report
+from controller.ops.verify import verify
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=24)

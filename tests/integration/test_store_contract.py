@@ -16,11 +16,11 @@ import psycopg
 import pytest
 
 from bridge.schemas import NewSignal
-from controller import flags
 from controller.config import PROJECT_ROOT, load_model
-from controller.storage import SignalRejected, Store
-from controller.storage.postgres import PostgresStore
-from controller.storage.supabase import SupabaseStore
+from controller.data import flags
+from controller.data.storage import SignalRejected, Store
+from controller.data.storage.postgres import PostgresStore
+from controller.data.storage.supabase import SupabaseStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 OHLCV = PROJECT_ROOT.parent / "shared" / "data" / "ohlcv"

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from controller.cli import app
+from controller.cli.main import app
 from controller.config import DEFAULT_CONFIG, ConfigError, load_config
 
 

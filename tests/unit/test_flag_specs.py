@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import PROJECT_ROOT, ConfigError, load_model
-from controller.flags import FlagError, FlagsFile, FlagSpec
+from controller.data.flags import FlagError, FlagsFile, FlagSpec
 
 SHIPPED = PROJECT_ROOT / "conf" / "flags.yml"
 

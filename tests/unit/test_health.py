@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.resilience import CallError, ErrorKind, ResilientCaller
-from controller.health import (
+from controller.ops.health import (
     ComponentHealth,
     DatabaseSnapshot,
     HealthConfig,
@@ -314,7 +314,7 @@ def snapshot() -> DatabaseSnapshot:
 
 def test_reporter_logs_the_report_hourly_and_a_final_one(caplog: pytest.LogCaptureFixture) -> None:
     reporter, now = make_reporter(snapshot)
-    caplog.set_level(logging.INFO, logger="controller.health")
+    caplog.set_level(logging.INFO, logger="controller.ops.health")
     assert reporter.maybe_report() is not None  # the first check logs at once
     now[0] += timedelta(minutes=30)
     assert reporter.maybe_report() is None

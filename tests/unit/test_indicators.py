@@ -12,8 +12,8 @@ import pytest
 import talib
 
 from controller.config import PROJECT_ROOT
-from controller.indicators import CANDLE_COLUMNS, INDICATOR_COLUMNS, compute
-from controller.strategy_params import IndicatorParams
+from controller.scan.indicators import CANDLE_COLUMNS, INDICATOR_COLUMNS, compute
+from controller.scan.strategy_params import IndicatorParams
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # from pandas-ta's own code
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bridge.resilience import CallError, CircuitOpen, ErrorKind
-from controller.market_data import (
+from controller.data.market_data import (
     FRAME_COLUMNS,
     BackfillProgress,
     FailoverSource,
@@ -29,7 +29,7 @@ from controller.market_data import (
     timeframe_seconds,
     to_ccxt_symbol,
 )
-from controller.storage import CANDLE_COLUMNS
+from controller.data.storage import CANDLE_COLUMNS
 
 ETH_5M_FIRST = datetime(2018, 1, 10, 4, 55, tzinfo=UTC)  # first candle of bittrex_ETH-BTC_5m.csv
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -253,7 +253,7 @@ def test_a_retryable_failure_of_the_primary_is_served_by_the_backup(caplog: pyte
     primary.errors.append(CallError(ErrorKind.TIMEOUT, "slow", endpoint="ohlcv"))
     source = FailoverSource(primary, backup)
 
-    with caplog.at_level(logging.WARNING, "controller.market_data"):
+    with caplog.at_level(logging.WARNING, "controller.data.market_data"):
         frame = ten_minutes(source)
 
     assert frame["close"].tolist() == [200.0] * 10
@@ -275,7 +275,7 @@ def test_while_the_primary_breaker_is_open_it_is_not_asked_and_it_is_used_again_
     assert source.failovers == 1  # one switch, however many fetches
 
     primary.is_available = True
-    with caplog.at_level(logging.WARNING, "controller.market_data"):
+    with caplog.at_level(logging.WARNING, "controller.data.market_data"):
         ten_minutes(source)
     assert source.serving == "primary" and primary.calls == 1
     assert any(r.getMessage() == "market data back on the primary source" for r in caplog.records)
@@ -318,7 +318,7 @@ def test_divergent_closes_are_counted_once_above_the_threshold(caplog: pytest.Lo
     ten_minutes(source)  # primary: minutes 0-9
     primary.is_available = False
 
-    with caplog.at_level(logging.WARNING, "controller.market_data"):
+    with caplog.at_level(logging.WARNING, "controller.data.market_data"):
         source.fetch_ohlcv("BTC-USDT", "1m", at(5), at(15))  # backup: 5-14, overlapping 5-9
 
     assert source.compared == 5
@@ -399,7 +399,7 @@ def test_backfill_over_a_hole_at_the_source_writes_nothing_for_it() -> None:
 
 
 def test_replay_builds_a_timeframe_that_is_not_recorded_from_a_finer_one() -> None:
-    from controller.market_data import ReplaySource, SimClock, ohlcv_dir
+    from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 
     clock = SimClock(datetime(2018, 1, 25, 12, 7, tzinfo=UTC))
     source = ReplaySource(ohlcv_dir(), "bittrex", clock=clock)
@@ -416,7 +416,7 @@ def test_replay_builds_a_timeframe_that_is_not_recorded_from_a_finer_one() -> No
 
 
 def test_resampling_leaves_out_a_bucket_with_a_missing_candle() -> None:
-    from controller.market_data import candles_frame, resample
+    from controller.data.market_data import candles_frame, resample
 
     start = int(datetime(2018, 1, 1, tzinfo=UTC).timestamp() * 1000)
     rows = [[start + i * 300_000, 1, 2, 0.5, 1.5, 10] for i in range(6) if i != 4]  # 00:20 missing

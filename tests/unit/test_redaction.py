@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.redaction import redact
-from controller import logs
+from controller.ops import logs
 
 PASSWORD = "s3cr3t-Pa55"
 DSN = f"postgresql://trader:{PASSWORD}@db.example.internal:5432/trading"
@@ -71,7 +71,7 @@ def test_secret_looking_tokens_are_masked_and_the_rest_kept(text: str, expected:
 
 
 def test_context_is_rendered_as_key_value_pairs(output: io.StringIO) -> None:
-    logging.getLogger("controller.flags").info("flag changed", extra={"flag": "ml.enabled", "old": "false",
+    logging.getLogger("controller.data.flags").info("flag changed", extra={"flag": "ml.enabled", "old": "false",
                                                                       "new": "true", "by": "cli:me"})
     line = output.getvalue().strip()
-    assert line.endswith("INFO controller.flags flag changed flag=ml.enabled old=false new=true by=cli:me")
+    assert line.endswith("INFO controller.data.flags flag changed flag=ml.enabled old=false new=true by=cli:me")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.regime import ClosedTrade, ProtectionParams, Regime, RegimeParams, classify, symbol_block
+from controller.scan.regime import ClosedTrade, ProtectionParams, Regime, RegimeParams, classify, symbol_block
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 PARAMS = RegimeParams()

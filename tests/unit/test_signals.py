@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.regime import Regime, RegimeReading
-from controller.signals import Decision, OpenBook, SizingParams, plan, scan_row
+from controller.scan.regime import Regime, RegimeReading
+from controller.scan.signals import Decision, OpenBook, SizingParams, plan, scan_row
 
 CLOSE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NORMAL = RegimeReading(Regime.NORMAL, 1.0, "BTC steady")

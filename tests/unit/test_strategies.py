@@ -10,9 +10,18 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from controller.indicators import compute
-from controller.strategies import DECISION_COLUMNS, EXIT_COLUMNS, FEATURES, STRATEGIES, channel, dca, features, swing
-from controller.strategy_params import (
+from controller.scan.indicators import compute
+from controller.scan.strategies import (
+    DECISION_COLUMNS,
+    EXIT_COLUMNS,
+    FEATURES,
+    STRATEGIES,
+    channel,
+    dca,
+    features,
+    swing,
+)
+from controller.scan.strategy_params import (
     TIERS,
     ChannelParams,
     DcaParams,

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.config import ConfigError
-from controller.strategy_params import (
+from controller.scan.strategy_params import (
     DEFAULT_STRATEGIES,
     DEFAULT_TIERS,
     ChannelParams,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.health import Kind, State
-from controller.supervisor import Restarter, RestartEvent, Supervisor, SupervisorConfig
+from controller.ops.health import Kind, State
+from controller.ops.supervisor import Restarter, RestartEvent, Supervisor, SupervisorConfig
 from tests.support.clock import FakeClock
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.verify import Thresholds, analyze, find_stuck, parse_window
+from controller.ops.verify import Thresholds, analyze, find_stuck, parse_window
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 

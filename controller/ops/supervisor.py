@@ -22,8 +22,8 @@ from pydantic import Field, model_validator
 
 from bridge.redaction import redact
 from bridge.resilience import RetryPolicy
-from controller.health import ComponentHealth, Kind, State
 from controller.model import Frozen
+from controller.ops.health import ComponentHealth, Kind, State
 
 logger = logging.getLogger(__name__)
 

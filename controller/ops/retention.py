@@ -11,30 +11,18 @@ divided by 7, times the table's average bytes per row. Projections ignore retent
 bounds for the tables it trims. Tables above `warn_gb` now or in the 90-day projection get a warning line;
 the command still exits 0 (it reports, it does not fail).
 
-Wired into the typer app by controller/cli.py as `retention run [--dry-run]` (the command migration 0002
+Wired into the typer app by controller/cli/ops.py as `retention run [--dry-run]` (the command migration 0002
 names) and `storage [--warn-gb X]`.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import psycopg
-import typer
 from psycopg import sql
-from rich.console import Console
 from rich.table import Table
-
-from bridge.redaction import redact
-from controller import db
-from controller.config import ConfigError
-from controller.embedded_db import EmbeddedDbError
-
-if TYPE_CHECKING:
-    from controller.cli import Context
 
 DEFAULT_WARN_TABLE_GB = 1.0
 GROWTH_WINDOW = timedelta(days=7)
@@ -56,20 +44,6 @@ TIME_COLUMNS: dict[str, str | None] = {
     "shadow_performance": "computed_at",
     "flag_changes": "changed_at",
 }
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _connect(ctx_obj: Context) -> psycopg.Connection:
-    try:
-        return db.connect(ctx_obj.config, ctx_obj.secrets)
-    except (ConfigError, EmbeddedDbError) as exc:
-        raise _fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise _fail(f"cannot connect to the database: {redact(str(exc))}") from None
 
 
 def human_bytes(n: float) -> str:
@@ -97,12 +71,20 @@ class RetentionRow:
     detail: str
 
 
+class RetentionError(Exception):
+    """Retention could not run; `code` is the exit code the command should end with."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def run_retention(conn: psycopg.Connection, *, dry_run: bool = False,
                   now: datetime | None = None) -> list[RetentionRow]:
     """Run `run_retention` in SQL (one transaction, committed here) and return its report."""
     if conn.execute("select to_regprocedure('run_retention(boolean, timestamptz, interval)')").fetchone()[0] is None:
         conn.rollback()
-        raise _fail("the database has no run_retention function yet: run python -m controller migrate")
+        raise RetentionError("the database has no run_retention function yet: run python -m controller migrate")
     try:
         if now is None:
             rows = conn.execute("select * from run_retention(%s)", (dry_run,)).fetchall()
@@ -111,7 +93,7 @@ def run_retention(conn: psycopg.Connection, *, dry_run: bool = False,
         conn.commit()
     except psycopg.errors.LockNotAvailable as exc:
         conn.rollback()
-        raise _fail(f"retention waited too long for a lock ({exc.diag.message_primary}); nothing was changed, "
+        raise RetentionError(f"retention waited too long for a lock ({exc.diag.message_primary}); nothing was changed, "
                     "run it again later", code=1) from None
     return [RetentionRow(*row) for row in rows]
 
@@ -126,22 +108,6 @@ def retention_table(report: list[RetentionRow], *, dry_run: bool) -> Table:
         shown = human_bytes(row.bytes) if row.bytes or row.action in ("bytes_freed", "partitions_dropped") else ""
         table.add_row(row.table_name, row.action.replace("_", " "), rows, shown, row.detail)
     return table
-
-
-def retention_command(ctx_obj: Context, dry_run: bool, *, console: Console | None = None) -> None:
-    """Run retention now (or, with dry_run, show what it would do) and print the report."""
-    console = console or Console()
-    with _connect(ctx_obj) as conn:
-        report = run_retention(conn, dry_run=dry_run)
-    console.print(retention_table(report, dry_run=dry_run))
-    freed = sum(r.bytes for r in report if r.action == "bytes_freed")
-    changed = sum(r.rows for r in report if r.action in ROW_ACTIONS)
-    verb = "would change" if dry_run else "changed"
-    console.print(f"{verb} {changed:,} row(s); net bytes freed {human_bytes(freed)}"
-                  f"{' (estimate)' if dry_run else ''}", highlight=False)
-    for row in report:
-        if row.action in ("skipped", "incomplete"):
-            console.print(f"[yellow]{row.action}[/yellow]: {row.detail}")
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -242,23 +208,3 @@ def storage_table(report: list[TableStorage], warn_gb: float) -> Table:
     return table
 
 
-def configured_warn_gb(ctx_obj: Context) -> float:
-    """`storage.warn_table_gb` from the controller config when it has that section, else the default."""
-    storage = getattr(ctx_obj.config, "storage", None)
-    return float(getattr(storage, "warn_table_gb", DEFAULT_WARN_TABLE_GB))
-
-
-def storage_command(ctx_obj: Context, warn_gb: float | None = None, *, console: Console | None = None) -> None:
-    """Print rows, size, growth and projections per table, with a warning for tables above `warn_gb`."""
-    console = console or Console()
-    limit = configured_warn_gb(ctx_obj) if warn_gb is None else warn_gb
-    if limit <= 0:
-        raise _fail(f"--warn-gb must be positive, got {limit:g}")
-    with _connect(ctx_obj) as conn:
-        report = storage_report(conn)
-    console.print(storage_table(report, limit))
-    warnings = storage_warnings(report, limit)
-    for line in warnings:
-        console.print(f"[bold yellow]warning[/bold yellow]: {line}", highlight=False)
-    if not warnings:
-        console.print(f"every table is below the {limit:g} GB warning size, now and in 90 days", highlight=False)

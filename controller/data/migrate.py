@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from controller.config import PROJECT_ROOT
+from controller.model import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 

@@ -16,33 +16,23 @@ Exit code: 0 when nothing is stuck, 1 when something is (so cron or CI can alert
 
 `analyze` is pure (rows in, report out); `read_rows` is the SQL that feeds it.
 
-Wired into the typer app by controller/cli.py as `verify --window 24h`.
+Wired into the typer app by controller/cli/ops.py as `verify --window 24h`.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
-import typer
 from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
-
-from bridge.redaction import redact
-from controller import db
-from controller.config import ConfigError
-from controller.embedded_db import EmbeddedDbError
-
-if TYPE_CHECKING:
-    from controller.cli import Context
 
 OPEN_STATUSES = ("new", "claimed", "executing")
 OPEN_ORDER_STATUSES = ("created", "partially_filled")
@@ -278,25 +268,3 @@ def print_report(report: VerifyReport, console: Console) -> None:
     console.print(stuck)
 
 
-def verify_command(ctx_obj: Context, window: str, *, console: Console | None = None,
-                   thresholds: Thresholds = Thresholds(), now: datetime | None = None) -> None:
-    """Print the funnel, P&L and stuck signals of the window ending now; exit 1 when a signal is stuck."""
-    console = console or Console()
-    try:
-        span = parse_window(window)
-    except ValueError as exc:
-        print(f"error: --window: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    try:
-        conn = db.connect(ctx_obj.config, ctx_obj.secrets)
-    except (ConfigError, EmbeddedDbError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except psycopg.OperationalError as exc:
-        print(f"error: cannot connect to the database: {redact(str(exc))}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    with conn:
-        report = verify(conn, span, now, thresholds)
-    print_report(report, console)
-    if not report.healthy:
-        raise typer.Exit(report.exit_code)

@@ -212,7 +212,7 @@ class EmbeddedPostgres:
         if not self.durable:
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         with (pgdata / "postgresql.conf").open("a") as conf:
-            conf.write("\n# added by controller.embedded_db\n" + "\n".join(settings) + "\n")
+            conf.write("\n# added by controller.data.embedded_db\n" + "\n".join(settings) + "\n")
 
     @staticmethod
     def _signal_and_wait(pid: int, timeout_s: float) -> None:

@@ -1,6 +1,6 @@
 """Entry rules: DCA, SWING and CHANNEL over a whole scan universe, as pure DataFrame functions.
 
-Each strategy takes the output of `controller.indicators.compute` (a long frame of many symbols, sorted
+Each strategy takes the output of `controller.scan.indicators.compute` (a long frame of many symbols, sorted
 by symbol then ts) and its `TieredParams` (or one parameter set for every symbol), and returns a frame
 with the same index and the columns of `DECISION_COLUMNS`:
 
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controller.indicators import symbol_blocks
-from controller.strategy_params import ChannelParams, DcaParams, ExitParams, SwingParams, TieredParams
+from controller.scan.indicators import symbol_blocks
+from controller.scan.strategy_params import ChannelParams, DcaParams, ExitParams, SwingParams, TieredParams
 
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
 DECISION_COLUMNS = ("entry", "confidence", "reason", *EXIT_COLUMNS)

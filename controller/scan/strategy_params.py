@@ -17,7 +17,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from bridge.schemas import params_hash
-from controller.config import PROJECT_ROOT, Frozen, load_model
+from controller.model import PROJECT_ROOT, Frozen, load_model
 
 Tier = Literal["large", "mid", "small", "meme"]
 TIERS: tuple[Tier, ...] = ("large", "mid", "small", "meme")
@@ -27,7 +27,7 @@ HOUR_S = 3600
 
 
 class IndicatorParams(Frozen):
-    """Periods of the indicators `controller.indicators.compute` adds. Column names stay fixed
+    """Periods of the indicators `controller.scan.indicators.compute` adds. Column names stay fixed
     (`sma_20` is the short SMA, `sma_50` the long one, whatever their lengths)."""
 
     rsi_length: int = Field(14, ge=2, le=500)

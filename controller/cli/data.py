@@ -1,15 +1,13 @@
 """`python -m controller backfill`: fill the candle store from an exchange's public API or recorded files.
 
-Wired into the typer app by controller/cli.py as
 `backfill --exchange X --symbols A,B --timeframe 1m --days N [--replay DIR]`.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bridge.redaction import redact
 from bridge.resilience import CallError
-from controller.config import ConfigError
-from controller.market_data import (
+from controller.cli.base import Context, ReplayOption, fail
+from controller.data.market_data import (
     BackfillProgress,
     CcxtSource,
     MarketDataSource,
@@ -30,15 +28,24 @@ from controller.market_data import (
     timeframe_seconds,
     utc_now,
 )
-from controller.storage import open_store
-
-if TYPE_CHECKING:
-    from controller.cli import Context
+from controller.data.storage import open_store
+from controller.model import ConfigError
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(code)
+def register(app: typer.Typer) -> None:
+    app.command("backfill")(backfill_cmd)
+
+
+def backfill_cmd(
+    ctx: typer.Context,
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id (or the recorded files' exchange with --replay)")],
+    symbols: Annotated[str, typer.Option(help="comma-separated pairs, e.g. BTC-USDT,ETH-USDT")],
+    timeframe: Annotated[str, typer.Option(help="candle timeframe, e.g. 1m")] = "1m",
+    days: Annotated[int, typer.Option(min=1, max=3650, help="how many days back from now (or the data's end)")] = 7,
+    replay: ReplayOption = None,
+) -> None:
+    """Fetch missing candles into the store, with a progress bar."""
+    backfill_command(ctx.obj, exchange, [s.strip() for s in symbols.split(",") if s.strip()], timeframe, days, replay)
 
 
 def _replay_source(folder: Path, exchange: str, symbols: list[str], timeframe: str) -> tuple[ReplaySource, datetime]:
@@ -46,11 +53,11 @@ def _replay_source(folder: Path, exchange: str, symbols: list[str], timeframe: s
     try:
         source = ReplaySource(folder, exchange, clock=SimClock(utc_now()))
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     missing = [s for s in symbols if s not in source.symbols(timeframe)]
     if missing:
         held = ", ".join(source.symbols(timeframe)) or "none"
-        raise _fail(f"{folder} holds no {timeframe} candles of {exchange} for {', '.join(missing)} (it has: {held})")
+        raise fail(f"{folder} holds no {timeframe} candles of {exchange} for {', '.join(missing)} (it has: {held})")
     end = max(source.span(s, timeframe)[1] for s in symbols) + timedelta(seconds=timeframe_seconds(timeframe))
     source.clock.set(end)
     return source, end
@@ -68,11 +75,11 @@ def backfill_command(ctx_obj: Context, exchange: str, symbols: list[str], timefr
         timeframe_seconds(timeframe)
         wanted = list(dict.fromkeys(normalize_symbol(s) for s in symbols if s.strip()))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not wanted:
-        raise _fail("no symbols given: --symbols BTC-USDT,ETH-USDT")
+        raise fail("no symbols given: --symbols BTC-USDT,ETH-USDT")
     if days < 1:
-        raise _fail(f"--days must be at least 1, got {days}")
+        raise fail(f"--days must be at least 1, got {days}")
 
     source: MarketDataSource
     if replay is not None:
@@ -81,14 +88,14 @@ def backfill_command(ctx_obj: Context, exchange: str, symbols: list[str], timefr
         try:
             source = CcxtSource(exchange)
         except ValueError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         end = floor_time(utc_now(), timeframe)
     start = end - timedelta(days=days)
 
     try:
-        store = open_store(ctx_obj.config, ctx_obj.secrets)
+        store = open_store(ctx_obj.config.database, ctx_obj.secrets)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rows]} rows written"), TimeElapsedColumn(), TimeRemainingColumn())
@@ -108,7 +115,7 @@ def backfill_command(ctx_obj: Context, exchange: str, symbols: list[str], timefr
                           f" ({source.name})", highlight=False)
             written = backfill(store, source, exchange, wanted, timeframe, start, end, progress=on_page)
     except CallError as exc:
-        raise _fail(f"backfill stopped: {redact(str(exc))}", code=1) from None
+        raise fail(f"backfill stopped: {redact(str(exc))}", code=1) from None
     finally:
         store.close()
     for symbol, rows in written.items():

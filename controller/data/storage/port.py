@@ -16,7 +16,6 @@ from uuid import UUID
 import pandas as pd
 
 from bridge.schemas import NewSignal
-from controller.config import ConfigError, ControllerConfig, Secrets
 
 CANDLE_COLUMNS = ["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close", "volume"]
 SCAN_COLUMNS = ["candle_ts", "strategy", "exchange", "symbol", "timeframe", "decision", "reason", "features",
@@ -66,19 +65,3 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_store(config: ControllerConfig, secrets: Secrets) -> Store:
-    """The adapter the configuration asks for: DATABASE_URL (or the embedded database) first, else Supabase."""
-    from controller import db  # avoid an import cycle at package import
-
-    if secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url):
-        from controller.storage.postgres import PostgresStore
-
-        return PostgresStore(db.database_url(config, secrets))
-    if secrets.supabase_url and secrets.supabase_service_role_key:
-        from controller.storage.supabase import SupabaseStore
-
-        return SupabaseStore.connect(secrets.supabase_url, secrets.supabase_service_role_key.get_secret_value())
-    raise ConfigError("no store configured: set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, "
-                      "or database.embedded: true")

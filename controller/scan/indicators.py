@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from controller.strategy_params import IndicatorParams
+from controller.scan.strategy_params import IndicatorParams
 
 CANDLE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 INDICATOR_COLUMNS = (

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller import db, flags
-from controller.alerts import Alerter, MetricsServer
 from controller.config import ControllerConfig, Secrets, load_model
-from controller.health import DatabaseSnapshot, HealthReporter, read_database
-from controller.market_data import (
+from controller.data import db, flags
+from controller.data.market_data import (
     CcxtSource,
     FailoverSource,
     MarketDataSource,
@@ -19,10 +17,12 @@ from controller.market_data import (
     SimClock,
     timeframe_seconds,
 )
-from controller.pipeline import CycleReport, Scanner
-from controller.storage import Store, open_store
-from controller.strategy_params import StrategiesConfig, load_strategies
-from controller.supervisor import Restarter, Supervisor
+from controller.data.storage import Store, open_store
+from controller.ops.alerts import Alerter, MetricsServer
+from controller.ops.health import DatabaseSnapshot, HealthReporter, read_database
+from controller.ops.supervisor import Restarter, Supervisor
+from controller.scan.pipeline import CycleReport, Scanner
+from controller.scan.strategy_params import StrategiesConfig, load_strategies
 
 
 @dataclass
@@ -52,7 +52,7 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
                                       config.resolve(config.loop.tiers_file))
     flag_specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))
     defaults = {name: spec.default for name, spec in flag_specs.flags.items()}
-    store = open_store(config, secrets)
+    store = open_store(config.database, secrets)
     clock: SimClock | None = None
     if replay is not None:
         clock = SimClock(start or datetime.now(UTC))
@@ -97,7 +97,7 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
     scanner = wiring.scanner
 
     def read_db() -> DatabaseSnapshot:
-        with db.connect(config, secrets) as conn:
+        with db.connect(config.database, secrets) as conn:
             return read_database(conn, scanner.flag_defaults)
 
     alerter = Alerter.from_env(config.alerts)

@@ -18,7 +18,7 @@ from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
 from bridge.schemas import NewSignal, params_hash, to_json_value
-from controller.storage import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
+from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from bridge.schemas import NewSignal
 from controller.model import Frozen
-from controller.regime import RegimeReading
+from controller.scan.regime import RegimeReading
 
 
 class SizingParams(Frozen):

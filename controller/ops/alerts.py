@@ -29,8 +29,8 @@ from typing import Any
 from pydantic import Field
 
 from bridge.redaction import redact
-from controller.health import SEVERITY, HealthReport, Kind, State
 from controller.model import Frozen
+from controller.ops.health import SEVERITY, HealthReport, Kind, State
 
 logger = logging.getLogger(__name__)
 

@@ -8,28 +8,69 @@ cycle. Each cycle ends with a heartbeat that carries progress, not just liveness
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
+from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
-from controller import indicators, strategies
-from controller.config import ControllerConfig
-from controller.market_data import MarketDataSource, timeframe_seconds
-from controller.regime import ClosedTrade, RegimeReading, classify, symbol_block
-from controller.signals import Decision, OpenBook, Planned, plan, scan_row
-from controller.storage import SignalRejected, Store
-from controller.strategy_params import StrategiesConfig, StrategyConfig
+from controller.data.market_data import MarketDataSource, timeframe_seconds
+from controller.data.storage.port import SignalRejected, Store
+from controller.model import Frozen
+from controller.scan import indicators, strategies
+from controller.scan.regime import ClosedTrade, ProtectionParams, RegimeParams, RegimeReading, classify, symbol_block
+from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, scan_row
+from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
 
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
+
+
+class UniverseConfig(Frozen):
+    exchange: str = Field("binance", description="ccxt id of the exchange whose public candles are scanned")
+    backup_exchange: str | None = Field("kraken", description="ccxt id used while the primary's breaker is open")
+    symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), min_length=1, description="pairs as BASE-QUOTE")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in symbols if not re.fullmatch(r"[A-Z0-9]+-[A-Z0-9]+", s)]
+        if bad:
+            raise ValueError(f"pairs must be BASE-QUOTE in capitals, e.g. BTC-USDT: {', '.join(bad)}")
+        return symbols
+
+
+class LoopConfig(Frozen):
+    strategy_timeout_s: float = Field(5.0, gt=0, le=300, description="a strategy slower than this is skipped")
+    lookback_candles: int = Field(300, ge=60, le=5000, description="candles per symbol fed to the indicators")
+    strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
+    tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
+    heartbeat_component: str = "controller"
+
+
+class ScanSettings(Protocol):
+    """The sections of the controller config a scan reads (`ControllerConfig` has them all)."""
+
+    @property
+    def loop(self) -> LoopConfig: ...
+
+    @property
+    def regime(self) -> RegimeParams: ...
+
+    @property
+    def protection(self) -> ProtectionParams: ...
+
+    @property
+    def sizing(self) -> SizingParams: ...
 
 
 class StrategyTimeout(Exception):
@@ -78,7 +119,7 @@ StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
 class Scanner:
     """One scan of the configured universe at the clock's time."""
 
-    def __init__(self, *, config: ControllerConfig, strategy_config: StrategiesConfig, store: Store,
+    def __init__(self, *, config: ScanSettings, strategy_config: StrategiesConfig, store: Store,
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,

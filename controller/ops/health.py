@@ -31,7 +31,7 @@ from controller.model import Frozen
 if TYPE_CHECKING:
     import psycopg
 
-    from controller.pipeline import CycleReport
+    from controller.scan.pipeline import CycleReport
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from bridge.schemas import NewSignal, params_hash
-from controller.storage import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
-from controller.storage.pgcopy import COPY_COLUMNS, candles_binary_copy
+from controller.data.storage.pgcopy import COPY_COLUMNS, candles_binary_copy
+from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The command line: `python -m controller …`, one module per command group."""

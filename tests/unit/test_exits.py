@@ -1,0 +1,81 @@
+"""The one exit rule (`bridge.exits`), with the executor's cases: the executor, ML labels and shadow replay call it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from bridge import exits
+
+
+@dataclass(frozen=True)
+class B:
+    take_profit_pct: float | Decimal | None = 2
+    stop_loss_pct: float | Decimal | None = 1
+    time_limit_s: float | None = 3600
+    trailing_activation_pct: float | Decimal | None = None
+    trailing_delta_pct: float | Decimal | None = None
+
+
+def tick(b: B, entry: float, peak: float, price: float, held: float | None = 0) -> str | None:
+    hit, _ = exits.check(b, entry, peak, price, price, price, held)
+    return hit.reason if hit else None
+
+
+@pytest.mark.parametrize(("price", "held", "expected"), [
+    (100.0, 0, None),
+    (98.99, 0, "stop_loss"),
+    (99.0, 0, "stop_loss"),          # at the level counts
+    (102.0, 0, "take_profit"),
+    (101.99, 0, None),
+    (100.0, 3600, "time_limit"),
+    (100.0, 3599.9, None),
+    (98.0, 3600, "stop_loss"),       # the stop comes before the time limit
+    (103.0, 3600, "take_profit"),    # and so does the take profit
+])
+def test_a_tick_exits_where_the_executor_would(price: float, held: float, expected: str | None) -> None:
+    assert tick(B(), 100.0, 100.0, price, held) == expected
+
+
+def test_a_candle_touching_both_barriers_is_a_stop() -> None:
+    hit, _ = exits.check(B(), 100.0, 100.0, high=103.0, low=98.0, close=101.0, held_s=60)
+    assert hit is not None and hit.reason == "stop_loss" and hit.price == pytest.approx(99.0)
+
+
+def test_trailing_arms_at_the_activation_and_follows_the_peak() -> None:
+    b = B(take_profit_pct=10, stop_loss_pct=5, trailing_activation_pct=2, trailing_delta_pct=1)
+    assert tick(b, 100.0, 100.0, 101.5) is None                 # not armed: peak below 102
+    assert tick(b, 100.0, 101.5, 100.6) is None                  # a 0.9 % fall from 101.5, not armed anyway
+    assert tick(b, 100.0, 104.0, 103.0) is None                  # armed, 0.96 % below the peak
+    assert tick(b, 100.0, 104.0, 102.96) == "trailing_stop"      # 1 % below the peak of 104
+    hit, peak = exits.check(b, 100.0, 100.0, high=105.0, low=103.9, close=104.0, held_s=60)
+    assert peak == 105.0 and hit is not None and hit.reason == "trailing_stop"  # the high counts first
+    assert hit.price == pytest.approx(103.95)
+
+
+def test_no_take_profit_and_no_time_limit_mean_only_the_stop() -> None:
+    b = B(take_profit_pct=None, time_limit_s=None)
+    assert tick(b, 100.0, 100.0, 150.0, held=10**9) is None
+    assert tick(b, 100.0, 100.0, 98.0) == "stop_loss"
+
+
+def test_decimal_and_float_agree() -> None:
+    bd = B(take_profit_pct=Decimal("2"), stop_loss_pct=Decimal("1"))
+    for price in ("98.5", "99", "99.5", "101.999", "102", "103"):
+        hit_d, _ = exits.check(bd, Decimal(100), Decimal(100), Decimal(price), Decimal(price), Decimal(price), 0)
+        hit_f, _ = exits.check(B(), 100.0, 100.0, float(price), float(price), float(price), 0)
+        assert (hit_d and hit_d.reason) == (hit_f and hit_f.reason), price
+
+
+def test_walk_stops_at_the_first_exit_and_reports_an_incomplete_horizon() -> None:
+    times = [0.0, 60.0, 120.0, 180.0]
+    outcome = exits.walk(B(), 100.0, 0.0, times, [100.5, 102.5, 100, 100], [99.5, 100, 100, 100],
+                         [100, 102, 100, 100], 60.0)
+    assert outcome.index == 1 and outcome.hit is not None and outcome.hit.reason == "take_profit"
+    pending = exits.walk(B(), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100] * 4, 60.0)
+    assert pending.hit is None and pending.index is None
+    timed = exits.walk(B(time_limit_s=120), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100.2] * 4, 60.0)
+    assert timed.index == 1 and timed.hit is not None and timed.hit.reason == "time_limit"
+    assert timed.hit.price == 100.2
