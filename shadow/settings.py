@@ -60,7 +60,7 @@ def _limits() -> dict[str, Limit]:
     return {"stop_loss_pct": Limit(max_change=0.20, min=3.0, max=10.0),
             "take_profit_pct": Limit(max_change=0.15, min=0.5, max=30.0),
             "min_drop_pct": Limit(max_change=0.20, min=2.0, max=10.0),
-            "breakout_factor": Limit(max_change=0.25, min=1.02, max=1.08)}
+            "breakout_factor": Limit(max_change=0.25, min=0.02, max=0.08)}
 
 
 class RecommendConfig(Frozen):
