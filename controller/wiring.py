@@ -23,6 +23,7 @@ from controller.ops.health import DatabaseSnapshot, HealthReporter, read_databas
 from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from shadow.apply import ActiveParams
 
 
 @dataclass
@@ -65,8 +66,12 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
         exchange_name = config.universe.exchange
         universe = symbols or config.universe.symbols
         now = lambda: datetime.now(UTC)  # noqa: E731
+    # The active strategy_params version needs SQL; a Supabase-URL-only store scans with the conf values.
+    direct_sql = secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url)
+    active = ActiveParams(lambda: db.connect(config.database, secrets)) if direct_sql else None
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
-                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults)
+                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
+                      params_source=active)
     return Wiring(scanner, store, clock, strategy_config)
 
 

@@ -26,6 +26,7 @@ from controller.data.market_data import MarketDataSource, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.model import Frozen
 from controller.scan import indicators, strategies
+from controller.scan.params_source import ParamsSource, active_or_conf
 from controller.scan.regime import ClosedTrade, ProtectionParams, RegimeParams, RegimeReading, classify, symbol_block
 from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
@@ -123,7 +124,8 @@ class Scanner:
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
-                 strategy_fns: Mapping[str, StrategyFn] | None = None) -> None:
+                 strategy_fns: Mapping[str, StrategyFn] | None = None,
+                 params_source: ParamsSource | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -134,6 +136,7 @@ class Scanner:
         self.wall_clock = wall_clock
         self.flag_defaults = dict(flag_defaults or {})
         self.strategy_fns = dict(strategy_fns or strategies.STRATEGIES)
+        self.params_source = params_source  # the active strategy_params version (phase 4), else conf
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
 
@@ -251,7 +254,7 @@ class Scanner:
 
     def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport) -> None:
         report.regime = self._regime(now, report)
-        sections = [(n, s) for n, s in self.strategy_config.items()
+        sections = [(n, active_or_conf(self.params_source, n, s)) for n, s in self.strategy_config.items()
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
