@@ -87,17 +87,22 @@ def read_candles(conn: psycopg.Connection, exchange: str, symbol: str, timeframe
 
 
 def path_for(conn: psycopg.Connection, exchange: str, symbol: str, entry_at: datetime,
-             horizon_end: datetime) -> tuple[str, int, pd.DataFrame] | None:
-    """Candles from the entry to the horizon: 1m where they cover it, else 5m; None when neither does."""
+             end: datetime) -> tuple[str, int, pd.DataFrame] | None:
+    """Candles from the entry up to `end`: 1m where they cover the whole span, else 5m (from the entry on,
+    as far as they go); None when neither starts at the entry.
+
+    An exit found in candles that stop before the horizon is final (the rule only looks back); no exit in
+    them leaves the outcome pending."""
+    fallback = None
     for timeframe, seconds in FALLBACK:
-        frame = read_candles(conn, exchange, symbol, timeframe, entry_at, horizon_end)
-        if frame.empty:
+        frame = read_candles(conn, exchange, symbol, timeframe, entry_at, end)
+        if frame.empty or frame["ts"].iloc[0].to_pydatetime() - entry_at >= timedelta(seconds=seconds):
             continue
-        first = frame["ts"].iloc[0].to_pydatetime()
-        last_end = frame["ts"].iloc[-1].to_pydatetime() + timedelta(seconds=seconds)
-        if first - entry_at < timedelta(seconds=seconds) and last_end >= horizon_end:
+        if frame["ts"].iloc[-1].to_pydatetime() + timedelta(seconds=seconds) >= end:
             return timeframe, seconds, frame
-    return None
+        if timeframe == "5m":
+            fallback = (timeframe, seconds, frame)
+    return fallback
 
 
 # --------------------------------------------------------------------------------------- decisions
@@ -182,10 +187,7 @@ def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSet
     for row in pending:
         limit = row["barriers"].get("time_limit_s")
         horizon_end = row["candle_ts"] + timedelta(seconds=float(limit or 30 * 86400))
-        if horizon_end > now:
-            report.still_pending += 1
-            continue
-        found = path_for(conn, row["exchange"], row["symbol"], row["candle_ts"], horizon_end)
+        found = path_for(conn, row["exchange"], row["symbol"], row["candle_ts"], min(horizon_end, now))
         if found is None:
             report.still_pending += 1
             continue
@@ -232,59 +234,66 @@ def _nan(value: Any) -> float:
 
 
 def candidate_matrix(conn: psycopg.Connection, strategy: str, start: datetime, end: datetime,
-                     variation_ids: dict[str, int]) -> pd.DataFrame:
-    """Size-weighted net P&L per candidate (rows) and variation (columns), 0 where it did not trade;
-    only candidates whose every variation is evaluated (pairs are complete)."""
+                     variation_ids: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per candidate (rows) and variation (columns): size-weighted net P&L (0 where it did not enter, NaN
+    while pending or missing), and whether it entered."""
     rows = conn.execute(
-        "select o.exchange, o.symbol, o.candle_ts, o.variation_id, o.status,"
-        "       case when o.would_enter then o.pnl_pct * o.size_multiplier end, o.would_enter"
+        "select o.exchange, o.symbol, o.candle_ts, o.variation_id,"
+        "       case when not o.would_enter then 0 when o.status = 'evaluated' then o.pnl_pct * o.size_multiplier end,"
+        "       o.would_enter"
         "  from shadow_outcomes o where o.strategy = %s and o.candle_ts >= %s and o.candle_ts < %s"
         "   and o.variation_id = any(%s)", (strategy, start, end, list(variation_ids.values()))).fetchall()
     if not rows:
-        return pd.DataFrame(columns=list(variation_ids))
-    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "candle_ts", "variation_id", "status", "pnl", "entered"])
+        return pd.DataFrame(columns=list(variation_ids)), pd.DataFrame(columns=list(variation_ids))
+    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "candle_ts", "variation_id", "pnl", "entered"])
     names = {i: n for n, i in variation_ids.items()}
     frame["name"] = frame["variation_id"].map(names)
-    complete = frame.groupby(["exchange", "symbol", "candle_ts"])["status"].transform(
-        lambda s: (s == "evaluated").all() and len(s) == len(variation_ids))
-    frame = frame[complete]
-    frame["value"] = np.where(frame["entered"], frame["pnl"].astype(np.float64), np.nan)
-    return frame.pivot_table(index=["candle_ts", "exchange", "symbol"], columns="name", values="value",
-                             aggfunc="first", dropna=False).reindex(columns=list(variation_ids)).sort_index()
+    frame["pnl"] = frame["pnl"].astype(np.float64)
+    index = ["candle_ts", "exchange", "symbol"]
+    values = frame.pivot_table(index=index, columns="name", values="pnl", aggfunc="first", dropna=False)
+    entered = frame.pivot_table(index=index, columns="name", values="entered", aggfunc="first", dropna=False)
+    columns = list(variation_ids)
+    return (values.reindex(columns=columns).sort_index(),
+            entered.reindex(index=values.index, columns=columns).fillna(False).astype(bool).sort_index())
 
 
 def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[tuple[str, str], int],
                now: datetime, settings: ShadowSettings, report: EvaluationReport,
                windows_h: Iterable[int] | None = None) -> dict[tuple[str, int], list[Evidence]]:
-    """Summaries and paired differences per strategy and window, written to shadow_performance."""
+    """Summaries and paired differences per strategy and window, written to shadow_performance.
+
+    A variation's summary counts its evaluated trades; its difference to CHAMPION is paired on the
+    candidates where both are known (not pending)."""
     evidence: dict[tuple[str, int], list[Evidence]] = {}
     for strategy in sorted({v.strategy for v in variations}):
         vids = {v.name: ids[(v.strategy, v.name)] for v in variations if v.strategy == strategy}
         for window_h in windows_h or settings.windows_h:
             start = now - timedelta(hours=window_h)
-            matrix = candidate_matrix(conn, strategy, start, now, vids)
-            if matrix.empty:
+            values, entered = candidate_matrix(conn, strategy, start, now, vids)
+            if values.empty:
                 continue
-            days = (matrix.index.get_level_values("candle_ts").max()
-                    - matrix.index.get_level_values("candle_ts").min()).total_seconds() / 86400
-            champion_values = matrix[CHAMPION].to_numpy(dtype=np.float64)
-            champion_summary = summarize(champion_values[np.isfinite(champion_values)])
-            tested, pairs = [], []
+            times = values.index.get_level_values("candle_ts")
+            days = (times.max() - times.min()).total_seconds() / 86400
+            champion_values = values[CHAMPION].to_numpy(dtype=np.float64)
+            champion_traded = entered[CHAMPION].to_numpy() & np.isfinite(champion_values)
+            champion_summary = summarize(champion_values[champion_traded])
+            tested = []
             for name in vids:
-                values = matrix[name].to_numpy(dtype=np.float64)
-                summary = summarize(values[np.isfinite(values)])
-                pair = paired(np.nan_to_num(values), np.nan_to_num(champion_values), samples=settings.bootstrap_samples,
-                              seed=settings.seed) if name != CHAMPION else None
+                v = values[name].to_numpy(dtype=np.float64)
+                summary = summarize(v[entered[name].to_numpy() & np.isfinite(v)])
+                pair = None
+                if name != CHAMPION:
+                    both = np.isfinite(v) & np.isfinite(champion_values)
+                    pair = paired(v[both], champion_values[both], samples=settings.bootstrap_samples,
+                                  seed=settings.seed)
                 tested.append((name, summary, pair))
-                if pair is not None:
-                    pairs.append(pair.p_value)
-            q_values = iter(benjamini_hochberg(np.array(pairs)))
+            q_values = iter(benjamini_hochberg(np.array([p.p_value for _, _, p in tested if p is not None])))
             rows = []
             for name, summary, pair in tested:
                 q = float(next(q_values)) if pair is not None else None
                 rows.append((vids[name], start, now, summary.trades, summary.wins, summary.mean_pnl_pct,
                              summary.total_pnl_pct, summary.max_drawdown_pct, strategy, window_h, summary.sharpe,
-                             summary.win_rate_pct, pair.n if pair else len(matrix), pair.mean_diff if pair else None,
+                             summary.win_rate_pct, pair.n if pair else None, pair.mean_diff if pair else None,
                              pair.ci_low if pair else None, pair.ci_high if pair else None,
                              pair.p_value if pair else None, q))
                 if pair is not None and q is not None:
@@ -305,30 +314,30 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
 
 
 def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport) -> dict[str, Calibration]:
-    """Replay CHAMPION (the barriers the real signal carried) from each real closed trade's entry candle
-    and compare with what the executor did: exit reason, entry and exit price, P&L."""
+    """Replay CHAMPION (the barriers the real signal carried) from the candle each real closed trade's
+    signal was decided on, and compare with what the executor did: exit reason, entry and exit price, P&L.
+
+    The replay starts at the scan's candle close (data time), not at the trade's `opened_at`: a replayed
+    run (the offline demo) trades on a paper clock of its own, whose times are not the candles'."""
     cur = conn.cursor(row_factory=dict_row)
     trades = cur.execute(
         "select t.signal_id, s.strategy, t.exchange, t.symbol, t.entry_price, t.exit_price, t.exit_reason,"
         "       t.pnl_pct, t.opened_at, t.closed_at, s.price as reference, s.take_profit_pct, s.stop_loss_pct,"
-        "       s.time_limit_s, s.trailing_activation_pct, s.trailing_delta_pct"
+        "       s.time_limit_s, s.trailing_activation_pct, s.trailing_delta_pct,"
+        "       coalesce((select min(sc.candle_ts) from scans sc where sc.signal_id = s.id), t.opened_at) as decided_at"
         "  from trades t join signals s on s.id = t.signal_id"
         " where t.exit_reason in ('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
         " order by t.closed_at").fetchall()
     rows = []
     for trade in trades:
         limit = float(trade["time_limit_s"] or 30 * 86400)
-        horizon_end = max(trade["opened_at"] + timedelta(seconds=limit), trade["closed_at"])
-        found = path_for(conn, trade["exchange"], trade["symbol"], trade["opened_at"], horizon_end)
-        if found is None:  # the horizon may still be open in the data: judge what is there
-            found = next(((tf, s, f) for tf, s in FALLBACK
-                          if not (f := read_candles(conn, trade["exchange"], trade["symbol"], tf,
-                                                    trade["opened_at"], horizon_end)).empty), None)
+        entry_at = trade["decided_at"]
+        found = path_for(conn, trade["exchange"], trade["symbol"], entry_at, entry_at + timedelta(seconds=limit))
         sim_reason = sim_exit = sim_pnl = None
         sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
         if found is not None:
             _, seconds, candles = found
-            paths = Paths.from_lists([float(trade["reference"])], [trade["opened_at"].timestamp()],
+            paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
                                      [_seconds(candles["ts"])],
                                      [candles["high"].to_numpy()], [candles["low"].to_numpy()],
                                      [candles["close"].to_numpy()], [float(seconds)])
