@@ -24,6 +24,10 @@ from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.apply import ActiveParams
+from shadow.service import Scheduler, run_pass
+from shadow.variations import DEFAULT_VARIATIONS
+from shadow.variations import build as build_variations
+from shadow.variations import load as load_variations
 
 
 @dataclass
@@ -139,3 +143,29 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
     ops = Operations(reporter, alerter, metrics, supervisor)
     ops_holder.append(ops)
     return ops
+
+
+def shadow_evaluator(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Scheduler | None:
+    """The shadow evaluator on its own schedule beside the loop (phase 4: runs while `shadow.enabled`).
+
+    Its own thread and connection, so a long replay never delays a scan. None where the store is not
+    reachable by SQL (a Supabase-URL-only setup): `shadow evaluate` then runs it by hand elsewhere.
+    """
+    if secrets.database_url is None and not (config.database.embedded and not secrets.supabase_url):
+        return None
+    spec = load_variations(DEFAULT_VARIATIONS)
+    build_variations(spec, wiring.strategies, DEFAULT_VARIATIONS)  # a bad variation stops the start, not a pass
+    scanner = wiring.scanner
+
+    def live_flags() -> dict[str, object]:
+        return {**scanner.flag_defaults, **wiring.store.flag_values()}
+
+    def job() -> None:
+        now = wiring.clock.now() if wiring.clock is not None else datetime.now(UTC)
+        with db.connect(config.database, secrets) as conn:
+            run_pass(conn, wiring.strategies, spec, live_flags(), now)
+
+    def enabled() -> bool:
+        return bool(live_flags().get("shadow.enabled", False))
+
+    return Scheduler(job, spec.settings.evaluate_every_s, enabled)

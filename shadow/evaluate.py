@@ -313,12 +313,15 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
 # --------------------------------------------------------------------------------------- calibration
 
 
-def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport) -> dict[str, Calibration]:
+def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport, *,
+              closes_only: bool = False) -> dict[str, Calibration]:
     """Replay CHAMPION (the barriers the real signal carried) from the candle each real closed trade's
     signal was decided on, and compare with what the executor did: exit reason, entry and exit price, P&L.
 
     The replay starts at the scan's candle close (data time), not at the trade's `opened_at`: a replayed
-    run (the offline demo) trades on a paper clock of its own, whose times are not the candles'."""
+    run (the offline demo) trades on a paper clock of its own, whose times are not the candles'.
+    `closes_only` replays the prices a paper book that follows the closes shows (high = low = close):
+    where that agrees and the full candles do not, the difference is the wicks the paper world never had."""
     cur = conn.cursor(row_factory=dict_row)
     trades = cur.execute(
         "select t.signal_id, s.strategy, t.exchange, t.symbol, t.entry_price, t.exit_price, t.exit_reason,"
@@ -337,9 +340,10 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
         sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
         if found is not None:
             _, seconds, candles = found
+            high, low = ("close", "close") if closes_only else ("high", "low")
             paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
                                      [_seconds(candles["ts"])],
-                                     [candles["high"].to_numpy()], [candles["low"].to_numpy()],
+                                     [candles[high].to_numpy()], [candles[low].to_numpy()],
                                      [candles["close"].to_numpy()], [float(seconds)])
             grid = BarrierGrid(*[np.array([[_nan(trade[c])]]) for c in EXIT_COLUMNS])
             result = replay(paths, grid, fee_pct=settings.fee_pct, slippage_pct=settings.slippage_pct)

@@ -123,7 +123,7 @@ def replay(paths: Paths, grid: BarrierGrid, *, fee_pct: float = 0.0, slippage_pc
     """
     k, n = grid.take_profit_pct.shape
     entry_ref = paths.entry
-    entry = entry_ref if entry_is_filled else entry_ref * (100 + slippage_pct) / 100
+    entry = entry_ref if entry_is_filled or slippage_pct == 0 else entry_ref * (100 + slippage_pct) / 100
     e = entry[None, :]  # (1, N): broadcast over variations
     h = paths.highs.shape[1]
 

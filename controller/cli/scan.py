@@ -69,7 +69,7 @@ def run_cmd(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    from controller.wiring import operations
+    from controller.wiring import operations, shadow_evaluator
 
     end = parse_time(until)
     if replay is not None and end is None:
@@ -77,6 +77,12 @@ def run_cmd(
     wiring = _wiring(ctx.obj, replay, exchange, parse_time(start), symbols)
     step = wiring.base_timeframe_s()
     ops = operations(wiring, ctx.obj.config, ctx.obj.secrets)
+    try:
+        evaluator = shadow_evaluator(wiring, ctx.obj.config, ctx.obj.secrets)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if evaluator is not None:
+        evaluator.start()  # its own thread: a slow evaluation never delays a scan
     try:
         if wiring.clock is None:
             pipeline.run_live(wiring.scanner, step, stop, on_cycle=ops.on_cycle)
@@ -87,6 +93,8 @@ def run_cmd(
             console.print(f"replayed {len(reports)} scans up to {wiring.clock.now():%Y-%m-%d %H:%M}: "
                           f"{emitted} signal(s) emitted")
     finally:
+        if evaluator is not None:
+            evaluator.stop()
         ops.close()  # the final health report (seed 002)
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")

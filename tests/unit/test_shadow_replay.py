@@ -85,7 +85,7 @@ def test_replay_equals_exits_walk_on_random_cases(case: tuple) -> None:
     for k, row in enumerate(grid):
         for n, barriers in enumerate(row):
             entry, entry_t, times, highs, lows, closes, candle_s = entries[n]
-            fill = entry * (100 + slip) / 100
+            fill = entry if slip == 0 else entry * (100 + slip) / 100
             outcome = exits.walk(barriers, fill, entry_t, times, highs, lows, closes, candle_s)
             if outcome.hit is None:
                 assert result.index[k, n] == PENDING and result.reason[k, n] == PENDING
