@@ -56,7 +56,7 @@ class ActiveParams:
 
     def __call__(self, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
         with self.connect() as conn:
-            row = conn.execute("select version, params from active_strategy_params where strategy = %s",
+            row = conn.execute("select version, params from dashboard_active_strategy_params where strategy = %s",
                                (strategy,)).fetchone()
         if row is None:
             return section
@@ -67,7 +67,7 @@ class ActiveParams:
 
 
 def active_section(conn: psycopg.Connection, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
-    row = conn.execute("select params from active_strategy_params where strategy = %s", (strategy,)).fetchone()
+    row = conn.execute("select params from dashboard_active_strategy_params where strategy = %s", (strategy,)).fetchone()
     return section if row is None else with_params(section, row[0])
 
 

@@ -47,7 +47,8 @@ create table strategy_params_activations (
 );
 create index strategy_params_activations_latest_idx on strategy_params_activations (strategy, id desc);
 
-create view active_strategy_params as
+-- (a dashboard view too: which parameter version each strategy trades with, and why)
+create view dashboard_active_strategy_params as
 select distinct on (a.strategy)
        a.strategy, a.version, sp.params, sp.params_hash, a.recommendation_id, a.reason, a.activated_at
   from strategy_params_activations a
