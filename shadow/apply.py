@@ -67,7 +67,8 @@ class ActiveParams:
 
 
 def active_section(conn: psycopg.Connection, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
-    row = conn.execute("select params from dashboard_active_strategy_params where strategy = %s", (strategy,)).fetchone()
+    row = conn.execute("select params from dashboard_active_strategy_params where strategy = %s",
+                       (strategy,)).fetchone()
     return section if row is None else with_params(section, row[0])
 
 
