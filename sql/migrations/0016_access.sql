@@ -125,7 +125,7 @@ declare
     r record;
 begin
     for r in select p.oid::regprocedure as sig from pg_proc p where p.pronamespace = 'queue_core'::regnamespace loop
-        execute format('revoke all on function %s from public, anon, authenticated, executor', r.sig);
+        execute format('revoke all on function %s from public, anon, authenticated, executor, service_role', r.sig);
     end loop;
 end
 $$;

@@ -127,6 +127,22 @@ def test_function_privileges_match_the_matrix(admin: psycopg.Connection, role: s
     assert wrong == []
 
 
+@pytest.mark.parametrize("role", ["anon", "authenticated", "executor", "service_role"])
+def test_the_queue_functions_without_the_consumer_check_are_out_of_every_api_roles_reach(
+        admin: psycopg.Connection, role: str) -> None:
+    # 0016 moved the original queue functions to queue_core; only their public wrappers may be called.
+    functions = admin.execute("""
+        select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'queue_core'::regnamespace
+         order by 1""").fetchall()
+    callable_ = admin.execute("""
+        select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'queue_core'::regnamespace
+           and has_function_privilege(%s, p.oid, 'EXECUTE') order by 1""", [role]).fetchall()
+    usage = admin.execute("select has_schema_privilege(%s, 'queue_core', 'USAGE')", [role]).fetchone()[0]
+
+    assert len(functions) == len(EXECUTOR_FUNCTIONS)
+    assert (callable_, usage) == ([], False)
+
+
 @pytest.mark.parametrize("role", ["anon", "authenticated", "executor"])
 def test_only_service_role_touches_sequences_and_nobody_else_creates_in_public(admin: psycopg.Connection,
                                                                                 role: str) -> None:
