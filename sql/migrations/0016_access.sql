@@ -46,7 +46,7 @@ as $$
 declare
     r record;
 begin
-    for r in select c.oid, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    for r in select c.oid, c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
               where n.nspname = 'public' and c.relkind = 'v'
                 and not exists (select 1 from pg_rewrite w
                                   join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = w.oid
@@ -54,9 +54,11 @@ begin
                                    and d.refclassid = 'pg_proc'::regclass
                                    and d.refobjid = 'public.is_dashboard_member()'::regprocedure)
     loop
-        execute format('create or replace view public.%I as select * from (%s) ungated'
+        -- the view's options (security_barrier, security_invoker) are kept
+        execute format('create or replace view public.%I %s as select * from (%s) ungated'
                        ' where current_user not in (''anon'', ''authenticated'') or public.is_dashboard_member()',
-                       r.relname, rtrim(pg_get_viewdef(r.oid), E'; \n'));
+                       r.relname, coalesce('with (' || array_to_string(r.reloptions, ', ') || ')', ''),
+                       rtrim(pg_get_viewdef(r.oid), E'; \n'));
     end loop;
 end
 $$;

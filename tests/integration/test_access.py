@@ -137,7 +137,7 @@ def test_removing_a_member_takes_the_rows_away_at_once(dashboard: str) -> None:
 
 def test_a_view_a_later_migration_adds_is_gated_by_apply_access_policy(dashboard: str) -> None:
     with psycopg.connect(dashboard, autocommit=True) as admin:
-        admin.execute("create view dashboard_later as select symbol, status from signals")
+        admin.execute("create view dashboard_later with (security_barrier) as select symbol, status from signals")
         admin.execute("select apply_access_policy()")
     try:
         with as_claims(dashboard, "authenticated", sub=str(STRANGER)) as stranger:
@@ -146,8 +146,10 @@ def test_a_view_a_later_migration_adds_is_gated_by_apply_access_policy(dashboard
             assert count_rows(member, "dashboard_later") == 3
         with psycopg.connect(dashboard) as admin:
             admin.execute("select apply_access_policy()")  # a second run gates nothing twice
-            definition = admin.execute("select pg_get_viewdef('dashboard_later')").fetchone()[0]
+            definition, options = admin.execute("select pg_get_viewdef('dashboard_later'), reloptions from pg_class"
+                                                " where oid = 'dashboard_later'::regclass").fetchone()
         assert definition.count("is_dashboard_member") == 1
+        assert options == ["security_barrier=true"]
     finally:
         with psycopg.connect(dashboard, autocommit=True) as admin:
             admin.execute("drop view dashboard_later")
