@@ -22,16 +22,25 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
-from controller.data.market_data import MarketDataSource, timeframe_seconds
+from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.model import Frozen
 from controller.scan import indicators, strategies
-from controller.scan.regime import ClosedTrade, ProtectionParams, RegimeParams, RegimeReading, classify, symbol_block
+from controller.scan.regime import (
+    ClosedTrade,
+    ProtectionParams,
+    RegimeParams,
+    RegimeReading,
+    classify,
+    symbol_block,
+    unknown,
+)
 from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
 
+REGIME_TIMEFRAMES = ("5m", "1h")  # 5m where recorded or served; 1h where only coarser candles exist
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
 
 
@@ -55,6 +64,8 @@ class LoopConfig(Frozen):
     strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
     tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
     heartbeat_component: str = "controller"
+    gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
+    max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
 
 
 class ScanSettings(Protocol):
@@ -184,21 +195,36 @@ class Scanner:
             self.store.write_candles(rows)
 
     def _regime(self, now: datetime, report: CycleReport) -> RegimeReading:
+        """The regime from the first of this exchange's regime markets with fresh candles; UNKNOWN (or what
+        `regime.on_missing` says) when none has them."""
         params = self.config.regime
-        try:
-            btc = self.source.fetch_ohlcv(params.symbol, "5m", now - timedelta(hours=26), now)
-        except CallError as exc:
-            report.failures[f"data:{params.symbol}:regime"] = str(exc)
-            btc = pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
-        return classify(btc, now, params)
+        tried = []
+        for market in params.markets_for(self.exchange):
+            for timeframe in REGIME_TIMEFRAMES:
+                try:
+                    btc = self.source.fetch_ohlcv(market, timeframe, now - timedelta(hours=50), now)
+                except CallError as exc:
+                    tried.append(f"{market} {timeframe}: {exc}")
+                    continue
+                if btc.empty:
+                    tried.append(f"{market} {timeframe}: no candles")
+                    continue
+                reading = classify(btc, now, params, market, timeframe_seconds(timeframe))
+                if reading.market is not None:
+                    return reading
+                tried.append(f"{market} {timeframe}: {reading.reason.removeprefix('regime unknown: ')}")
+        report.failures["data:regime"] = "; ".join(tried)
+        markets = " or ".join(params.markets_for(self.exchange))
+        return unknown(params, f"no fresh {markets} candles on {self.exchange}")
 
     def _blocked_symbols(self, now: datetime) -> dict[str, str]:
         protection = self.config.protection
-        since = now - timedelta(hours=max(protection.ban_h, protection.cooldown_after_stop_h) * 2)
+        since = now - timedelta(hours=protection.longest_h() * 2)
         trades = [ClosedTrade(t["symbol"], t["exit_reason"], t["closed_at"]) for t in self.store.closed_trades(since)]
+        tier_of = self.strategy_config.dca.params.tier_of
         blocked = {}
         for symbol in self.symbols:
-            if reason := symbol_block(trades, symbol, now, protection):
+            if reason := symbol_block(trades, symbol, now, protection, tier_of(symbol)):
                 blocked[symbol] = reason
         return blocked
 
@@ -215,6 +241,8 @@ class Scanner:
 
         evaluated = run_with_timeout(evaluate, timeout, name)
         tf_s = timeframe_seconds(section.timeframe)
+        loop = self.config.loop
+        unfit = unfit_data(candles, section.timeframe, now, loop.gap_window_candles, loop.max_gap_share)
         latest = evaluated.groupby("symbol", sort=False).tail(1)
         feature_columns = strategies.FEATURES[name]
         decisions = []
@@ -222,14 +250,19 @@ class Scanner:
             symbol = str(row.symbol)
             values = row._asdict()
             features = {c: _json_number(values.get(c)) for c in feature_columns}
+            why_not = unfit.get(symbol)
             decisions.append(Decision(
                 strategy=name, exchange=self.exchange, symbol=symbol, timeframe_s=tf_s,
                 candle_close=pd.Timestamp(row.ts).to_pydatetime() + timedelta(seconds=tf_s),
-                price=float(row.close), entry=bool(row.entry), confidence=float(row.confidence),
-                reason=str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
+                price=float(row.close), entry=bool(row.entry) and why_not is None, confidence=float(row.confidence),
+                reason=why_not or str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
                 features={**features, **regime.features()},
                 thresholds=section.params.thresholds(symbol), params_hash=section.params_hash_for(symbol),
             ))
+        seen = {d.symbol for d in decisions}
+        for symbol in self.symbols:
+            if symbol not in seen:
+                decisions.append(no_data(name, self.exchange, symbol, tf_s, now))
         return decisions
 
     # --- the cycle -----------------------------------------------------------------------------------
@@ -261,6 +294,8 @@ class Scanner:
             candles = candles_by_tf[section.timeframe]
             if candles.empty:
                 report.failures[name] = f"no {section.timeframe} candles"
+                tf_s = timeframe_seconds(section.timeframe)
+                decisions += [no_data(name, self.exchange, symbol, tf_s, now) for symbol in self.symbols]
                 continue
             last = candles["ts"].max() + timedelta(seconds=timeframe_seconds(section.timeframe))
             report.last_candle = max(report.last_candle or last, last)
@@ -271,7 +306,8 @@ class Scanner:
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
         planned = plan(decisions, report.regime, OpenBook.from_signals(self.store.open_signals()),
-                       self.config.sizing, self._blocked_symbols(now), now, self.wall_clock())
+                       self.config.sizing, self._blocked_symbols(now), now, self.wall_clock(),
+                       stops=self.config.regime.stops)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
         for item in planned:
@@ -304,11 +340,41 @@ class Scanner:
             "cycles": self.counters["cycles"],
             "strategy_failures": self.counters["strategy_timeouts"] + self.counters["strategy_errors"],
             "regime": report.regime.regime.value if report.regime else None,
+            "regime_market": report.regime.market if report.regime else None,
+            "regime_reason": report.regime.reason if report.regime else None,
         }
         try:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def unfit_data(candles: pd.DataFrame, timeframe: str, now: datetime, window: int,
+               max_gap_share: float) -> dict[str, str]:
+    """Symbols whose candles may not decide at `now`, with why: the last candle is not the one that just
+    closed (`stale data (last candle 09:15)`, its close time), or more than `max_gap_share` of the last
+    `window` candles are missing (`gappy data`)."""
+    tf = timedelta(seconds=timeframe_seconds(timeframe))
+    current = pd.Timestamp(floor_time(now, timeframe))  # the candle that just closed opened at current - tf
+    since = current - window * tf
+    unfit = {}
+    for symbol, frame in candles.groupby("symbol", sort=False):
+        last = pd.Timestamp(frame["ts"].iloc[-1])
+        if last + tf < current:
+            unfit[str(symbol)] = f"stale data (last candle {last + tf:%H:%M})"
+            continue
+        held = int((frame["ts"] >= since).sum())
+        missing = window - held
+        if missing > max_gap_share * window:
+            unfit[str(symbol)] = f"gappy data ({missing} of the last {window} candles missing)"
+    return unfit
+
+
+def no_data(strategy: str, exchange: str, symbol: str, timeframe_s: int, now: datetime) -> Decision:
+    """The decision for a symbol with no candles at the scan time: a skip that says so."""
+    return Decision(strategy=strategy, exchange=exchange, symbol=symbol, timeframe_s=timeframe_s,
+                    candle_close=now, price=float("nan"),
+                    entry=False, confidence=0.0, reason="no data", exits={})
 
 
 def _json_number(value: Any) -> Any:

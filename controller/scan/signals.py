@@ -16,19 +16,39 @@ from pydantic import Field
 
 from bridge.schemas import NewSignal
 from controller.model import Frozen
-from controller.scan.regime import RegimeReading
+from controller.scan.regime import Regime, RegimeReading, StopWidening, widened_stop
+
+
+class QuoteSizing(Frozen):
+    """Sizing in one quote currency: the amount per entry and the balance the exposure cap is a share of."""
+
+    amount: float = Field(gt=0, description="quote currency per entry before the regime multiplier")
+    balance: float = Field(gt=0, description="balance in this quote currency the exposure cap is a share of")
+
+
+def _usd_like() -> dict[str, QuoteSizing]:
+    return {q: QuoteSizing(amount=50.0, balance=10_000.0) for q in ("USDT", "USD", "USDC")}
 
 
 class SizingParams(Frozen):
-    """Seed values: $50 a trade, at most 50% of a $10k paper balance deployed, 150 / 50 / 3 positions."""
+    """Seed values: $50 a trade, at most 50% of a $10k paper balance deployed, 150 / 50 / 3 positions.
 
-    quote_amount: float = Field(50.0, gt=0, description="quote currency per entry before the regime multiplier")
-    balance: float = Field(10_000.0, gt=0, description="balance the exposure cap is a share of")
+    Amounts are in the pair's quote currency (25 on BTC-USDT is 25 USDT; on ETH-BTC it would be 25 BTC), so
+    each quote currency has its own rule, and the caps (exposure and counts) are kept per quote currency.
+    A pair whose quote has no rule is skipped: `no sizing for quote BTC`."""
+
+    quotes: dict[str, QuoteSizing] = Field(default_factory=_usd_like,
+                                           description="quote currency -> amount per entry and balance")
     max_balance_share: float = Field(0.5, gt=0, le=1, description="share of balance open positions may use")
-    max_open_total: int = Field(150, ge=1)
-    max_open_per_strategy: int = Field(50, ge=1)
+    max_open_total: int = Field(150, ge=1, description="per quote currency")
+    max_open_per_strategy: int = Field(50, ge=1, description="per quote currency")
     max_open_per_symbol: int = Field(3, ge=1)
     expiry_candles: int = Field(2, ge=1, description="a signal expires this many candles after its candle closed")
+
+
+def quote_of(symbol: str) -> str:
+    """`USDT` of `BTC-USDT`."""
+    return symbol.rsplit("-", 1)[-1].upper()
 
 
 @dataclass(frozen=True)
@@ -51,13 +71,20 @@ class Decision:
 
 
 @dataclass
-class OpenBook:
-    """What is open now, for the caps: counts per strategy and symbol, and quote exposure."""
+class QuoteBook:
+    """What is open in one quote currency: counts per strategy and symbol, and exposure."""
 
     total: int = 0
     by_strategy: Counter[str] = field(default_factory=Counter)
     by_symbol: Counter[str] = field(default_factory=Counter)
     exposure: float = 0.0
+
+
+@dataclass
+class OpenBook:
+    """What is open now, per quote currency, for the caps."""
+
+    quotes: dict[str, QuoteBook] = field(default_factory=dict)
 
     @classmethod
     def from_signals(cls, rows: Iterable[Mapping[str, Any]]) -> OpenBook:
@@ -66,11 +93,15 @@ class OpenBook:
             book.add(str(row["strategy"]), str(row["symbol"]), float(row["quote_amount"]))
         return book
 
+    def of(self, quote: str) -> QuoteBook:
+        return self.quotes.setdefault(quote, QuoteBook())
+
     def add(self, strategy: str, symbol: str, quote_amount: float) -> None:
-        self.total += 1
-        self.by_strategy[strategy] += 1
-        self.by_symbol[symbol] += 1
-        self.exposure += quote_amount
+        book = self.of(quote_of(symbol))
+        book.total += 1
+        book.by_strategy[strategy] += 1
+        book.by_symbol[symbol] += 1
+        book.exposure += quote_amount
 
 
 @dataclass(frozen=True)
@@ -81,32 +112,45 @@ class Planned:
     signal: NewSignal | None = None
 
 
-def size_for(decision: Decision, regime: RegimeReading, book: OpenBook, sizing: SizingParams) -> tuple[float, str]:
-    """The quote amount for an entry (0.0 when refused) and why."""
+def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
+             sizing: SizingParams) -> tuple[float, str]:
+    """The amount in the pair's quote currency for an entry (0.0 when refused) and why."""
     if regime.blocks_entries:
+        if regime.regime is Regime.UNKNOWN:
+            return 0.0, regime.reason
         return 0.0, f"regime {regime.regime.value} blocks entries ({regime.reason})"
+    quote = quote_of(decision.symbol)
+    rule = sizing.quotes.get(quote)
+    if rule is None:
+        return 0.0, f"no sizing for quote {quote}"
+    book = open_book.of(quote)
     if book.total >= sizing.max_open_total:
-        return 0.0, f"max open positions reached ({book.total}/{sizing.max_open_total})"
+        return 0.0, f"max open {quote} positions reached ({book.total}/{sizing.max_open_total})"
     if book.by_strategy[decision.strategy] >= sizing.max_open_per_strategy:
-        return 0.0, f"max open positions for {decision.strategy} reached ({sizing.max_open_per_strategy})"
+        return 0.0, (f"max open {quote} positions for {decision.strategy} reached "
+                     f"({sizing.max_open_per_strategy})")
     if book.by_symbol[decision.symbol] >= sizing.max_open_per_symbol:
         return 0.0, f"max open positions for {decision.symbol} reached ({sizing.max_open_per_symbol})"
-    amount = sizing.quote_amount * regime.size_multiplier
-    room = sizing.balance * sizing.max_balance_share - book.exposure
-    if amount > room:
-        return 0.0, f"exposure cap: {book.exposure:.2f} open of {sizing.balance * sizing.max_balance_share:.2f} allowed"
+    amount = rule.amount * regime.size_multiplier
+    allowed = rule.balance * sizing.max_balance_share
+    if amount > allowed - book.exposure:
+        return 0.0, f"exposure cap: {book.exposure:g} {quote} open of {allowed:g} {quote} allowed"
     note = "" if regime.size_multiplier == 1 else f" (x{regime.size_multiplier:g} for {regime.regime.value})"
-    return amount, f"{decision.reason}; size {amount:g}{note}"
+    return amount, f"{decision.reason}; size {amount:g} {quote}{note}"
 
 
 def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, sizing: SizingParams,
-         blocked_symbols: Mapping[str, str], sim_now: datetime, wall_now: datetime) -> list[Planned]:
+         blocked_symbols: Mapping[str, str], sim_now: datetime, wall_now: datetime,
+         stops: StopWidening | None = None) -> list[Planned]:
     """Decide what to emit. `sim_now` is the scan's clock (replayed or live), `wall_now` the database's:
     a signal stays valid for as long after `wall_now` as its candle leaves it in scan time."""
     planned: list[Planned] = []
     for decision in sorted(decisions, key=lambda d: (-d.confidence, d.strategy, d.symbol)):
         if not decision.entry:
             planned.append(Planned(decision, "skip", decision.reason))
+            continue
+        if off := regime.disabled.get(decision.strategy):
+            planned.append(Planned(decision, "blocked", off))
             continue
         if block := blocked_symbols.get(decision.symbol):
             planned.append(Planned(decision, "blocked", block))
@@ -115,15 +159,21 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
         if valid_until <= sim_now:
             planned.append(Planned(decision, "blocked", f"stale: its candle closed at {decision.candle_close}"))
             continue
+        if quote_of(decision.symbol) not in sizing.quotes:
+            planned.append(Planned(decision, "skip", f"no sizing for quote {quote_of(decision.symbol)}"))
+            continue
         amount, why = size_for(decision, regime, book, sizing)
         if amount <= 0:
             planned.append(Planned(decision, "blocked", why))
             continue
         exits = decision.exits
+        stop = _optional(exits.get("stop_loss_pct"))
+        if stops is not None:
+            stop = widened_stop(stop, regime, str(decision.thresholds.get("tier", "small")), stops)
         signal = NewSignal(
             strategy=decision.strategy, exchange=decision.exchange, symbol=decision.symbol, side="buy",
             price=decision.price, quote_amount=amount, take_profit_pct=float(exits["take_profit_pct"]),
-            stop_loss_pct=_optional(exits.get("stop_loss_pct")), time_limit_s=_optional_int(exits.get("time_limit_s")),
+            stop_loss_pct=stop, time_limit_s=_optional_int(exits.get("time_limit_s")),
             trailing_activation_pct=_optional(exits.get("trailing_activation_pct")),
             trailing_delta_pct=_optional(exits.get("trailing_delta_pct")),
             expires_at=wall_now + (valid_until - sim_now), confidence=min(1.0, max(0.0, decision.confidence)),

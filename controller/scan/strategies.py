@@ -273,8 +273,9 @@ def dca(frame: pd.DataFrame, params: TieredParams[DcaParams] | DcaParams) -> pd.
 
 def swing(frame: pd.DataFrame, params: TieredParams[SwingParams] | SwingParams) -> pd.DataFrame:
     """Buy the breakout: close above the max high of the previous `lookback_bars` bars x
-    `breakout_factor`, volume above `volume_surge` x volume_sma, RSI within the band, trend up
-    (close > sma_20 > sma_50), ATR / close at most `volatility_max`, and a score of at least `min_score`.
+    `breakout_factor`, volume above `volume_surge` x volume_sma, RSI within the band, ATR / close at most
+    `volatility_max`, and a score of at least `min_score`. The trend (close > sma_20 > sma_50) is one scored
+    item, as in the seed's SwingDetector, not also a hard rule.
 
     Score (points): breakout 30 (15 at the threshold, 30 at twice the margin), volume 20 (10 at the
     surge threshold, 20 at twice it), trend 20 (scaled by sma_20 over sma_50 up to `trend_spread_pct`),
@@ -306,7 +307,6 @@ def swing(frame: pd.DataFrame, params: TieredParams[SwingParams] | SwingParams) 
         _Rule(volume > volume_sma * surge, volume_ratio, 2,
               lambda v, p: f"volume ratio {v:.2f} not above {p.volume_surge:g}"),
         *_rsi_rules(rsi, universe),
-        _Rule(trend, spread, 2, lambda v, _p: f"no up-trend: not close > sma_20 > sma_50 (sma spread {v:.2f}%)"),
         volatility_rule,
         _Rule(score >= universe.value("min_score"), score, 1,
               lambda v, p: f"score {v:.1f} below {p.min_score:g}"),

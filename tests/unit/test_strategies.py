@@ -101,9 +101,18 @@ def expected_swing(frame: pd.DataFrame, params: TieredParams[SwingParams]) -> pd
                  + 7.5 * ((change > 0) & (change < p.change_min_pct)))
         parts.append((g["close"] > previous_high * p.breakout_factor)
                      & (g["volume"] > g["volume_sma"] * p.volume_surge)
-                     & g["rsi"].between(p.rsi_min, p.rsi_max) & trend
+                     & g["rsi"].between(p.rsi_min, p.rsi_max)
                      & (g["atr"] / g["close"] <= p.volatility_max) & (score >= p.min_score))
     return pd.concat(parts).reindex(frame.index)
+
+
+def test_swing_enters_a_scored_breakout_without_an_up_trend_since_trend_is_only_20_points(
+        frame_5m: pd.DataFrame) -> None:
+    decisions = swing(frame_5m, loose("swing"))
+    trend = (frame_5m["close"] > frame_5m["sma_20"]) & (frame_5m["sma_20"] > frame_5m["sma_50"])
+    against_trend = decisions["entry"] & ~trend
+    assert against_trend.sum() > 0
+    assert (decisions.loc[against_trend, "confidence"] >= 0.30).all()  # min_score 30 reached without trend
 
 
 def channel_position(frame: pd.DataFrame) -> pd.Series:
