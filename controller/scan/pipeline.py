@@ -134,7 +134,7 @@ class Scanner:
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
-                 strategy_fns: Mapping[str, StrategyFn] | None = None) -> None:
+                 strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -145,6 +145,9 @@ class Scanner:
         self.wall_clock = wall_clock
         self.flag_defaults = dict(flag_defaults or {})
         self.strategy_fns = dict(strategy_fns or strategies.STRATEGIES)
+        # A replay: signal expiry and every time the queue compares are on `clock`, not the wall clock, so a
+        # replay emits what live would have emitted.
+        self.simulated = simulated
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
 
@@ -305,16 +308,17 @@ class Scanner:
                 self._strategy_failed(name, "timeout", exc, report)
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
-        planned = plan(decisions, report.regime, OpenBook.from_signals(self.store.open_signals()),
-                       self.config.sizing, self._blocked_symbols(now), now, self.wall_clock(),
-                       stops=self.config.regime.stops)
+        open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
+        planned = plan(decisions, report.regime, OpenBook.from_signals(open_now),
+                       self.config.sizing, self._blocked_symbols(now), now,
+                       now if self.simulated else self.wall_clock(), stops=self.config.regime.stops)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
         for item in planned:
             signal_id = None
             if item.signal is not None:
                 try:
-                    signal_id = str(self.store.emit_signal(item.signal))
+                    signal_id = str(self.store.emit_signal(item.signal, as_of=now if self.simulated else None))
                     report.emitted += 1
                     logger.info("signal emitted", extra={"signal_id": signal_id, "strategy": item.decision.strategy,
                                                          "symbol": item.decision.symbol,
@@ -334,6 +338,7 @@ class Scanner:
     def _heartbeat(self, report: CycleReport) -> None:
         progress = {
             "last_scan_at": report.at.isoformat(),
+            "replay": self.simulated,
             "last_candle": report.last_candle.isoformat() if report.last_candle else None,
             "last_scan_duration_s": round(report.duration_s, 3),
             "signals_emitted": self.counters["signals_emitted"],
@@ -347,6 +352,11 @@ class Scanner:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def open_at(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The signals still open at simulated time `now`: a new signal past its expiry no longer counts."""
+    return [r for r in rows if r.get("status") != "new" or r["expires_at"] > now]
 
 
 def unfit_data(candles: pd.DataFrame, timeframe: str, now: datetime, window: int,

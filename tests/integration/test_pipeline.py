@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from controller.config import PROJECT_ROOT, ControllerConfig, LoopConfig, load_m
 from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
-from controller.scan.pipeline import Scanner
+from controller.ops.health import HealthConfig, Heartbeat, Kind, assess_heartbeat
+from controller.scan.pipeline import Scanner, run_replay
 from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategies import STRATEGIES
@@ -216,3 +218,40 @@ def test_a_symbol_without_candles_at_the_scan_time_is_listed_as_no_data(store: P
     assert doge and all((p.outcome, p.reason) == ("skip", "no data") for p in doge)
     assert rows(migrated_db, "select count(*) from scans where symbol = 'DOGE-BTC' and reason = 'no data'")[0][0] \
         == len(doge)
+
+
+def test_a_replay_emits_on_the_simulated_clock_as_live_would(store: PostgresStore, migrated_db: str) -> None:
+    config = load_strategies()
+    only_channel = config.model_copy(update={"dca": config.dca.model_copy(update={"enabled": False})})
+    clock = SimClock(ENTRY_SCAN)
+    scan = Scanner(config=ControllerConfig(regime=ACT_AS_CAUTION, sizing=BTC_SIZING),
+                   strategy_config=only_channel, store=store,
+                   source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
+                   symbols=("ETH-BTC",), clock=clock.now, flag_defaults={n: s.default for n, s in SPECS.flags.items()},
+                   strategy_fns={**STRATEGIES, "channel": always_enter}, simulated=True)
+    reports = run_replay(scan, clock.advance, clock.now, ENTRY_SCAN + timedelta(hours=1), 300, threading.Event())
+
+    # An entry every scan; a signal lives two 5m candles: every other scan emits, the rest are duplicates.
+    assert len(reports) == 12 and sum(r.emitted for r in reports) == 6
+    created = [r[0] for r in rows(migrated_db, "select created_at from signals order by created_at")]
+    assert created[0] == ENTRY_SCAN + timedelta(minutes=5) and created[-1] < ENTRY_SCAN + timedelta(hours=2)
+    statuses = rows(migrated_db, "select status, count(*) from signals group by 1 order by 1")
+    assert statuses == [("expired", 5), ("new", 1)]
+
+    [(progress, first, last, moved)] = rows(migrated_db, "select progress, first_seen, last_seen, last_progress_at"
+                                                          " from heartbeats where component = 'controller'")
+    health = assess_heartbeat(Heartbeat("controller", progress, first, last, moved), datetime.now(UTC),
+                              HealthConfig(), Kind.CONTROLLER)
+    assert not any("no new candle" in r for r in health.reasons), health.reasons
+
+
+def test_health_says_regime_unknown_when_entries_are_blocked_for_it(store: PostgresStore,
+                                                                   migrated_db: str) -> None:
+    scan, _ = scanner(store, ENTRY_SCAN, config=ControllerConfig(sizing=BTC_SIZING))
+    scan.simulated = True
+    scan.scan()
+    [(progress, first, last, moved)] = rows(migrated_db, "select progress, first_seen, last_seen, last_progress_at"
+                                                          " from heartbeats where component = 'controller'")
+    health = assess_heartbeat(Heartbeat("controller", progress, first, last, moved), last, HealthConfig(),
+                              Kind.CONTROLLER)
+    assert health.state.value == "degraded" and any(r.startswith("regime unknown") for r in health.reasons)
