@@ -115,6 +115,7 @@ def run_with_timeout[T](fn: Callable[[], T], timeout_s: float, name: str) -> T:
 @dataclass
 class CycleReport:
     at: datetime
+    exchange: str = ""
     duration_s: float = 0.0
     skipped: str | None = None  # why the whole cycle did nothing
     regime: RegimeReading | None = None
@@ -122,6 +123,11 @@ class CycleReport:
     emitted: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # strategy or symbol -> what went wrong
     last_candle: datetime | None = None
+    with_candles: set[str] = field(default_factory=set)  # symbols that got candles this cycle
+    outage: str | None = None  # set when no symbol got candles: which sources were tried, why they failed
+
+    def data_failures(self) -> dict[str, str]:
+        return {k: v for k, v in self.failures.items() if k.startswith("data:")}
 
 
 StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
@@ -170,10 +176,12 @@ class Scanner:
             except CallError as exc:
                 report.failures[f"data:{symbol}:{timeframe}"] = str(exc)
                 self.counters["data_failures"] += 1
-                logger.warning("no candles for symbol", extra={"symbol": symbol, "timeframe": timeframe,
-                                                               "error": str(exc)})
+                # One line per cycle says it when every pair fails (`outage`); per pair only in debug.
+                logger.debug("no candles for symbol", extra={"symbol": symbol, "timeframe": timeframe,
+                                                             "error": str(exc)})
                 continue
             if not frame.empty:
+                report.with_candles.add(symbol)
                 frames.append(frame.assign(symbol=symbol))
         if not frames:
             return pd.DataFrame(columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
@@ -273,12 +281,15 @@ class Scanner:
     def scan(self) -> CycleReport:
         started = time.monotonic()
         now = self.clock()
-        report = CycleReport(at=now)
+        report = CycleReport(at=now, exchange=self.exchange)
         flags = self._flags()
         if not flags.get("trading.enabled", True) or not flags.get("signals.enabled", True):
             report.skipped = "flags: trading.enabled or signals.enabled is false"
         else:
             self._scan(now, flags, report)
+            if self.symbols and not report.with_candles:
+                report.outage = outage_summary(self.source, report, now)
+                logger.warning("no candles for any pair", extra={"summary": report.outage})
         report.duration_s = time.monotonic() - started
         self.counters["cycles"] += 1
         self.counters["signals_emitted"] += report.emitted
@@ -352,6 +363,37 @@ class Scanner:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def outage_summary(source: MarketDataSource, report: CycleReport, now: datetime) -> str:
+    """One line for a cycle in which no pair got candles: the sources tried, why each failed, and what
+    their circuit breakers will do next."""
+    health_fn = getattr(source, "health", None)
+    health = health_fn() if callable(health_fn) else {}
+    parts = []
+    for dependency in _dependencies(health):
+        name = dependency.get("dependency", "?")
+        errors, next_steps = [], []
+        for endpoint, state in sorted(dependency.get("endpoints", {}).items()):
+            last = state.get("last_error") or {}
+            if last.get("message"):
+                errors.append(f"{endpoint}: {last['message'][:120]}")
+            breaker = state.get("breaker", {})
+            if breaker.get("state") not in (None, "closed"):
+                next_steps.append(f"{endpoint} breaker {breaker['state']}, next try in "
+                                  f"{breaker.get('next_probe_in_s', 0):.0f} s")
+        parts.append(f"{name} ({'; '.join(errors) or 'no error recorded'}"
+                     f"{'; ' + ', '.join(next_steps) if next_steps else ''})")
+    if not parts:  # a source without health (recorded files): its fetch errors say why
+        reasons = sorted(set(report.data_failures().values())) or ["no candles at this time"]
+        parts.append(f"{source.name} ({'; '.join(reasons[:3])})")
+    return f"no candles for any pair at {now:%Y-%m-%d %H:%M}: tried {', '.join(parts)}"
+
+
+def _dependencies(health: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if "endpoints" in health:
+        return [health]
+    return [h for role in ("primary", "backup") if isinstance(h := health.get(role), Mapping) and "endpoints" in h]
 
 
 def open_at(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:

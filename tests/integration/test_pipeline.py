@@ -14,9 +14,10 @@ import pandas as pd
 import psycopg
 import pytest
 
+from bridge.resilience import ResilientCaller, RetryPolicy
 from controller.config import PROJECT_ROOT, ControllerConfig, LoopConfig, load_model
 from controller.data import flags
-from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
+from controller.data.market_data import CcxtSource, FailoverSource, ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
 from controller.ops.health import HealthConfig, Heartbeat, Kind, assess_heartbeat
 from controller.scan.pipeline import Scanner, run_replay
@@ -255,3 +256,30 @@ def test_health_says_regime_unknown_when_entries_are_blocked_for_it(store: Postg
     health = assess_heartbeat(Heartbeat("controller", progress, first, last, moved), last, HealthConfig(),
                               Kind.CONTROLLER)
     assert health.state.value == "degraded" and any(r.startswith("regime unknown") for r in health.reasons)
+
+
+def unreachable(exchange_id: str) -> CcxtSource:
+    """A real ccxt client whose API lives at a closed local port: every call fails to connect."""
+    import ccxt
+
+    exchange = getattr(ccxt, exchange_id)({"enableRateLimit": False, "timeout": 2000})
+    exchange.urls["api"] = {key: "http://127.0.0.1:9" for key in exchange.urls["api"]}
+    caller = ResilientCaller(exchange_id, retry=RetryPolicy(tries=1), failure_threshold=2,
+                             sleep=lambda _s: None)
+    return CcxtSource(exchange_id, caller=caller, exchange=exchange)
+
+
+def test_with_no_network_a_scan_says_once_which_exchanges_failed_and_what_the_breaker_does_next(
+        store: PostgresStore, caplog: pytest.LogCaptureFixture) -> None:
+    source = FailoverSource(unreachable("binance"), unreachable("kraken"))
+    scan = Scanner(config=ControllerConfig(), strategy_config=load_strategies(), store=store, source=source,
+                   exchange="binance", symbols=("BTC-USDT", "ETH-USDT", "SOL-USDT"),
+                   clock=lambda: datetime.now(UTC), flag_defaults={n: s.default for n, s in SPECS.flags.items()})
+    with caplog.at_level("WARNING"):
+        report = scan.scan()
+    assert report.emitted == 0 and report.outage is not None
+    assert report.outage.startswith("no candles for any pair at ")
+    assert "tried binance (" in report.outage and "kraken (" in report.outage
+    assert "breaker open, next try in" in report.outage
+    assert [r.message for r in caplog.records].count("no candles for any pair") == 1
+    assert not any(r.message == "no candles for symbol" for r in caplog.records)
