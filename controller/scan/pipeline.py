@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,16 @@ class UniverseConfig(Frozen):
         return symbols
 
 
+class ValidationProfile(Frozen):
+    """The phase-2 `validation` profile (seed 004 §2.1): many small positions, one strategy, top pairs."""
+
+    min_confidence: float = Field(0.4, ge=0, le=1, description="entries below this confidence are skipped")
+    size_factor: float = Field(0.4, gt=0, le=1, description="every quote amount x this (seed: $20 of $50)")
+    max_open_total: int = Field(20, ge=1, description="per quote currency")
+    strategies: tuple[str, ...] = Field(("dca",), min_length=1, description="the only strategies that run")
+    bases: tuple[str, ...] = Field(("BTC", "ETH"), min_length=1, description="top pairs: these base assets only")
+
+
 class LoopConfig(Frozen):
     strategy_timeout_s: float = Field(5.0, gt=0, le=300, description="a strategy slower than this is skipped")
     lookback_candles: int = Field(300, ge=60, le=5000, description="candles per symbol fed to the indicators")
@@ -66,6 +76,8 @@ class LoopConfig(Frozen):
     heartbeat_component: str = "controller"
     gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
     max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
+    validation: ValidationProfile = Field(ValidationProfile(), description="settings of the `profile` flag's "
+                                                                           "`validation` value")
 
 
 class ScanSettings(Protocol):
@@ -123,6 +135,7 @@ class CycleReport:
     emitted: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # strategy or symbol -> what went wrong
     last_candle: datetime | None = None
+    asked: set[str] = field(default_factory=set)  # symbols whose candles were asked for this cycle
     with_candles: set[str] = field(default_factory=set)  # symbols that got candles this cycle
     outage: str | None = None  # set when no symbol got candles: which sources were tried, why they failed
 
@@ -171,6 +184,7 @@ class Scanner:
         since = now - timedelta(seconds=tf_s * self.config.loop.lookback_candles)
         frames = []
         for symbol in symbols:
+            report.asked.add(symbol)
             try:
                 frame = self.source.fetch_ohlcv(symbol, timeframe, since, now)
             except CallError as exc:
@@ -242,7 +256,7 @@ class Scanner:
     # --- one strategy --------------------------------------------------------------------------------
 
     def _decisions(self, name: str, section: StrategyConfig[Any], candles: pd.DataFrame, now: datetime,
-                   regime: RegimeReading) -> list[Decision]:
+                   regime: RegimeReading, symbols: tuple[str, ...]) -> list[Decision]:
         fn = self.strategy_fns[name]
         timeout = self.config.loop.strategy_timeout_s
 
@@ -271,7 +285,7 @@ class Scanner:
                 thresholds=section.params.thresholds(symbol), params_hash=section.params_hash_for(symbol),
             ))
         seen = {d.symbol for d in decisions}
-        for symbol in self.symbols:
+        for symbol in symbols:
             if symbol not in seen:
                 decisions.append(no_data(name, self.exchange, symbol, tf_s, now))
         return decisions
@@ -287,7 +301,7 @@ class Scanner:
             report.skipped = "flags: trading.enabled or signals.enabled is false"
         else:
             self._scan(now, flags, report)
-            if self.symbols and not report.with_candles:
+            if report.asked and not report.with_candles:
                 report.outage = outage_summary(self.source, report, now)
                 logger.warning("no candles for any pair", extra={"summary": report.outage})
         report.duration_s = time.monotonic() - started
@@ -298,30 +312,36 @@ class Scanner:
 
     def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport) -> None:
         report.regime = self._regime(now, report)
+        profile = self.config.loop.validation if flags.get("profile") == "validation" else None
+        symbols, sizing = self.symbols, self.config.sizing
         sections = [(n, s) for n, s in self.strategy_config.items()
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
+        if profile is not None:
+            symbols, sections, sizing = apply_profile(profile, symbols, sections, sizing)
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
         for name, section in sections:
             if section.timeframe not in candles_by_tf:
-                candles_by_tf[section.timeframe] = self._candles(self.symbols, section.timeframe, now, report)
+                candles_by_tf[section.timeframe] = self._candles(symbols, section.timeframe, now, report)
             candles = candles_by_tf[section.timeframe]
             if candles.empty:
                 report.failures[name] = f"no {section.timeframe} candles"
                 tf_s = timeframe_seconds(section.timeframe)
-                decisions += [no_data(name, self.exchange, symbol, tf_s, now) for symbol in self.symbols]
+                decisions += [no_data(name, self.exchange, symbol, tf_s, now) for symbol in symbols]
                 continue
             last = candles["ts"].max() + timedelta(seconds=timeframe_seconds(section.timeframe))
             report.last_candle = max(report.last_candle or last, last)
             try:
-                decisions += self._decisions(name, section, candles, now, report.regime)
+                decisions += self._decisions(name, section, candles, now, report.regime, symbols)
             except StrategyTimeout as exc:
                 self._strategy_failed(name, "timeout", exc, report)
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
+        if profile is not None:
+            decisions = [below_min_confidence(d, profile.min_confidence) for d in decisions]
         open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
         planned = plan(decisions, report.regime, OpenBook.from_signals(open_now),
-                       self.config.sizing, self._blocked_symbols(now), now,
+                       sizing, self._blocked_symbols(now), now,
                        now if self.simulated else self.wall_clock(), stops=self.config.regime.stops)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
@@ -363,6 +383,24 @@ class Scanner:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def apply_profile(profile: ValidationProfile, symbols: tuple[str, ...], sections: list[tuple[str, Any]],
+                  sizing: SizingParams) -> tuple[tuple[str, ...], list[tuple[str, Any]], SizingParams]:
+    """The universe, strategies and sizing of the validation profile."""
+    top = tuple(s for s in symbols if s.split("-", 1)[0] in profile.bases)
+    chosen = [(n, s) for n, s in sections if n in profile.strategies]
+    quotes = {q: rule.model_copy(update={"amount": rule.amount * profile.size_factor})
+              for q, rule in sizing.quotes.items()}
+    return top, chosen, sizing.model_copy(update={"quotes": quotes, "max_open_total": profile.max_open_total})
+
+
+def below_min_confidence(decision: Decision, min_confidence: float) -> Decision:
+    """An entry under the profile's minimum confidence becomes a skip that says so."""
+    if not decision.entry or decision.confidence >= min_confidence:
+        return decision
+    return replace(decision, entry=False,
+                   reason=f"confidence {decision.confidence:.2f} below {min_confidence:g} (validation profile)")
 
 
 def outage_summary(source: MarketDataSource, report: CycleReport, now: datetime) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ from controller.data import flags
 from controller.data.market_data import CcxtSource, FailoverSource, ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
 from controller.ops.health import HealthConfig, Heartbeat, Kind, assess_heartbeat
-from controller.scan.pipeline import Scanner, run_replay
+from controller.scan.pipeline import Scanner, below_min_confidence, run_replay
 from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategies import STRATEGIES
@@ -283,3 +284,17 @@ def test_with_no_network_a_scan_says_once_which_exchanges_failed_and_what_the_br
     assert "breaker open, next try in" in report.outage
     assert [r.message for r in caplog.records].count("no candles for any pair") == 1
     assert not any(r.message == "no candles for symbol" for r in caplog.records)
+
+
+def test_the_validation_profile_flag_runs_one_strategy_on_top_pairs_with_small_sizes(store: PostgresStore,
+                                                                                    migrated_db: str) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        flags.set_flag(conn, SPECS, "profile", "validation", "test")
+    scan, _ = scanner(store, ENTRY_SCAN, strategy_fns={**STRATEGIES, "dca": always_enter})
+    report = scan.scan()
+    assert {(p.decision.strategy, p.decision.symbol) for p in report.planned} == {("dca", "ETH-BTC")}
+    [item] = report.planned
+    assert item.outcome == "enter" and item.signal.quote_amount == pytest.approx(0.002 * 0.4 * 0.5)
+
+    timid = below_min_confidence(replace(item.decision, confidence=0.35), 0.4)
+    assert not timid.entry and timid.reason == "confidence 0.35 below 0.4 (validation profile)"
