@@ -35,7 +35,7 @@ from controller.scan.regime import (
     symbol_block,
     unknown,
 )
-from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, scan_row
+from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ class Scanner:
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
-                 strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False) -> None:
+                 strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
+                 emit_exits: bool = True) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -167,6 +168,7 @@ class Scanner:
         # A replay: signal expiry and every time the queue compares are on `clock`, not the wall clock, so a
         # replay emits what live would have emitted.
         self.simulated = simulated
+        self.emit_exits = emit_exits
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
 
@@ -260,9 +262,16 @@ class Scanner:
         fn = self.strategy_fns[name]
         timeout = self.config.loop.strategy_timeout_s
 
+        exit_fn = strategies.EXITS.get(name) if self.emit_exits else None
+
         def evaluate() -> pd.DataFrame:
             frame = indicators.compute(candles, section.indicators)
-            return frame.join(fn(frame, section.params))
+            decided = fn(frame, section.params)
+            if grid_fn := strategies.GRIDS.get(name):
+                decided = decided.join(grid_fn(decided["confidence"].to_numpy(dtype=float),
+                                               decided["entry"].to_numpy(dtype=bool), frame, section.params))
+            evaluated = frame.join(decided)
+            return evaluated.join(exit_fn(frame, section.params)) if exit_fn is not None else evaluated
 
         evaluated = run_with_timeout(evaluate, timeout, name)
         tf_s = timeframe_seconds(section.timeframe)
@@ -283,6 +292,9 @@ class Scanner:
                 reason=why_not or str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
                 features={**features, **regime.features()},
                 thresholds=section.params.thresholds(symbol), params_hash=section.params_hash_for(symbol),
+                grid={c: values[c] for c in strategies.GRID_COLUMNS} if "grid_levels" in values else None,
+                exit=bool(values.get("exit", False)) and why_not is None,
+                exit_reason=values.get("exit_reason"),
             ))
         seen = {d.symbol for d in decisions}
         for symbol in symbols:
@@ -340,9 +352,11 @@ class Scanner:
         if profile is not None:
             decisions = [below_min_confidence(d, profile.min_confidence) for d in decisions]
         open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
-        planned = plan(decisions, report.regime, OpenBook.from_signals(open_now),
-                       sizing, self._blocked_symbols(now), now,
-                       now if self.simulated else self.wall_clock(), stops=self.config.regime.stops)
+        wall_now = now if self.simulated else self.wall_clock()
+        entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
+        planned = plan(decisions, report.regime, OpenBook.from_signals(entries),
+                       sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops)
+        planned += plan_exits(decisions, open_now, now, wall_now, sizing)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
         for item in planned:

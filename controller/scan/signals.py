@@ -68,6 +68,9 @@ class Decision:
     features: Mapping[str, Any] = field(default_factory=dict)
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     params_hash: str | None = None
+    grid: Mapping[str, float] | None = None  # DCA: grid_levels, grid_spacing_pct, grid_level_share
+    exit: bool = False  # the strategy's exit rule holds at this candle (for an open position)
+    exit_reason: str | None = None
 
 
 @dataclass
@@ -133,7 +136,7 @@ def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
         return 0.0, f"max open positions for {decision.symbol} reached ({sizing.max_open_per_symbol})"
     amount = rule.amount * regime.size_multiplier
     allowed = rule.balance * sizing.max_balance_share
-    if amount > allowed - book.exposure:
+    if amount * (1 + grid_share(decision)) > allowed - book.exposure:  # the whole grid may fill
         return 0.0, f"exposure cap: {book.exposure:g} {quote} open of {allowed:g} {quote} allowed"
     note = "" if regime.size_multiplier == 1 else f" (x{regime.size_multiplier:g} for {regime.regime.value})"
     return amount, f"{decision.reason}; size {amount:g} {quote}{note}"
@@ -178,9 +181,56 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
             trailing_delta_pct=_optional(exits.get("trailing_delta_pct")),
             expires_at=wall_now + (valid_until - sim_now), confidence=min(1.0, max(0.0, decision.confidence)),
             params_hash=decision.params_hash, features=dict(decision.features),
+            **_grid_fields(decision, amount),
         )
-        book.add(decision.strategy, decision.symbol, amount)
+        book.add(decision.strategy, decision.symbol, amount * (1 + grid_share(decision)))
         planned.append(Planned(decision, "enter", why, signal))
+    return planned
+
+
+def grid_share(decision: Decision) -> float:
+    """What the grid adds to the entry's exposure, as a multiple of the entry amount."""
+    grid = decision.grid
+    if not grid or not _optional(grid.get("grid_levels")):
+        return 0.0
+    return float(grid["grid_levels"]) * float(grid["grid_level_share"])
+
+
+def _grid_fields(decision: Decision, amount: float) -> dict[str, Any]:
+    if not grid_share(decision):
+        return {}
+    grid = decision.grid or {}
+    return {"grid_levels": int(grid["grid_levels"]), "grid_spacing_pct": round(float(grid["grid_spacing_pct"]), 6),
+            "grid_level_quote": amount * float(grid["grid_level_share"])}
+
+
+EXIT_STATUSES = ("claimed", "executing")  # an entry the executor holds: a position that may be open
+
+
+def plan_exits(decisions: Sequence[Decision], open_rows: Iterable[Mapping[str, Any]], sim_now: datetime,
+               wall_now: datetime, sizing: SizingParams) -> list[Planned]:
+    """Exit signals for open positions whose strategy's exit rule holds on the candle that just closed.
+    Each refers to its entry signal; the queue keeps one open exit per entry."""
+    by_key = {(d.strategy, d.symbol): d for d in decisions if d.exit}
+    planned = []
+    for row in open_rows:
+        if row.get("kind", "entry") != "entry" or row.get("status") not in EXIT_STATUSES:
+            continue
+        decision = by_key.get((str(row["strategy"]), str(row["symbol"])))
+        if decision is None or decision.exchange != row.get("exchange", decision.exchange):
+            continue
+        valid_until = decision.candle_close + timedelta(seconds=sizing.expiry_candles * decision.timeframe_s)
+        if valid_until <= sim_now:
+            continue
+        reason = f"exit: {decision.exit_reason}"
+        signal = NewSignal(
+            strategy=decision.strategy, exchange=decision.exchange, symbol=decision.symbol, side="sell",
+            price=decision.price, quote_amount=float(row["quote_amount"]),
+            take_profit_pct=float(row["take_profit_pct"]), expires_at=wall_now + (valid_until - sim_now),
+            confidence=1.0, params_hash=decision.params_hash,
+            features={**decision.features, "exit_reason": decision.exit_reason}, kind="exit",
+            entry_signal_id=row["id"])
+        planned.append(Planned(decision, "exit", reason, signal))
     return planned
 
 

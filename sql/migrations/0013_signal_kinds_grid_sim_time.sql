@@ -14,6 +14,11 @@ alter table signals
     add column grid_level_quote numeric check (grid_level_quote > 0),
     add check ((grid_levels is null) = (grid_spacing_pct is null) and (grid_levels is null) = (grid_level_quote is null));
 
+-- a scan row may record an exit decision for an open position
+alter table scans drop constraint scans_decision_check;
+alter table scans add constraint scans_decision_check
+    check (decision in ('enter', 'skip', 'blocked', 'error', 'exit'));
+
 drop index signals_one_open_idx;
 create unique index signals_one_open_idx on signals (strategy, exchange, symbol)
     where status in ('new', 'claimed', 'executing') and kind = 'entry';

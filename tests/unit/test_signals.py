@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.scan.regime import Regime, RegimeReading, StopWidening
-from controller.scan.signals import Decision, OpenBook, QuoteSizing, SizingParams, plan, scan_row
+from controller.scan.signals import Decision, OpenBook, QuoteSizing, SizingParams, plan, plan_exits, scan_row
 
 CLOSE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NORMAL = RegimeReading(Regime.NORMAL, 1.0, "BTC steady")
@@ -162,3 +162,48 @@ def test_a_scan_row_carries_decision_reason_features_and_thresholds() -> None:
 def test_confidence_is_clamped_into_the_contract_range(confidence: float) -> None:
     [item] = run([decision(confidence=confidence)])
     assert 0 <= item.signal.confidence <= 1
+
+
+GRID = {"grid_levels": 3.0, "grid_spacing_pct": 1.4, "grid_level_share": 1.0}
+
+
+def test_a_dca_entry_carries_its_grid_and_the_whole_grid_counts_against_exposure() -> None:
+    [item] = run([decision(grid=GRID)])
+    signal = item.signal
+    assert (signal.grid_levels, signal.grid_spacing_pct, signal.grid_level_quote) == (3, 1.4, 50)
+    book = OpenBook()
+    book.add("swing", "BTC-USDT", 350)  # 500 allowed: 150 left, the entry and its 3 levels need 200
+    [refused] = run([decision(grid=GRID)], book=book)
+    assert refused.outcome == "blocked" and "exposure cap" in refused.reason
+    [without] = run([decision()], book=book)
+    assert without.outcome == "enter" and without.signal.grid_levels is None
+
+
+OPEN_ENTRY = {"id": "6f1c2f7e-8a86-4d43-9d3c-3f3b7a1f0c11", "kind": "entry", "status": "executing",
+              "strategy": "channel", "exchange": "binance", "symbol": "ETH-USDT", "quote_amount": 50,
+              "take_profit_pct": 4.0}
+
+
+def test_an_open_position_whose_exit_rule_holds_gets_one_exit_signal_referring_to_its_entry() -> None:
+    wants_out = decision(strategy="channel", entry=False, exit=True, exit_reason="rsi 74.0 at or above the exit level")
+    [item] = plan_exits([wants_out], [OPEN_ENTRY], CLOSE, CLOSE, SIZING)
+    signal = item.signal
+    assert item.outcome == "exit" and item.reason == "exit: rsi 74.0 at or above the exit level"
+    assert (signal.kind, signal.side, str(signal.entry_signal_id)) == ("exit", "sell", OPEN_ENTRY["id"])
+    assert signal.expires_at == CLOSE + timedelta(seconds=2 * 900)  # stale exits expire like entries
+
+
+@pytest.mark.parametrize("row", [
+    {**OPEN_ENTRY, "status": "new"},           # not claimed: no position yet
+    {**OPEN_ENTRY, "kind": "exit"},            # an exit is not a position
+    {**OPEN_ENTRY, "symbol": "SOL-USDT"},      # another pair
+    {**OPEN_ENTRY, "strategy": "dca"},         # another strategy's position
+])
+def test_no_exit_signal_without_an_open_position_of_that_strategy_and_pair(row: dict) -> None:
+    wants_out = decision(strategy="channel", entry=False, exit=True, exit_reason="top")
+    assert plan_exits([wants_out], [row], CLOSE, CLOSE, SIZING) == []
+
+
+def test_an_exit_decided_on_a_candle_too_old_is_not_sent() -> None:
+    wants_out = decision(strategy="channel", entry=False, exit=True, exit_reason="top")
+    assert plan_exits([wants_out], [OPEN_ENTRY], CLOSE + timedelta(seconds=1800), CLOSE, SIZING) == []
