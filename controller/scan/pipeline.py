@@ -76,6 +76,8 @@ class LoopConfig(Frozen):
     heartbeat_component: str = "controller"
     gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
     max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
+    exit_signals: bool = Field(False, description="send exit signals (kind exit) for open positions; on once "
+                                                 "the executor closes positions on them")
     validation: ValidationProfile = Field(ValidationProfile(), description="settings of the `profile` flag's "
                                                                            "`validation` value")
 
@@ -154,7 +156,7 @@ class Scanner:
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
                  strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
-                 emit_exits: bool = True) -> None:
+                 emit_exits: bool | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -168,7 +170,7 @@ class Scanner:
         # A replay: signal expiry and every time the queue compares are on `clock`, not the wall clock, so a
         # replay emits what live would have emitted.
         self.simulated = simulated
-        self.emit_exits = emit_exits
+        self.emit_exits = config.loop.exit_signals if emit_exits is None else emit_exits
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
 
