@@ -298,3 +298,25 @@ def test_the_validation_profile_flag_runs_one_strategy_on_top_pairs_with_small_s
 
     timid = below_min_confidence(replace(item.decision, confidence=0.35), 0.4)
     assert not timid.entry and timid.reason == "confidence 0.35 below 0.4 (validation profile)"
+
+
+def test_a_gappy_1m_file_never_decides_on_an_old_15m_candle(store: PostgresStore, tmp_path: Path) -> None:
+    # The recorded LTC-BTC 1m file with the minutes 09:15-12:00 of 2018-01-25 cut out (an exchange outage).
+    recorded = pd.read_csv(ohlcv_dir() / "bittrex_LTC-BTC_1m.csv")
+    ts = pd.to_datetime(recorded["timestamp"], unit="ms", utc=True)
+    hole = (ts >= datetime(2018, 1, 25, 9, 15, tzinfo=UTC)) & (ts < datetime(2018, 1, 25, 12, 0, tzinfo=UTC))
+    recorded[~hole].to_csv(tmp_path / "bittrex_LTC-BTC_1m.csv", index=False)
+
+    at = datetime(2018, 1, 25, 12, 0, tzinfo=UTC)
+    scan, _ = scanner(store, at, symbols=("LTC-BTC",), folder=tmp_path,
+                      strategy_fns={**STRATEGIES, "dca": always_enter, "channel": always_enter})
+    report = scan.scan()
+    by_strategy = {p.decision.strategy: p for p in report.planned}
+    assert (by_strategy["dca"].outcome, by_strategy["dca"].reason) == ("skip", "stale data (last candle 09:15)")
+    assert by_strategy["channel"].reason == "stale data (last candle 09:15)"
+    assert report.emitted == 0
+
+    later = scanner(store, datetime(2018, 1, 25, 13, 0, tzinfo=UTC), symbols=("LTC-BTC",), folder=tmp_path,
+                    strategy_fns={**STRATEGIES, "dca": always_enter})[0].scan()
+    [dca] = [p for p in later.planned if p.decision.strategy == "dca"]
+    assert dca.outcome == "skip" and dca.reason.startswith("gappy data (")  # fresh again, but the window has holes
