@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from controller.model import Frozen
 
@@ -109,6 +109,14 @@ class ProtectionParams(Frozen):
         description="tier -> no new entry on a symbol this long after a stop (seed: 4 / 6 / 12 / 24 h)")
     ban_after_consecutive_stops: int = Field(3, ge=1)
     ban_h: float = Field(24.0, ge=0)
+
+    @field_validator("cooldown_after_stop_h", mode="before")
+    @classmethod
+    def _one_for_every_tier(cls, value: Any) -> Any:
+        # A single number (the earlier form of this key) applies to every tier.
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            return dict.fromkeys(("large", "mid", "small", "meme"), value)
+        return value
 
     def cooldown_h(self, tier: str) -> float:
         return self.cooldown_after_stop_h.get(tier, max(self.cooldown_after_stop_h.values(), default=0.0))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bridge.schemas import NewSignal
 from controller.model import Frozen
@@ -44,6 +44,15 @@ class SizingParams(Frozen):
     max_open_per_strategy: int = Field(50, ge=1, description="per quote currency")
     max_open_per_symbol: int = Field(3, ge=1)
     expiry_candles: int = Field(2, ge=1, description="a signal expires this many candles after its candle closed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_amount(cls, data: Any) -> Any:
+        # The earlier `quote_amount` / `balance` meant 50 of whatever the quote was (25 BTC on a BTC pair).
+        if isinstance(data, dict) and ({"quote_amount", "balance"} & set(data)):
+            raise ValueError("quote_amount and balance are now per quote currency: write "
+                             "quotes: {USDT: {amount: 50, balance: 10000}, BTC: {amount: 0.0005, balance: 0.1}}")
+        return data
 
 
 def quote_of(symbol: str) -> str:

@@ -201,3 +201,7 @@ def test_three_consecutive_stops_ban_the_symbol_for_a_day() -> None:
 def test_a_win_between_stops_resets_the_streak() -> None:
     trades = [trade(10, "stop_loss"), trade(9, "stop_loss"), trade(7, "take_profit"), trade(6, "stop_loss")]
     assert symbol_block(trades, "SOL-USDT", NOW, PROTECTION, "large") is None  # 6 h ago: past the 4 h cooldown, no ban
+
+
+def test_a_single_cooldown_number_applies_to_every_tier() -> None:
+    assert ProtectionParams(cooldown_after_stop_h=5).cooldown_h("meme") == 5.0

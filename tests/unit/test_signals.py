@@ -207,3 +207,10 @@ def test_no_exit_signal_without_an_open_position_of_that_strategy_and_pair(row: 
 def test_an_exit_decided_on_a_candle_too_old_is_not_sent() -> None:
     wants_out = decision(strategy="channel", entry=False, exit=True, exit_reason="top")
     assert plan_exits([wants_out], [OPEN_ENTRY], CLOSE + timedelta(seconds=1800), CLOSE, SIZING) == []
+
+
+def test_the_earlier_single_quote_amount_is_refused_with_how_to_write_it_per_quote() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="per quote currency"):
+        SizingParams(quote_amount=50, balance=10_000)
