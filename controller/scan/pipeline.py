@@ -452,7 +452,8 @@ def _dependencies(health: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def open_at(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """The signals still open at simulated time `now`: a new signal past its expiry no longer counts."""
-    return [r for r in rows if r.get("status") != "new" or r["expires_at"] > now]
+    # pd.Timestamp: the Supabase adapter hands times back as ISO strings, Postgres as datetimes.
+    return [r for r in rows if r.get("status") != "new" or pd.Timestamp(r["expires_at"]) > pd.Timestamp(now)]
 
 
 def unfit_data(candles: pd.DataFrame, timeframe: str, now: datetime, window: int,

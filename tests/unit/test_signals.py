@@ -214,3 +214,11 @@ def test_the_earlier_single_quote_amount_is_refused_with_how_to_write_it_per_quo
 
     with pytest.raises(ValidationError, match="per quote currency"):
         SizingParams(quote_amount=50, balance=10_000)
+
+
+def test_in_a_replay_a_new_signal_past_its_simulated_expiry_no_longer_counts_as_open() -> None:
+    from controller.scan.pipeline import open_at
+
+    rows = [{"status": "new", "expires_at": CLOSE}, {"status": "new", "expires_at": "2026-11-21T12:30:00+00:00"},
+            {"status": "executing", "expires_at": CLOSE}]
+    assert [r["status"] for r in open_at(rows, CLOSE + timedelta(minutes=10))] == ["new", "executing"]
