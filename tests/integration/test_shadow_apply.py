@@ -14,6 +14,8 @@ from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
 from controller.scan.pipeline import Scanner
+from controller.scan.regime import RegimeParams
+from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.apply import ActiveParams, ApplyRefused, apply, monitor, rollback, write_recommendation
 from shadow.recommend import Calibration, Evidence, Recommendation, recommend
@@ -25,6 +27,9 @@ from shadow.variations import Change, vary
 # champion's 3.75 %: a skip. DCA_DROPS_3 (3.0 %) enters there.
 SKIPPED = datetime(2018, 1, 11, 22, 15, tzinfo=UTC)
 SPECS = load_model(flags.FlagsFile, PROJECT_ROOT / "conf" / "flags.yml")
+# The bittrex files hold no BTC market: act as CAUTION, and size BTC-quoted pairs in BTC.
+CONFIG = ControllerConfig(regime=RegimeParams(on_missing="caution"),
+                          sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.2)}))
 
 
 @pytest.fixture
@@ -49,7 +54,7 @@ def champion() -> StrategiesConfig:
 def scan_dca(store: PostgresStore, url: str, champion: StrategiesConfig) -> tuple[str, str, str]:
     """One scan of ADA-BTC at SKIPPED; the DCA scan row's (decision, reason, params_hash)."""
     clock = SimClock(SKIPPED)
-    scanner = Scanner(config=ControllerConfig(), strategy_config=champion, store=store,
+    scanner = Scanner(config=CONFIG, strategy_config=champion, store=store, simulated=True,
                       source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
                       symbols=("ADA-BTC",), clock=clock.now,
                       flag_defaults={n: s.default for n, s in SPECS.flags.items()},
