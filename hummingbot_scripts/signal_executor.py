@@ -157,8 +157,49 @@ class Outbox:
 
 # --- the queue worker: every network call happens here, never on the clock's thread --------------------
 
+class Slots:
+    """How many signals the bot may hold (pending, open, or claimed and not yet taken), shared by both threads.
+
+    The worker reserves slots before it claims and gives back what the queue did not hand out; the strategy
+    frees a slot when a claimed signal is rejected or its position closes. Capacity is therefore decided at
+    claim time, never from a count the clock thread wrote a tick ago (two bots on one queue once over-claimed
+    that way).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, wanted: int) -> int:
+        """Take up to `wanted` free slots; returns how many were taken."""
+        with self._lock:
+            taken = max(0, min(wanted, self.limit - self._held))
+            self._held += taken
+            return taken
+
+    def hold(self, count: int = 1) -> None:
+        """Take slots whatever the limit (positions restored after a restart are held already)."""
+        with self._lock:
+            self._held += count
+
+    def release(self, count: int = 1) -> None:
+        with self._lock:
+            self._held = max(0, self._held - count)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
+
+
 class QueueWorker:
-    """A background thread that claims signals, delivers the outbox in order and sends heartbeats."""
+    """A background thread that claims signals, delivers the outbox in order and sends heartbeats.
+
+    It starts with the strategy's first clock tick (never in `__init__`, so a strategy that fails to start
+    leaves no thread behind) and claims only once `ready` is set: Hummingbot calls `on_tick` only when every
+    connector is ready, and a signal claimed before that could only be rejected.
+    """
 
     def __init__(self, queue_client: SignalQueue, outbox: Outbox, config: SignalExecutorConfig,
                  markets: dict[str, list[str] | None]) -> None:
@@ -170,7 +211,8 @@ class QueueWorker:
         self.claimed: queue.Queue[Signal] = queue.Queue()
         self.restored: queue.Queue[dict[str, Any]] = queue.Queue()
         self.restore_done = threading.Event()
-        self.capacity = 0  # how many signals the strategy can take now (set by the strategy)
+        self.ready = threading.Event()  # set by the strategy's first on_tick: its connectors are ready
+        self.slots = Slots(config.max_open_positions)
         self.progress: dict[str, Any] = {}
         self.stats: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -178,26 +220,41 @@ class QueueWorker:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signal-queue", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def start(self) -> None:
+        if not self.started:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end and return at once; the thread closes the queue client on its way out."""
         self._stop.set()
         self._wake.set()
+        if not self._thread.is_alive() and not self._thread.ident:
+            self.queue.close()  # never started: nothing else will close it
+
+    def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)
-        self.queue.close()
 
     def wake(self) -> None:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.queue.close()
+
+    def _loop(self) -> None:
         next_claim = next_heartbeat = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             self._deliver()
             if not self.restore_done.is_set() and len(self.outbox) == 0:
                 self._restore()
-            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set():
+            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
                 self._claim()
                 next_claim = now + self.config.claim_interval_s
             if now >= next_heartbeat:
@@ -216,14 +273,16 @@ class QueueWorker:
             raise
 
     def _claim(self) -> None:
-        if self.capacity <= 0:
+        count = self.slots.reserve(self.config.claim_batch)
+        if count <= 0:
             return
-        count = min(self.capacity, self.config.claim_batch)
         try:
             signals = self._call(lambda: self.queue.claim(self.config.consumer, count, self.config.lease_s,
                                                           self.markets))
         except CallError:
+            self.slots.release(count)
             return  # not retried: a lost reply only leaves signals leased until the lease runs out
+        self.slots.release(count - len(signals))
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
@@ -235,6 +294,7 @@ class QueueWorker:
             rows = self._call(lambda: self.queue.positions(self.config.consumer))
         except CallError:
             return  # tried again on the next turn
+        self.slots.hold(len(rows))
         for row in rows:
             self.restored.put(row)
         self.restore_done.set()
@@ -353,8 +413,6 @@ class SignalExecutor(StrategyV2Base):
         self.health: Counter[str] = Counter()
         self.closed_trades: Counter[str] = Counter()
         self._next_health_check = 0.0
-        self.worker.capacity = config.max_open_positions
-        self.worker.start()
 
     def _queue_from_environment(self) -> SignalQueue:
         url = os.environ.get(self.config.queue_url_env, "")
@@ -369,13 +427,18 @@ class SignalExecutor(StrategyV2Base):
         return PostgrestQueue(url, key or (token or ""), token=token)
 
     async def on_stop(self) -> None:
-        self.worker.stop()
+        self.worker.stop()  # returns at once: Hummingbot's event loop must not wait on the network
         await super().on_stop()
+
+    def tick(self, timestamp: float) -> None:
+        self.worker.start()  # on the clock's first tick, not in __init__ (see QueueWorker)
+        super().tick(timestamp)
 
     # --- the clock ----------------------------------------------------------------------------------
 
     def on_tick(self) -> None:
         now = self.current_timestamp
+        self.worker.ready.set()
         self._take_restored(now)
         self._take_claimed(now)
         self._check_pending(now)
@@ -383,8 +446,6 @@ class SignalExecutor(StrategyV2Base):
         if now >= self._next_health_check:
             self._order_health(now)
             self._next_health_check = now + self.config.health_check_interval_s
-        self.worker.capacity = self.config.max_open_positions - len(self.positions) - len(self.pending) \
-            - self.worker.claimed.qsize()
         self.worker.progress = self._progress()
 
     def _connector(self) -> Any:
@@ -407,6 +468,7 @@ class SignalExecutor(StrategyV2Base):
         self.rejections[gate] += 1
         self.fates.append((str(signal.id)[:8], signal.symbol, f"rejected: {reason}"))
         self.outbox.append("ack", {"signal_id": str(signal.id), "status": "rejected", "reason": reason})
+        self.worker.slots.release()
         self.worker.wake()
 
     def _take_restored(self, now: float) -> None:
@@ -704,6 +766,7 @@ class SignalExecutor(StrategyV2Base):
         else:
             self.fates.append((str(signal.id)[:8], signal.symbol, "closed: entry not filled"))
         self.outbox.append("ack", {"signal_id": str(signal.id), "status": "closed", "reason": None})
+        self.worker.slots.release()
         self.worker.wake()
 
     # --- reporting ------------------------------------------------------------------------------------
