@@ -29,6 +29,7 @@ from uuid import UUID
 
 from hummingbot.core.data_type.common import OrderType, PriceType, TradeType
 from hummingbot.core.data_type.order_candidate import OrderCandidate
+from hummingbot.core.data_type.trade_fee import DeductedFromReturnsTradeFee, TradeFeeBase
 from hummingbot.core.event.events import (
     BuyOrderCompletedEvent,
     BuyOrderCreatedEvent,
@@ -39,7 +40,7 @@ from hummingbot.core.event.events import (
     SellOrderCreatedEvent,
 )
 from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bridge import exits
 from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
@@ -88,9 +89,23 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     health_check_interval_s: float = Field(30.0, gt=0)
     stale_order_s: float = Field(600.0, gt=0)
     stale_entry_action: Literal["reprice", "abandon"] = "reprice"
-    partial_fill_max_age_s: float = Field(3600.0, gt=0)
+    partial_fill_max_age_s: float = Field(300.0, gt=0)
     partial_fill_action: Literal["complete", "cancel"] = "complete"
     lost_order_grace_s: float = Field(30.0, gt=0)
+    # a real exchange
+    max_order_retries: int = Field(3, ge=1, description="failed exits in a row before the position is marked stuck")
+    min_notional_quote: Decimal = Field(Decimal("5"), ge=0, description=(
+        "smallest order value in quote where the connector publishes no trading rule (paper connectors)"))
+    peak_report_interval_s: float = Field(5.0, gt=0, description="how often a risen trailing peak is persisted")
+
+    @model_validator(mode="after")
+    def _partial_fill_reachable(self) -> SignalExecutorConfig:
+        # A partially filled order is handled by partial_fill_max_age_s alone; an unfilled resting order goes
+        # stale at stale_order_s. A partial age past the stale age would describe a rule that never runs.
+        if self.partial_fill_max_age_s >= self.stale_order_s:
+            raise ValueError(f"partial_fill_max_age_s ({self.partial_fill_max_age_s:g}) must be shorter than "
+                             f"stale_order_s ({self.stale_order_s:g}), or a partial fill is never handled")
+        return self
 
     def update_markets(self, markets: Any) -> Any:
         markets[self.connector] = markets.get(self.connector, set()) | set(self.trading_pairs)
@@ -340,19 +355,29 @@ class TrackedOrder:
     done: bool = False
     repriced: bool = False
     missing_since: float | None = None
+    cancel_sent_at: float | None = None  # cancel_pending: asked, not yet confirmed
+    replace: str | None = None           # what to place once the cancel is confirmed: "market", "reprice"
 
 
 @dataclass
 class Position:
     signal: Signal
     opened_at: float | None = None
-    entry_amount: Decimal = ZERO     # base bought
-    entry_quote: Decimal = ZERO      # quote paid
+    entry_amount: Decimal = ZERO     # base bought (gross, as filled)
+    entry_quote: Decimal = ZERO      # quote paid (before fees)
+    entry_fee_base: Decimal = ZERO   # of which the exchange kept as its fee (Binance: buy fee in the base coin)
     exit_amount: Decimal = ZERO      # base sold
-    exit_quote: Decimal = ZERO       # quote received
-    fees_quote: Decimal = ZERO
-    peak: Decimal = ZERO             # highest mid since entry, for the trailing stop
+    exit_quote: Decimal = ZERO       # quote received (before fees)
+    fees_quote: Decimal = ZERO       # every fee, valued in quote where a rate exists
+    base_fee_quote: Decimal = ZERO   # the part of fees_quote taken in the base coin (already out of open_amount)
+    unpriced_fees: dict[str, Decimal] = field(default_factory=dict)  # fees in a third asset with no rate
+    peak: Decimal = ZERO             # highest bid since entry, for the trailing stop
+    peak_reported: Decimal = ZERO
+    peak_reported_at: float = 0.0
     exit_reason: str | None = None
+    failures: int = 0                # failed exit orders in a row
+    retry_at: float = 0.0            # no new exit before this time (backoff after a failure)
+    stuck: str | None = None         # why the bot gave up on this position (it needs a person)
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     closed: bool = False
 
@@ -362,17 +387,44 @@ class Position:
 
     @property
     def open_amount(self) -> Decimal:
-        return self.entry_amount - self.exit_amount
+        """What the position holds in the wallet: bought, less the fee kept in the coin, less sold."""
+        return self.entry_amount - self.entry_fee_base - self.exit_amount
 
     def open_orders(self, purpose: str | None = None) -> list[TrackedOrder]:
         return [o for o in self.orders.values() if not o.done and (purpose is None or o.purpose == purpose)]
 
 
-def barrier_hit(position: Position, mid: Decimal, now: float) -> str | None:
-    """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`)."""
+def barrier_hit(position: Position, bid: Decimal, now: float) -> str | None:
+    """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`).
+
+    A long position exits by selling, so the rule sees the best bid (what a sell gets), not the mid."""
     held = now - position.opened_at if position.opened_at is not None else None
-    hit, _ = exits.check(position.signal, position.entry_price, position.peak, mid, mid, mid, held)
+    hit, _ = exits.check(position.signal, position.entry_price, position.peak, bid, bid, bid, held)
     return hit.reason if hit is not None else None
+
+
+def fee_parts(fee: TradeFeeBase, side: TradeType, base: str, quote: str, price: Decimal,
+              amount: Decimal) -> tuple[str, Decimal, Decimal]:
+    """(asset, amount in that asset, of which taken from the base coin the position holds) of one fill's fee.
+
+    A percent fee deducted from a buy's returns is taken in the base coin (Binance); otherwise it is in the
+    quote asset. A flat fee is in its own token (e.g. BNB). Fees in several tokens at once are reported in
+    the first; the quote value (`fee_amount_in_token`) still counts them all."""
+    deducted_buy = isinstance(fee, DeductedFromReturnsTradeFee) and side == TradeType.BUY
+    base_taken = ZERO
+    asset, total = quote, ZERO
+    if fee.percent > 0:
+        if deducted_buy and fee.percent_token in (None, base):
+            asset, total = base, fee.percent * amount
+            base_taken = total
+        else:
+            asset, total = quote, fee.percent * amount * price
+    for flat in fee.flat_fees:
+        if total == 0 or flat.token == asset:
+            asset, total = flat.token, total + flat.amount
+        if flat.token == base and deducted_buy:
+            base_taken += flat.amount
+    return asset, total, base_taken
 
 
 def instability_pct(samples: list[Decimal]) -> Decimal:
@@ -433,6 +485,8 @@ class SignalExecutor(StrategyV2Base):
     def tick(self, timestamp: float) -> None:
         self.worker.start()  # on the clock's first tick, not in __init__ (see QueueWorker)
         super().tick(timestamp)
+        if not self.ready_to_trade:
+            self.worker.progress = self._progress()
 
     # --- the clock ----------------------------------------------------------------------------------
 
@@ -482,11 +536,15 @@ class SignalExecutor(StrategyV2Base):
             self.seen.add(signal.id)
             position = Position(signal, opened_at=_timestamp(row["opened_at"]),
                                 entry_amount=_dec(row["entry_amount"]), entry_quote=_dec(row["entry_quote"]),
+                                entry_fee_base=_dec(row.get("entry_fee_base") or 0),
                                 exit_amount=_dec(row["exit_amount"]), exit_quote=_dec(row["exit_quote"]),
-                                fees_quote=_dec(row["fees_quote"]))
-            position.peak = position.entry_price
+                                fees_quote=_dec(row["fees_quote"]), base_fee_quote=_dec(row.get("base_fee_quote") or 0),
+                                stuck=row.get("stuck_reason"))
+            # the persisted trailing peak keeps a trailing stop armed across the restart
+            position.peak = max(_dec(row.get("trailing_peak") or 0), position.entry_price)
+            position.peak_reported = position.peak
             self.positions[signal.id] = position
-            active = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+            active = self._live_order_ids()
             for stored in row["open_orders"] or []:
                 order = TrackedOrder(stored["client_order_id"], stored["purpose"],
                                      TradeType.BUY if stored["side"] == "buy" else TradeType.SELL,
@@ -501,6 +559,17 @@ class SignalExecutor(StrategyV2Base):
             self.fates.append((str(signal.id)[:8], signal.symbol, "restored after a restart"))
             if signal.id in self.positions and position.entry_amount <= 0 and not position.open_orders("entry"):
                 self._close(position, now, traded=False)
+
+    def _live_order_ids(self) -> set[str]:
+        """Client ids of the orders the connector still works on. After a restart the strategy's own tracker is
+        empty, so ask the connector (`in_flight_orders` on real connectors, resting limits on paper ones)."""
+        connector = self._connector()
+        live = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+        try:
+            live |= set(connector.in_flight_orders)
+        except NotImplementedError:  # paper connectors
+            live |= {o.client_order_id for o in getattr(connector, "limit_orders", [])}
+        return live
 
     def _take_claimed(self, now: float) -> None:
         while True:
@@ -521,6 +590,9 @@ class SignalExecutor(StrategyV2Base):
         """The first gate a claimed signal fails, as (gate, reason); None when it may go on to sampling."""
         if signal.expires_at.timestamp() <= now:
             return "expired", f"expired at {signal.expires_at.isoformat()}"
+        if signal.side != "buy":
+            return "unsupported_side", (f"{signal.side} signals are not traded: {self.config.connector} is spot and "
+                                        "this bot only opens long positions")
         if signal.symbol not in self.config.trading_pairs or not self._has_book(signal.symbol):
             return "pair", f"{signal.symbol} is not traded by {self.config.connector}"
         same_pair = sum(1 for p in self.positions.values() if p.signal.symbol == signal.symbol)
@@ -540,6 +612,9 @@ class SignalExecutor(StrategyV2Base):
         if spread > self.config.max_spread_pct:
             return "spread", f"spread {spread:.2f}% wider than {self.config.max_spread_pct}%"
         amount = self._entry_amount(signal, ask)
+        if problem := self._below_minimum(signal.symbol, amount, ask):
+            quote = self.config.quote_amount or signal.quote_amount
+            return "below_min_notional", f"an entry of {quote} {signal.symbol.split('-')[1]} is {problem}"
         candidate = OrderCandidate(trading_pair=signal.symbol, is_maker=self.config.entry_order_type == "limit",
                                    order_type=self._entry_type(), order_side=TradeType.BUY, amount=amount, price=ask)
         adjusted = self._connector().budget_checker.adjust_candidate(candidate, all_or_none=True)
@@ -601,28 +676,104 @@ class SignalExecutor(StrategyV2Base):
 
     def _manage_positions(self, now: float) -> None:
         for position in list(self.positions.values()):
-            if position.closed or position.entry_amount <= 0:
+            if position.closed or position.entry_amount <= 0 or position.stuck:
                 continue
-            _, _, mid = self._book(position.signal.symbol)
-            position.peak = max(position.peak, mid)
-            if position.exit_reason is None and not position.open_orders("entry"):
-                if reason := barrier_hit(position, mid, now):
+            bid, _, _ = self._book(position.signal.symbol)
+            position.peak = max(position.peak, bid)
+            self._persist_peak(position, now)
+            if position.open_orders():
+                continue
+            if self._is_flat(position, bid):
+                # nothing left that the exchange would take (e.g. restored after its exit filled): done
+                position.exit_reason = position.exit_reason or "flat"
+                self._close(position, now, traded=True)
+            elif position.exit_reason is None and now >= position.retry_at:
+                if reason := barrier_hit(position, bid, now):
                     position.exit_reason = reason
-                    self._place(position, "exit", TradeType.SELL, self._sellable(position), None, now)
+                    self._exit(position, bid, now)
+
+    def _exit(self, position: Position, bid: Decimal, now: float) -> None:
+        """Sell what the position holds, capped at what the wallet has (fees, other bots, a lagging balance)."""
+        amount = self._sellable(position)
+        if problem := self._below_minimum(position.signal.symbol, amount, bid):
+            base = position.signal.symbol.split("-")[0]
+            self._exit_failed(position, f"cannot sell {position.open_amount} {base}: the wallet's {amount} is "
+                                        f"{problem}", now)
+            return
+        self._place(position, "exit", TradeType.SELL, amount, None, now)
 
     def _sellable(self, position: Position) -> Decimal:
+        pair = position.signal.symbol
         pending_exit = sum((o.amount - o.filled for o in position.open_orders("exit")), ZERO)
-        amount = position.open_amount - pending_exit
-        return self._connector().quantize_order_amount(position.signal.symbol, amount)
+        available = _dec(self._connector().get_available_balance(pair.split("-")[0]))
+        amount = min(position.open_amount - pending_exit, available)
+        return self._connector().quantize_order_amount(pair, max(amount, ZERO))
+
+    def _rule(self, pair: str) -> tuple[Decimal, Decimal]:
+        """(minimum size in base, minimum notional in quote): the connector's trading rule, else the config's."""
+        rules = getattr(self._connector(), "trading_rules", None)
+        rule = rules.get(pair) if isinstance(rules, dict) else None
+        if rule is None:
+            return ZERO, self.config.min_notional_quote
+        return _dec(rule.min_order_size), _dec(rule.min_notional_size)
+
+    def _below_minimum(self, pair: str, amount: Decimal, price: Decimal) -> str | None:
+        """Why the exchange would refuse an order of `amount` at `price` for its size, or None."""
+        min_size, min_notional = self._rule(pair)
+        if amount <= 0:
+            return "an amount that rounds to zero"
+        if amount < min_size:
+            return f"below the minimum order size {min_size}"
+        if amount * price < min_notional:
+            return f"worth {amount * price:.8g}, below the minimum notional {min_notional}"
+        return None
+
+    def _is_flat(self, position: Position, bid: Decimal | None = None) -> bool:
+        """Nothing left to sell: what remains (dust) is below what the exchange trades."""
+        pair = position.signal.symbol
+        bid = bid if bid is not None else self._book(pair)[0]
+        remaining = self._connector().quantize_order_amount(pair, max(position.open_amount, ZERO))
+        return self._below_minimum(pair, remaining, bid) is not None
+
+    def _exit_failed(self, position: Position, error: str, now: float) -> None:
+        """Count a failed exit; back off, and after max_order_retries in a row give up and say so."""
+        position.failures += 1
+        position.exit_reason = None  # the barriers decide again on the next try
+        position.retry_at = now + min(2 ** position.failures, 60)
+        if position.failures < self.config.max_order_retries:
+            return
+        signal = position.signal
+        position.stuck = f"exit failed {position.failures} times, last: {error}"
+        self.health["stuck"] += 1
+        logger.error(f"position {signal.id} ({signal.symbol}) is stuck and needs a person: {position.stuck}")
+        self.fates.append((str(signal.id)[:8], signal.symbol, f"stuck: {error}"))
+        self._report(OrderEvent(type="position_stuck", signal_id=signal.id, ts=_iso(now),
+                                consumer=self.config.consumer, reason=position.stuck))
+
+    def _persist_peak(self, position: Position, now: float) -> None:
+        """Report a risen trailing peak (at most every peak_report_interval_s) so a restart keeps it armed."""
+        signal = position.signal
+        if signal.trailing_activation_pct is None or position.peak <= position.peak_reported:
+            return
+        if now - position.peak_reported_at < self.config.peak_report_interval_s:
+            return
+        position.peak_reported, position.peak_reported_at = position.peak, now
+        self._report(OrderEvent(type="position_peak", signal_id=signal.id, ts=_iso(now),
+                                consumer=self.config.consumer, peak=position.peak))
 
     # --- order health (seed 000) --------------------------------------------------------------------
 
     def _order_health(self, now: float) -> None:
-        active = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+        """Stale, partially filled and lost orders (seed 000). A replacement is placed only once the cancel of
+        the order it replaces is confirmed (`did_cancel_order`), so no purpose ever has two live orders."""
+        live = self._live_order_ids()
         for position in list(self.positions.values()):
             for order in position.open_orders():
+                if order.cancel_sent_at is not None:
+                    self._chase_cancel(position, order, live, now)
+                    continue
                 age = now - order.created_at
-                if order.price is not None and order.order_id not in active:
+                if order.price is not None and order.order_id not in live:
                     # a resting order the connector no longer knows and no event told us about
                     order.missing_since = order.missing_since or now
                     if now - order.missing_since >= self.config.lost_order_grace_s:
@@ -630,21 +781,52 @@ class SignalExecutor(StrategyV2Base):
                         self._report_order(position, order, "order_failed", now, reason="lost by the connector")
                         self._finish_order(position, order, now)
                     continue
-                if order.filled > 0 and age >= self.config.partial_fill_max_age_s:
-                    self.health["partial_fills_handled"] += 1
-                    self.cancel(self.config.connector, position.signal.symbol, order.order_id)
-                    if self.config.partial_fill_action == "complete":
-                        self._place(position, order.purpose, order.side, order.amount - order.filled, None, now)
+                if order.filled > 0:
+                    # a partial fill is governed by its own age alone (shorter than the stale age by config)
+                    if age >= self.config.partial_fill_max_age_s:
+                        self.health["partial_fills_handled"] += 1
+                        self._cancel(position, order, now,
+                                     "market" if self.config.partial_fill_action == "complete" else None)
                 elif order.price is not None and age >= self._stale_after(order):
                     self.health["stale_cancelled"] += 1
-                    self.cancel(self.config.connector, position.signal.symbol, order.order_id)
-                    if order.purpose == "exit" or (self.config.stale_entry_action == "reprice" and not order.repriced):
-                        bid, _, _ = self._book(position.signal.symbol)
-                        new_id = self._place(position, order.purpose, order.side, order.amount - order.filled,
-                                             bid if order.side == TradeType.BUY else None, now)
-                        if new_id:
-                            position.orders[new_id].repriced = True
-                            self.health["repriced"] += 1
+                    reprice = order.purpose == "exit" or (self.config.stale_entry_action == "reprice"
+                                                          and not order.repriced)
+                    self._cancel(position, order, now, "reprice" if reprice else None)
+
+    def _cancel(self, position: Position, order: TrackedOrder, now: float, replace: str | None) -> None:
+        order.cancel_sent_at = now
+        order.replace = replace
+        # straight to the connector: its cancel is what a late or lost confirmation comes from
+        self._connector().cancel(position.signal.symbol, order.order_id)
+
+    def _chase_cancel(self, position: Position, order: TrackedOrder, live: set[str], now: float) -> None:
+        """A cancel not confirmed within lost_order_grace_s: the order is gone (finish it, then replace) or the
+        cancel is sent again. Never a replacement while the old order may still fill."""
+        if now - order.cancel_sent_at < self.config.lost_order_grace_s:
+            return
+        if order.order_id not in live and order.price is not None:
+            self.health["cancel_unconfirmed_gone"] += 1
+            self._report_order(position, order, "order_cancelled", now, reason="cancel not confirmed; order gone")
+            self._after_cancel(position, order, now)
+        else:
+            self.health["cancel_resent"] += 1
+            self._cancel(position, order, now, order.replace)
+
+    def _after_cancel(self, position: Position, order: TrackedOrder, ts: float) -> None:
+        """The cancel is confirmed: place the replacement it was waiting for, then settle the order."""
+        order.done = True
+        if order.replace is not None and not position.closed:
+            remaining = order.amount - order.filled
+            if order.side == TradeType.SELL:
+                remaining = self._sellable(position)
+            price = None
+            if order.replace == "reprice" and order.side == TradeType.BUY:
+                price = self._book(position.signal.symbol)[0]
+            new_id = self._place(position, order.purpose, order.side, remaining, price, ts)
+            if new_id:
+                position.orders[new_id].repriced = True
+                self.health["replaced"] += 1
+        self._finish_order(position, order, ts)
 
     def _stale_after(self, order: TrackedOrder) -> float:
         """A resting entry waits limit_timeout_s (if shorter than the stale threshold), anything else stale_order_s."""
@@ -690,25 +872,46 @@ class SignalExecutor(StrategyV2Base):
         if not found:
             return
         position, order = found
-        quote_asset = position.signal.symbol.split("-")[1]
-        fee = event.trade_fee.fee_amount_in_token(event.trading_pair, event.price, event.amount, quote_asset)
-        order.filled += event.amount
+        base, quote = position.signal.symbol.split("-")
+        price, amount = _dec(event.price), _dec(event.amount)
+        fee_asset, fee_amount, base_taken = fee_parts(event.trade_fee, order.side, base, quote, price, amount)
+        # The position first: nothing below (fee valuation) may lose the fill.
+        order.filled += amount
         order.fills += 1
-        position.fees_quote += fee
         if order.purpose == "entry":
-            position.entry_amount += event.amount
-            position.entry_quote += event.price * event.amount
+            position.entry_amount += amount
+            position.entry_quote += price * amount
+            position.entry_fee_base += base_taken
             position.opened_at = position.opened_at or event.timestamp
-            position.peak = max(position.peak, event.price)
         else:
-            position.exit_amount += event.amount
-            position.exit_quote += event.price * event.amount
+            position.exit_amount += amount
+            position.exit_quote += price * amount
+        fee_quote = self._fee_in_quote(event, fee_asset, fee_amount, base, quote, price, amount)
+        if fee_quote is None:
+            position.unpriced_fees[fee_asset] = position.unpriced_fees.get(fee_asset, ZERO) + fee_amount
+        else:
+            position.fees_quote += fee_quote
+            if fee_asset == base:
+                position.base_fee_quote += fee_quote
         self._report_order(position, order, "order_filled", event.timestamp,
                            # paper connectors leave the trade id empty: one that stays unique across restarts
                            exchange_trade_id=event.exchange_trade_id
                            or f"{order.order_id}-{event.timestamp:.6f}-{event.amount}",
-                           price=event.price, amount=event.amount, fee_quote=fee, fee_asset=quote_asset,
-                           fee_amount=fee)
+                           price=price, amount=amount, fee_quote=fee_quote or ZERO, fee_asset=fee_asset,
+                           fee_amount=fee_amount)
+
+    def _fee_in_quote(self, event: OrderFilledEvent, asset: str, amount: Decimal, base: str, quote: str,
+                      price: Decimal, filled: Decimal) -> Decimal | None:
+        """The fee valued in quote; None when it is in a third asset with no rate (it is kept in its own asset)."""
+        if amount == 0 or asset == quote:
+            return amount
+        if asset == base:
+            return amount * price
+        try:
+            return _dec(event.trade_fee.fee_amount_in_token(event.trading_pair, price, filled, quote))
+        except Exception as exc:  # any failure of the rate lookup: the fill is already on the position
+            logger.warning(f"fee of {amount} {asset} on order {event.order_id} not converted to {quote}: {exc}")
+            return None
 
     def did_complete_buy_order(self, event: BuyOrderCompletedEvent) -> None:
         self._completed(event.order_id, event.timestamp, event.exchange_order_id)
@@ -725,41 +928,51 @@ class SignalExecutor(StrategyV2Base):
     def did_cancel_order(self, event: OrderCancelledEvent) -> None:
         if found := self._position_of(event.order_id):
             position, order = found
+            if order.done:
+                return  # settled already (a cancel confirmed after we saw the order gone)
             self._report_order(position, order, "order_cancelled", event.timestamp)
-            self._finish_order(position, order, event.timestamp)
+            self._after_cancel(position, order, event.timestamp)
 
     def did_fail_order(self, event: MarketOrderFailureEvent) -> None:
         if found := self._position_of(event.order_id):
             position, order = found
-            self._report_order(position, order, "order_failed", event.timestamp,
-                               reason=event.error_message or "order failed")
+            error = event.error_message or "order failed"
+            self._report_order(position, order, "order_failed", event.timestamp, reason=error)
             self._finish_order(position, order, event.timestamp)
+            if order.purpose == "exit" and order.filled == 0 and not position.closed:
+                self._exit_failed(position, error, event.timestamp)
 
     def _finish_order(self, position: Position, order: TrackedOrder, ts: float) -> None:
         order.done = True
+        if order.purpose == "exit" and order.filled > 0:
+            position.failures = 0
         if order.purpose == "entry" and not position.open_orders("entry") and position.entry_amount <= 0:
             self._close(position, ts, traded=False)  # the entry never filled: nothing to manage
-        elif order.purpose == "exit" and position.exit_reason and self._is_flat(position):
-            self._close(position, ts, traded=True)
-        elif order.purpose == "exit" and not position.open_orders("exit") and position.open_amount > 0:
-            position.exit_reason = None  # an exit that did not complete: the barriers decide again
-
-    def _is_flat(self, position: Position) -> bool:
-        """Nothing left to sell: what remains is below the smallest amount the connector trades."""
-        return self._connector().quantize_order_amount(position.signal.symbol, position.open_amount) <= 0
+        elif order.purpose == "exit" and not position.open_orders("exit"):
+            if position.exit_reason and self._is_flat(position):
+                self._close(position, ts, traded=True)
+            elif position.open_amount > 0:
+                position.exit_reason = None  # an exit that did not complete: the barriers decide again
 
     def _close(self, position: Position, ts: float, traded: bool) -> None:
         signal = position.signal
         position.closed = True
         del self.positions[signal.id]
         if traded:
-            pnl = position.exit_quote - position.entry_quote - position.fees_quote
+            # Net of every fee. A fee taken in the base coin is already out of what was sold, so only fees
+            # paid in quote (or valued from a third asset) are subtracted; dust stays in the wallet and is
+            # valued at the exit price, so the P&L is the wallet's change.
+            dust = max(position.open_amount, ZERO)
+            exit_price = (position.exit_quote / position.exit_amount if position.exit_amount > 0
+                          else self._book(signal.symbol)[0])
+            pnl = (position.exit_quote - position.entry_quote - (position.fees_quote - position.base_fee_quote)
+                   + dust * exit_price)
             pnl_pct = pnl / position.entry_quote * HUNDRED if position.entry_quote else ZERO
             self._report(OrderEvent(
                 type="position_closed", signal_id=signal.id, ts=_iso(ts), consumer=self.config.consumer,
                 exchange=signal.exchange, symbol=signal.symbol, side="buy", amount=position.entry_amount,
-                entry_price=position.entry_price, exit_price=position.exit_quote / position.exit_amount,
-                fees_quote=position.fees_quote, pnl_quote=pnl, pnl_pct=pnl_pct, exit_reason=position.exit_reason,
+                entry_price=position.entry_price, exit_price=exit_price, fees_quote=position.fees_quote,
+                pnl_quote=pnl, pnl_pct=pnl_pct, exit_reason=position.exit_reason, dust_amount=dust,
                 opened_at=_iso(position.opened_at or ts), closed_at=_iso(ts)))
             self.closed_trades[position.exit_reason or "unknown"] += 1
             self.fates.append((str(signal.id)[:8], signal.symbol, f"closed: {position.exit_reason} {pnl:+.4f}"))
@@ -776,9 +989,15 @@ class SignalExecutor(StrategyV2Base):
         return {"claimed": self.worker.stats["claimed"], "open_positions": len(self.positions),
                 "pending": len(self.pending), "outbox": len(self.outbox),
                 "queue_breaker": self.worker.breaker.state.value, "rejections": dict(self.rejections),
-                "order_health": dict(self.health), "closed": dict(self.closed_trades)}
+                "order_health": dict(self.health), "closed": dict(self.closed_trades),
+                "ready": self.ready_to_trade, "stuck": sum(1 for p in self.positions.values() if p.stuck)}
 
     def format_status(self) -> str:
+        if not self.ready_to_trade:
+            waiting = ", ".join(name for name, c in self.connectors.items() if not c.ready)
+            return (f"waiting for {waiting} to be ready: no signal is claimed until then\n"
+                    f"queue: breaker {self.worker.breaker.state.value}, outbox {len(self.outbox)} pending, "
+                    f"claimed {self.worker.stats['claimed']}")
         lines = [f"queue: breaker {self.worker.breaker.state.value}, outbox {len(self.outbox)} pending, "
                  f"claimed {self.worker.stats['claimed']}, delivered {self.worker.stats['delivered']}"
                  + (f", last error: {self.worker.last_error}" if self.worker.last_error else "")]
@@ -787,7 +1006,8 @@ class SignalExecutor(StrategyV2Base):
             _, _, mid = self._book(position.signal.symbol)
             unrealised = (mid - position.entry_price) * position.open_amount
             lines.append(f"  {position.signal.symbol} {position.signal.strategy} amount {position.open_amount} "
-                         f"entry {position.entry_price:.8g} mid {mid:.8g} unrealised {unrealised:+.4f}")
+                         f"entry {position.entry_price:.8g} mid {mid:.8g} unrealised {unrealised:+.4f}"
+                         + (f" STUCK: {position.stuck}" if position.stuck else ""))
         lines.append("last signals: " + ("; ".join(f"{s} {p} {f}" for s, p, f in self.fates) or "none"))
         lines.append("rejections by gate: " + (", ".join(f"{g} {n}" for g, n in self.rejections.items()) or "none"))
         lines.append("order health: " + (", ".join(f"{k} {n}" for k, n in self.health.items()) or "nothing to do"))

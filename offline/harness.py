@@ -22,8 +22,8 @@ from hummingbot.client.config.config_helpers import ClientConfigAdapter
 from hummingbot.connector.markets_recorder import MarketsRecorder
 from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
 from hummingbot.connector.trading_rule import TradingRule
-from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from hummingbot.core.clock import Clock, ClockMode
+from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLConnectionType
 
 from bridge.queue_client import SignalQueue
@@ -52,6 +52,12 @@ class PaperExchange(MockPaperExchange):
         self.cancels = cancels
         self.cancel_requests: list[str] = []
         self._held_cancels: list[tuple[str, str]] = []
+        self.stale_balances: dict[str, Decimal] = {}  # asset -> what get_available_balance reports instead
+
+    def get_available_balance(self, currency: str) -> Decimal:
+        if currency in self.stale_balances:
+            return self.stale_balances[currency]
+        return super().get_available_balance(currency)
 
     @property
     def ready(self) -> bool:
@@ -121,7 +127,7 @@ class Harness:
 
 def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dict[str, float] | None = None,
           books: dict[str, float] | None = None, exchange: MockPaperExchange | None = None,
-          tick_size: float = 1.0) -> Harness:
+          tick_size: float = 1.0, rules: dict[str, TradingRule] | None = None) -> Harness:
     """Build the exchange, the strategy and the clock; call inside a running event loop.
 
     The default exchange is a `PaperExchange` with Binance's fees and no base coin: what a new user's
@@ -130,7 +136,7 @@ def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dic
                                db_path=":memory:")
     MarketsRecorder._shared_instance = MarketsRecorder(sql, [], "test.yml", "test", None)
     if exchange is None:
-        exchange = PaperExchange()
+        exchange = PaperExchange(rules=rules)
         for asset, amount in (balances or {"USDT": 10_000, "BTC": 0, "ETH": 0}).items():
             exchange.set_balance(asset, amount)
     SignalExecutor.init_markets(config)
