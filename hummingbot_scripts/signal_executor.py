@@ -43,7 +43,7 @@ from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2Confi
 from pydantic import Field, model_validator
 
 from bridge import exits
-from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
+from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
 from bridge.schemas import OrderEvent, Signal
 
@@ -75,7 +75,8 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     claim_batch: int = Field(5, ge=1, le=100)
     lease_s: int = Field(120, ge=10)
     heartbeat_interval_s: float = Field(30.0, gt=0)
-    outbox_path: str = Field("data/signal_executor_outbox.jsonl", description="append-only event log")
+    outbox_path: str = Field("data/signal_executor_outbox.{consumer}.jsonl",
+                             description="append-only event log; {consumer} is replaced by the consumer name")
     # pre-trade gates
     max_price_deviation_pct: Decimal = Field(Decimal("1.0"), gt=0)
     stability_window_s: float = Field(5.0, ge=0)
@@ -131,16 +132,25 @@ class Outbox:
         if path.exists():
             sent: set[int] = set()
             entries = []
-            for line in path.read_text().splitlines():
+            lines = path.read_text().splitlines()
+            for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    if number == len(lines):  # a crash mid-write: that record was never sent, nothing is lost
+                        logger.warning(f"outbox {path}: skipped a torn last line (a crash while writing it)")
+                        continue
+                    raise ValueError(f"outbox {path}, line {number}: not JSON; move the file aside to start "
+                                     "(its undelivered events would then be lost)") from None
                 if "sent" in record:
                     sent.add(record["sent"])
                 else:
                     entries.append(record)
                     self._seq = max(self._seq, record["seq"])
             self._pending.extend(e for e in entries if e["seq"] not in sent)
+            self._compact()  # also ends a torn line, so the next append starts on a line of its own
 
     def append(self, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -157,7 +167,20 @@ class Outbox:
         with self._lock:
             if self._pending and self._pending[0]["seq"] == seq:
                 self._pending.popleft()
-            self._write({"sent": seq})
+            if self._pending:
+                self._write({"sent": seq})
+            else:
+                self._compact()  # all delivered: the file need not grow forever
+
+    def _compact(self) -> None:
+        """Rewrite the file with only the undelivered records (atomically: a crash leaves the old or the new)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w") as f:
+            for record in self._pending:
+                f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
     def __len__(self) -> int:
         with self._lock:
@@ -231,6 +254,8 @@ class QueueWorker:
         self.progress: dict[str, Any] = {}
         self.stats: Counter[str] = Counter()
         self.last_error: str | None = None
+        self._auth_failures = 0
+        self._auth_retry_at = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signal-queue", daemon=True)
@@ -322,21 +347,38 @@ class QueueWorker:
 
     def _deliver(self) -> None:
         """Send the outbox in order; stop at the first record that could not be delivered now."""
+        if time.monotonic() < self._auth_retry_at:
+            return
         while (record := self.outbox.peek()) is not None:
             try:
                 if record["kind"] == "ack":
-                    self._call(lambda r=record: self.queue.ack(UUID(r["signal_id"]), self.config.consumer,
-                                                               r["status"], r.get("reason")))
+                    # the consumer that held the claim when the ack was written (a renamed bot replays its own)
+                    consumer = record.get("consumer") or self.config.consumer
+                    self._call(lambda r=record, c=consumer: self.queue.ack(UUID(r["signal_id"]), c, r["status"],
+                                                                           r.get("reason")))
                 else:
                     self._call(lambda r=record: self.queue.report(OrderEvent.model_validate(r["event"])))
+            except ClaimTaken as exc:
+                # the signal is another consumer's now: resending can never succeed
+                logger.error(f"queue refused {record['kind']} seq {record['seq']}: {exc}")
+                self.stats["refused"] += 1
             except CallError as exc:
-                if exc.kind not in (ErrorKind.CLIENT, ErrorKind.AUTH):
+                if exc.kind == ErrorKind.AUTH:
+                    # an expired or wrong key: keep everything, say so, and try again later (a fixed key delivers)
+                    self._auth_failures += 1
+                    self._auth_retry_at = time.monotonic() + min(2.0 ** self._auth_failures, 60.0)
+                    if self._auth_failures == 1 or self._auth_failures % 10 == 0:
+                        logger.error(f"queue refused the executor's key ({exc}); {len(self.outbox)} events kept in "
+                                     f"{self.outbox.path}, retrying with backoff")
+                    return
+                if exc.kind != ErrorKind.CLIENT:
                     return  # unreachable or refused by the breaker: keep it, in order, for later
-                # Refused for good (e.g. the claim was taken over): resending cannot help.
+                # a record the queue refuses as invalid: resending the same bytes cannot help
                 logger.error(f"queue refused {record['kind']} seq {record['seq']}: {exc}")
                 self.stats["refused"] += 1
             else:
                 self.stats["delivered"] += 1
+                self._auth_failures = 0
             self.outbox.mark_sent(record["seq"])
 
 
@@ -453,7 +495,7 @@ class SignalExecutor(StrategyV2Base):
                  queue_client: SignalQueue | None = None) -> None:
         super().__init__(connectors, config)
         self.config: SignalExecutorConfig = config
-        self.outbox = Outbox(Path(config.outbox_path))
+        self.outbox = Outbox(Path(config.outbox_path.format(consumer=config.consumer)))
         self.worker = QueueWorker(queue_client or self._queue_from_environment(), self.outbox, config,
                                   {config.exchange: list(config.trading_pairs)})
         self.pending: dict[UUID, PendingSignal] = {}
@@ -518,10 +560,14 @@ class SignalExecutor(StrategyV2Base):
         ask = Decimal(str(connector.get_price_by_type(pair, PriceType.BestAsk)))
         return bid, ask, (bid + ask) / 2
 
+    def _ack(self, signal: Signal, status: str, reason: str | None) -> None:
+        self.outbox.append("ack", {"signal_id": str(signal.id), "consumer": self.config.consumer, "status": status,
+                                   "reason": reason})
+
     def _reject(self, signal: Signal, gate: str, reason: str) -> None:
         self.rejections[gate] += 1
         self.fates.append((str(signal.id)[:8], signal.symbol, f"rejected: {reason}"))
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "rejected", "reason": reason})
+        self._ack(signal, "rejected", reason)
         self.worker.slots.release()
         self.worker.wake()
 
@@ -654,7 +700,7 @@ class SignalExecutor(StrategyV2Base):
     def _enter(self, signal: Signal, now: float) -> None:
         position = Position(signal)
         self.positions[signal.id] = position
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "executing", "reason": None})
+        self._ack(signal, "executing", None)
         self.fates.append((str(signal.id)[:8], signal.symbol, "executing"))
         bid, ask, _ = self._book(signal.symbol)
         self._place(position, "entry", TradeType.BUY, self._entry_amount(signal, ask), None if
@@ -978,7 +1024,7 @@ class SignalExecutor(StrategyV2Base):
             self.fates.append((str(signal.id)[:8], signal.symbol, f"closed: {position.exit_reason} {pnl:+.4f}"))
         else:
             self.fates.append((str(signal.id)[:8], signal.symbol, "closed: entry not filled"))
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "closed", "reason": None})
+        self._ack(signal, "closed", None)
         self.worker.slots.release()
         self.worker.wake()
 
