@@ -94,9 +94,12 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     partial_fill_action: Literal["complete", "cancel"] = "complete"
     lost_order_grace_s: float = Field(30.0, gt=0)
     # a real exchange
+    market_order_timeout_s: float = Field(30.0, gt=0, description=(
+        "a market order with no final event this long after it was placed, and unknown to the connector, is lost"))
     max_order_retries: int = Field(3, ge=1, description="failed exits in a row before the position is marked stuck")
-    min_notional_quote: Decimal = Field(Decimal("5"), ge=0, description=(
-        "smallest order value in quote where the connector publishes no trading rule (paper connectors)"))
+    min_notional_quote: Decimal = Field(Decimal("0"), ge=0, description=(
+        "smallest order value, in the pair's quote asset, where the connector publishes no trading rule (paper "
+        "connectors); 0: no check there"))
     peak_report_interval_s: float = Field(5.0, gt=0, description="how often a risen trailing peak is persisted")
 
     @model_validator(mode="after")
@@ -819,6 +822,14 @@ class SignalExecutor(StrategyV2Base):
                     self._chase_cancel(position, order, live, now)
                     continue
                 age = now - order.created_at
+                if order.price is None and order.order_id not in live and age >= self.config.market_order_timeout_s:
+                    # a market order that never reached a final state: lost (the wallet cap keeps a repeat
+                    # exit from selling coins that a lost-but-filled exit already sold)
+                    self.health["lost_market_orders"] += 1
+                    self._report_order(position, order, "order_failed", now,
+                                       reason=f"lost: no final event within {self.config.market_order_timeout_s:g} s")
+                    self._finish_order(position, order, now)
+                    continue
                 if order.price is not None and order.order_id not in live:
                     # a resting order the connector no longer knows and no event told us about
                     order.missing_since = order.missing_since or now

@@ -369,3 +369,39 @@ def test_a_fee_in_a_third_asset_without_a_rate_keeps_the_fill(store: PostgresSto
     assert entry_amount == half
     assert rows(migrated_db, "select amount, fee_asset, fee_amount, fee_quote from fills where signal_id = %s",
                 signal_id) == [(half, "NOPRICECOIN", Decimal("0.01"), 0)]
+
+
+def test_a_market_exit_that_never_gets_a_final_event_is_marked_lost_and_the_position_exits(
+        store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    """An exit at market that the connector lost (no event ever, unknown to the connector): after
+    market_order_timeout_s it is reported lost and the barriers decide again; the position still exits, once."""
+    from hummingbot_scripts.signal_executor import TrackedOrder
+
+    signal_id = emit(store)
+
+    async def scenario() -> Harness:
+        harness = start(executor_config(outbox, market_order_timeout_s=10, health_check_interval_s=2),
+                        PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            position = harness.strategy.positions[signal_id]
+            lost = TrackedOrder("sell://BTC-USDT/lost-1", "exit", TradeType.SELL, position.open_amount, None,
+                                harness.now)
+            position.orders[lost.order_id] = lost  # what the bot tracks for an order whose events never come
+            harness.strategy.order_index[lost.order_id] = signal_id
+            position.exit_reason = "stop_loss"
+            harness.book("BTC-USDT", 97.5)
+            await harness.step(5)
+            assert not lost.done  # within the timeout: it may still come
+            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.drained()
+            return harness
+        finally:
+            stop(harness)
+
+    harness = run(scenario())
+    assert harness.strategy.health["lost_market_orders"] == 1
+    assert rows(migrated_db, "select purpose, status, failure_reason like 'lost: no final event%%' from orders"
+                " where signal_id = %s order by created_at", signal_id) == [
+        ("entry", "filled", None), ("exit", "failed", True), ("exit", "filled", None)]
+    assert trade_row(migrated_db, signal_id)["exit_reason"] == "stop_loss"
