@@ -49,6 +49,7 @@ from bridge.schemas import OrderEvent, Signal
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+NOISE = Decimal("1e-9")  # relative: below this share of the position, a remainder is rounding, never sold
 logger = logging.getLogger(__name__)
 
 
@@ -504,6 +505,7 @@ class SignalExecutor(StrategyV2Base):
         self.pending: dict[UUID, PendingSignal] = {}
         self.positions: dict[UUID, Position] = {}
         self.order_index: dict[str, UUID] = {}  # client order id -> signal id
+        self.recently_closed: dict[UUID, Position] = {}  # for events that arrive after the close
         self.seen: set[UUID] = set()
         self.fates: deque[tuple[str, str, str]] = deque(maxlen=10)  # (signal, pair, fate)
         self.rejections: Counter[str] = Counter()
@@ -530,7 +532,9 @@ class SignalExecutor(StrategyV2Base):
     def tick(self, timestamp: float) -> None:
         self.worker.start()  # on the clock's first tick, not in __init__ (see QueueWorker)
         super().tick(timestamp)
-        if not self.ready_to_trade:
+        if self.ready_to_trade:
+            self.worker.ready.set()  # the tick that finds every connector ready (on_tick comes from the next)
+        else:
             self.worker.progress = self._progress()
 
     # --- the clock ----------------------------------------------------------------------------------
@@ -782,6 +786,8 @@ class SignalExecutor(StrategyV2Base):
         pair = position.signal.symbol
         bid = bid if bid is not None else self._book(pair)[0]
         remaining = self._connector().quantize_order_amount(pair, max(position.open_amount, ZERO))
+        if remaining <= position.entry_amount * NOISE:
+            return True  # the float rounding of a paper exchange's wallet, not a remainder anyone could sell
         return self._below_minimum(pair, remaining, bid) is not None
 
     def _exit_failed(self, position: Position, error: str, now: float) -> None:
@@ -900,6 +906,11 @@ class SignalExecutor(StrategyV2Base):
             return None
         return position, position.orders[order_id]
 
+    def _closed_position_of(self, order_id: str) -> tuple[Position, TrackedOrder] | None:
+        signal_id = self.order_index.get(order_id)
+        position = self.recently_closed.get(signal_id) if signal_id else None
+        return (position, position.orders[order_id]) if position and order_id in position.orders else None
+
     def _report(self, event: OrderEvent) -> None:
         self.outbox.append("report", {"event": event.to_payload()})
         self.worker.wake()
@@ -918,7 +929,8 @@ class SignalExecutor(StrategyV2Base):
         self._created(event.order_id, event.timestamp, event.type, event.amount, event.price)
 
     def _created(self, order_id: str, ts: float, order_type: OrderType, amount: Decimal, price: Decimal) -> None:
-        if found := self._position_of(order_id):
+        # a connector may confirm a market order's creation after its fill closed the position: still report it
+        if found := self._position_of(order_id) or self._closed_position_of(order_id):
             position, order = found
             self._report_order(position, order, "order_created", ts,
                                order_type="market" if order_type == OrderType.MARKET else "limit",
@@ -1015,6 +1027,9 @@ class SignalExecutor(StrategyV2Base):
         signal = position.signal
         position.closed = True
         del self.positions[signal.id]
+        self.recently_closed[signal.id] = position
+        while len(self.recently_closed) > 100:
+            self.recently_closed.pop(next(iter(self.recently_closed)))
         if traded:
             # Net of every fee. A fee taken in the base coin is already out of what was sold, so only fees
             # paid in quote (or valued from a third asset) are subtracted; dust stays in the wallet and is

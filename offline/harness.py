@@ -150,6 +150,10 @@ def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dic
         harness.book(pair, mid)
     clock.__enter__()
     clock.backtest_til(now)
+    # one tick more, as Hummingbot's clock would have done by now: the strategy sees its connectors ready
+    # (when they are) and its worker starts claiming
+    harness.now += tick_size
+    clock.backtest_til(harness.now)
     return harness
 
 
