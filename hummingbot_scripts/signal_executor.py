@@ -252,6 +252,7 @@ class QueueWorker:
         self.breaker = CircuitBreaker("queue", failure_threshold=3, probe_after_s=5.0, max_probe_after_s=60.0)
         self.claimed: queue.Queue[Signal] = queue.Queue()
         self.restored: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.close_requests: queue.Queue[tuple[UUID, str]] = queue.Queue()  # (signal, who asked)
         self.restore_done = threading.Event()
         self.ready = threading.Event()  # set by the strategy's first on_tick: its connectors are ready
         self.slots = Slots(config.max_open_positions)
@@ -300,6 +301,7 @@ class QueueWorker:
                 self._restore()
             if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
                 self._claim()
+                self._poll_close_requests()
                 next_claim = now + self.config.claim_interval_s
             if now >= next_heartbeat:
                 self._heartbeat()
@@ -330,6 +332,18 @@ class QueueWorker:
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
+
+    def _poll_close_requests(self) -> None:
+        """Manual closes (`python -m controller close`) of the signals this bot executes, once per claim cycle."""
+        if self.slots.held <= 0:
+            return
+        try:
+            rows = self._call(lambda: self.queue.positions(self.config.consumer))
+        except CallError:
+            return
+        for row in rows:
+            if row.get("close_requested_by"):
+                self.close_requests.put((UUID(str(row["signal"]["id"])), row["close_requested_by"]))
 
     def _restore(self) -> None:
         """After a restart: the positions this consumer was executing, read once the outbox is delivered (so
@@ -424,6 +438,7 @@ class Position:
     failures: int = 0                # failed exit orders in a row
     retry_at: float = 0.0            # no new exit before this time (backoff after a failure)
     stuck: str | None = None         # why the bot gave up on this position (it needs a person)
+    manual_close: str | None = None  # who asked for a manual close (exit at market, reason manual)
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     closed: bool = False
 
@@ -543,6 +558,7 @@ class SignalExecutor(StrategyV2Base):
         now = self.current_timestamp
         self.worker.ready.set()
         self._take_restored(now)
+        self._take_close_requests(now)
         self._take_claimed(now)
         self._check_pending(now)
         self._manage_positions(now)
@@ -623,6 +639,22 @@ class SignalExecutor(StrategyV2Base):
         except NotImplementedError:  # paper connectors
             live |= {o.client_order_id for o in getattr(connector, "limit_orders", [])}
         return live
+
+    def _take_close_requests(self, now: float) -> None:
+        while True:
+            try:
+                signal_id, who = self.worker.close_requests.get_nowait()
+            except queue.Empty:
+                return
+            position = self.positions.get(signal_id)
+            if position is None or position.manual_close:
+                continue  # not ours any more, or asked already
+            position.manual_close = who
+            position.stuck, position.failures, position.retry_at = None, 0, 0.0  # a person asked: try again
+            self.fates.append((str(signal_id)[:8], position.signal.symbol, f"close requested by {who}"))
+            for order in position.open_orders():  # then exit at market once nothing rests (_manage_positions)
+                if order.cancel_sent_at is None:
+                    self._cancel(position, order, now, None)
 
     def _take_claimed(self, now: float) -> None:
         while True:
@@ -741,7 +773,7 @@ class SignalExecutor(StrategyV2Base):
                 position.exit_reason = position.exit_reason or "flat"
                 self._close(position, now, traded=True)
             elif position.exit_reason is None and now >= position.retry_at:
-                if reason := barrier_hit(position, bid, now):
+                if reason := "manual" if position.manual_close else barrier_hit(position, bid, now):
                     position.exit_reason = reason
                     self._exit(position, bid, now)
 

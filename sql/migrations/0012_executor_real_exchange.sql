@@ -9,7 +9,9 @@
 --   409), so the executor can tell it from an expired or wrong key (42501, 401/403), which it must keep
 --   retrying instead of dropping.
 -- * executor_positions also returns the peak and the entry fees taken in the base asset, which the restored
---   position needs to know what it can sell.
+--   position needs to know what it can sell, and a manual close request, which the executor polls.
+-- * request_close: `python -m controller close` asks the executor holding a signal to exit at market
+--   (reason manual); service role only, recording who asked.
 
 alter table trades add column dust_amount numeric not null default 0 check (dust_amount >= 0);
 alter table trades drop constraint trades_exit_reason_check;
@@ -18,6 +20,28 @@ alter table trades add constraint trades_exit_reason_check
                            'flat'));
 alter table signals add column stuck_reason text;
 alter table signals add column trailing_peak numeric check (trailing_peak > 0);
+alter table signals add column close_requested_at timestamptz;
+alter table signals add column close_requested_by text;
+
+-- request_close: flag an executing signal (or, with signal_id null, every executing signal) for a manual
+-- close; returns the flagged ids. A repeated request keeps the first time and asker.
+create function request_close(signal_id uuid, requested_by text)
+returns setof uuid
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+begin
+    if requested_by is null or length(requested_by) = 0 then
+        perform queue_error('request_close', 'requested_by is required');
+    end if;
+    return query
+    update signals s
+       set close_requested_at = coalesce(s.close_requested_at, now()),
+           close_requested_by = coalesce(s.close_requested_by, requested_by)
+     where s.status = 'executing' and (request_close.signal_id is null or s.id = request_close.signal_id)
+    returning s.id;
+end
+$$;
 
 create or replace function ack_signal(signal_id uuid, consumer text, status text, reason text default null)
 returns signals
@@ -188,7 +212,7 @@ drop function executor_positions(text);
 create function executor_positions(consumer text)
 returns table (signal jsonb, entry_amount numeric, entry_quote numeric, exit_amount numeric, exit_quote numeric,
                fees_quote numeric, opened_at timestamptz, open_orders jsonb, entry_fee_base numeric,
-               base_fee_quote numeric, trailing_peak numeric, stuck_reason text)
+               base_fee_quote numeric, trailing_peak numeric, stuck_reason text, close_requested_by text)
 language sql
 stable
 security definer
@@ -214,7 +238,8 @@ as $$
                                                 and f.fee_asset = split_part(s.symbol, '-', 1)), 0),
            coalesce(sum(f.fee_quote) filter (where f.fee_asset = split_part(s.symbol, '-', 1)), 0),
            s.trailing_peak,
-           s.stuck_reason
+           s.stuck_reason,
+           s.close_requested_by
       from signals s
       left join orders o on o.signal_id = s.id
       left join fills f on f.client_order_id = o.client_order_id

@@ -405,3 +405,36 @@ def test_a_market_exit_that_never_gets_a_final_event_is_marked_lost_and_the_posi
                 " where signal_id = %s order by created_at", signal_id) == [
         ("entry", "filled", None), ("exit", "failed", True), ("exit", "filled", None)]
     assert trade_row(migrated_db, signal_id)["exit_reason"] == "stop_loss"
+
+
+def test_a_manual_close_from_the_cli_exits_the_position_at_market(store: PostgresStore, migrated_db: str,
+                                                                  outbox: Path) -> None:
+    """`python -m controller close SIGNAL_ID` records who asked; the bot exits at market on its next claim
+    cycle, reason manual, though no barrier is near."""
+    from typer.testing import CliRunner
+
+    from controller.cli.main import app
+
+    signal_id = emit(store)
+    runner = CliRunner()
+    env = {"DATABASE_URL": migrated_db}
+
+    async def scenario() -> tuple[Any, Any]:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            asked = runner.invoke(app, ["close", str(signal_id)], env=env)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.drained()
+            again = runner.invoke(app, ["close", str(signal_id)], env=env)
+            return asked, again
+        finally:
+            stop(harness)
+
+    asked, again = run(scenario())
+    assert asked.exit_code == 0 and f"close requested: {signal_id}" in asked.output
+    assert again.exit_code == 2 and "is closed, not executing" in again.output  # nothing left to close
+    assert trade_row(migrated_db, signal_id)["exit_reason"] == "manual"
+    assert signal_row(migrated_db, signal_id)["close_requested_by"].startswith("cli:")
+    assert rows(migrated_db, "select purpose, status from orders where signal_id = %s order by created_at",
+                signal_id) == [("entry", "filled"), ("exit", "filled")]
