@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,59 @@ def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -
         hole.close()
     assert hanging_after_stop  # on_stop did not wait for it
     assert ended  # and the worker still finished by itself
+
+
+def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothing_and_stops_cleanly(
+        store: PostgresStore, migrated_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `start --v2 conf_signal_executor.yml` does, through Hummingbot's TradingCore and the shipped YAML,
+    on binance_paper_trade with no network (DNS fails here): the connector never becomes ready, so nothing is
+    claimed from the queue (PostgREST, as shipped), the status says why, and the bot stops without waiting."""
+    import shutil
+    import sys
+
+    from hummingbot.client.config.client_config_map import ClientConfigMap
+    from hummingbot.client.config.config_helpers import ClientConfigAdapter
+    from hummingbot.core.trading_core import TradingCore
+
+    from controller.model import PROJECT_ROOT
+    from tests.support.postgrest_standin import PostgrestStandin, make_jwt
+
+    signal_id = emit(store)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(PROJECT_ROOT / "hummingbot_scripts" / "signal_executor.py", scripts / "signal_executor.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "scripts", raising=False)
+    monkeypatch.delitem(sys.modules, "scripts.signal_executor", raising=False)
+    monkeypatch.chdir(tmp_path)  # the outbox's relative path lands here
+
+    secret = "real-start-path-secret-at-least-32-bytes"
+    with PostgrestStandin(migrated_db, secret) as standin:
+        monkeypatch.setenv("QUEUE_URL", standin.base_url)
+        monkeypatch.setenv("SUPABASE_ANON_KEY", make_jwt(secret, "anon"))
+        monkeypatch.setenv("EXECUTOR_JWT", make_jwt(secret, "executor"))
+
+        async def scenario() -> tuple[bool, str, bool, bool]:
+            core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
+            started = await core.start_strategy("signal_executor", str(PROJECT_ROOT / "conf" / "hummingbot" /
+                                                                      "conf_signal_executor.yml"),
+                                                "conf_signal_executor.yml")
+            strategy = core.strategy
+            await asyncio.sleep(4)  # several real ticks of the shipped 1 s clock
+            status = strategy.format_status()
+            worker_started = strategy.worker.started
+            await core.stop_strategy()
+            await strategy.on_stop()
+            strategy.worker.join(20)
+            ended = not strategy.worker._thread.is_alive()
+            with contextlib.suppress(Exception):
+                await core.shutdown(skip_order_cancellation=True)
+            return started, status, worker_started, ended
+
+        started, status, worker_started, ended = run(scenario())
+
+    assert started and worker_started
+    assert status.startswith("waiting for binance_paper_trade to be ready: no signal is claimed until then")
+    row = signal_row(migrated_db, signal_id)
+    assert (row["status"], row["claim_count"]) == ("new", 0)
+    assert ended
