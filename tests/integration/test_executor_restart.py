@@ -118,6 +118,8 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     monkeypatch.delitem(sys.modules, "scripts", raising=False)
     monkeypatch.delitem(sys.modules, "scripts.signal_executor", raising=False)
     monkeypatch.chdir(tmp_path)  # the outbox's relative path lands here
+    conf = tmp_path / "conf_signal_executor.yml"  # Hummingbot writes its trades database beside the config
+    shutil.copy(PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml", conf)
 
     secret = "real-start-path-secret-at-least-32-bytes"
     with PostgrestStandin(migrated_db, secret) as standin:
@@ -127,9 +129,7 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
 
         async def scenario() -> tuple[bool, str, bool, bool]:
             core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
-            started = await core.start_strategy("signal_executor", str(PROJECT_ROOT / "conf" / "hummingbot" /
-                                                                      "conf_signal_executor.yml"),
-                                                "conf_signal_executor.yml")
+            started = await core.start_strategy("signal_executor", str(conf), "conf_signal_executor.yml")
             strategy = core.strategy
             await asyncio.sleep(4)  # several real ticks of the shipped 1 s clock
             status = strategy.format_status()
