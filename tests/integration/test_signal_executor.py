@@ -84,9 +84,9 @@ async def open_position(harness: Harness, url: str, signal_id: UUID) -> None:
 @pytest.mark.parametrize(
     ("gate", "setup", "reason"),
     [
-        # expires while its price is being sampled (the queue itself never hands out an expired signal; simulated
-        # time runs ahead of the wall clock, so it is past 6 s when the bot decides)
-        ("expired", {"signal": {"expires_at_s": 6}}, "expired at"),
+        # expires while its price is being sampled (the queue itself never hands out an expired signal): claimed
+        # within 5 s, decided 10 simulated seconds later at the earliest
+        ("expired", {"signal": {"expires_at_s": 5}, "config": {"stability_window_s": 10}}, "expired at"),
         # claimed (the bot lists the pair) but the connector has no market for it
         ("pair", {"signal": {"symbol": "SOL-USDT"}, "config": {"trading_pairs": ["BTC-USDT", "SOL-USDT"]}},
          "SOL-USDT is not traded"),
@@ -150,9 +150,17 @@ def test_the_script_loads_through_hummingbots_own_loader(tmp_path: Path, monkeyp
     monkeypatch.delitem(sys.modules, "scripts", raising=False)
     monkeypatch.delitem(sys.modules, "scripts.signal_executor", raising=False)
 
-    core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
-    core._config_source = str(PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml")
-    strategy_class, config = core.load_v2_class("signal_executor")
+    # TradingCore starts background tasks (the gateway monitor) on the thread's event loop, as in the app; an
+    # earlier asyncio.run in this process leaves none, so give it one
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
+        core._config_source = str(PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml")
+        strategy_class, config = core.load_v2_class("signal_executor")
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
     assert strategy_class.__name__ == "SignalExecutor"
     assert type(config).__name__ == "SignalExecutorConfig"
