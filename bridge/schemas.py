@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SignalStatus = Literal["new", "claimed", "executing", "closed", "rejected", "expired"]
 AckStatus = Literal["executing", "rejected", "closed"]
 EventType = Literal["order_created", "order_filled", "order_cancelled", "order_failed", "order_completed",
-                    "order_expired", "position_closed"]
-ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual"]
+                    "order_expired", "position_closed", "position_stuck", "position_peak"]
+ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual", "flat"]
 SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+$"
 
 
@@ -161,3 +161,5 @@ class OrderEvent(_Payload):
     exit_reason: ExitReason | None = None
     opened_at: datetime | None = None
     closed_at: datetime | None = None
+    dust_amount: Decimal | None = None  # position_closed: left below the exchange's minimum order
+    peak: Decimal | None = None         # position_peak: the highest bid since entry (trailing stop)
