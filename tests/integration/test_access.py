@@ -22,7 +22,7 @@ import requests
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from bridge.queue_client import PostgresQueue, PostgrestQueue
+from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import OrderEvent
 from controller.cli.access import mint_executor_token
@@ -60,7 +60,7 @@ def event(signal_id: uuid.UUID, kind: str, **fields: Any) -> Jsonb:
 
 
 def reset(conn: psycopg.Connection) -> None:
-    conn.execute("truncate signals, heartbeats, dashboard_members, shadow_variations cascade")
+    conn.execute("truncate signals, heartbeats, dashboard_members, shadow_variations, strategy_params cascade")
 
 
 # --- the dashboard ------------------------------------------------------------------------------------
@@ -92,6 +92,9 @@ def dashboard(module_db: str) -> Iterator[str]:
                                  ).fetchone()[0]
         conn.execute("insert into shadow_performance (variation_id, window_start, window_end, trades, wins)"
                      " values (%s, now() - interval '1 day', now(), 4, 3)", [variation])
+        version = conn.execute("select register_strategy_params('rsi_dip', '{}', 'h0')").fetchone()[0]
+        conn.execute("insert into strategy_params_activations (strategy, version, reason) values ('rsi_dip', %s,"
+                     " 'test')", [version])
         conn.execute("insert into dashboard_members (user_id, email, added_by) values (%s, 'ann@example.com',"
                      " 'test')", [MEMBER])
     yield module_db
@@ -265,7 +268,7 @@ def test_without_a_jwt_the_direct_transport_acts_as_the_consumer_given(
             client.ack(held, "bot-c", "closed")
     finally:
         client.close()
-    assert refused.value.kind is ErrorKind.AUTH and "claimed by bot-b, not bot-c" in str(refused.value)
+    assert isinstance(refused.value, ClaimTaken) and "claimed by bot-b, not bot-c" in str(refused.value)
     with psycopg.connect(url) as conn:
         assert conn.execute("select claimed_by, status from signals where id = %s", [free]).fetchone() == (
             "bot-c", "executing")

@@ -31,7 +31,8 @@ from psycopg.types.json import Jsonb
 D1, D2 = date(2026, 1, 5), date(2026, 1, 6)
 CLOSED_AT = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
 CHECKED = {"dashboard_signal_funnel", "dashboard_signal_rejections", "dashboard_strategy_performance",
-           "dashboard_ml_vs_rules", "dashboard_open_positions", "dashboard_shadow_leaderboard", "dashboard_storage"}
+           "dashboard_ml_vs_rules", "dashboard_open_positions", "dashboard_shadow_leaderboard", "dashboard_storage",
+           "dashboard_active_strategy_params"}
 
 
 def emit(conn: psycopg.Connection, strategy: str, symbol: str, **extra: Any) -> UUID:
@@ -184,6 +185,23 @@ def test_the_shadow_leaderboard_shows_each_variations_latest_window(world: tuple
         ("sl-tight", D2, 0, 0, None, None, None, None),
         ("tp-wide", D2, 10, 7, Decimal("70.00"), Decimal("0.8"), Decimal("8.0"), Decimal("1.5")),
     ]
+
+
+def test_active_params_show_each_strategys_latest_activation_even_a_rollback_to_an_older_version(
+        world: tuple[str, dict[str, UUID]]) -> None:
+    url, _ = world
+    with psycopg.connect(url) as conn:  # rolled back on leaving: the other tests see no activations
+        v1, v2 = (conn.execute("select register_strategy_params('dca', %s, %s)", [f'{{"v": {n}}}', f"dca-{n}"])
+                  .fetchone()[0] for n in (1, 2))
+        swing = conn.execute("select register_strategy_params('swing', '{}', 'swing-1')").fetchone()[0]
+        for strategy, version, reason in (("dca", v1, "start"), ("swing", swing, "start"), ("dca", v2, "applied"),
+                                          ("dca", v1, "rollback")):
+            conn.execute("insert into strategy_params_activations (strategy, version, reason) values (%s, %s, %s)",
+                         [strategy, version, reason])
+        shown = conn.execute("select strategy, version, params_hash, reason from dashboard_active_strategy_params"
+                             " order by strategy").fetchall()
+        conn.rollback()
+    assert shown == [("dca", v1, "dca-1", "rollback"), ("swing", swing, "swing-1", "start")]
 
 
 def test_storage_lists_every_table_once_with_its_partitions_bytes(world: tuple[str, dict[str, UUID]]) -> None:
