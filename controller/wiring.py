@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
 from controller.config import ControllerConfig, Secrets, load_model
 from controller.data import db, flags
 from controller.data.market_data import (
@@ -23,6 +25,7 @@ from controller.ops.health import DatabaseSnapshot, HealthReporter, read_databas
 from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.scoring import MlScorer
 
 
 @dataclass
@@ -66,8 +69,20 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
         universe = symbols or config.universe.symbols
         now = lambda: datetime.now(UTC)  # noqa: E731
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
-                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults)
+                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
+                      scorer=ml_scorer(config, secrets, strategy_config, exchange_name))
     return Wiring(scanner, store, clock, strategy_config)
+
+
+def ml_scorer(config: ControllerConfig, secrets: Secrets, strategy_config: StrategiesConfig,
+              exchange: str) -> MlScorer | None:
+    """The ML booster for the scan (it acts only while the flag ml.enabled is on). It reads the registry and
+    writes predictions over a direct Postgres connection: with only a Supabase URL and key there is none."""
+    if secrets.database_url is None and not config.database.embedded:
+        return None
+    url = db.database_url(config.database, secrets)
+    return MlScorer(lambda: psycopg.connect(url, connect_timeout=config.database.connect_timeout_s),
+                    strategy_config, config.ml, exchange)
 
 
 @dataclass

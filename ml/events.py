@@ -21,7 +21,8 @@ from controller.data.market_data import resample, timeframe_seconds
 from controller.scan import indicators, strategies
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from ml import features as ml_features
-from ml.labels import CostParams, label_entries
+from ml.config import CostParams
+from ml.labels import label_entries
 
 _FILE = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])"
                    r"(?:_(?P<start>\d{8}))?\.csv$")
@@ -106,13 +107,16 @@ def series_events(name: str, section: StrategyConfig, candles: pd.DataFrame, rec
     return pd.concat([meta, feats, labels], axis=1)
 
 
-def _series(found: list[Recording], name: str, section: StrategyConfig) -> Iterator[tuple[Recording, pd.DataFrame]]:
+def _series(found: list[Recording], name: str, section: StrategyConfig,
+            cache: dict[Path, pd.DataFrame]) -> Iterator[tuple[Recording, pd.DataFrame]]:
     target = timeframe_seconds(section.timeframe)
     for recording in found:
         base = timeframe_seconds(recording.timeframe)
         if base > target or target % base:
             continue
-        candles = load_candles(recording.path)
+        if recording.path not in cache:
+            cache[recording.path] = load_candles(recording.path)
+        candles = cache[recording.path]
         if base < target:
             candles = resample(candles, recording.timeframe, section.timeframe)
         if len(candles) >= 60:
@@ -128,10 +132,11 @@ def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, o
     btc = _btc_reference(found)
     parts: list[pd.DataFrame] = []
     evaluated_candles = 0
+    cache: dict[Path, pd.DataFrame] = {}
     for name, section in config.items():
         if only is not None and name != only:
             continue
-        for recording, candles in _series(found, name, section):
+        for recording, candles in _series(found, name, section, cache):
             evaluated_candles += len(candles)
             part = series_events(name, section, candles, recording, btc, costs)
             if not part.empty:

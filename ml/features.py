@@ -99,7 +99,7 @@ def regime_series(btc: pd.DataFrame, at: pd.Series) -> dict[str, np.ndarray]:
         past = np.searchsorted(closed, t - hours * 3600, side="right") - 1
         out[key] = np.where(fresh & (past >= 0), (now_close / close[np.maximum(past, 0)] - 1) * 100, np.nan)
     # 24 h range: rolling max/min of high/low over a day of candles ending at `last`
-    per_day = max(1, int(round(86400 / step.total_seconds())))
+    per_day = max(1, round(86400 / step.total_seconds()))
     hi = pd.Series(btc["high"].to_numpy(dtype=np.float64)).rolling(per_day, min_periods=1).max().to_numpy()
     lo = pd.Series(btc["low"].to_numpy(dtype=np.float64)).rolling(per_day, min_periods=1).min().to_numpy()
     idx = np.maximum(last, 0)

@@ -14,19 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from bridge import exits
-from controller.model import Frozen
+from ml.config import CostParams
 
 LABEL_COLUMNS = ("label", "net_return_pct", "exit_reason", "exit_ts", "held_s")
-
-
-class CostParams(Frozen):
-    """Seed costs: taker fee 0.3 %, slippage 0.15-0.75 % by tier (SEED_SYSTEM.md §3); mid tier here."""
-
-    fee_pct: float = Field(0.3, ge=0, le=5, description="fee per side, percent of the traded value")
-    slippage_pct: float = Field(0.25, ge=0, le=5, description="slippage allowance per side, percent")
 
 
 @dataclass(frozen=True)
@@ -67,8 +59,10 @@ def label_entries(candles: pd.DataFrame, entries: pd.DataFrame, timeframe_s: int
         entry_price = closes[at]
         entry_time = times[at] + timeframe_s  # the decision candle's close
         nxt = at + 1
-        outcome = exits.walk(barriers, entry_price, entry_time, times[nxt:], highs[nxt:], lows[nxt:], closes[nxt:],
-                             timeframe_s)
+        # The time limit ends every walk within limit / timeframe candles: slice no further than that.
+        end = len(times) if barriers.time_limit_s is None else nxt + int(barriers.time_limit_s // timeframe_s) + 2
+        outcome = exits.walk(barriers, entry_price, entry_time, times[nxt:end], highs[nxt:end], lows[nxt:end],
+                             closes[nxt:end], timeframe_s)
         if outcome.hit is None or outcome.index is None:
             continue  # horizon not complete: no label
         exit_at = nxt + outcome.index

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
+from bridge.schemas import NewSignal
 from controller.data.market_data import MarketDataSource, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.model import Frozen
@@ -116,6 +117,35 @@ class CycleReport:
 StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
 
 
+# --- the ML hook (issue 12) ---------------------------------------------------------------------------
+# Scan never imports `ml` (layer rule): `controller.wiring` injects a Scorer when one is configured.
+
+
+@dataclass(frozen=True)
+class MlVerdict:
+    """What the ML booster says about one entry candidate. `arm` decides what the score may do: only
+    `boosted` changes size or vetoes; `control`, `ood`, `stale` and `off` are recorded and have no effect."""
+
+    confidence: float
+    model_version: str
+    arm: str  # boosted / control / ood / stale / off
+    size_multiplier: float = 1.0
+    veto: bool = False
+    dissimilarity: float | None = None
+    features: Mapping[str, float | None] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    def score(self, frames: Mapping[str, pd.DataFrame], regime: RegimeReading, flags: Mapping[str, Any],
+              now: datetime) -> dict[tuple[str, str], MlVerdict]:
+        """Verdicts for the cycle's entry candidates in one batch, keyed (strategy, symbol)."""
+        ...
+
+    def record(self, rows: list[tuple[Decision, MlVerdict, str | None]]) -> None:
+        """Persist the cycle's predictions (with the signal id where one was emitted)."""
+        ...
+
+
 class Scanner:
     """One scan of the configured universe at the clock's time."""
 
@@ -123,7 +153,7 @@ class Scanner:
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
-                 strategy_fns: Mapping[str, StrategyFn] | None = None) -> None:
+                 strategy_fns: Mapping[str, StrategyFn] | None = None, scorer: Scorer | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -136,6 +166,8 @@ class Scanner:
         self.strategy_fns = dict(strategy_fns or strategies.STRATEGIES)
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
+        self.scorer = scorer
+        self._evaluated: dict[str, pd.DataFrame] = {}  # this cycle's frames, kept only for the scorer
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -214,6 +246,8 @@ class Scanner:
             return frame.join(fn(frame, section.params))
 
         evaluated = run_with_timeout(evaluate, timeout, name)
+        if self.scorer is not None:
+            self._evaluated[name] = evaluated
         tf_s = timeframe_seconds(section.timeframe)
         latest = evaluated.groupby("symbol", sort=False).tail(1)
         feature_columns = strategies.FEATURES[name]
@@ -255,6 +289,7 @@ class Scanner:
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
+        self._evaluated = {}
         for name, section in sections:
             if section.timeframe not in candles_by_tf:
                 candles_by_tf[section.timeframe] = self._candles(self.symbols, section.timeframe, now, report)
@@ -270,12 +305,18 @@ class Scanner:
                 self._strategy_failed(name, "timeout", exc, report)
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
+        verdicts = self._ml_score(flags, now, report)
+        decisions = [_ml_veto(d, verdicts.get((d.strategy, d.symbol))) for d in decisions]
         planned = plan(decisions, report.regime, OpenBook.from_signals(self.store.open_signals()),
                        self.config.sizing, self._blocked_symbols(now), now, self.wall_clock())
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
+        predictions: list[tuple[Decision, MlVerdict, str | None]] = []
         for item in planned:
             signal_id = None
+            verdict = verdicts.get((item.decision.strategy, item.decision.symbol))
+            if item.signal is not None and verdict is not None:
+                item = Planned(item.decision, item.outcome, item.reason, _ml_signal(item.signal, verdict))
             if item.signal is not None:
                 try:
                     signal_id = str(self.store.emit_signal(item.signal))
@@ -287,7 +328,32 @@ class Scanner:
                     item = Planned(item.decision, "blocked", f"refused by the queue: {exc}")
             report.planned.append(item)
             scans.append(scan_row(item, timeframe_of[item.decision.strategy], signal_id))
+            if verdict is not None:
+                predictions.append((item.decision, verdict, signal_id))
         self.store.write_scans(scans)
+        if predictions and self.scorer is not None:
+            try:
+                self.scorer.record(predictions)
+            except Exception as exc:  # predictions are evidence, not the trade: log and go on
+                self.counters["ml_record_failures"] += 1
+                logger.warning("ml predictions not recorded", extra={"error": str(exc)})
+
+    def _ml_score(self, flags: Mapping[str, Any], now: datetime,
+                  report: CycleReport) -> dict[tuple[str, str], MlVerdict]:
+        """The scorer's verdicts, or none: without a scorer, with ml.enabled off, or when scoring fails
+        (the rules trade on; ML is a booster, never the gate)."""
+        if self.scorer is None or not flags.get("ml.enabled", False) or report.regime is None:
+            return {}
+        try:
+            verdicts = self.scorer.score(self._evaluated, report.regime, flags, now)
+        except Exception as exc:
+            report.failures["ml"] = f"scoring failed: {exc}"
+            self.counters["ml_failures"] += 1
+            logger.error("ml scoring failed, signals go out unscored", extra={"error": str(exc)}, exc_info=True)
+            return {}
+        for verdict in verdicts.values():
+            self.counters[f"ml_{verdict.arm}"] += 1
+        return verdicts
 
     def _strategy_failed(self, name: str, kind: str, exc: BaseException, report: CycleReport) -> None:
         report.failures[name] = f"{kind}: {exc}"
@@ -309,6 +375,21 @@ class Scanner:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def _ml_veto(decision: Decision, verdict: MlVerdict | None) -> Decision:
+    if verdict is None or not verdict.veto or not decision.entry:
+        return decision
+    return replace(decision, entry=False,
+                   reason=f"ml veto: confidence {verdict.confidence:.2f} below the threshold ({verdict.model_version})")
+
+
+def _ml_signal(signal: NewSignal, verdict: MlVerdict) -> NewSignal:
+    """The signal with its ML score; only the boosted arm changes its size."""
+    update: dict[str, Any] = {"ml_confidence": verdict.confidence, "model_version": verdict.model_version}
+    if verdict.arm == "boosted":
+        update["quote_amount"] = signal.quote_amount * verdict.size_multiplier
+    return signal.model_copy(update=update)
 
 
 def _json_number(value: Any) -> Any:
