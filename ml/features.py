@@ -120,7 +120,7 @@ def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, 
     close = f["close"]
     decided = evaluated["ts"] + pd.Timedelta(seconds=timeframe_s)
     hour = (decided.dt.hour + decided.dt.minute / 60.0).to_numpy(dtype=np.float64)
-    dow = decided.dt.dayofweek.to_numpy(dtype=np.float64)
+    dow = decided.dt.day_of_week.to_numpy(dtype=np.float64)
     columns: dict[str, np.ndarray] = {
         "rule_confidence": evaluated["confidence"].to_numpy(dtype=np.float64),
         "threshold_distance": _threshold_distance(name, evaluated, params),
