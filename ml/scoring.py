@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -71,8 +71,9 @@ class MlScorer:
     """Scores a cycle's candidates with the active models; records predictions; counts OOD and stale."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection], strategies: StrategiesConfig, config: MlConfig,
-                 exchange: str) -> None:
+                 exchange: str, wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.connect = connect
+        self.wall_clock = wall_clock  # a model ages in real time, also while the scan replays 2018
         self.strategies = dict(strategies.items())
         self.config = config
         self.exchange = exchange
@@ -121,7 +122,7 @@ class MlScorer:
             closes = [(pd.Timestamp(t) + timedelta(seconds=tf_s)).to_pydatetime() for t in candidates["ts"]]
             keys = [signal_key(name, self.exchange, str(s), c) for s, c in zip(candidates["symbol"], closes,
                                                                                  strict=True)]
-            age = now - loaded.created_at
+            age = self.wall_clock() - loaded.created_at
             stale = age > timedelta(days=self.config.max_age_days)
             decided = arms(confidence, dissimilarity, keys, stale=stale,
                            control_share=float(flags.get("ml.control_share", 0.2)),
