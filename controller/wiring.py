@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from controller.ops.health import DatabaseSnapshot, HealthReporter, read_databas
 from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.retrain import Retrainer
 from ml.scoring import MlScorer
 
 
@@ -94,6 +96,8 @@ class Operations:
     metrics: MetricsServer | None
     supervisor: Supervisor
     last: CycleReport | None = None
+    retrainer: Retrainer | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def on_cycle(self, report: CycleReport) -> None:
         self.last = report
@@ -102,6 +106,7 @@ class Operations:
         self.reporter.maybe_report()
 
     def close(self) -> None:
+        self.stop.set()  # the retrainer's thread ends at its next check
         self.reporter.final_report()
         if self.metrics is not None:
             self.metrics.stop()
@@ -148,4 +153,9 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
         metrics.start()
     ops = Operations(reporter, alerter, metrics, supervisor)
     ops_holder.append(ops)
+    scorer = scanner.scorer
+    if config.ml.retrain.enabled and isinstance(scorer, MlScorer):
+        ops.retrainer = Retrainer(config.ml, wiring.strategies, scorer.connect, alerter.alert,
+                                  threshold=lambda: float(scanner._flags().get("ml.min_confidence", 0.6)))
+        ops.retrainer.start(ops.stop)
     return ops

@@ -32,6 +32,7 @@ class TrainParams(Frozen):
 
 
 class RetrainConfig(Frozen):
+    enabled: bool = Field(False, description="run the retrainer beside `run` (its own thread and timeout)")
     replay: Path | None = Field(None, description="folder of recorded candles the retrainer trains on (none: off)")
     interval_h: float = Field(24.0, gt=0, le=24 * 30, description="retrain at least this often")
     min_new_labels: int = Field(50, ge=1, description="or as soon as this many new labels (closed trades) exist")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,10 +69,14 @@ def load_candles(path: Path) -> pd.DataFrame:
     return frame[["ts", "open", "high", "low", "close", "volume"]]
 
 
-def _btc_reference(found: list[Recording]) -> pd.DataFrame:
-    """BTC against a dollar quote from the folder, for the regime features (empty when there is none)."""
-    frames = [load_candles(r.path) for r in found if r.symbol.split("-")[0] == "BTC"
-              and r.symbol.split("-")[1] in ("USD", "USDT", "USDC") and timeframe_seconds(r.timeframe) <= 3600]
+def _is_btc_reference(recording: Recording) -> bool:
+    base, quote = recording.symbol.split("-")
+    return base == "BTC" and quote in ("USD", "USDT", "USDC") and timeframe_seconds(recording.timeframe) <= 3600
+
+
+def _btc_frames(series: list[tuple[Recording, pd.DataFrame]]) -> pd.DataFrame:
+    """BTC against a dollar quote, for the regime features (empty when there is none)."""
+    frames = [candles for recording, candles in series if _is_btc_reference(recording)]
     if not frames:
         return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
     return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
@@ -107,36 +112,32 @@ def series_events(name: str, section: StrategyConfig, candles: pd.DataFrame, rec
     return pd.concat([meta, feats, labels], axis=1)
 
 
-def _series(found: list[Recording], name: str, section: StrategyConfig,
-            cache: dict[Path, pd.DataFrame]) -> Iterator[tuple[Recording, pd.DataFrame]]:
+def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
+                  section: StrategyConfig) -> Iterator[tuple[Recording, pd.DataFrame]]:
+    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped)."""
     target = timeframe_seconds(section.timeframe)
-    for recording in found:
+    for recording, candles in series:
         base = timeframe_seconds(recording.timeframe)
         if base > target or target % base:
             continue
-        if recording.path not in cache:
-            cache[recording.path] = load_candles(recording.path)
-        candles = cache[recording.path]
         if base < target:
             candles = resample(candles, recording.timeframe, section.timeframe)
         if len(candles) >= 60:
             yield recording, candles
 
 
-def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
-                 progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Every labelled entry of every strategy (or `only` one) over the folder; and the candles evaluated.
-
-    Runs a strategy even when its section is disabled in the config: training may prepare a model for it."""
-    found = recordings(folder)
-    btc = _btc_reference(found)
+def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.DataFrame, config: StrategiesConfig,
+                       costs: CostParams, *, only: str | None = None,
+                       progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Every labelled entry of every strategy (or `only` one) over `series` (one pair-window each, candles
+    sorted by open time); and the number of candles evaluated. Runs a strategy even when its section is
+    disabled in the config: training may prepare a model for it."""
     parts: list[pd.DataFrame] = []
     evaluated_candles = 0
-    cache: dict[Path, pd.DataFrame] = {}
     for name, section in config.items():
         if only is not None and name != only:
             continue
-        for recording, candles in _series(found, name, section, cache):
+        for recording, candles in _for_strategy(series, section):
             evaluated_candles += len(candles)
             part = series_events(name, section, candles, recording, btc, costs)
             if not part.empty:
@@ -147,3 +148,33 @@ def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, o
         return pd.DataFrame(columns=[*EVENT_COLUMNS, *ml_features.FEATURES]), evaluated_candles
     events = pd.concat(parts, ignore_index=True).sort_values(["decided_at", "symbol"], kind="stable")
     return events.reset_index(drop=True), evaluated_candles
+
+
+def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
+                 progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """`events_from_series` over every recorded file of `folder` (each file read once)."""
+    found = recordings(folder)
+    series = [(r, load_candles(r.path)) for r in found]
+    return events_from_series(series, _btc_frames(series), config, costs, only=only, progress=progress)
+
+
+def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[list[tuple[Recording, pd.DataFrame]],
+                                                                             pd.DataFrame]:
+    """The candles the scan stored (table `candles`), one series per exchange, symbol and timeframe, and the
+    BTC reference among them: what the retrainer learns from when no folder is configured."""
+    query = "select exchange, symbol, timeframe, ts, open, high, low, close, volume from candles"
+    params: tuple[Any, ...] = ()
+    if since is not None:
+        query += " where ts >= %s"
+        params = (since.to_pydatetime(),)
+    rows = conn.execute(query + " order by exchange, symbol, timeframe, ts", params).fetchall()
+    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close",
+                                        "volume"])
+    series: list[tuple[Recording, pd.DataFrame]] = []
+    for (exchange, symbol, timeframe), group in frame.groupby(["exchange", "symbol", "timeframe"], sort=True):
+        candles = group[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+        candles["ts"] = pd.to_datetime(candles["ts"], utc=True)
+        recording = Recording(str(exchange), str(symbol), str(timeframe),
+                              Path(f"store/{exchange}_{symbol}_{timeframe}"))
+        series.append((recording, candles.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})))
+    return series, _btc_frames([(r, c) for r, c in series])

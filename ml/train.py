@@ -240,8 +240,10 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
         if progress is not None:
             progress(fold.index)
     if not tested:
-        raise TrainingRefused("refused: no walk-forward fold had a trainable window: "
-                              + "; ".join(s["reason"] for s in skipped))
+        largest = max((len(f.train) for f in walk_forward_folds(events, params.folds)), default=0)
+        raise TrainingRefused(f"refused: {len(events)} events leave no trainable walk-forward window (the largest "
+                              f"purged training window holds {largest} events; first refusal: "
+                              f"{skipped[-1]['reason'] if skipped else 'none'})")
     idx = np.concatenate(tested)
     p = np.concatenate(predicted)
     pooled = scores(y_all[idx], p, r_all[idx], threshold)
