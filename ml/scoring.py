@@ -104,6 +104,14 @@ class MlScorer:
         """Verdicts for the latest-candle entries of each strategy's evaluated frame, keyed (strategy, symbol)."""
         with self.connect() as conn:
             self._refresh(conn)
+            verdicts = self._score(frames, regime, flags)
+            self.counters["cycles"] += 1
+            # every cycle, so health sees the booster progressing even in cycles without candidates
+            conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
+        return verdicts
+
+    def _score(self, frames: Mapping[str, pd.DataFrame], regime: RegimeReading,
+               flags: Mapping[str, Any]) -> dict[tuple[str, str], MlVerdict]:
         verdicts: dict[tuple[str, str], MlVerdict] = {}
         for name, evaluated in frames.items():
             loaded = self.models.get(name)
@@ -154,7 +162,8 @@ class MlScorer:
             conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
 
     def progress(self) -> dict[str, Any]:
-        return {"models": {s: m.version for s, m in self.models.items()}, "scored": self.counters["scored"],
+        return {"models": {s: m.version for s, m in self.models.items()}, "cycles": self.counters["cycles"],
+                "scored": self.counters["scored"],
                 "boosted": self.counters["boosted"], "control": self.counters["control"],
                 "ood": self.counters["ood"], "stale": self.counters["stale"],
                 "refused_models": dict(self.problems)}

@@ -97,15 +97,16 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     check_target(events["label"], params)
     events = events.sort_values("decided_at", kind="stable")
     raw = events[list(FEATURES)].to_numpy(dtype=np.float64)
-    seen = np.isfinite(raw).any(axis=0)
+    cut = int(len(events) * (1 - params.calibration_share))
+    # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
+    seen = np.isfinite(raw[:cut]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
     with np.errstate(all="ignore"):
-        low = np.where(seen, np.nanquantile(np.where(seen, raw, 0.0), 0.005, axis=0), np.nan)
-        high = np.where(seen, np.nanquantile(np.where(seen, raw, 0.0), 0.995, axis=0), np.nan)
+        low = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.005, axis=0), np.nan)
+        high = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.995, axis=0), np.nan)
     x = raw.copy()
     x[:, ~seen] = 0.0
     y = events["label"].to_numpy(dtype=np.int64)
-    cut = int(len(events) * (1 - params.calibration_share))
     base = HistGradientBoostingClassifier(
         max_iter=params.max_iter, learning_rate=params.learning_rate, max_leaf_nodes=params.max_leaf_nodes,
         min_samples_leaf=params.min_samples_leaf, l2_regularization=params.l2_regularization,

@@ -114,3 +114,10 @@ def test_a_model_ignores_features_its_training_never_held_and_flags_unlike_input
     far = row.copy()
     far[list(FEATURES)] = 1e6
     assert model.dissimilarity(far)[0] > 0.9
+
+
+def test_a_feature_that_appears_only_in_the_latest_events_is_unused_not_a_crash() -> None:
+    events = synthetic_events(800, informative=True)
+    events.loc[events.index < 700, "btc_change_4h_pct"] = np.nan  # e.g. a BTC reference recorded only lately
+    model = fit(events, PARAMS)
+    assert set(model.unused) == {"btc_change_1h_pct", "btc_change_4h_pct"}
