@@ -243,7 +243,7 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
     if not tested:
         largest = max((len(f.train) for f in walk_forward_folds(events, params.folds)), default=0)
         raise TrainingRefused(f"refused: {len(events)} events leave no trainable walk-forward window (the largest "
-                              f"purged training window holds {largest} events; first refusal: "
+                              f"purged training window holds {largest} events; its refusal: "
                               f"{skipped[-1]['reason'] if skipped else 'none'})")
     idx = np.concatenate(tested)
     p = np.concatenate(predicted)
@@ -252,11 +252,16 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
             "events": len(events)}
 
 
-def beats_rules(metrics: dict[str, Any]) -> tuple[bool, str]:
-    """Whether the walk-forward trading figures favour rules + ML over rules only, and why."""
-    t = metrics["out_of_sample"]["trading"]
+def beats_rules(metrics: dict[str, Any], min_auc: float = 0.55) -> tuple[bool, str]:
+    """Whether the walk-forward figures favour rules + ML over rules only, and why. All three must hold out of
+    sample: the model ranks entries (AUC at least `min_auc`), rules + ML earns more per unit of capital, and
+    that edge is not bootstrap noise (its 5th percentile above zero)."""
+    o = metrics["out_of_sample"]
+    t = o["trading"]
     ml, rules, low = t["ml_return_per_unit_pct"], t["rules_return_per_unit_pct"], t["edge_per_unit_p05_pct"]
-    figures = f"rules+ML {ml:+.4f}% vs rules only {rules:+.4f}% per unit out of sample"
+    figures = f"rules+ML {ml:+.4f}% vs rules only {rules:+.4f}% per unit out of sample, AUC {o['auc']}"
+    if o["auc"] is None or o["auc"] < min_auc:
+        return False, f"{figures}: the model does not rank entries (AUC below {min_auc:g})"
     if ml <= rules:
         return False, f"{figures}: ML does not beat rules"
     if low <= 0:

@@ -92,8 +92,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _print_table(title: str, results: dict[str, dict[str, Any]], verdicts: dict[str, str] | None = None) -> None:
     table = Table(title=title)
     for column in ("strategy", "events", "AUC", "Brier", "log loss", "prec@thr", "cover@thr", "rules trades",
-                   "rules win", "rules net %", "rules %/unit", "ML win", "ML net %", "ML %/unit", "edge p05",
-                   "verdict"):
+                   "rules win", "rules net %", "rules %/unit", "ML win", "ML net %", "ML %/unit", "edge p05"):
         table.add_column(column)
     for name, result in results.items():
         if "refused" in result:
@@ -104,10 +103,11 @@ def _print_table(title: str, results: dict[str, dict[str, Any]], verdicts: dict[
                       _fmt(o["precision_at_threshold"]), _fmt(o["coverage_at_threshold"]), _fmt(t["rules_trades"]),
                       _fmt(t["rules_win_rate"]), _fmt(t["rules_net_pnl_pct"], 1),
                       _fmt(t["rules_return_per_unit_pct"]), _fmt(t["ml_win_rate"]), _fmt(t["ml_net_pnl_pct"], 1),
-                      _fmt(t["ml_return_per_unit_pct"]), _fmt(t["edge_per_unit_p05_pct"]),
-                      (verdicts or {}).get(name, ""))
+                      _fmt(t["ml_return_per_unit_pct"]), _fmt(t["edge_per_unit_p05_pct"]))
     if any("out_of_sample" in r for r in results.values()):
         console.print(table)
+    for name, verdict in (verdicts or {}).items():
+        console.print(f"{name}: {verdict}")
     for name, result in results.items():
         if "refused" in result:
             console.print(f"[yellow]{name}[/yellow]: {result['refused']}")
@@ -175,8 +175,6 @@ def train_cmd(
                                          progress=advance)
     results, verdicts, versions = outcome.results, outcome.verdicts, outcome.versions
     _print_table("walk-forward, out of sample", results, verdicts)
-    for name, verdict in verdicts.items():
-        console.print(f"{name}: {verdict}")
     print(_summary(results, {"versions": versions}))
     if not versions:
         raise typer.Exit(1)
@@ -268,8 +266,9 @@ def list_cmd(ctx: typer.Context) -> None:
         require_schema(conn)
         models = registry.list_models(conn)
     table = Table(title="ml models")
-    for column in ("version", "strategy", "active", "created", "training window", "AUC", "ML vs rules %/unit",
-                   "promoted by", "note"):
+    table.add_column("version", no_wrap=True)
+    for column in ("strategy", "active", "created", "training window", "AUC", "ML vs rules %/unit", "promoted by",
+                   "note"):
         table.add_column(column)
     for m in models:
         o = (m["metrics"] or {}).get("out_of_sample") or {}

@@ -32,6 +32,7 @@ def test_train_refuses_too_little_data_with_the_reason(migrated_db: str) -> None
 
 def test_train_registers_evaluate_scores_it_on_other_data_and_promote_says_why(migrated_db: str, tmp_path) -> None:
     small = {"CONTROLLER_ML__TRAIN__MIN_EVENTS": "40", "CONTROLLER_ML__TRAIN__FOLDS": "2",
+             "CONTROLLER_ML__TRAIN__MIN_MINORITY_EVENTS": "10",
              "CONTROLLER_ML__TRAIN__MAX_ITER": "30", "CONTROLLER_ML__MODEL_DIR": str(tmp_path)}
     trained = run(migrated_db, "ml", "train", "--replay", str(ohlcv_dir()), "--strategy", "dca", **small)
     assert trained.returncode == 0, trained.stderr + trained.stdout

@@ -118,7 +118,7 @@ def test_the_gate_promotes_only_a_model_that_beats_rules_and_the_active_one(
     strong = _save(migrated_db, model, tmp_path, good, now=datetime(2024, 1, 2, tzinfo=UTC))
     with psycopg.connect(migrated_db) as conn:
         promoted, why = registry.promote(conn, weak, actor="cli:alice")
-        assert not promoted and ("does not beat rules" in why or "within noise" in why)
+        assert not promoted and any(r in why for r in ("does not rank entries", "does not beat rules", "within noise"))
         assert registry.active_versions(conn) == {}
 
         assert registry.promote(conn, strong, actor="cli:alice")[0]
