@@ -316,7 +316,9 @@ class Scanner:
             signal_id = None
             verdict = verdicts.get((item.decision.strategy, item.decision.symbol))
             if item.signal is not None and verdict is not None:
-                item = Planned(item.decision, item.outcome, item.reason, _ml_signal(item.signal, verdict))
+                signal = _ml_signal(item.signal, verdict)
+                item = Planned(item.decision, item.outcome, f"{item.reason}; ml {verdict.arm} "
+                               f"{verdict.confidence:.2f}, size {signal.quote_amount:g}", signal)
             if item.signal is not None:
                 try:
                     signal_id = str(self.store.emit_signal(item.signal))
