@@ -34,7 +34,7 @@ from controller.model import load_model
 from controller.scan.pipeline import Scanner
 from controller.scan.strategy_params import load_strategies
 from ml.config import CostParams, TrainParams
-from ml.events import _for_strategy, build_events, evaluate_series, load_candles, recordings
+from ml.events import _for_strategy, build_events, evaluate, load_candles, recordings
 from ml.features import FEATURES, build, regime_series
 from ml.train import fit
 
@@ -92,10 +92,12 @@ def bench_events() -> tuple[dict[str, float], str]:
     start = time.perf_counter()
     for name, section in config.items():
         tf_s = timeframe_seconds(section.timeframe)
-        for recording, candles_tf in _for_strategy(series, section):
-            evaluated = evaluate_series(name, section, candles_tf, recording.symbol)
-            decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
-            build(name, evaluated, section.params, regime_series(pd.DataFrame(), decided), tf_s)
+        prepared = list(_for_strategy(series, section))
+        stacked = pd.concat([c.assign(symbol=f"{r.symbol}{k}") for k, (r, c) in enumerate(prepared)],
+                            ignore_index=True)
+        evaluated = evaluate(name, section, stacked)
+        decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
+        build(name, evaluated, section.params, regime_series(pd.DataFrame(), decided), tf_s)
     unlabelled = time.perf_counter() - start
     return {"event_candles": candles, "events": len(events), "event_seconds": elapsed,
             "event_candles_per_s": candles / elapsed,

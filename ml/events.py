@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controller.data.market_data import resample, timeframe_seconds
+from controller.data.market_data import timeframe_seconds
 from controller.scan import indicators, strategies
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from ml import features as ml_features
@@ -82,34 +82,72 @@ def _btc_frames(series: list[tuple[Recording, pd.DataFrame]]) -> pd.DataFrame:
     return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
 
 
-def evaluate_series(name: str, section: StrategyConfig, candles: pd.DataFrame, symbol: str) -> pd.DataFrame:
-    """Indicators and the strategy's decisions over a whole series (the scan's computation, all rows at once)."""
-    frame = indicators.compute(candles.assign(symbol=symbol)[list(indicators.CANDLE_COLUMNS)], section.indicators)
+def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.DataFrame:
+    """Indicators and the strategy's decisions over a long frame of many series (`symbol` column, each
+    series contiguous and in time order): the scan's computation, over all rows at once."""
+    frame = indicators.compute(candles[list(indicators.CANDLE_COLUMNS)], section.indicators)
     return frame.join(strategies.STRATEGIES[name](frame, section.params))
 
 
-def series_events(name: str, section: StrategyConfig, candles: pd.DataFrame, recording: Recording,
-                  btc: pd.DataFrame, costs: CostParams) -> pd.DataFrame:
-    """Features and labels of every entry of strategy `name` on one pair-window (labelled entries only)."""
+def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, pd.DataFrame]],
+                    btc: pd.DataFrame, costs: CostParams) -> pd.DataFrame:
+    """Features and labels of every entry of strategy `name` over `series` (already at its timeframe).
+
+    The series are stacked into one frame, each under its own key `BASE-QUOTE<k>`: the same base asset (so
+    the same tier and parameters) and a block of its own, so no indicator reaches from one window into
+    another. Labels walk each window's own candles."""
+    if not series:
+        return pd.DataFrame()
     tf_s = timeframe_seconds(section.timeframe)
-    evaluated = evaluate_series(name, section, candles, recording.symbol)
+    keyed = [candles.assign(symbol=f"{recording.symbol}{k}") for k, (recording, candles) in enumerate(series)]
+    stacked = pd.concat(keyed, ignore_index=True)
+    evaluated = evaluate(name, section, stacked)
     decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
-    entries = evaluated[evaluated["entry"].to_numpy(dtype=bool)]
-    if entries.empty:
+    entry = evaluated["entry"].to_numpy(dtype=bool)
+    if not entry.any():
         return pd.DataFrame()
-    feats = ml_features.build(name, evaluated, section.params,
-                              ml_features.regime_series(btc, decided), tf_s).loc[entries.index]
-    labels = label_entries(candles, entries, tf_s, costs)
-    if labels.empty:
-        return pd.DataFrame()
-    feats = feats.loc[labels.index]
-    limit = entries.loc[labels.index, "time_limit_s"].to_numpy(dtype=np.float64)
-    meta = pd.DataFrame({
-        "strategy": name, "exchange": recording.exchange, "symbol": recording.symbol, "window": recording.window,
-        "decided_at": decided.loc[labels.index],
-        "horizon_end": decided.loc[labels.index] + pd.to_timedelta(limit, unit="s"),
-    }, index=labels.index)
-    return pd.concat([meta, feats, labels], axis=1)
+    feats = ml_features.build(name, evaluated, section.params, ml_features.regime_series(btc, decided), tf_s)
+    bounds = np.cumsum([0, *(len(c) for c in keyed)])
+    parts = []
+    for k, (recording, candles) in enumerate(series):
+        rows = slice(bounds[k], bounds[k + 1])
+        entries = evaluated.iloc[rows][entry[rows]]
+        if entries.empty:
+            continue
+        labels = label_entries(candles, entries.set_index(entries.index - bounds[k]), tf_s, costs)
+        if labels.empty:
+            continue
+        index = labels.index + bounds[k]
+        limit = evaluated.loc[index, "time_limit_s"].to_numpy(dtype=np.float64)
+        meta = pd.DataFrame({
+            "strategy": name, "exchange": recording.exchange, "symbol": recording.symbol,
+            "window": recording.window, "decided_at": decided.loc[index].to_numpy(),
+            "horizon_end": (decided.loc[index] + pd.to_timedelta(limit, unit="s")).to_numpy(),
+        }, index=index)
+        parts.append(pd.concat([meta, feats.loc[index], labels.set_index(index)], axis=1))
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
+    """`controller.data.market_data.resample` for candles already sorted and unique by ts, in NumPy: the same
+    epoch-aligned buckets (open first, high max, low min, close last, volume sum), incomplete buckets left
+    out. A test holds the two equal; this one skips pandas' group-by, the slowest step of event building."""
+    base_s, target_s = timeframe_seconds(from_timeframe), timeframe_seconds(to_timeframe)
+    if target_s % base_s:
+        raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
+    if candles.empty:
+        return candles.iloc[0:0]
+    seconds = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)
+    bucket = seconds - seconds % target_s
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)]))
+    full = (ends - starts) == target_s // base_s
+    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
+    out = pd.DataFrame({
+        "ts": pd.to_datetime(bucket[starts], unit="s", utc=True),
+        "open": o[starts], "high": np.maximum.reduceat(h, starts), "low": np.minimum.reduceat(lo, starts),
+        "close": c[ends - 1], "volume": np.add.reduceat(v, starts)})
+    return out[full].reset_index(drop=True)
 
 
 def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
@@ -121,7 +159,7 @@ def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
         if base > target or target % base:
             continue
         if base < target:
-            candles = resample(candles, recording.timeframe, section.timeframe)
+            candles = resample_sorted(candles, recording.timeframe, section.timeframe)
         if len(candles) >= 60:
             yield recording, candles
 
@@ -137,13 +175,13 @@ def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.Dat
     for name, section in config.items():
         if only is not None and name != only:
             continue
-        for recording, candles in _for_strategy(series, section):
-            evaluated_candles += len(candles)
-            part = series_events(name, section, candles, recording, btc, costs)
-            if not part.empty:
-                parts.append(part)
-            if progress is not None:
-                progress(name, len(candles))
+        prepared = list(_for_strategy(series, section))
+        evaluated_candles += sum(len(c) for _, c in prepared)
+        part = strategy_events(name, section, prepared, btc, costs)
+        if not part.empty:
+            parts.append(part)
+        if progress is not None:
+            progress(name, len(prepared))
     if not parts:
         return pd.DataFrame(columns=[*EVENT_COLUMNS, *ml_features.FEATURES]), evaluated_candles
     events = pd.concat(parts, ignore_index=True).sort_values(["decided_at", "symbol"], kind="stable")

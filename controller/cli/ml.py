@@ -53,7 +53,7 @@ def _events(ctx: Context, folder: Path | None, strategy: str | None) -> tuple[pd
         raise fail(f"unknown strategy {strategy!r}: choose from {', '.join(n for n, _ in strategies.items())}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task(f"building events from {len(found)} files", total=len(found) * len(names))
+        task = progress.add_task(f"building events from {len(found)} files, strategy by strategy", total=len(names))
         try:
             events, candles = build_events(folder, strategies, config.ml.costs, only=strategy,
                                            progress=lambda *_: progress.advance(task))

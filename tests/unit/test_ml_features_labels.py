@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bridge import exits
+from controller.data.market_data import ohlcv_dir
 from controller.scan.indicators import compute
 from controller.scan.strategies import STRATEGIES
 from controller.scan.strategy_params import load_strategies
@@ -118,3 +119,22 @@ def test_labels_go_through_the_shared_exit_rule(monkeypatch: pytest.MonkeyPatch)
     candles = _candles([(100, 100, 100), (110, 90, 100)])
     label_entries(candles, _entry(candles), 300, NO_COSTS)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("target", ["15m", "1h"])
+def test_the_fast_resample_equals_the_market_data_one(target: str) -> None:
+    from controller.data.market_data import resample
+    from ml.events import load_candles, resample_sorted
+
+    path = next(iter(sorted(ohlcv_dir().glob("*_5m.csv"))), None)
+    if path is None:
+        pytest.skip("no recorded 5m candles")
+    candles = load_candles(path)
+    candles = candles.drop(index=candles.index[[5, 6, 40]]).reset_index(drop=True)  # gaps: incomplete buckets
+    ours = resample_sorted(candles, "5m", target)
+    theirs = resample(candles, "5m", target)
+    assert len(ours) == len(theirs) > 10
+    np.testing.assert_array_equal(ours["ts"].to_numpy(dtype="datetime64[s]"),
+                                  theirs["ts"].to_numpy(dtype="datetime64[s]"))
+    for column in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(ours[column].to_numpy(), theirs[column].to_numpy(), rtol=1e-12)
