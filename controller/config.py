@@ -33,6 +33,7 @@ from controller.ops.supervisor import SupervisorConfig
 from controller.scan.pipeline import LoopConfig, UniverseConfig
 from controller.scan.regime import ProtectionParams, RegimeParams
 from controller.scan.signals import SizingParams
+from ml.config import MlConfig
 
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "controller.yml"
 
@@ -73,6 +74,7 @@ class ControllerConfig(BaseSettings):
     metrics: MetricsConfig = MetricsConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     storage: StorageConfig = StorageConfig()
+    ml: MlConfig = MlConfig()
 
     @classmethod
     def settings_customise_sources(

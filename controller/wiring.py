@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import psycopg
 
 from controller.config import ConfigError, ControllerConfig, Secrets, load_model
 from controller.data import db, flags
@@ -23,6 +26,8 @@ from controller.ops.health import DatabaseSnapshot, HealthReporter, read_databas
 from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.retrain import Retrainer
+from ml.scoring import MlScorer
 from shadow.apply import ActiveParams
 from shadow.service import Scheduler, run_pass
 from shadow.variations import DEFAULT_VARIATIONS
@@ -85,8 +90,20 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
     active = ActiveParams(lambda: db.connect(config.database, secrets)) if direct_sql else None
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
                       exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
-                      simulated=clock is not None, params_source=active)
+                      simulated=clock is not None, params_source=active,
+                      scorer=ml_scorer(config, secrets, strategy_config, exchange_name))
     return Wiring(scanner, store, clock, strategy_config)
+
+
+def ml_scorer(config: ControllerConfig, secrets: Secrets, strategy_config: StrategiesConfig,
+              exchange: str) -> MlScorer | None:
+    """The ML booster for the scan (it acts only while the flag ml.enabled is on). It reads the registry and
+    writes predictions over a direct Postgres connection: with only a Supabase URL and key there is none."""
+    if secrets.database_url is None and not config.database.embedded:
+        return None
+    url = db.database_url(config.database, secrets)
+    return MlScorer(lambda: psycopg.connect(url, connect_timeout=config.database.connect_timeout_s),
+                    strategy_config, config.ml, exchange)
 
 
 @dataclass
@@ -98,6 +115,8 @@ class Operations:
     metrics: MetricsServer | None
     supervisor: Supervisor
     last: CycleReport | None = None
+    retrainer: Retrainer | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def on_cycle(self, report: CycleReport) -> None:
         self.last = report
@@ -106,6 +125,7 @@ class Operations:
         self.reporter.maybe_report()
 
     def close(self) -> None:
+        self.stop.set()  # the retrainer's thread ends at its next check
         self.reporter.final_report()
         if self.metrics is not None:
             self.metrics.stop()
@@ -152,6 +172,11 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
         metrics.start()
     ops = Operations(reporter, alerter, metrics, supervisor)
     ops_holder.append(ops)
+    scorer = scanner.scorer
+    if config.ml.retrain.enabled and isinstance(scorer, MlScorer):
+        ops.retrainer = Retrainer(config.ml, wiring.strategies, scorer.connect, alerter.alert,
+                                  threshold=lambda: float(scanner._flags().get("ml.min_confidence", 0.6)))
+        ops.retrainer.start(ops.stop)
     return ops
 
 

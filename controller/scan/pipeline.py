@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
+from bridge.schemas import NewSignal
 from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.model import Frozen
@@ -149,6 +150,35 @@ class CycleReport:
 StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
 
 
+# --- the ML hook (issue 12) ---------------------------------------------------------------------------
+# Scan never imports `ml` (layer rule): `controller.wiring` injects a Scorer when one is configured.
+
+
+@dataclass(frozen=True)
+class MlVerdict:
+    """What the ML booster says about one entry candidate. `arm` decides what the score may do: only
+    `boosted` changes size or vetoes; `control`, `ood`, `stale` and `off` are recorded and have no effect."""
+
+    confidence: float
+    model_version: str
+    arm: str  # boosted / control / ood / stale / off
+    size_multiplier: float = 1.0
+    veto: bool = False
+    dissimilarity: float | None = None
+    features: Mapping[str, float | None] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    def score(self, frames: Mapping[str, pd.DataFrame], regime: RegimeReading, flags: Mapping[str, Any],
+              now: datetime) -> dict[tuple[str, str], MlVerdict]:
+        """Verdicts for the cycle's entry candidates in one batch, keyed (strategy, symbol)."""
+        ...
+
+    def record(self, rows: list[tuple[Decision, MlVerdict, str | None]]) -> None:
+        """Persist the cycle's predictions (with the signal id where one was emitted)."""
+        ...
+
+
 class Scanner:
     """One scan of the configured universe at the clock's time."""
 
@@ -157,7 +187,8 @@ class Scanner:
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
                  strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
-                 emit_exits: bool | None = None, params_source: ParamsSource | None = None) -> None:
+                 emit_exits: bool | None = None, params_source: ParamsSource | None = None,
+                 scorer: Scorer | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -175,6 +206,8 @@ class Scanner:
         self.params_source = params_source  # the active strategy_params version (phase 4), else conf
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
+        self.scorer = scorer
+        self._evaluated: dict[str, pd.DataFrame] = {}  # this cycle's frames, kept only for the scorer
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -278,6 +311,8 @@ class Scanner:
             return evaluated.join(exit_fn(frame, section.params)) if exit_fn is not None else evaluated
 
         evaluated = run_with_timeout(evaluate, timeout, name)
+        if self.scorer is not None:
+            self._evaluated[name] = evaluated
         tf_s = timeframe_seconds(section.timeframe)
         loop = self.config.loop
         unfit = unfit_data(candles, section.timeframe, now, loop.gap_window_candles, loop.max_gap_share)
@@ -336,6 +371,7 @@ class Scanner:
             symbols, sections, sizing = apply_profile(profile, symbols, sections, sizing)
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
+        self._evaluated = {}
         for name, section in sections:
             if section.timeframe not in candles_by_tf:
                 candles_by_tf[section.timeframe] = self._candles(symbols, section.timeframe, now, report)
@@ -355,6 +391,8 @@ class Scanner:
                 self._strategy_failed(name, "error", exc, report)
         if profile is not None:
             decisions = [below_min_confidence(d, profile.min_confidence) for d in decisions]
+        verdicts = self._ml_score(flags, now, report)
+        decisions = [_ml_veto(d, verdicts.get((d.strategy, d.symbol))) for d in decisions]
         open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
         wall_now = now if self.simulated else self.wall_clock()
         entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
@@ -363,8 +401,14 @@ class Scanner:
         planned += plan_exits(decisions, open_now, now, wall_now, sizing)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
+        predictions: list[tuple[Decision, MlVerdict, str | None]] = []
         for item in planned:
             signal_id = None
+            verdict = verdicts.get((item.decision.strategy, item.decision.symbol))
+            if item.signal is not None and verdict is not None:
+                signal = _ml_signal(item.signal, verdict)
+                item = Planned(item.decision, item.outcome, f"{item.reason}; ml {verdict.arm} "
+                               f"{verdict.confidence:.2f}, size {signal.quote_amount:g}", signal)
             if item.signal is not None:
                 try:
                     signal_id = str(self.store.emit_signal(item.signal, as_of=now if self.simulated else None))
@@ -376,7 +420,32 @@ class Scanner:
                     item = Planned(item.decision, "blocked", f"refused by the queue: {exc}")
             report.planned.append(item)
             scans.append(scan_row(item, timeframe_of[item.decision.strategy], signal_id))
+            if verdict is not None:
+                predictions.append((item.decision, verdict, signal_id))
         self.store.write_scans(scans)
+        if predictions and self.scorer is not None:
+            try:
+                self.scorer.record(predictions)
+            except Exception as exc:  # predictions are evidence, not the trade: log and go on
+                self.counters["ml_record_failures"] += 1
+                logger.warning("ml predictions not recorded", extra={"error": str(exc)})
+
+    def _ml_score(self, flags: Mapping[str, Any], now: datetime,
+                  report: CycleReport) -> dict[tuple[str, str], MlVerdict]:
+        """The scorer's verdicts, or none: without a scorer, with ml.enabled off, or when scoring fails
+        (the rules trade on; ML is a booster, never the gate)."""
+        if self.scorer is None or not flags.get("ml.enabled", False) or report.regime is None:
+            return {}
+        try:
+            verdicts = self.scorer.score(self._evaluated, report.regime, flags, now)
+        except Exception as exc:
+            report.failures["ml"] = f"scoring failed: {exc}"
+            self.counters["ml_failures"] += 1
+            logger.error("ml scoring failed, signals go out unscored", extra={"error": str(exc)}, exc_info=True)
+            return {}
+        for verdict in verdicts.values():
+            self.counters[f"ml_{verdict.arm}"] += 1
+        return verdicts
 
     def _strategy_failed(self, name: str, kind: str, exc: BaseException, report: CycleReport) -> None:
         report.failures[name] = f"{kind}: {exc}"
@@ -484,6 +553,21 @@ def no_data(strategy: str, exchange: str, symbol: str, timeframe_s: int, now: da
     return Decision(strategy=strategy, exchange=exchange, symbol=symbol, timeframe_s=timeframe_s,
                     candle_close=now, price=float("nan"),
                     entry=False, confidence=0.0, reason="no data", exits={})
+
+
+def _ml_veto(decision: Decision, verdict: MlVerdict | None) -> Decision:
+    if verdict is None or not verdict.veto or not decision.entry:
+        return decision
+    return replace(decision, entry=False,
+                   reason=f"ml veto: confidence {verdict.confidence:.2f} below the threshold ({verdict.model_version})")
+
+
+def _ml_signal(signal: NewSignal, verdict: MlVerdict) -> NewSignal:
+    """The signal with its ML score; only the boosted arm changes its size."""
+    update: dict[str, Any] = {"ml_confidence": verdict.confidence, "model_version": verdict.model_version}
+    if verdict.arm == "boosted":
+        update["quote_amount"] = signal.quote_amount * verdict.size_multiplier
+    return signal.model_copy(update=update)
 
 
 def _json_number(value: Any) -> Any:

@@ -1,0 +1,283 @@
+"""`ml train|evaluate|promote|list`: phase 3 ML confidence models (see the README's ML section).
+
+`ml train --replay DIR` builds events over a folder of recorded candles (every strategy, vectorised), validates
+each strategy's model with purged walk-forward folds, fits it on all events and registers it (inactive);
+`--promote` then applies the promotion gate. `ml evaluate` prints the walk-forward table and writes it to the
+strategy's newest model; `ml evaluate --replay DIR --model VERSION` scores an existing model on other data.
+Both end with one line of JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from controller.cli.base import Context, actor, connect, console, fail, require_schema
+from controller.model import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ml_app = typer.Typer(no_args_is_help=True, help="ML confidence models: train, evaluate, promote, list.")
+
+StrategyOption = Annotated[str | None, typer.Option(help="one strategy (dca, swing, channel); default all")]
+DirOption = Annotated[Path | None, typer.Option("--replay", help="folder of recorded candles (default: the "
+                                                                 "recorded candles beside the project)")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ml_app, name="ml")
+
+
+def _events(ctx: Context, folder: Path | None, strategy: str | None) -> tuple[pd.DataFrame, int]:
+    from controller.data.market_data import ohlcv_dir
+    from controller.scan.strategy_params import load_strategies
+    from ml.events import build_events, recordings
+
+    config = ctx.config
+    folder = folder or ohlcv_dir()
+    try:
+        strategies = load_strategies(config.resolve(config.loop.strategies_file),
+                                     config.resolve(config.loop.tiers_file))
+        found = recordings(folder)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    names = [n for n, _ in strategies.items() if strategy in (None, n)]
+    if not names:
+        raise fail(f"unknown strategy {strategy!r}: choose from {', '.join(n for n, _ in strategies.items())}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(f"building events from {len(found)} files, strategy by strategy", total=len(names))
+        try:
+            events, candles = build_events(folder, strategies, config.ml.costs, only=strategy,
+                                           progress=lambda *_: progress.advance(task))
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    console.print(f"{len(events)} labelled entries from {candles} candles in {folder}")
+    return events, candles
+
+
+def _walk_forward(ctx: Context, events: pd.DataFrame, threshold: float) -> dict[str, dict[str, Any]]:
+    """strategy -> walk-forward metrics, or {'refused': reason}."""
+    from ml.train import TrainingRefused, walk_forward
+
+    results: dict[str, dict[str, Any]] = {}
+    groups = list(events.groupby("strategy", sort=True))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        for name, group in groups:
+            task = progress.add_task(f"walk-forward {name}", total=ctx.config.ml.train.folds)
+            try:
+                results[str(name)] = walk_forward(group, ctx.config.ml.train, threshold,
+                                                  progress=lambda _k, t=task: progress.advance(t))
+            except TrainingRefused as exc:
+                results[str(name)] = {"refused": str(exc)}
+    return results
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _print_table(title: str, results: dict[str, dict[str, Any]], verdicts: dict[str, str] | None = None) -> None:
+    table = Table(title=title)
+    for column in ("strategy", "events", "AUC", "Brier", "log loss", "prec@thr", "cover@thr", "rules trades",
+                   "rules win", "rules net %", "rules %/unit", "ML win", "ML net %", "ML %/unit", "edge p05"):
+        table.add_column(column)
+    for name, result in results.items():
+        if "refused" in result:
+            continue
+        o = result["out_of_sample"]
+        t = o["trading"]
+        table.add_row(name, _fmt(o["n"]), _fmt(o["auc"]), _fmt(o["brier"]), _fmt(o["log_loss"]),
+                      _fmt(o["precision_at_threshold"]), _fmt(o["coverage_at_threshold"]), _fmt(t["rules_trades"]),
+                      _fmt(t["rules_win_rate"]), _fmt(t["rules_net_pnl_pct"], 1),
+                      _fmt(t["rules_return_per_unit_pct"]), _fmt(t["ml_win_rate"]), _fmt(t["ml_net_pnl_pct"], 1),
+                      _fmt(t["ml_return_per_unit_pct"]), _fmt(t["edge_per_unit_p05_pct"]))
+    if any("out_of_sample" in r for r in results.values()):
+        console.print(table)
+    for name, verdict in (verdicts or {}).items():
+        console.print(f"{name}: {verdict}")
+    for name, result in results.items():
+        if "refused" in result:
+            console.print(f"[yellow]{name}[/yellow]: {result['refused']}")
+        if "out_of_sample" not in result:
+            continue
+        calibration = Table(title=f"{name}: calibration (out of sample)")
+        for column in ("confidence bin", "entries", "mean confidence", "win rate"):
+            calibration.add_column(column)
+        for row in result["out_of_sample"]["calibration"]:
+            calibration.add_row(row["bin"], str(row["n"]), f"{row['mean_confidence']:.3f}", f"{row['win_rate']:.3f}")
+        console.print(calibration)
+
+
+def _summary(results: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+    out: dict[str, Any] = {}
+    for name, result in results.items():
+        if "refused" in result:
+            out[name] = {"refused": result["refused"]}
+            continue
+        o = result["out_of_sample"]
+        out[name] = {"n": o["n"], "auc": o["auc"], "brier": o["brier"], "log_loss": o["log_loss"], **o["trading"]}
+    return json.dumps({**(extra or {}), "strategies": out}, default=str)
+
+
+def _threshold(ctx: Context, conn: Any) -> float:
+    """The live ml.min_confidence flag (its default before the flags table is filled)."""
+    from controller.data import flags
+
+    specs = ctx.flag_specs()
+    try:
+        return float(flags.live_values(conn, specs)["ml.min_confidence"])
+    except Exception:  # no flags table yet: the documented default
+        conn.rollback()
+        return float(specs.flags["ml.min_confidence"].default)
+
+
+@ml_app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    replay: DirOption = None,
+    strategy: StrategyOption = None,
+    promote: Annotated[bool, typer.Option("--promote", help="apply the promotion gate to each new model")] = False,
+) -> None:
+    """Build events, validate (purged walk-forward), fit and register a model per strategy."""
+    from ml.retrain import train_and_register
+
+    context: Context = ctx.obj
+    with connect(context) as conn:
+        require_schema(conn)
+        threshold = _threshold(context, conn)
+    events, _ = _events(context, replay, strategy)
+    if events.empty:
+        raise fail("no labelled entries: the strategies never entered on these candles, nothing to learn")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(name: str, _fold: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"walk-forward {name}", total=context.config.ml.train.folds)
+            progress.advance(tasks[name])
+
+        with connect(context) as conn:
+            outcome = train_and_register(conn, events, context.config.ml, threshold, actor=actor(), promote=promote,
+                                         progress=advance)
+    results, verdicts, versions = outcome.results, outcome.verdicts, outcome.versions
+    _print_table("walk-forward, out of sample", results, verdicts)
+    print(_summary(results, {"versions": versions}))
+    if not versions:
+        raise typer.Exit(1)
+
+
+@ml_app.command("evaluate")
+def evaluate_cmd(
+    ctx: typer.Context,
+    replay: DirOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="score this registered model out of sample")] = None,
+    strategy: StrategyOption = None,
+) -> None:
+    """Print the walk-forward table (and write it to the newest model), or score `--model` on other data."""
+    import numpy as np
+
+    from ml import registry
+    from ml.train import scores
+
+    context: Context = ctx.obj
+    with connect(context) as conn:
+        require_schema(conn)
+        threshold = _threshold(context, conn)
+        if model is None:
+            events, _ = _events(context, replay, strategy)
+            results = _walk_forward(context, events, threshold)
+            written = {}
+            for name, result in results.items():
+                newest = conn.execute("select version from ml_models where strategy = %s order by created_at desc"
+                                      " limit 1", (name,)).fetchone()
+                if newest and "out_of_sample" in result:
+                    registry.set_metrics(conn, newest[0], result)
+                    written[name] = newest[0]
+            _print_table("walk-forward, out of sample", results,
+                         {n: f"written to {v}" for n, v in written.items()})
+            print(_summary(results, {"written_to": written}))
+            return
+        try:
+            loaded = registry.load(conn, model)
+        except (registry.ArtefactMismatch, registry.UnknownModel) as exc:
+            raise fail(str(exc)) from None
+        events, _ = _events(context, replay, loaded.strategy)
+        if events.empty:
+            raise fail(f"no labelled {loaded.strategy} entries in that folder: nothing to score")
+        p = loaded.model.predict(events)
+        y = events["label"].to_numpy(dtype=np.int64)
+        result = {"out_of_sample": scores(y, p, events["net_return_pct"].to_numpy(dtype=np.float64), threshold)}
+        overlap = events["decided_at"].min() <= registry_training_end(conn, model)
+        evaluation = {"replay": str(replay) if replay else "default", "at": datetime.now().astimezone().isoformat(),
+                      "overlaps_training_window": bool(overlap), **result}
+        registry.add_evaluation(conn, model, evaluation)
+    _print_table(f"{model} on other data", {loaded.strategy: result})
+    if overlap:
+        console.print("[yellow]warning[/yellow]: these candles start before the model's training window ended; "
+                      "pairs it never saw are out of sample, the same pairs are not")
+    print(_summary({loaded.strategy: result}, {"model": model, "overlaps_training_window": bool(overlap)}))
+
+
+def registry_training_end(conn: Any, version: str) -> Any:
+    return conn.execute("select training_end from ml_models where version = %s", (version,)).fetchone()[0]
+
+
+@ml_app.command("promote")
+def promote_cmd(
+    ctx: typer.Context,
+    version: str,
+    force: Annotated[bool, typer.Option("--force", help="promote even when the gate refuses (recorded)")] = False,
+    note: Annotated[str | None, typer.Option(help="why (recorded with a forced promotion)")] = None,
+) -> None:
+    """Make VERSION its strategy's active model if it beats rules and the active model (or --force)."""
+    from ml import registry
+
+    with connect(ctx.obj) as conn:
+        require_schema(conn)
+        try:
+            promoted, why = registry.promote(conn, version, actor=actor(), force=force, note=note)
+        except registry.UnknownModel as exc:
+            raise fail(str(exc)) from None
+    if not promoted:
+        raise fail(f"{version} kept inactive: {why} (--force overrides, and is recorded)", code=1)
+    console.print(f"{version} is active: {why}")
+
+
+@ml_app.command("list")
+def list_cmd(ctx: typer.Context) -> None:
+    """The registered models, newest first per strategy."""
+    from ml import registry
+
+    with connect(ctx.obj) as conn:
+        require_schema(conn)
+        models = registry.list_models(conn)
+    table = Table(title="ml models")
+    table.add_column("version", no_wrap=True)
+    for column in ("strategy", "active", "created", "training window", "AUC", "ML vs rules %/unit", "promoted by",
+                   "note"):
+        table.add_column(column)
+    for m in models:
+        o = (m["metrics"] or {}).get("out_of_sample") or {}
+        t = o.get("trading") or {}
+        edge = (f"{t['ml_return_per_unit_pct']:+.4f} vs {t['rules_return_per_unit_pct']:+.4f}" if t else "-")
+        table.add_row(m["version"], m["strategy"] or "all", "yes" if m["active"] else "",
+                      f"{m['created_at']:%Y-%m-%d %H:%M}",
+                      f"{m['training_start']:%Y-%m-%d} .. {m['training_end']:%Y-%m-%d}", _fmt(o.get("auc")), edge,
+                      m["promoted_by"] or "", m["promotion_note"] or "")
+    console.print(table)
+    if not models:
+        console.print("no models yet: python -m controller ml train --replay DIR")

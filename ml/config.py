@@ -1,0 +1,51 @@
+"""The `ml:` section of conf/controller.yml (static settings; the live switches are flags: ml.enabled,
+ml.min_confidence (the threshold), ml.veto, ml.control_share)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from controller.model import Frozen
+
+
+class CostParams(Frozen):
+    """Seed costs: taker fee 0.3 %, slippage 0.15-0.75 % by tier (SEED_SYSTEM.md §3); mid tier here."""
+
+    fee_pct: float = Field(0.3, ge=0, le=5, description="fee per side, percent of the traded value")
+    slippage_pct: float = Field(0.25, ge=0, le=5, description="slippage allowance per side, percent")
+
+
+class TrainParams(Frozen):
+    folds: int = Field(4, ge=2, le=20, description="walk-forward test blocks")
+    min_events: int = Field(200, ge=20, description="fewer labelled events than this: refuse")
+    min_minority_share: float = Field(0.05, gt=0, lt=0.5, description="a class rarer than this: refuse")
+    min_minority_events: int = Field(20, ge=5, description="a class with fewer events than this: refuse")
+    calibration_share: float = Field(0.2, gt=0, lt=0.5, description="latest share of a window for calibration")
+    max_iter: int = Field(200, ge=10, le=2000)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_leaf_nodes: int = Field(15, ge=2, le=255)
+    min_samples_leaf: int = Field(40, ge=1)
+    l2_regularization: float = Field(1.0, ge=0)
+    seed: int = 0
+
+
+class RetrainConfig(Frozen):
+    enabled: bool = Field(False, description="run the retrainer beside `run` (its own thread and timeout)")
+    replay: Path | None = Field(None, description="folder of recorded candles the retrainer trains on (none: off)")
+    interval_h: float = Field(24.0, gt=0, le=24 * 30, description="retrain at least this often")
+    min_new_labels: int = Field(50, ge=1, description="or as soon as this many new labels (closed trades) exist")
+    timeout_s: float = Field(1800.0, gt=0, le=6 * 3600, description="a retrain running longer is abandoned")
+    check_every_s: float = Field(300.0, gt=0, description="how often the retrainer looks whether it is due")
+
+
+class MlConfig(Frozen):
+    model_dir: Path = Field(Path(".data/models"), description="where joblib artefacts are written")
+    max_age_days: float = Field(30.0, gt=0, description="an active model older than this is stale: no effect")
+    ood_max_dissimilarity: float = Field(0.25, gt=0, le=1,
+                                         description="share of features outside the training range above which "
+                                                     "a candidate is out of distribution: no effect")
+    costs: CostParams = CostParams()
+    train: TrainParams = TrainParams()
+    retrain: RetrainConfig = RetrainConfig()

@@ -1,0 +1,218 @@
+"""Training events from recorded candles, vectorised: indicators once per series, each strategy's rule over
+all rows at once (the same pure functions the scan runs), features and labels for every entry.
+
+A folder holds `<exchange>_<BASE-QUOTE>_<timeframe>[_<YYYYMMDD>].csv` files (`timestamp,open,high,low,close,
+volume`, timestamp = open time in ms UTC); each file is one pair-window. A strategy whose timeframe is a
+multiple of a file's is run on candles resampled to it (as `ReplaySource` serves them); a file too coarse
+for a strategy is skipped for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from controller.data.market_data import timeframe_seconds
+from controller.scan import indicators, strategies
+from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
+from ml import features as ml_features
+from ml.config import CostParams
+from ml.labels import label_entries
+
+_FILE = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])"
+                   r"(?:_(?P<start>\d{8}))?\.csv$")
+EVENT_COLUMNS = ("strategy", "exchange", "symbol", "window", "decided_at", "horizon_end")
+
+
+@dataclass(frozen=True)
+class Recording:
+    exchange: str
+    symbol: str
+    timeframe: str
+    path: Path
+
+    @property
+    def window(self) -> str:
+        return self.path.stem
+
+
+def recordings(folder: Path) -> list[Recording]:
+    """The recorded candle files of `folder`; raise FileNotFoundError when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"recorded candles folder not found: {folder}")
+    found = []
+    for path in sorted(folder.glob("*.csv")):
+        if match := _FILE.match(path.name):
+            found.append(Recording(match["exchange"], match["symbol"], match["timeframe"], path))
+    if not found:
+        raise FileNotFoundError(f"no <exchange>_<BASE-QUOTE>_<timeframe>.csv files in {folder}")
+    return found
+
+
+def load_candles(path: Path) -> pd.DataFrame:
+    raw = pd.read_csv(path, dtype={"timestamp": "int64"})
+    missing = {"timestamp", "open", "high", "low", "close", "volume"} - set(raw.columns)
+    if missing:
+        raise ValueError(f"{path.name} lacks columns {sorted(missing)}")
+    frame = raw[["timestamp", "open", "high", "low", "close", "volume"]].astype({"open": "float64", "high": "float64",
+                                                                               "low": "float64", "close": "float64",
+                                                                               "volume": "float64"})
+    frame["ts"] = pd.to_datetime(frame.pop("timestamp"), unit="ms", utc=True)
+    frame = frame.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable").reset_index(drop=True)
+    return frame[["ts", "open", "high", "low", "close", "volume"]]
+
+
+def _is_btc_reference(recording: Recording) -> bool:
+    base, quote = recording.symbol.split("-")
+    return base == "BTC" and quote in ("USD", "USDT", "USDC") and timeframe_seconds(recording.timeframe) <= 3600
+
+
+def _btc_frames(series: list[tuple[Recording, pd.DataFrame]]) -> pd.DataFrame:
+    """BTC against a dollar quote, for the regime features (empty when there is none)."""
+    frames = [candles for recording, candles in series if _is_btc_reference(recording)]
+    if not frames:
+        return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
+    return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
+
+
+def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.DataFrame:
+    """Indicators and the strategy's decisions over a long frame of many series (`symbol` column, each
+    series contiguous and in time order): the scan's computation, over all rows at once."""
+    frame = indicators.compute(candles[list(indicators.CANDLE_COLUMNS)], section.indicators)
+    return frame.join(strategies.STRATEGIES[name](frame, section.params))
+
+
+def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, pd.DataFrame]],
+                    btc: pd.DataFrame, costs: CostParams) -> pd.DataFrame:
+    """Features and labels of every entry of strategy `name` over `series` (already at its timeframe).
+
+    The series are stacked into one frame, each under its own key `BASE-QUOTE<k>`: the same base asset (so
+    the same tier and parameters) and a block of its own, so no indicator reaches from one window into
+    another. Labels walk each window's own candles."""
+    if not series:
+        return pd.DataFrame()
+    tf_s = timeframe_seconds(section.timeframe)
+    keyed = [candles.assign(symbol=f"{recording.symbol}{k}") for k, (recording, candles) in enumerate(series)]
+    stacked = pd.concat(keyed, ignore_index=True)
+    evaluated = evaluate(name, section, stacked)
+    decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
+    entry = evaluated["entry"].to_numpy(dtype=bool)
+    if not entry.any():
+        return pd.DataFrame()
+    feats = ml_features.build(name, evaluated, section.params, ml_features.regime_series(btc, decided), tf_s)
+    bounds = np.cumsum([0, *(len(c) for c in keyed)])
+    parts = []
+    for k, (recording, candles) in enumerate(series):
+        rows = slice(bounds[k], bounds[k + 1])
+        entries = evaluated.iloc[rows][entry[rows]]
+        if entries.empty:
+            continue
+        labels = label_entries(candles, entries.set_index(entries.index - bounds[k]), tf_s, costs)
+        if labels.empty:
+            continue
+        index = labels.index + bounds[k]
+        limit = evaluated.loc[index, "time_limit_s"].to_numpy(dtype=np.float64)
+        meta = pd.DataFrame({
+            "strategy": name, "exchange": recording.exchange, "symbol": recording.symbol,
+            "window": recording.window, "decided_at": decided.loc[index].to_numpy(),
+            "horizon_end": (decided.loc[index] + pd.to_timedelta(limit, unit="s")).to_numpy(),
+        }, index=index)
+        parts.append(pd.concat([meta, feats.loc[index], labels.set_index(index)], axis=1))
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
+    """`controller.data.market_data.resample` for candles already sorted and unique by ts, in NumPy: the same
+    epoch-aligned buckets (open first, high max, low min, close last, volume sum), incomplete buckets left
+    out. A test holds the two equal; this one skips pandas' group-by, the slowest step of event building."""
+    base_s, target_s = timeframe_seconds(from_timeframe), timeframe_seconds(to_timeframe)
+    if target_s % base_s:
+        raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
+    if candles.empty:
+        return candles.iloc[0:0]
+    seconds = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)
+    bucket = seconds - seconds % target_s
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)]))
+    full = (ends - starts) == target_s // base_s
+    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
+    out = pd.DataFrame({
+        "ts": pd.to_datetime(bucket[starts], unit="s", utc=True),
+        "open": o[starts], "high": np.maximum.reduceat(h, starts), "low": np.minimum.reduceat(lo, starts),
+        "close": c[ends - 1], "volume": np.add.reduceat(v, starts)})
+    return out[full].reset_index(drop=True)
+
+
+def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
+                  section: StrategyConfig) -> Iterator[tuple[Recording, pd.DataFrame]]:
+    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped)."""
+    target = timeframe_seconds(section.timeframe)
+    for recording, candles in series:
+        base = timeframe_seconds(recording.timeframe)
+        if base > target or target % base:
+            continue
+        if base < target:
+            candles = resample_sorted(candles, recording.timeframe, section.timeframe)
+        if len(candles) >= 60:
+            yield recording, candles
+
+
+def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.DataFrame, config: StrategiesConfig,
+                       costs: CostParams, *, only: str | None = None,
+                       progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Every labelled entry of every strategy (or `only` one) over `series` (one pair-window each, candles
+    sorted by open time); and the number of candles evaluated. Runs a strategy even when its section is
+    disabled in the config: training may prepare a model for it."""
+    parts: list[pd.DataFrame] = []
+    evaluated_candles = 0
+    for name, section in config.items():
+        if only is not None and name != only:
+            continue
+        prepared = list(_for_strategy(series, section))
+        evaluated_candles += sum(len(c) for _, c in prepared)
+        part = strategy_events(name, section, prepared, btc, costs)
+        if not part.empty:
+            parts.append(part)
+        if progress is not None:
+            progress(name, len(prepared))
+    if not parts:
+        return pd.DataFrame(columns=[*EVENT_COLUMNS, *ml_features.FEATURES]), evaluated_candles
+    events = pd.concat(parts, ignore_index=True).sort_values(["decided_at", "symbol"], kind="stable")
+    return events.reset_index(drop=True), evaluated_candles
+
+
+def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
+                 progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """`events_from_series` over every recorded file of `folder` (each file read once)."""
+    found = recordings(folder)
+    series = [(r, load_candles(r.path)) for r in found]
+    return events_from_series(series, _btc_frames(series), config, costs, only=only, progress=progress)
+
+
+def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[list[tuple[Recording, pd.DataFrame]],
+                                                                             pd.DataFrame]:
+    """The candles the scan stored (table `candles`), one series per exchange, symbol and timeframe, and the
+    BTC reference among them: what the retrainer learns from when no folder is configured."""
+    query = "select exchange, symbol, timeframe, ts, open, high, low, close, volume from candles"
+    params: tuple[Any, ...] = ()
+    if since is not None:
+        query += " where ts >= %s"
+        params = (since.to_pydatetime(),)
+    rows = conn.execute(query + " order by exchange, symbol, timeframe, ts", params).fetchall()
+    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close",
+                                        "volume"])
+    series: list[tuple[Recording, pd.DataFrame]] = []
+    for (exchange, symbol, timeframe), group in frame.groupby(["exchange", "symbol", "timeframe"], sort=True):
+        candles = group[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+        candles["ts"] = pd.to_datetime(candles["ts"], utc=True)
+        recording = Recording(str(exchange), str(symbol), str(timeframe),
+                              Path(f"store/{exchange}_{symbol}_{timeframe}"))
+        series.append((recording, candles.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})))
+    return series, _btc_frames([(r, c) for r, c in series])

@@ -1,0 +1,169 @@
+"""Batch scoring in the scan: the `Scorer` the pipeline's hook calls (wired by `controller.wiring`).
+
+Per cycle: the active model of each strategy is (re)loaded when its version changes (hash and feature checks
+in `ml.registry.load`), every entry candidate of the cycle is turned into features by `ml.features.build`
+(the code training used) and scored in one `predict_proba` batch per model. Each candidate falls in one arm:
+
+- `stale`: the active model is older than `ml.max_age_days`: scored and recorded, no effect;
+- `ood`: its inputs are unlike the training set (`dissimilarity` above `ood_max_dissimilarity`): no effect;
+- `control`: a share `ml.control_share` of candidates, chosen by a hash of the signal's key (strategy,
+  exchange, symbol, candle close), scored but never boosted, so the dashboard compares like with like;
+- `boosted`: size x `multiplier(confidence)` in [0.5, 1.5]; vetoed only when `ml.veto` is on and the
+  confidence is below `ml.min_confidence`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
+
+from controller.data.market_data import timeframe_seconds
+from controller.scan.pipeline import MlVerdict
+from controller.scan.regime import RegimeReading
+from controller.scan.signals import Decision
+from controller.scan.strategy_params import StrategiesConfig
+from ml import features as ml_features
+from ml import registry
+from ml.config import MlConfig
+from ml.train import multiplier
+
+logger = logging.getLogger(__name__)
+
+
+def control_draw(key: str) -> float:
+    """A uniform number in [0, 1) fixed by `key`: the same signal always lands in the same arm."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / float(1 << 48)
+
+
+def signal_key(strategy: str, exchange: str, symbol: str, candle_close: datetime) -> str:
+    return f"{strategy}|{exchange}|{symbol}|{candle_close.isoformat()}"
+
+
+def arms(confidence: np.ndarray, dissimilarity: np.ndarray, keys: Sequence[str], *, stale: bool,
+         control_share: float, ood_max: float, threshold: float, veto: bool,
+         enabled: bool) -> list[tuple[str, float, bool]]:
+    """(arm, size multiplier, vetoed) per candidate. Pure: the rules of the booster in one place."""
+    out = []
+    for p, d, key in zip(confidence, dissimilarity, keys, strict=True):
+        if not enabled:
+            out.append(("off", 1.0, False))
+        elif stale:
+            out.append(("stale", 1.0, False))
+        elif d > ood_max:
+            out.append(("ood", 1.0, False))
+        elif control_draw(key) < control_share:
+            out.append(("control", 1.0, False))
+        else:
+            out.append(("boosted", float(multiplier(np.array([p]), threshold)[0]), bool(veto and p < threshold)))
+    return out
+
+
+class MlScorer:
+    """Scores a cycle's candidates with the active models; records predictions; counts OOD and stale."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], strategies: StrategiesConfig, config: MlConfig,
+                 exchange: str, wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.connect = connect
+        self.wall_clock = wall_clock  # a model ages in real time, also while the scan replays 2018
+        self.strategies = dict(strategies.items())
+        self.config = config
+        self.exchange = exchange
+        self.models: dict[str, registry.LoadedModel] = {}
+        self.counters: Counter[str] = Counter()
+        self.problems: dict[str, str] = {}
+
+    def _refresh(self, conn: psycopg.Connection) -> None:
+        active = registry.active_versions(conn)
+        for strategy in list(self.models):
+            if strategy not in active:
+                del self.models[strategy]
+        for strategy, version in active.items():
+            if strategy in self.models and self.models[strategy].version == version:
+                continue
+            try:
+                self.models[strategy] = registry.load(conn, version)
+                self.problems.pop(strategy, None)
+            except (registry.ArtefactMismatch, registry.UnknownModel) as exc:
+                self.models.pop(strategy, None)
+                self.problems[strategy] = str(exc)
+                self.counters["model_refused"] += 1
+                logger.error("active model refused", extra={"strategy": strategy, "version": version,
+                                                            "error": str(exc)})
+
+    def score(self, frames: Mapping[str, pd.DataFrame], regime: RegimeReading, flags: Mapping[str, Any],
+              now: datetime) -> dict[tuple[str, str], MlVerdict]:
+        """Verdicts for the latest-candle entries of each strategy's evaluated frame, keyed (strategy, symbol)."""
+        with self.connect() as conn:
+            self._refresh(conn)
+            verdicts = self._score(frames, regime, flags)
+            self.counters["cycles"] += 1
+            # every cycle, so health sees the booster progressing even in cycles without candidates
+            conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
+        return verdicts
+
+    def _score(self, frames: Mapping[str, pd.DataFrame], regime: RegimeReading,
+               flags: Mapping[str, Any]) -> dict[tuple[str, str], MlVerdict]:
+        verdicts: dict[tuple[str, str], MlVerdict] = {}
+        for name, evaluated in frames.items():
+            loaded = self.models.get(name)
+            section = self.strategies.get(name)
+            if loaded is None or section is None or evaluated.empty:
+                continue
+            latest = evaluated.groupby("symbol", sort=False).tail(1)
+            candidates = latest[latest["entry"].to_numpy(dtype=bool)]
+            if candidates.empty:
+                continue
+            tf_s = timeframe_seconds(section.timeframe)
+            regime_cols = ml_features.regime_columns(regime.features(), len(evaluated))
+            feats = ml_features.build(name, evaluated, section.params, regime_cols, tf_s).loc[candidates.index]
+            confidence = loaded.model.predict(feats)  # one batch per model
+            dissimilarity = loaded.model.dissimilarity(feats)
+            closes = [(pd.Timestamp(t) + timedelta(seconds=tf_s)).to_pydatetime() for t in candidates["ts"]]
+            keys = [signal_key(name, self.exchange, str(s), c) for s, c in zip(candidates["symbol"], closes,
+                                                                                 strict=True)]
+            age = self.wall_clock() - loaded.created_at
+            stale = age > timedelta(days=self.config.max_age_days)
+            decided = arms(confidence, dissimilarity, keys, stale=stale,
+                           control_share=float(flags.get("ml.control_share", 0.2)),
+                           ood_max=self.config.ood_max_dissimilarity,
+                           threshold=float(flags.get("ml.min_confidence", 0.6)),
+                           veto=bool(flags.get("ml.veto", False)), enabled=bool(flags.get("ml.enabled", False)))
+            for i, symbol in enumerate(candidates["symbol"]):
+                arm, mult, veto = decided[i]
+                self.counters["scored"] += 1
+                self.counters[arm] += 1
+                values = {k: (None if not np.isfinite(v) else round(float(v), 8))
+                          for k, v in feats.iloc[i].items()}
+                verdicts[(name, str(symbol))] = MlVerdict(
+                    confidence=float(np.clip(confidence[i], 0.0, 1.0)), model_version=loaded.version, arm=arm,
+                    size_multiplier=mult, veto=veto, dissimilarity=float(dissimilarity[i]), features=values)
+        return verdicts
+
+    def record(self, rows: Sequence[tuple[Decision, MlVerdict, str | None]]) -> None:
+        """One `ml_predictions` row per scored candidate, and the `ml` heartbeat with the counts."""
+        with self.connect() as conn:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into ml_predictions (model_version, signal_id, strategy, exchange, symbol, candle_ts,"
+                    " confidence, features, arm, size_multiplier, dissimilarity, vetoed)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(v.model_version, sid, d.strategy, d.exchange, d.symbol, d.candle_close, v.confidence,
+                      Jsonb(dict(v.features)), v.arm, v.size_multiplier, v.dissimilarity, v.veto)
+                     for d, v, sid in rows])
+            conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
+
+    def progress(self) -> dict[str, Any]:
+        return {"models": {s: m.version for s, m in self.models.items()}, "cycles": self.counters["cycles"],
+                "scored": self.counters["scored"],
+                "boosted": self.counters["boosted"], "control": self.counters["control"],
+                "ood": self.counters["ood"], "stale": self.counters["stale"],
+                "refused_models": dict(self.problems)}

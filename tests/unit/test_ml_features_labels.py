@@ -1,0 +1,140 @@
+"""ML features read nothing after decision time; labels follow the executor's exit rule, net of costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridge import exits
+from controller.data.market_data import ohlcv_dir
+from controller.scan.indicators import compute
+from controller.scan.strategies import STRATEGIES
+from controller.scan.strategy_params import load_strategies
+from ml import features as ml_features
+from ml.config import CostParams
+from ml.labels import label_entries, net_return_pct
+from tests.unit.test_indicators import load_recorded
+from tests.unit.test_strategies import loose
+
+NO_COSTS = CostParams(fee_pct=0.0, slippage_pct=0.0)
+
+
+def _features(name: str, candles: pd.DataFrame) -> pd.DataFrame:
+    section = dict(load_strategies().items())[name]
+    frame = compute(candles, section.indicators)
+    evaluated = frame.join(STRATEGIES[name](frame, loose(name)))
+    decided = evaluated["ts"] + pd.Timedelta(minutes=5)
+    btc = candles[candles["symbol"] == candles["symbol"].iloc[0]]  # any series stands in for BTC here
+    return ml_features.build(name, evaluated, loose(name), ml_features.regime_series(btc, decided), 300)
+
+
+@pytest.mark.parametrize("name", ["dca", "swing", "channel"])
+def test_features_at_t_ignore_every_candle_after_t(name: str) -> None:
+    candles = load_recorded("5m")
+    candles = candles[candles["symbol"] == "ETH-BTC"].head(800).reset_index(drop=True)
+    t = 600
+    before = _features(name, candles)
+
+    changed = candles.copy()
+    rng = np.random.default_rng(7)
+    later = changed.index > t
+    factor = rng.uniform(0.5, 1.5, later.sum())
+    for column in ("open", "high", "low", "close"):
+        changed.loc[later, column] *= factor
+    changed.loc[later, "volume"] *= rng.uniform(0.1, 10, later.sum())
+    after = _features(name, changed)
+
+    pd.testing.assert_series_equal(before.loc[t], after.loc[t])
+    assert list(before.columns) == list(ml_features.FEATURES)
+    # the change did reach the later rows, so the comparison above could have failed
+    assert not np.allclose(before.loc[t + 50:].to_numpy(dtype=float), after.loc[t + 50:].to_numpy(dtype=float),
+                           equal_nan=True)
+
+
+def _candles(rows: list[tuple[float, float, float]], start: str = "2024-01-01", step_s: int = 300) -> pd.DataFrame:
+    """(high, low, close) per candle; the first row is the decision candle."""
+    ts = pd.date_range(start, periods=len(rows), freq=f"{step_s}s", tz="UTC")
+    high, low, close = zip(*rows, strict=True)
+    return pd.DataFrame({"ts": ts, "open": close, "high": high, "low": low, "close": close, "volume": 1.0})
+
+
+def _entry(candles: pd.DataFrame, *, tp: float = 3.0, sl: float = 5.0, limit_s: float = 3600.0,
+           act: float = np.nan, delta: float = np.nan) -> pd.DataFrame:
+    return pd.DataFrame({"ts": [candles["ts"].iloc[0]], "take_profit_pct": [tp], "stop_loss_pct": [sl],
+                         "time_limit_s": [limit_s], "trailing_activation_pct": [act], "trailing_delta_pct": [delta]})
+
+
+def test_a_candle_touching_both_barriers_is_a_stop() -> None:
+    candles = _candles([(100, 100, 100), (110, 90, 100)])
+    [row] = label_entries(candles, _entry(candles), 300, NO_COSTS).itertuples()
+    assert row.exit_reason == "stop_loss" and row.label == 0
+    assert row.net_return_pct == pytest.approx(-5.0)
+
+
+def test_a_take_profit_wins_without_costs_and_loses_after_fees_and_slippage() -> None:
+    candles = _candles([(100, 100, 100), (100.6, 99.9, 100.5)])
+    entry = _entry(candles, tp=0.5)
+    [clean] = label_entries(candles, entry, 300, NO_COSTS).itertuples()
+    [costly] = label_entries(candles, entry, 300, CostParams(fee_pct=0.3, slippage_pct=0.25)).itertuples()
+    assert clean.exit_reason == costly.exit_reason == "take_profit"
+    assert clean.label == 1 and clean.net_return_pct == pytest.approx(0.5)
+    assert costly.label == 0 and costly.net_return_pct < 0
+    assert costly.net_return_pct == pytest.approx(net_return_pct(100, 100.5, CostParams(fee_pct=0.3,
+                                                                                          slippage_pct=0.25)))
+
+
+def test_an_entry_whose_horizon_is_not_complete_gets_no_label() -> None:
+    candles = _candles([(100, 100, 100), (101, 99, 100), (101, 99, 100)])  # 10 min of a 1 h limit
+    labels = label_entries(candles, _entry(candles), 300, NO_COSTS)
+    assert labels.empty
+
+
+def test_the_time_limit_closes_at_the_close_and_labels_are_integers() -> None:
+    rows = [(100, 100, 100)] + [(101, 99, 100.2)] * 11 + [(101, 99, 100.4)]
+    candles = _candles(rows)
+    labels = label_entries(candles, _entry(candles), 300, NO_COSTS)
+    [row] = labels.itertuples()
+    assert row.exit_reason == "time_limit" and row.held_s == 3600
+    assert row.net_return_pct == pytest.approx(0.4) and row.label == 1
+    assert labels["label"].dtype == np.int64
+
+
+def test_a_trailing_stop_follows_the_peak() -> None:
+    candles = _candles([(100, 100, 100), (102.5, 101.6, 102), (102.6, 101.5, 101.6)])
+    [row] = label_entries(candles, _entry(candles, tp=10, act=2.0, delta=1.0), 300, NO_COSTS).itertuples()
+    assert row.exit_reason == "trailing_stop"
+    assert row.net_return_pct == pytest.approx((102.6 * 0.99 / 100 - 1) * 100)
+
+
+def test_labels_go_through_the_shared_exit_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = exits.walk
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exits, "walk", spy)
+    candles = _candles([(100, 100, 100), (110, 90, 100)])
+    label_entries(candles, _entry(candles), 300, NO_COSTS)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("target", ["15m", "1h"])
+def test_the_fast_resample_equals_the_market_data_one(target: str) -> None:
+    from controller.data.market_data import resample
+    from ml.events import load_candles, resample_sorted
+
+    path = next(iter(sorted(ohlcv_dir().glob("*_5m.csv"))), None)
+    if path is None:
+        pytest.skip("no recorded 5m candles")
+    candles = load_candles(path)
+    candles = candles.drop(index=candles.index[[5, 6, 40]]).reset_index(drop=True)  # gaps: incomplete buckets
+    ours = resample_sorted(candles, "5m", target)
+    theirs = resample(candles, "5m", target)
+    assert len(ours) == len(theirs) > 10
+    np.testing.assert_array_equal(ours["ts"].to_numpy(dtype="datetime64[s]"),
+                                  theirs["ts"].to_numpy(dtype="datetime64[s]"))
+    for column in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(ours[column].to_numpy(), theirs[column].to_numpy(), rtol=1e-12)

@@ -1,0 +1,123 @@
+"""Training refuses what cannot be learnt, validates without leaking across time, and calibrates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.config import TrainParams
+from ml.features import FEATURES
+from ml.train import (
+    TrainingRefused,
+    beats_rules,
+    check_target,
+    fit,
+    multiplier,
+    walk_forward,
+    walk_forward_folds,
+)
+
+PARAMS = TrainParams(folds=3, min_events=100, max_iter=60)
+
+
+def synthetic_events(n: int = 2400, *, informative: bool, seed: int = 0) -> pd.DataFrame:
+    """Entries an hour apart with a 6 h horizon; when `informative`, `rule_confidence` sets the odds of a win
+    (a win returns +2 %, a loss -2 %)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=list(FEATURES))
+    frame["btc_change_1h_pct"] = np.nan  # a feature the training data never holds
+    p_win = 1 / (1 + np.exp(-2.5 * frame["rule_confidence"])) if informative else np.full(n, 0.5)
+    label = (rng.uniform(size=n) < p_win).astype(np.int64)
+    decided = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="h")
+    frame["decided_at"] = decided
+    frame["horizon_end"] = decided + pd.Timedelta(hours=6)
+    frame["label"] = label
+    frame["net_return_pct"] = np.where(label == 1, 2.0, -2.0)
+    frame["strategy"] = "dca"
+    return frame
+
+
+def test_a_constant_target_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(TrainingRefused, match=r"constant \(all 500 labels are 1\)"):
+        check_target(np.ones(500, dtype=np.int64), PARAMS)
+    events = synthetic_events(500, informative=False)
+    events["label"] = 1
+    with pytest.raises(TrainingRefused, match="constant"):
+        fit(events, PARAMS)
+
+
+def test_a_near_constant_target_is_refused() -> None:
+    labels = np.zeros(1000, dtype=np.int64)
+    labels[:8] = 1
+    with pytest.raises(TrainingRefused, match=r"near-constant \(8 wins of 1000 events"):
+        check_target(labels, PARAMS)
+
+
+def test_string_labels_and_too_few_events_are_refused() -> None:
+    with pytest.raises(TrainingRefused, match="integers 0 and 1"):
+        check_target(np.array(["WIN", "LOSS"] * 100), PARAMS)
+    with pytest.raises(TrainingRefused, match="50 labelled events, at least 100"):
+        check_target(np.array([0, 1] * 25), PARAMS)
+
+
+def test_walk_forward_training_labels_end_before_each_test_block_begins() -> None:
+    events = synthetic_events(1000, informative=False)
+    folds = walk_forward_folds(events, 4)
+    assert len(folds) == 4
+    for fold in folds:
+        test_start = events["decided_at"].iloc[fold.test].min()
+        assert events["horizon_end"].iloc[fold.train].max() < test_start  # purged: no overlapping label
+        assert len(fold.train) > 0
+        # the events whose horizon reaches into the test block are left out (the embargo)
+        embargoed = (events["decided_at"] < test_start) & (events["horizon_end"] >= test_start)
+        assert embargoed.sum() == 6 and not set(np.flatnonzero(embargoed)) & set(fold.train)
+
+
+def test_an_informative_feature_gives_calibrated_confidence_and_beats_rules_out_of_sample() -> None:
+    metrics = walk_forward(synthetic_events(informative=True), PARAMS, threshold=0.6)
+    oos = metrics["out_of_sample"]
+    assert oos["auc"] > 0.75
+    assert oos["brier"] < 0.25 * 0.95  # better than always saying the base rate (~0.25)
+    for row in oos["calibration"]:
+        if row["n"] >= 80:
+            assert abs(row["mean_confidence"] - row["win_rate"]) < 0.12, row
+    ok, why = beats_rules(metrics)
+    assert ok, why
+    trading = oos["trading"]
+    assert trading["ml_return_per_unit_pct"] > trading["rules_return_per_unit_pct"]
+    assert trading["above_threshold_win_rate"] > trading["rules_win_rate"]
+
+
+def test_noise_does_not_pass_the_gate() -> None:
+    metrics = walk_forward(synthetic_events(informative=False, seed=3), PARAMS, threshold=0.6)
+    assert 0.4 < metrics["out_of_sample"]["auc"] < 0.6
+    ok, why = beats_rules(metrics)
+    assert not ok and any(r in why for r in ("does not rank entries", "does not beat rules", "within noise"))
+
+
+def test_the_size_multiplier_stays_within_half_and_one_and_a_half() -> None:
+    p = np.linspace(0, 1, 101)
+    m = multiplier(p, 0.6)
+    assert m.min() == 0.5 and m.max() == 1.5 and multiplier(np.array([0.6]), 0.6)[0] == 1.0
+    assert np.all(np.diff(m) >= 0)
+
+
+def test_a_model_ignores_features_its_training_never_held_and_flags_unlike_inputs() -> None:
+    events = synthetic_events(800, informative=True)
+    model = fit(events, PARAMS)
+    assert model.unused == ("btc_change_1h_pct",)
+    row = events.iloc[[0]].copy()
+    with_value = row.assign(btc_change_1h_pct=5.0)
+    assert model.predict(row)[0] == model.predict(with_value)[0]
+    assert model.dissimilarity(row)[0] < 0.1
+    far = row.copy()
+    far[list(FEATURES)] = 1e6
+    assert model.dissimilarity(far)[0] > 0.9
+
+
+def test_a_feature_that_appears_only_in_the_latest_events_is_unused_not_a_crash() -> None:
+    events = synthetic_events(800, informative=True)
+    events.loc[events.index < 700, "btc_change_4h_pct"] = np.nan  # e.g. a BTC reference recorded only lately
+    model = fit(events, PARAMS)
+    assert set(model.unused) == {"btc_change_1h_pct", "btc_change_4h_pct"}
