@@ -106,6 +106,15 @@ def world(module_db: str) -> Iterator[tuple[str, dict[str, UUID]]]:
         conn.execute("update signals set created_at = case when id = any(%s) then %s else %s end",
                      [day_two, datetime(2026, 1, 6, 9, tzinfo=UTC), datetime(2026, 1, 5, 9, tzinfo=UTC)])
 
+        # the randomized control of phase 3: one ML-scored signal boosted, one scored but left alone
+        conn.execute("insert into ml_models (version, strategy, features, training_start, training_end,"
+                     " artefact_path, artefact_sha256) values ('dca-1', 'dca', '[]', %s, %s, 'm.joblib', 'x')",
+                     [CLOSED_AT - timedelta(days=30), CLOSED_AT - timedelta(days=2)])
+        for key, arm, confidence in (("dca/BTC", "boosted", 0.8), ("dca/SOL", "control", 0.6)):
+            conn.execute("insert into ml_predictions (model_version, signal_id, strategy, exchange, symbol, candle_ts,"
+                         " confidence, arm) values ('dca-1', %s, 'dca', 'binance', %s, %s, %s, %s)",
+                         [ids[key], key.split("/")[1] + "-USDT", CLOSED_AT, confidence, arm])
+
         first = conn.execute("insert into shadow_variations (name, strategy, params, params_hash, base_params_hash)"
                              " values ('tp-wide', 'dca', '{}', 'h1', 'h0') returning id").fetchone()[0]
         second = conn.execute("insert into shadow_variations (name, strategy, params, params_hash, base_params_hash)"
@@ -158,13 +167,20 @@ def test_performance_per_strategy_gives_pnl_win_rate_and_fees(world: tuple[str, 
     ]
 
 
-def test_ml_scored_trades_are_compared_with_the_rest(world: tuple[str, dict[str, UUID]]) -> None:
+def test_ml_arms_compare_boosted_control_and_ml_off_with_a_wilson_interval(
+        world: tuple[str, dict[str, UUID]]) -> None:
     url, _ = world
-    assert rows(url, "select strategy, ml_scored, trades, win_rate_pct, pnl_quote, avg_pnl_pct"
-                     " from dashboard_ml_vs_rules order by strategy, ml_scored") == [
-        ("dca", False, 1, Decimal("0.00"), Decimal("-1.25"), Decimal("-2.5000")),
-        ("dca", True, 2, Decimal("100.00"), Decimal("2.30"), Decimal("2.2500")),
-        ("swing", False, 1, Decimal("100.00"), Decimal("2.00"), Decimal("2.0000")),
+    # one trade each: a win's 95 % Wilson interval is [20.65, 100], a loss's [0, 79.35]
+    assert rows(url, "select strategy, arm, trades, wins, win_rate_pct, win_rate_ci_low_pct, win_rate_ci_high_pct,"
+                     " pnl_quote, avg_pnl_pct from dashboard_ml_vs_rules order by strategy, arm") == [
+        ("dca", "boosted", 1, 1, Decimal("100.00"), Decimal("20.65"), Decimal("100.00"), Decimal("1.80"),
+         Decimal("3.5000")),
+        ("dca", "control", 1, 1, Decimal("100.00"), Decimal("20.65"), Decimal("100.00"), Decimal("0.50"),
+         Decimal("1.0000")),
+        ("dca", "ml_off", 1, 0, Decimal("0.00"), Decimal("0.00"), Decimal("79.35"), Decimal("-1.25"),
+         Decimal("-2.5000")),
+        ("swing", "ml_off", 1, 1, Decimal("100.00"), Decimal("20.65"), Decimal("100.00"), Decimal("2.00"),
+         Decimal("2.0000")),
     ]
 
 

@@ -14,13 +14,14 @@ import pytest
 
 from controller.data import flags
 from controller.data.storage.postgres import PostgresStore
+from controller.scan.regime import Regime
 from controller.scan.strategy_params import load_strategies
 from ml import registry
 from ml.config import MlConfig, TrainParams
 from ml.features import FEATURES
 from ml.scoring import MlScorer
 from ml.train import ConfidenceModel, fit, walk_forward
-from tests.integration.test_pipeline import ENTRY_SCAN, SPECS, rows, scanner
+from tests.integration.test_pipeline import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
 from tests.unit.test_ml_train import synthetic_events
 
 PARAMS = TrainParams(folds=2, min_events=100, max_iter=30)
@@ -68,6 +69,10 @@ def _set_flags(url: str, **values: str) -> None:
     with psycopg.connect(url) as conn:
         for name, value in values.items():
             flags.set_flag(conn, SPECS, name.replace("_", ".", 1), value, "test")
+
+
+# What the rules alone size an ADA-BTC entry at: the scanner's BTC amount at CAUTION's multiplier.
+BASE = BTC_SIZING.quotes["BTC"].amount * ACT_AS_CAUTION.size_multiplier[Regime.CAUTION]
 
 
 def _scan(store: PostgresStore, url: str) -> tuple[Any, MlScorer]:
@@ -142,7 +147,8 @@ def test_ml_off_leaves_signals_unscored(store: PostgresStore, migrated_db: str, 
     _activate(migrated_db, _save(migrated_db, wide_model[0], tmp_path))
     report, _ = _scan(store, migrated_db)
     assert report.emitted == 1
-    assert rows(migrated_db, "select ml_confidence, model_version, quote_amount from signals") == [(None, None, 25)]
+    [(confidence, model, amount)] = rows(migrated_db, "select ml_confidence, model_version, quote_amount from signals")
+    assert (confidence, model, float(amount)) == (None, None, pytest.approx(BASE))
     assert rows(migrated_db, "select count(*) from ml_predictions") == [(0,)]
 
 
@@ -161,7 +167,7 @@ def test_a_boosted_signal_carries_its_score_and_a_scaled_size(store: PostgresSto
     assert model == version and p_signal == signal_id and arm == "boosted"
     assert confidence == pytest.approx(p_conf) and 0 <= confidence <= 1
     assert mult == pytest.approx(min(1.5, max(0.5, 1 + 2 * (confidence - 0.6))))
-    assert float(amount) == pytest.approx(25 * mult)
+    assert float(amount) == pytest.approx(BASE * mult)
     assert dissimilarity < 0.25
     [(progress,)] = rows(migrated_db, "select progress from heartbeats where component = 'ml'")
     assert progress["boosted"] == 1 and progress["models"] == {"dca": version}
@@ -174,7 +180,7 @@ def test_a_control_signal_is_scored_but_keeps_its_size(store: PostgresStore, mig
     _set_flags(migrated_db, ml_enabled="true", ml_control_share="1")
     _scan(store, migrated_db)
     [(confidence, amount)] = rows(migrated_db, "select ml_confidence, quote_amount from signals")
-    assert confidence is not None and amount == 25
+    assert confidence is not None and float(amount) == pytest.approx(BASE)
     assert rows(migrated_db, "select arm, size_multiplier from ml_predictions") == [("control", 1.0)]
 
 
@@ -186,7 +192,7 @@ def test_a_stale_model_and_unlike_inputs_have_no_effect_and_are_counted(
     report, scorer = _scan(store, migrated_db)
     assert report.emitted == 1  # the veto would have dropped it: OOD scores have no effect
     assert rows(migrated_db, "select arm, vetoed from ml_predictions") == [("ood", False)]
-    assert rows(migrated_db, "select quote_amount from signals") == [(25,)]
+    assert [float(a) for (a,) in rows(migrated_db, "select quote_amount from signals")] == [pytest.approx(BASE)]
     assert scorer.counters["ood"] == 1
 
     with psycopg.connect(migrated_db) as conn:
