@@ -89,7 +89,8 @@ def read_report(conn: psycopg.Connection) -> ReportData:
 
 def _figure_html(fig: Any, div_id: str) -> str:
     fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=360, template="plotly_white")
-    return ('<div class="chart">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+    # ids are prefixed: a bare "equity" would also name the section, and Plotly would draw into that
+    return ('<div class="chart">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{div_id}",
                                                 config={"displaylogo": False, "responsive": True}) + "</div>")
 
 
