@@ -138,7 +138,8 @@ def select(folder: Path, exchange: str | None = None, symbols: Sequence[str] | N
     timeframe = max((finest[s].timeframe for s in wanted), key=timeframe_seconds)
     first = max(spans[s][0] for s in wanted)
     last = min(spans[s][1] for s in wanted)
-    begin = start or first + timedelta(hours=24)  # a day of history for the indicators
+    # a day of history for the indicators, then on the 5-minute grid the replay steps on
+    begin = start or pd.Timestamp(first + timedelta(hours=24)).ceil(FINEST_NEEDED.replace("m", "min")).to_pydatetime()
     finish = min(begin + timedelta(hours=hours), last) if hours else last
     outside = [s for s in wanted if begin >= finish or not _covers(frames[s], begin, finish)]
     if outside:

@@ -399,21 +399,45 @@ PHASES: dict[int, Callable[[Demo], Awaitable[None]]] = {0: phase0, 1: phase1, 2:
 
 # --- the end: every checklist and the report ---------------------------------------------------------------
 
+def print_tables(demo: Demo) -> None:
+    """The signal funnel and the P&L per strategy, from the dashboard views."""
+    with demo.conn() as conn:
+        funnel = conn.execute(
+            "select strategy, sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed), sum(rejected),"
+            " sum(expired), sum(open) from dashboard_signal_funnel group by strategy order by strategy").fetchall()
+        performance = conn.execute("select strategy, trades, wins, win_rate_pct, pnl_quote, avg_pnl_pct, fees_quote"
+                                   " from dashboard_strategy_performance order by strategy").fetchall()
+    if not funnel:
+        return
+    table = Table(title="signal funnel (dashboard_signal_funnel)")
+    for column in ("strategy", "emitted", "claimed", "ordered", "filled", "closed", "rejected", "expired", "open"):
+        table.add_column(column)
+    for row in funnel:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    quote = demo.selection.quote
+    table = Table(title="closed trades: P&L per strategy (dashboard_strategy_performance)")
+    for column in ("strategy", "trades", "wins", "win rate %", f"P&L ({quote})", "avg P&L %", f"fees ({quote})"):
+        table.add_column(column)
+    for strategy, count, wins, win_rate, pnl, avg_pct, fees in performance:
+        table.add_row(strategy, str(count), str(wins), str(win_rate), f"{pnl:+.8g}", f"{avg_pct:+.2f}", f"{fees:.8g}")
+    console.print(table)
+
+
 def finish(demo: Demo) -> None:
     demo.store.close()
+    print_tables(demo)
     console.rule("success criteria over the whole run (python -m controller phase check all)")
     with demo.conn() as conn:
         final = {r.phase: r for r in check(conn, [1, 2, 3, 4])}
         page = build_html(read_report(conn), title="Offline demo: seed 004's recovery plan",
                           generated_at=datetime.now(UTC))
-    for phase in range(5):
-        outcome = demo.results.get(phase)
-        if phase in final and not isinstance(outcome, str):
-            console.print(checklist(final[phase]), highlight=False)
-        elif phase == 0 and isinstance(outcome, PhaseResult):
-            console.print(checklist(outcome), highlight=False)
-        elif isinstance(outcome, str):
-            console.print(outcome)
+    if isinstance(demo.results.get(0), PhaseResult):
+        console.print(checklist(demo.results[0]), highlight=False)  # phase 0 is judged by the run, not the tables
+    for phase, result in final.items():
+        console.print(checklist(result), highlight=False)
+        if isinstance(note := demo.results.get(phase), str):
+            console.print(f"  {note}")
     demo.plan.report.write_text(page, encoding="utf-8")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in demo.seconds.items())
     console.print(f"time: {timing}")

@@ -116,3 +116,13 @@ def test_the_browser_check_catches_a_javascript_error(tmp_path: Path) -> None:
     run = open_page(page, "document.querySelectorAll('div.chart').length")
     assert any("undefinedFunction" in e for e in run.errors) and any("bad data" in e for e in run.errors)
     assert run.value == 0
+
+
+def test_an_out_file_in_a_missing_folder_is_refused_before_reading(migrated_db: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    with pytest.raises(typer.Exit) as exc:
+        write_report(migrated_db, tmp_path / "no" / "report.html")
+    assert exc.value.exit_code == 2
+    assert capsys.readouterr().err == f"error: --out: folder {tmp_path / 'no'} does not exist\n"

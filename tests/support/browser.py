@@ -36,7 +36,8 @@ class PageRun:
     value: Any = None
 
 
-async def _session(ws_url: str, url: str, expression: str, screenshot: Path | None, settle_s: float) -> PageRun:
+async def _session(ws_url: str, url: str, expression: str, screenshot: Path | None, settle_s: float,
+                   viewport: tuple[int, int], full_page: bool) -> PageRun:
     run = PageRun()
     async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
         counter = 0
@@ -72,21 +73,23 @@ async def _session(ws_url: str, url: str, expression: str, screenshot: Path | No
         try:
             for domain in ("Runtime", "Log", "Page"):
                 await send(f"{domain}.enable")
-            await send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+            await send("Emulation.setDeviceMetricsOverride", width=viewport[0], height=viewport[1], deviceScaleFactor=1,
+                       mobile=False)
             await send("Page.navigate", url=url)
             await asyncio.wait_for(loaded.wait(), 60)
             await asyncio.sleep(settle_s)  # let late errors and rendering land; not a timing assertion
             result = await send("Runtime.evaluate", expression=expression, returnByValue=True)
             run.value = result.get("result", {}).get("value")
             if screenshot is not None:
-                shot = await send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+                shot = await send("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
         finally:
             task.cancel()
     return run
 
 
-def open_page(path: Path, expression: str = "true", screenshot: Path | None = None, settle_s: float = 1.0) -> PageRun:
+def open_page(path: Path, expression: str = "true", screenshot: Path | None = None, settle_s: float = 1.0,
+              viewport: tuple[int, int] = (1280, 900), full_page: bool = True) -> PageRun:
     """Load `path` in headless Chromium; return its errors and the value of `expression`."""
     binary = chromium_path()
     if binary is None:
@@ -113,7 +116,7 @@ def open_page(path: Path, expression: str = "true", screenshot: Path | None = No
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as response:
             pages = [t for t in json.load(response) if t.get("type") == "page"]
         return asyncio.run(_session(pages[0]["webSocketDebuggerUrl"], path.resolve().as_uri(), expression,
-                                    screenshot, settle_s))
+                                    screenshot, settle_s, viewport, full_page))
     finally:
         proc.terminate()
         try:
