@@ -46,12 +46,19 @@ def _dicts(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> 
 
 def read_report(conn: psycopg.Connection) -> ReportData:
     """Everything the report shows, from the views and tables of one database."""
+    # Trades are placed in market time: the entry at the close of the candle the signal was decided on (its scan
+    # row), the exit one holding period later. Live, that is within seconds of the order times; in a replay the
+    # executor's clock is not the candles' clock, and only market time puts the marks on the price chart.
     trades = _dicts(conn, """
         select s.strategy, t.symbol, t.side, t.exit_reason, t.entry_price::float8 as entry_price,
                t.exit_price::float8 as exit_price, t.amount::float8 as amount, t.pnl_quote::float8 as pnl_quote,
-               t.pnl_pct::float8 as pnl_pct, t.fees_quote::float8 as fees_quote, t.opened_at, t.closed_at,
+               t.pnl_pct::float8 as pnl_pct, t.fees_quote::float8 as fees_quote,
+               coalesce(sc.candle_ts, t.opened_at) as opened_at,
+               coalesce(sc.candle_ts, t.opened_at) + (t.closed_at - t.opened_at) as closed_at,
                s.ml_confidence, s.features->>'ml_arm' as ml_arm, s.exchange
-          from trades t join signals s on s.id = t.signal_id order by t.closed_at""")
+          from trades t join signals s on s.id = t.signal_id
+          left join lateral (select min(candle_ts) as candle_ts from scans where signal_id = s.id) sc on true
+         order by 12""")
     row = conn.execute("select coalesce(sum(emitted), 0), coalesce(sum(claimed), 0), coalesce(sum(ordered), 0),"
                        " coalesce(sum(filled), 0), coalesce(sum(closed), 0) from dashboard_signal_funnel").fetchone()
     funnel = dict(zip(("emitted", "claimed", "ordered", "filled", "closed"), map(int, row), strict=True))
