@@ -126,3 +126,25 @@ def test_an_out_file_in_a_missing_folder_is_refused_before_reading(migrated_db: 
         write_report(migrated_db, tmp_path / "no" / "report.html")
     assert exc.value.exit_code == 2
     assert capsys.readouterr().err == f"error: --out: folder {tmp_path / 'no'} does not exist\n"
+
+
+def test_a_replays_trades_are_marked_at_their_decision_candle_not_at_the_executor_clock(migrated_db: str) -> None:
+    """In a replay the executor's clock runs years after the candles; the scan row puts a trade back in market
+    time, so its entry and exit land on the pair's price chart."""
+    from controller.ops.report import read_report
+
+    with psycopg.connect(migrated_db) as conn:
+        full_history(conn)
+        conn.execute("update trades set opened_at = opened_at + interval '3000 days',"
+                     " closed_at = closed_at + interval '3000 days'")
+        decided = T0 + timedelta(hours=7)
+        sid = conn.execute("select signal_id from trades order by closed_at limit 1").fetchone()[0]
+        conn.execute("insert into scans (candle_ts, strategy, exchange, symbol, timeframe, decision, reason,"
+                     " signal_id) values (%s, 'DCA', 'bittrex', 'LTC-BTC', '5m', 'enter', 'dip', %s)", (decided, sid))
+        conn.commit()
+        data = read_report(conn)
+    marked = next(t for t in data.trades if t["opened_at"] == decided)
+    assert marked["closed_at"] == decided + timedelta(minutes=20)  # the holding period is kept
+    assert "LTC-BTC" in data.candles  # candles exist around that trade's market time
+    unscanned = [t for t in data.trades if t["opened_at"] != decided]
+    assert all(t["opened_at"] > T0 + timedelta(days=2999) for t in unscanned)  # no scan row: the order's own time
