@@ -99,6 +99,8 @@ def parse_phases(text: str) -> tuple[int, ...]:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     phases = parse_phases(args.phases)
+    if args.hours is not None and args.hours <= 0:
+        raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 24.0)
     phase2 = 8.0 if args.quick else 72.0
     replayed = phase1 * (1 in phases) + phase2 * (2 in phases)

@@ -108,6 +108,7 @@ def test_every_phase_on_a_usdt_pair_recorded_in_two_windows(migrated_db: str, tm
     (["--phases", "2-7"], "error: --phases: phases are 0 to 4, got '2-7'"),
     (["--phases", "one"], "error: --phases: expected a range like 0-4 or a list like 1,2, got 'one'"),
     (["--start", "yesterday"], "error: --start: not an ISO 8601 time: 'yesterday'"),
+    (["--hours", "-3"], "error: --hours must be positive, got -3"),
     (["--report", "/nonexistent/r.html"], "error: --report: folder /nonexistent does not exist"),
 ])
 def test_options_that_cannot_work_stop_with_one_line_before_touching_a_database(
