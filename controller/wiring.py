@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.config import ControllerConfig, Secrets, load_model
+from controller.config import ConfigError, ControllerConfig, Secrets, load_model
 from controller.data import db, flags
 from controller.data.market_data import (
     CcxtSource,
@@ -45,6 +45,16 @@ def live_source(config: ControllerConfig) -> MarketDataSource:
     return FailoverSource(primary, CcxtSource(config.universe.backup_exchange))
 
 
+def replay_exchange(source: ReplaySource) -> str:
+    """The exchange the recorded files come from (their names say it); several need --exchange."""
+    exchanges = source.exchanges()
+    if len(exchanges) != 1:
+        found = ", ".join(exchanges) or "none"
+        raise ConfigError(f"{source.folder} holds candles of {len(exchanges)} exchanges ({found}): "
+                          "pass --exchange to say which to replay")
+    return exchanges[0]
+
+
 def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = None, exchange: str | None = None,
           start: datetime | None = None, symbols: tuple[str, ...] | None = None) -> Wiring:
     """A Scanner on the live exchange, or on recorded candles (`replay`) with a simulated clock at `start`."""
@@ -57,7 +67,7 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
     if replay is not None:
         clock = SimClock(start or datetime.now(UTC))
         source: MarketDataSource = ReplaySource(replay, exchange, clock=clock)
-        exchange_name = exchange or config.universe.exchange
+        exchange_name = exchange or replay_exchange(source)
         universe = symbols or tuple(source.symbols())
         now: Callable[[], datetime] = clock.now
     else:
@@ -66,7 +76,8 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
         universe = symbols or config.universe.symbols
         now = lambda: datetime.now(UTC)  # noqa: E731
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
-                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults)
+                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
+                      simulated=clock is not None)
     return Wiring(scanner, store, clock, strategy_config)
 
 

@@ -24,7 +24,7 @@ from controller.data.market_data import (
     normalize_symbol,
     timeframe_seconds,
 )
-from controller.scan.signals import SizingParams
+from controller.scan.signals import QuoteSizing, SizingParams
 
 FILE_NAME = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])"
                        r"(?:_(?P<date>\d{8}))?\.csv$")
@@ -57,12 +57,19 @@ class Selection:
     end: datetime
     quote: str
 
+    def amount(self, share: float = 1.0) -> float:
+        """The seed's $50 a trade in this quote currency, times `share`."""
+        return QUOTE_UNIT[self.quote] * share
+
+    @property
+    def balance(self) -> float:
+        """The seed's $10k paper balance in this quote currency."""
+        return QUOTE_UNIT[self.quote] * 200
+
     def sizing(self, share: float = 1.0, **overrides: float | int) -> SizingParams:
-        """Seed sizing ($50 a trade, a $10k balance) in this quote currency, times `share` per trade."""
-        unit = QUOTE_UNIT[self.quote]
-        values: dict[str, float | int] = {"quote_amount": unit * share, "balance": unit * 200, "max_balance_share": 0.5}
-        values.update(overrides)
-        return SizingParams(**values)
+        """Seed sizing (at most half the balance deployed) in this quote currency, `share` of $50 a trade."""
+        quotes = {self.quote: QuoteSizing(amount=self.amount(share), balance=self.balance)}
+        return SizingParams(quotes=quotes, max_balance_share=0.5, **overrides)
 
 
 def catalog(folder: Path) -> list[Series]:

@@ -53,6 +53,7 @@ from controller.ops.phase_check import Check, PhaseResult, check
 from controller.ops.report import build_html, read_report
 from controller.ops.retention import human_bytes, run_retention, storage_report
 from controller.scan.pipeline import Scanner
+from controller.scan.signals import SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
 from offline.harness import Harness, executor_config, start, stop
@@ -225,12 +226,12 @@ def fee_exchange(demo: Demo) -> MockPaperExchange:
     """Hummingbot's paper exchange charging Binance's fees, funded in the selection's quote currency."""
     exchange = MockPaperExchange(trade_fee_schema=TradeFeeSchema(
         maker_percent_fee_decimal=FEE, taker_percent_fee_decimal=FEE, buy_percent_fee_deducted_from_returns=True))
-    exchange.set_balance(demo.selection.quote, demo.selection.sizing().balance)
+    exchange.set_balance(demo.selection.quote, demo.selection.balance)
     for symbol in demo.selection.symbols:
         candles = demo.source.fetch_ohlcv(symbol, demo.selection.timeframe, demo.clock.now() - timedelta(days=2),
                                           demo.clock.now())
         mid = float(candles["close"].iloc[-1]) if not candles.empty else 0.0
-        exchange.set_balance(symbol.split("-")[0], demo.selection.sizing().quote_amount * BASE_FLOAT_SHARE / mid
+        exchange.set_balance(symbol.split("-")[0], demo.selection.amount() * BASE_FLOAT_SHARE / mid
                              if mid else 0)
     return exchange
 
@@ -243,6 +244,13 @@ def follow(demo: Demo, now: datetime) -> None:
         if not candles.empty:
             mid = float(candles["close"].iloc[-1])
             demo.harness.book(symbol, mid, spread_step=mid * 0.0002, volume=1e9 / 1e4)
+
+
+def demo_config(demo: Demo, sizing: SizingParams) -> ControllerConfig:
+    """The controller config with the selection's sizing. Recordings without the regime's BTC market (the 2018
+    Bittrex files) leave the regime unknown: the demo acts as CAUTION there instead of blocking every entry."""
+    return demo.config.model_copy(update={
+        "sizing": sizing, "regime": demo.config.regime.model_copy(update={"on_missing": "caution"})})
 
 
 def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConfig) -> Scanner:
@@ -293,7 +301,7 @@ async def phase1(demo: Demo) -> None:
     demo.set_phase(1)
     strategies = load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
                                  demo.config.resolve(demo.config.loop.tiers_file))
-    config = demo.config.model_copy(update={"sizing": demo.selection.sizing()})
+    config = demo_config(demo, demo.selection.sizing())
     until = min(demo.clock.now() + timedelta(hours=demo.plan.phase1_hours), demo.selection.end)
     console.print(f"phase 1: rules -> Hummingbot paper trades, {demo.plan.phase1_hours:g} h from "
                   f"{demo.clock.now():%Y-%m-%d %H:%M}, {_sizes(demo.selection, 1.0)}")
@@ -322,8 +330,8 @@ def validation_strategies(demo: Demo) -> StrategiesConfig:
 
 async def phase2(demo: Demo) -> None:
     demo.set_phase(2)
-    config = demo.config.model_copy(update={"sizing": demo.selection.sizing(
-        0.4, max_open_total=200, max_open_per_strategy=200, max_open_per_symbol=3)})
+    config = demo_config(demo, demo.selection.sizing(0.4, max_open_total=200, max_open_per_strategy=200,
+                                                     max_open_per_symbol=3))
     before = demo.trades()
     until = min(demo.clock.now() + timedelta(hours=demo.plan.phase2_max_hours), demo.selection.end)
     console.print(f"phase 2: validation profile (DCA only, small positions, 1 % exits) on "
@@ -358,8 +366,8 @@ async def _with_harness(demo: Demo, body: Callable[[], Awaitable[int]]) -> int:
 
 
 def _sizes(selection: Selection, share: float) -> str:
-    sizing = selection.sizing(share)
-    return f"{sizing.quote_amount:g} {selection.quote} a trade, paper balance {sizing.balance:g} {selection.quote}"
+    quote = selection.quote
+    return f"{selection.amount(share):g} {quote} a trade, paper balance {selection.balance:g} {quote}"
 
 
 # --- phases 3 and 4: the ML and shadow packages, when built -------------------------------------------------

@@ -53,6 +53,8 @@ def scan_cmd(
     finally:
         wiring.store.close()
     _print_report(report)
+    if report.outage:  # cron and supervisors must notice: no pair got candles
+        raise typer.Exit(1)
 
 
 def run_cmd(
@@ -97,7 +99,8 @@ def _print_report(report: CycleReport) -> None:
         console.print(f"scan at {report.at:%Y-%m-%d %H:%M} skipped: {report.skipped}")
         return
     regime = report.regime
-    console.print(f"scan at {report.at:%Y-%m-%d %H:%M}: regime {regime.regime.value} ({regime.reason})")
+    console.print(f"scan at {report.at:%Y-%m-%d %H:%M} on {report.exchange}: regime {regime.regime.value} "
+                  f"({regime.reason})", soft_wrap=True)
     table = Table(title="decisions")
     for column in ("strategy", "symbol", "decision", "confidence", "reason"):
         table.add_column(column)
@@ -106,5 +109,9 @@ def _print_report(report: CycleReport) -> None:
                       f"{item.decision.confidence:.2f}", item.reason)
     console.print(table)
     for name, failure in sorted(report.failures.items()):
+        if report.outage and name.startswith("data:"):
+            continue  # said once below
         console.print(f"[red]failed[/red] {name}: {failure}")
+    if report.outage:
+        console.print(f"[red]{report.outage}[/red]", soft_wrap=True)
     console.print(f"{report.emitted} signal(s) emitted in {report.duration_s:.2f} s")

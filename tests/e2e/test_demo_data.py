@@ -33,7 +33,7 @@ def test_windows_of_one_pair_are_merged_and_sizes_follow_the_usdt_quote(tmp_path
     assert (selection.exchange, selection.symbols, selection.quote) == ("binance", ("BTC-USDT",), "USDT")
     assert selection.start == utc(first["timestamp"].iloc[0]) + timedelta(hours=24)
     assert selection.end == utc(second["timestamp"].iloc[-1])  # the later window is part of the series
-    assert selection.sizing().quote_amount == 50 and selection.sizing().balance == 10_000
+    assert selection.sizing().quotes["USDT"].amount == 50 and selection.sizing().quotes["USDT"].balance == 10_000
     source = DatasetSource(selection, clock=SimClock(utc(second["timestamp"].iloc[-1]) + timedelta(hours=1)))
     candles = source.fetch_ohlcv("BTC-USDT", "5m", utc(first["timestamp"].iloc[0]), None)
     assert len(candles) == 4000  # both windows, the gap between them left as it is
@@ -48,7 +48,7 @@ def test_one_minute_only_btc_pairs_replay_as_five_minute_candles_in_btc_sizes(tm
     copy("bittrex_LTC-BTC_1m.csv", tmp_path)  # 38 missing minutes: gaps stay gaps
     selection = select(tmp_path, symbols=["eth/btc", "LTC-BTC"], hours=6)
     assert selection.symbols == ("ETH-BTC", "LTC-BTC") and selection.timeframe == "1m"
-    assert selection.quote == "BTC" and selection.sizing().quote_amount == 0.002
+    assert selection.quote == "BTC" and selection.sizing(0.4).quotes["BTC"].amount == pytest.approx(0.0008)
     assert selection.end - selection.start == timedelta(hours=6)
     source = DatasetSource(selection, clock=SimClock(selection.end))
     five = source.fetch_ohlcv("ETH-BTC", "5m", selection.start, selection.end)
