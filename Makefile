@@ -17,13 +17,13 @@ $(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/proje
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Phase 1 offline: the controller on recorded candles, the Hummingbot executor on its real Clock and
-# paper exchange, both on the embedded Postgres; ends with the funnel and the P&L from the database views.
+# Seed 004's phases 0-4 offline: retention, then the controller on recorded candles and the Hummingbot
+# executor on its real Clock and paper exchange, both on the embedded Postgres; ends with every phase's
+# checklist and the path of demo-report.html. DEMO_ARGS passes options, e.g. DEMO_ARGS="--quick".
 demo: $(STAMP)
 	$(PY) -m controller db start
 	$(PY) -m controller migrate
-	$(PY) -m controller flags show
-	$(PY) -m offline.demo
+	$(PY) -m offline.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	@set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done

@@ -62,6 +62,13 @@ if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 
         || say "docker-compose could not be installed: the compose file is then checked structurally only"
 fi
 
+# Debian's chromium opens the HTML report in the browser test (it skips with a reason where chromium is absent).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing chromium with apt-get (to test the HTML report in a real browser)"
+    { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } \
+        || say "chromium could not be installed: the report's browser test will be skipped"
+fi
+
 # --- 3. Python packages, pinned -----------------------------------------------------------------
 # Each requirements file is installed under requirements/constraints.txt (the lock).
 "${PIP[@]}" install -q -r requirements/hummingbot-runtime.in -r requirements/project.in -c requirements/constraints.txt

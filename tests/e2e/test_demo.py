@@ -1,23 +1,38 @@
-"""The offline phase-1 run (what `make demo` runs), on a short window: signals become trades."""
+"""The offline demo (what `make demo` runs): phase 1 on the shared recordings, every phase on a USDT folder cut
+into two windows, and the options that do not fit the data."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import psycopg
+import pytest
 
 from controller.config import PROJECT_ROOT
+from controller.data.market_data import ohlcv_dir
+from offline import demo
+
+SHARED = ohlcv_dir()
+needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
 
 
-def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str) -> None:
+def run_demo(url: str, *args: str, timeout: int = 420) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
-    env.update(DATABASE_URL=migrated_db, COLUMNS="160")
-    result = subprocess.run([sys.executable, "-m", "offline.demo", "--hours", "12"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    env.update(DATABASE_URL=url, COLUMNS="160")
+    return subprocess.run([sys.executable, "-m", "offline.demo", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@needs_data
+def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp_path: Path) -> None:
+    result = run_demo(migrated_db, "--phases", "1", "--hours", "12", "--report", str(tmp_path / "r.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "signal funnel" in result.stdout and "P&L per strategy" in result.stdout
+    assert "phase 1: rules trading on paper" in result.stdout
 
     with psycopg.connect(migrated_db) as conn:
         statuses = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
@@ -27,13 +42,17 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str) -> 
             " count(*) filter (where o.purpose = 'exit') from trades t join orders o on o.signal_id = t.signal_id"
             " group by 1").fetchall()
         funnel = conn.execute("select sum(emitted), sum(claimed), sum(closed) from dashboard_signal_funnel").fetchone()
+        fees = conn.execute("select count(*) filter (where fee_quote > 0), count(*) from fills").fetchone()
     assert statuses.get("new", 0) == 0 and statuses.get("claimed", 0) == 0  # every signal reached the bot
     assert trades[0] >= 3 and trades[0] == trades[1]  # at most one closed trade per signal
     assert all(entries == 1 and exits == 1 for _, entries, exits in orders)  # each executed once
     assert funnel[0] == funnel[1] == sum(statuses.values())  # the view agrees: all emitted, all claimed
     assert funnel[2] == statuses.get("closed", 0) >= trades[0]
+    assert fees[0] == fees[1] > 0  # every fill paid a fee
 
     # `verify` on the demo run agrees with the database
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
+    env.update(DATABASE_URL=migrated_db, COLUMNS="160")
     verify = subprocess.run([sys.executable, "-m", "controller", "verify", "--window", "1h"], cwd=PROJECT_ROOT,
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     lines = {line.split("│")[1].strip(): line.split("│")[2].strip()
@@ -47,3 +66,57 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str) -> 
                                  " where closed_at >= now() - interval '1 hour' and closed_at <= now()").fetchone()[0]
     assert f"trades closed in the window: {in_window}," in verify.stdout
     assert verify.returncode == (1 if "stuck" in verify.stdout and "nothing stuck" not in verify.stdout else 0)
+
+
+@needs_data
+def test_every_phase_on_a_usdt_pair_recorded_in_two_windows(migrated_db: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    recorded = pd.read_csv(SHARED / "binanceusdm_BTC-USDT_5m.csv")
+    recorded.iloc[:1500].to_csv(data / "binance_BTC-USDT_5m_20230102.csv", index=False)
+    recorded.iloc[2500:4000].to_csv(data / "binance_BTC-USDT_5m_20230111.csv", index=False)
+    report = tmp_path / "report.html"
+    result = run_demo(migrated_db, "--data", str(data), "--quick", "--start", "2023-01-12T10:00:00Z", "--hours", "4",
+                      "--report", str(report))  # in the second window: BTC fell and bounced that afternoon
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "binance BTC-USDT (5m candles, quoted in USDT)" in out
+    assert "phase 0: storage bounded: holds" in out
+    assert "50 USDT a trade, paper balance 10000 USDT" in out and "20 USDT a trade" in out
+    assert "phase 3 skipped: ml package not built" in out and "phase 4 skipped: shadow package not built" in out
+    final = out.split("success criteria over the whole run")[1]
+    for phase in (1, 2, 3, 4):  # all four checklists at the end, the skipped ones saying so
+        assert f"phase {phase}: " in final
+    assert "phase 3: ML as a booster: does not hold" in final and "phase 3 skipped: ml package not built" in final
+    assert f"report: {report}" in out.replace("\n", "")
+    page = report.read_text()
+    assert "Offline demo" in page and "Phase checklist" in page
+    with psycopg.connect(migrated_db) as conn:
+        sizes = {float(q) for (q,) in conn.execute("select distinct quote_amount from signals")}
+        flags = dict(conn.execute("select name, value from flags where name in ('phase', 'profile')").fetchall())
+        # the old candles phase 0 loaded (200 days back); the replayed 2023 ones are stored after retention ran
+        archived = conn.execute("select count(*) from candles where ts < now() - interval '180 days'"
+                                " and ts > now() - interval '1 year'").fetchone()[0]
+    # in USDT: at most 50 a trade (20 in validation), scaled down by the regime and the DCA grid's first level,
+    # never a BTC-sized amount such as 0.002
+    assert sizes and all(1.0 <= size <= 50.0 for size in sizes), sizes
+    assert flags["phase"] == 2 and flags["profile"] == "validation"  # phases 3 and 4 were skipped
+    assert archived == 0  # retention left no old candle behind
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--data", "/nonexistent/candles"], "error: no such folder: /nonexistent/candles"),
+    (["--phases", "2-7"], "error: --phases: phases are 0 to 4, got '2-7'"),
+    (["--phases", "one"], "error: --phases: expected a range like 0-4 or a list like 1,2, got 'one'"),
+    (["--start", "yesterday"], "error: --start: not an ISO 8601 time: 'yesterday'"),
+    (["--hours", "-3"], "error: --hours must be positive, got -3"),
+    (["--report", "/nonexistent/r.html"], "error: --report: folder /nonexistent does not exist"),
+])
+def test_options_that_cannot_work_stop_with_one_line_before_touching_a_database(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = ["--data", str(SHARED)] if "--data" not in args else []
+    if data and not SHARED.is_dir():
+        pytest.skip(f"shared recordings not found at {SHARED}")
+    assert demo.main([*data, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1

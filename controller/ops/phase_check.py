@@ -1,0 +1,311 @@
+"""The success criteria of seed 004, per phase, read from the database: `python -m controller phase check N`.
+
+`read_facts` is the only I/O: a handful of aggregate queries over the trading tables. `check_phase` is pure:
+facts in, a checklist out, each line with the figure behind it, so a test can feed it rows directly.
+
+Conventions the checks rely on (what the executor, the ML booster and the shadow evaluator write):
+- a trade is a row of `trades`; an order failed when its status is `failed`;
+- phase 3: a signal is ML-scored when `ml_confidence` is set; its arm is `features->>'ml_arm'`
+  (`boosted` or `control`) when the booster writes one, else scored counts as boosted and unscored as control;
+- phase 4: a variation's results are its evaluated `shadow_outcomes` (would_enter, pnl_pct); the champion is
+  the variation whose params_hash equals its base_params_hash (or is named CHAMPION), else the real trades of
+  the strategy; a recommendation is validated when applied and no later row rolls it back (`rollback_of`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+PHASES = (1, 2, 3, 4)
+SIGNIFICANCE = 0.05  # two-sided p-value below which two result sets count as different
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    figure: str
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: int
+    title: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "title": self.title, "ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class TradeRow:
+    strategy: str
+    pnl_quote: float
+    pnl_pct: float
+    exit_reason: str
+    side: str
+    amount: float
+    entry_price: float
+    exit_price: float
+    fees_quote: float
+    has_entry_fill: bool
+    has_exit_fill: bool
+    ml_confidence: float | None
+    ml_arm: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    variation: str
+    strategy: str
+    champion: bool
+    pnl_pct: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    id: int
+    strategy: str
+    status: str
+    rollback_of: int | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the checks read, already aggregated where the database does it better."""
+
+    signals_by_status: dict[str, int] = field(default_factory=dict)
+    signals_claimed: int = 0
+    strategies_with_signals: tuple[str, ...] = ()
+    orders_by_purpose_status: dict[tuple[str, str], int] = field(default_factory=dict)
+    closed_signals_without_trade: int = 0
+    trades: tuple[TradeRow, ...] = ()
+    ml_predictions: int = 0
+    ml_active_models: int = 0
+    outcomes: tuple[Outcome, ...] = ()
+    outcomes_pending: int = 0
+    recommendations: tuple[Recommendation, ...] = ()
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+def win_rate_difference(wins_a: int, n_a: int, wins_b: int, n_b: int) -> tuple[float, float, float] | None:
+    """Difference of two win rates in points (a - b) with its 95% Wald interval; None when a side is empty."""
+    if n_a == 0 or n_b == 0:
+        return None
+    p_a, p_b = wins_a / n_a, wins_b / n_b
+    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
+    diff = (p_a - p_b) * 100
+    return diff, diff - Z95 * se * 100, diff + Z95 * se * 100
+
+
+def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test; None when either side has fewer than two values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats  # scipy is heavy; only phase 4 needs it
+
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        return 1.0 if a[0] == b[0] else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole * 100:.1f} %" if whole else "n/a"
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+def _logged(trade: TradeRow) -> bool:
+    return trade.has_entry_fill and trade.has_exit_fill
+
+
+def _pnl_consistent(trade: TradeRow) -> bool:
+    """P&L after fees agrees with entry, exit and amount (to a part in a thousand of the traded value)."""
+    sign = 1 if trade.side == "buy" else -1
+    gross = sign * (trade.exit_price - trade.entry_price) * trade.amount
+    return abs(gross - trade.fees_quote - trade.pnl_quote) <= 1e-3 * trade.entry_price * trade.amount + 1e-12
+
+
+def _signals_checks(f: Facts) -> list[Check]:
+    emitted = sum(f.signals_by_status.values())
+    waiting = f.signals_by_status.get("new", 0)
+    never_claimed = emitted - waiting - f.signals_claimed
+    entries = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "entry")
+    exits = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "exit")
+    return [
+        Check("signals reaching Hummingbot", f.signals_claimed > 0 and never_claimed == 0,
+              f"{f.signals_claimed} of {emitted} signals claimed by an executor, {waiting} waiting, "
+              f"{never_claimed} expired unclaimed"),
+        Check("orders placed", entries > 0, f"{entries} entry and {exits} exit orders"),
+    ]
+
+
+def _tracking_checks(f: Facts) -> list[Check]:
+    trades = f.trades
+    open_positions = f.signals_by_status.get("executing", 0)
+    inconsistent = sum(not _pnl_consistent(t) for t in trades)
+    total = sum(t.pnl_quote for t in trades)
+    return [
+        Check("positions tracked", bool(trades) and f.closed_signals_without_trade == 0,
+              f"{len(trades)} closed positions with a trade row, {f.closed_signals_without_trade} closed signals "
+              f"without one, {open_positions} open"),
+        Check("P&L calculated", bool(trades) and inconsistent == 0,
+              f"total {total:+.8g} (quote) over {len(trades)} trades, {inconsistent} disagree with "
+              "entry/exit/amount/fees"),
+    ]
+
+
+def phase1(f: Facts) -> PhaseResult:
+    n = len(f.trades)
+    checks = [Check("10+ trades", n >= 10, f"{n} closed trades"), *_signals_checks(f), *_tracking_checks(f)]
+    return PhaseResult(1, "rules trading on paper", tuple(checks))
+
+
+def phase2(f: Facts) -> PhaseResult:
+    n = len(f.trades)
+    orders = sum(f.orders_by_purpose_status.values())
+    failed = sum(c for (_, status), c in f.orders_by_purpose_status.items() if status == "failed")
+    stops = [t for t in f.trades if t.exit_reason == "stop_loss"]
+    profits = [t for t in f.trades if t.exit_reason == "take_profit"]
+    traded = {t.strategy for t in f.trades}
+    untested = sorted(set(f.strategies_with_signals) - traded)
+    per_strategy = ", ".join(f"{s}: {sum(t.strategy == s for t in f.trades)}" for s in sorted(traded)) or "none"
+    unlogged = sum(not _logged(t) for t in f.trades) + f.closed_signals_without_trade
+    checks = (
+        Check("50+ trades", n >= 50, f"{n} closed trades"),
+        Check("order failure rate < 5 %", orders > 0 and failed / orders < 0.05,
+              f"{failed} of {orders} orders failed ({_pct(failed, orders)})"),
+        Check("stop loss seen working", bool(stops) and all(t.pnl_pct < 0 for t in stops),
+              f"{len(stops)} stop-loss exits, {sum(t.pnl_pct < 0 for t in stops)} of them at a loss"),
+        Check("take profit seen working", bool(profits) and all(t.pnl_pct > 0 for t in profits),
+              f"{len(profits)} take-profit exits, {sum(t.pnl_pct > 0 for t in profits)} of them at a profit"),
+        Check("every strategy tested", bool(traded) and not untested,
+              f"trades per strategy: {per_strategy}" + (f"; signals but no trade: {', '.join(untested)}"
+                                                         if untested else "")),
+        Check("every trade logged", n > 0 and unlogged == 0,
+              f"{n - sum(not _logged(t) for t in f.trades)} of {n} trades with entry and exit fills, "
+              f"{f.closed_signals_without_trade} closed signals without a trade row"),
+    )
+    return PhaseResult(2, "validation at volume", checks)
+
+
+def ml_arms(trades: Sequence[TradeRow]) -> tuple[list[TradeRow], list[TradeRow]]:
+    """(boosted, control) trades; see the module docstring for how the arm is read."""
+    if any(t.ml_arm for t in trades):
+        return [t for t in trades if t.ml_arm == "boosted"], [t for t in trades if t.ml_arm == "control"]
+    return [t for t in trades if t.ml_confidence is not None], [t for t in trades if t.ml_confidence is None]
+
+
+def phase3(f: Facts) -> PhaseResult:
+    boosted, control = ml_arms(f.trades)
+    wins_b, wins_c = sum(t.pnl_quote > 0 for t in boosted), sum(t.pnl_quote > 0 for t in control)
+    diff = win_rate_difference(wins_b, len(boosted), wins_c, len(control))
+    if diff is None:
+        lift = Check("win rate up > 5 points vs control", False,
+                     f"{len(boosted)} boosted and {len(control)} control trades: a side is empty")
+    else:
+        point, low, high = diff
+        lift = Check("win rate up > 5 points vs control", point > 5 and low > 0,
+                     f"{point:+.1f} points (95 % CI {low:+.1f} to {high:+.1f}): boosted {_pct(wins_b, len(boosted))}"
+                     f" of {len(boosted)}, control {_pct(wins_c, len(control))} of {len(control)}")
+    checks = (
+        Check("ML predictions generated", f.ml_predictions > 0 and f.ml_active_models > 0,
+              f"{f.ml_predictions} predictions, {f.ml_active_models} active model(s)"),
+        Check("100+ ML-influenced trades", len(boosted) >= 100, f"{len(boosted)} trades of ML-boosted signals"),
+        lift,
+    )
+    return PhaseResult(3, "ML as a booster", checks)
+
+
+ShadowRow = tuple[str, str, int, float, float | None]
+
+
+def shadow_differences(outcomes: Sequence[Outcome], trades: Sequence[TradeRow]) -> list[ShadowRow]:
+    """(variation, strategy, n, mean pnl %, p-value vs the champion) per non-champion variation."""
+    by_variation: dict[tuple[str, str], list[float]] = {}
+    champions: dict[str, list[float]] = {}
+    for o in outcomes:
+        (champions.setdefault(o.strategy, []) if o.champion else by_variation.setdefault((o.variation, o.strategy), [])
+         ).append(o.pnl_pct)
+    rows = []
+    for (name, strategy), values in sorted(by_variation.items()):
+        base = champions.get(strategy) or [t.pnl_pct for t in trades if t.strategy == strategy]
+        rows.append((name, strategy, len(values), sum(values) / len(values), welch_p_value(values, base)))
+    return rows
+
+
+def phase4(f: Facts) -> PhaseResult:
+    rows = shadow_differences(f.outcomes, f.trades)
+    different = [r for r in rows if r[4] is not None and r[4] < SIGNIFICANCE]
+    shown = "; ".join(f"{name} ({strategy}) n={n} mean {mean:+.2f} % p={'n/a' if p is None else f'{p:.3g}'}"
+                      for name, strategy, n, mean, p in rows[:4]) or "no evaluated variation"
+    rolled_back = {r.rollback_of for r in f.recommendations if r.rollback_of is not None}
+    applied = [r for r in f.recommendations if r.status in ("applied", "rolled_back") and r.rollback_of is None]
+    standing = [r for r in applied if r.id not in rolled_back and r.status == "applied"]
+    checks = (
+        Check("variations evaluated", len({o.variation for o in f.outcomes}) >= 2,
+              f"{len(f.outcomes)} evaluated outcomes over {len({o.variation for o in f.outcomes})} variations, "
+              f"{f.outcomes_pending} pending"),
+        Check("variations with significantly different results", bool(different),
+              f"{len(different)} of {len(rows)} differ from the champion at p < {SIGNIFICANCE}: {shown}"),
+        Check("recommendations validated", bool(standing),
+              f"{len(f.recommendations)} recommendation rows, {len(applied)} applied, {len(rolled_back)} rolled back, "
+              f"{len(standing)} standing"),
+    )
+    return PhaseResult(4, "shadows recommending", checks)
+
+
+def check_phase(phase: int, facts: Facts) -> PhaseResult:
+    return {1: phase1, 2: phase2, 3: phase3, 4: phase4}[phase](facts)
+
+
+# --- reading the database ------------------------------------------------------------------------
+
+def read_facts(conn: psycopg.Connection) -> Facts:
+    """Read what the checks need (read only; ends its transaction)."""
+    signals = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
+    claimed = conn.execute("select count(*) from signals where claimed_at is not null").fetchone()[0]
+    strategies = tuple(r[0] for r in conn.execute("select distinct strategy from signals order by 1").fetchall())
+    orders = {(p, s): n for p, s, n in conn.execute(
+        "select purpose, status, count(*) from orders group by 1, 2").fetchall()}
+    orphans = conn.execute("select count(*) from signals s where s.status = 'closed'"
+                           " and not exists (select 1 from trades t where t.signal_id = s.id)").fetchone()[0]
+    trades = tuple(TradeRow(*row) for row in conn.execute("""
+        select s.strategy, t.pnl_quote::float8, t.pnl_pct::float8, t.exit_reason, t.side, t.amount::float8,
+               t.entry_price::float8, t.exit_price::float8, t.fees_quote::float8,
+               exists (select 1 from fills f join orders o using (client_order_id)
+                        where f.signal_id = t.signal_id and o.purpose = 'entry'),
+               exists (select 1 from fills f join orders o using (client_order_id)
+                        where f.signal_id = t.signal_id and o.purpose = 'exit'),
+               s.ml_confidence, s.features->>'ml_arm'
+          from trades t join signals s on s.id = t.signal_id
+         order by t.closed_at""").fetchall())
+    predictions = conn.execute("select count(*) from ml_predictions").fetchone()[0]
+    models = conn.execute("select count(*) from ml_models where active").fetchone()[0]
+    outcomes = tuple(Outcome(*row) for row in conn.execute("""
+        select v.name, v.strategy, v.params_hash = v.base_params_hash or upper(v.name) = 'CHAMPION',
+               o.pnl_pct::float8
+          from shadow_outcomes o join shadow_variations v on v.id = o.variation_id
+         where o.status = 'evaluated' and o.would_enter and o.pnl_pct is not null""").fetchall())
+    pending = conn.execute("select count(*) from shadow_outcomes where status = 'pending'").fetchone()[0]
+    recommendations = tuple(Recommendation(*row) for row in conn.execute(
+        "select id, strategy, status, rollback_of from recommendations order by id").fetchall())
+    conn.rollback()
+    return Facts(signals, claimed, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
+                 recommendations)
+
+
+def check(conn: psycopg.Connection, phases: Sequence[int]) -> list[PhaseResult]:
+    facts = read_facts(conn)
+    return [check_phase(p, facts) for p in phases]

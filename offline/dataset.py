@@ -1,0 +1,215 @@
+"""Any folder of recorded candles, as the demo replays it.
+
+Files are `<exchange>_<BASE-QUOTE>_<timeframe>[_<date>].csv` (header `timestamp,open,high,low,close,volume`,
+timestamp = open time in ms UTC). Several files of one pair and timeframe (windows recorded at different
+times, the `_<date>` suffix) are merged into one series with its gaps left as they are. `select` turns the
+user's options into a `Selection` or raises `DatasetError` with one line that says what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from controller.data.market_data import (
+    PRICE_COLUMNS,
+    RecordedFile,
+    ReplaySource,
+    SimClock,
+    normalize_symbol,
+    timeframe_seconds,
+)
+from controller.scan.signals import QuoteSizing, SizingParams
+
+FILE_NAME = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])"
+                       r"(?:_(?P<date>\d{8}))?\.csv$")
+# The replay needs candles at least this fine: the strategies' shortest timeframe (CHANNEL on 5m).
+FINEST_NEEDED = "5m"
+# Quote units worth about 50 USD (the seed's $50 a trade) and a paper balance of 200 of them, per quote.
+USD_QUOTES = ("USD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "EUR")
+QUOTE_UNIT = {**{q: 50.0 for q in USD_QUOTES}, "BTC": 0.002, "ETH": 0.03, "BNB": 0.2}
+
+
+class DatasetError(Exception):
+    """A one-line explanation of why the options do not fit the folder."""
+
+
+@dataclass(frozen=True)
+class Series:
+    exchange: str
+    symbol: str
+    timeframe: str
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    folder: Path
+    exchange: str
+    symbols: tuple[str, ...]
+    timeframe: str  # the finest recorded for every symbol (1m or 5m)
+    start: datetime
+    end: datetime
+    quote: str
+
+    def amount(self, share: float = 1.0) -> float:
+        """The seed's $50 a trade in this quote currency, times `share`."""
+        return QUOTE_UNIT[self.quote] * share
+
+    @property
+    def balance(self) -> float:
+        """The seed's $10k paper balance in this quote currency."""
+        return QUOTE_UNIT[self.quote] * 200
+
+    def sizing(self, share: float = 1.0, **overrides: float | int) -> SizingParams:
+        """Seed sizing (at most half the balance deployed) in this quote currency, `share` of $50 a trade."""
+        quotes = {self.quote: QuoteSizing(amount=self.amount(share), balance=self.balance)}
+        return SizingParams(quotes=quotes, max_balance_share=0.5, **overrides)
+
+
+def catalog(folder: Path) -> list[Series]:
+    """Every (exchange, pair, timeframe) recorded in `folder`, its windows together."""
+    if not folder.is_dir():
+        raise DatasetError(f"no such folder: {folder}")
+    grouped: dict[tuple[str, str, str], list[Path]] = {}
+    for path in sorted(folder.glob("*.csv")):
+        if match := FILE_NAME.match(path.name):
+            grouped.setdefault((match["exchange"], match["symbol"], match["timeframe"]), []).append(path)
+    if not grouped:
+        raise DatasetError(f"no recorded candles in {folder}: expected files named "
+                           "<exchange>_<BASE-QUOTE>_<timeframe>[_<date>].csv, e.g. binance_BTC-USDT_5m.csv")
+    return [Series(e, s, tf, tuple(paths)) for (e, s, tf), paths in sorted(grouped.items())]
+
+
+def load(series: Series) -> pd.DataFrame:
+    """The series' candles, every window merged (a candle recorded twice keeps the later file's values)."""
+    frames = []
+    for path in series.paths:
+        raw = pd.read_csv(path)
+        missing = {"timestamp", *PRICE_COLUMNS} - set(raw.columns)
+        if missing:
+            raise DatasetError(f"{path.name} lacks the columns {', '.join(sorted(missing))}")
+        frames.append(raw)
+    merged = pd.concat(frames, ignore_index=True)
+    if merged.empty:
+        raise DatasetError(f"{', '.join(p.name for p in series.paths)}: no candles")
+    frame = merged.rename(columns={"timestamp": "ts"})[["ts", *PRICE_COLUMNS]]
+    frame[PRICE_COLUMNS] = frame[PRICE_COLUMNS].astype("float64")
+    frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).dt.as_unit("us")
+    frame = frame.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _quote(symbol: str) -> str:
+    return symbol.split("-")[1]
+
+
+def select(folder: Path, exchange: str | None = None, symbols: Sequence[str] | None = None,
+           start: datetime | None = None, hours: float | None = None, max_symbols: int = 5) -> Selection:
+    """Check the options against the folder; default to the exchange and quote with the most pairs."""
+    found = [s for s in catalog(folder) if timeframe_seconds(s.timeframe) <= timeframe_seconds(FINEST_NEEDED)]
+    if not found:
+        raise DatasetError(f"{folder} has no 1m or 5m candles: the strategies need {FINEST_NEEDED} or finer")
+    exchanges = sorted({s.exchange for s in found})
+    if exchange is None:
+        exchange = max(exchanges, key=lambda e: (len({s.symbol for s in found if s.exchange == e}), e))
+    elif exchange not in exchanges:
+        raise DatasetError(f"no {FINEST_NEEDED}-or-finer candles for exchange {exchange!r} in {folder}; "
+                           f"it has: {', '.join(exchanges)}")
+    mine = [s for s in found if s.exchange == exchange]
+    finest = {}  # per pair, the series the replay reads: 5m where recorded, else 1m (resampled by the source)
+    for item in sorted(mine, key=lambda s: timeframe_seconds(s.timeframe)):
+        finest[item.symbol] = item
+    frames = {symbol: load(item) for symbol, item in finest.items()}
+    spans = {symbol: (f["ts"].iloc[0].to_pydatetime(), f["ts"].iloc[-1].to_pydatetime())
+             for symbol, f in frames.items()}
+    if symbols:
+        wanted = [normalize_symbol(s) for s in symbols]
+        if missing := [s for s in wanted if s not in finest]:
+            raise DatasetError(f"no recorded file for {', '.join(missing)} on {exchange} in {folder}; "
+                               f"it has: {', '.join(sorted(finest))}")
+        quotes = sorted({_quote(s) for s in wanted})
+        if len(quotes) > 1:
+            raise DatasetError(f"--symbols mixes quote currencies ({', '.join(quotes)}): the paper balance is in "
+                               "one quote, pick pairs of one")
+    else:
+        wanted = _default_symbols(spans, start, max_symbols)
+    quote = _quote(wanted[0])
+    if quote not in QUOTE_UNIT:
+        raise DatasetError(f"no position size known for quote currency {quote} (known: {', '.join(QUOTE_UNIT)})")
+    timeframe = max((finest[s].timeframe for s in wanted), key=timeframe_seconds)
+    first = max(spans[s][0] for s in wanted)
+    last = min(spans[s][1] for s in wanted)
+    # a day of history for the indicators, then on the 5-minute grid the replay steps on
+    begin = start or pd.Timestamp(first + timedelta(hours=24)).ceil(FINEST_NEEDED.replace("m", "min")).to_pydatetime()
+    finish = min(begin + timedelta(hours=hours), last) if hours else last
+    outside = [s for s in wanted if begin >= finish or not _covers(frames[s], begin, finish)]
+    if outside:
+        raise DatasetError(f"the window {begin:%Y-%m-%d %H:%M} to {finish:%Y-%m-%d %H:%M} UTC is outside the data "
+                           f"of {', '.join(outside)} (recorded: "
+                           + "; ".join(f"{s} {spans[s][0]:%Y-%m-%d %H:%M} to {spans[s][1]:%Y-%m-%d %H:%M}"
+                                       for s in outside) + ")")
+    return Selection(folder, exchange, tuple(wanted), timeframe, begin, finish, quote)
+
+
+def _default_symbols(spans: dict[str, tuple[datetime, datetime]], start: datetime | None,
+                     max_symbols: int) -> list[str]:
+    """The pairs of one quote recorded over one common time: the time (a day after some pair's first candle,
+    or `start`) that the most pairs of the most common quote cover, longest records first."""
+    by_quote: dict[str, list[str]] = {}
+    for symbol in spans:
+        by_quote.setdefault(_quote(symbol), []).append(symbol)
+    pool = max(by_quote.values(), key=len)
+    moments = [start] if start else [spans[s][0] + timedelta(hours=24) for s in pool]
+
+    def covering(moment: datetime) -> list[str]:
+        return [s for s in pool if spans[s][0] <= moment - timedelta(hours=24) and moment < spans[s][1]]
+
+    best = max(moments, key=lambda m: (len(covering(m)), m))
+    chosen = sorted(covering(best), key=lambda s: spans[s][0] - spans[s][1])[:max_symbols]
+    if not chosen:
+        raise DatasetError(f"no pair is recorded from a day before {best:%Y-%m-%d %H:%M} UTC: pass --start "
+                           "inside the data")
+    return sorted(chosen)
+
+
+def _covers(frame: pd.DataFrame, begin: datetime, end: datetime) -> bool:
+    """Whether the window holds candles for at least a tenth of its length (windows of a pair have gaps)."""
+    inside = frame["ts"][(frame["ts"] >= pd.Timestamp(begin)) & (frame["ts"] < pd.Timestamp(end))]
+    if len(inside) < 2:
+        return False
+    step = frame["ts"].diff().median()
+    return len(inside) * step >= (end - begin) / 10
+
+
+class DatasetSource(ReplaySource):
+    """`ReplaySource` over a selection: one series per pair and timeframe, its windows merged."""
+
+    def __init__(self, selection: Selection, *, clock: SimClock) -> None:
+        self.series = {(s.symbol, s.timeframe): s for s in catalog(selection.folder)
+                       if s.exchange == selection.exchange and s.symbol in selection.symbols}
+        super().__init__(selection.folder, selection.exchange, clock=clock)
+
+    def _scan(self) -> list[RecordedFile]:
+        return [RecordedFile(s.exchange, s.symbol, s.timeframe, s.paths[0]) for s in self.series.values()]
+
+    def _load(self, recorded: RecordedFile) -> pd.DataFrame:
+        with self._lock:
+            if recorded.path not in self._cache:
+                self._cache[recorded.path] = load(self.series[(recorded.symbol, recorded.timeframe)])
+            return self._cache[recorded.path]
+
+
+def parse_start(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DatasetError(f"--start: not an ISO 8601 time: {text!r} (e.g. 2018-01-12T00:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,0 +1,91 @@
+"""Any folder of recorded candles: the options of `python -m offline.demo` checked against it, on copies of
+the shared recordings cut into the shapes users have (several windows of a pair, 1m only, USDT quotes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from controller.data.market_data import SimClock, ohlcv_dir
+from offline.dataset import DatasetError, DatasetSource, select
+
+SHARED = ohlcv_dir()
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
+
+
+def copy(name: str, folder: Path, as_name: str | None = None, rows: slice = slice(None)) -> pd.DataFrame:
+    frame = pd.read_csv(SHARED / name).iloc[rows]
+    frame.to_csv(folder / (as_name or name), index=False)
+    return frame
+
+
+def utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def test_windows_of_one_pair_are_merged_and_sizes_follow_the_usdt_quote(tmp_path: Path) -> None:
+    first = copy("binanceusdm_BTC-USDT_5m.csv", tmp_path, "binance_BTC-USDT_5m_20230102.csv", slice(0, 2000))
+    second = copy("binanceusdm_BTC-USDT_5m.csv", tmp_path, "binance_BTC-USDT_5m_20230115.csv", slice(3000, 5000))
+    selection = select(tmp_path)
+    assert (selection.exchange, selection.symbols, selection.quote) == ("binance", ("BTC-USDT",), "USDT")
+    assert selection.start == utc(first["timestamp"].iloc[0]) + timedelta(hours=24)
+    assert selection.end == utc(second["timestamp"].iloc[-1])  # the later window is part of the series
+    assert selection.sizing().quotes["USDT"].amount == 50 and selection.sizing().quotes["USDT"].balance == 10_000
+    source = DatasetSource(selection, clock=SimClock(utc(second["timestamp"].iloc[-1]) + timedelta(hours=1)))
+    candles = source.fetch_ohlcv("BTC-USDT", "5m", utc(first["timestamp"].iloc[0]), None)
+    assert len(candles) == 4000  # both windows, the gap between them left as it is
+    # a window inside the gap between the two recordings is refused, naming the pair and what is recorded
+    gap = utc(first["timestamp"].iloc[-1]) + timedelta(hours=6)
+    with pytest.raises(DatasetError, match=r"outside the data of BTC-USDT \(recorded: BTC-USDT 2023-01-02"):
+        select(tmp_path, start=gap, hours=6)
+
+
+def test_one_minute_only_btc_pairs_replay_as_five_minute_candles_in_btc_sizes(tmp_path: Path) -> None:
+    copy("bittrex_ETH-BTC_1m.csv", tmp_path)
+    copy("bittrex_LTC-BTC_1m.csv", tmp_path)  # 38 missing minutes: gaps stay gaps
+    selection = select(tmp_path, symbols=["eth/btc", "LTC-BTC"], hours=6)
+    assert selection.symbols == ("ETH-BTC", "LTC-BTC") and selection.timeframe == "1m"
+    assert selection.quote == "BTC" and selection.sizing(0.4).quotes["BTC"].amount == pytest.approx(0.0008)
+    assert selection.end - selection.start == timedelta(hours=6)
+    source = DatasetSource(selection, clock=SimClock(selection.end))
+    five = source.fetch_ohlcv("ETH-BTC", "5m", selection.start, selection.end)
+    assert len(five) == 72 and (five["ts"].diff().dropna() == pd.Timedelta(minutes=5)).all()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"exchange": "kraken"}, "no 5m-or-finer candles for exchange 'kraken' in .*; it has: bittrex"),
+    ({"symbols": ["DOGE-BTC"]}, "no recorded file for DOGE-BTC on bittrex in .*; it has: ETH-BTC, LTC-BTC"),
+    ({"start": datetime(2019, 1, 1, tzinfo=UTC), "symbols": ["ETH-BTC"]},
+     r"the window 2019-01-01 00:00 to .* is outside the data of ETH-BTC \(recorded: ETH-BTC 2018-01-10 04:55"),
+])
+def test_options_that_do_not_fit_the_folder_get_one_line_that_says_why(tmp_path: Path, kwargs: dict,
+                                                                      message: str) -> None:
+    copy("bittrex_ETH-BTC_5m.csv", tmp_path)
+    copy("bittrex_LTC-BTC_5m.csv", tmp_path)
+    with pytest.raises(DatasetError, match=message) as exc:
+        select(tmp_path, **kwargs)
+    assert "\n" not in str(exc.value)
+
+
+def test_an_unknown_an_empty_and_a_coarse_folder_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such folder"):
+        select(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("not candles")
+    (tmp_path / "ETHBTC.csv").write_text("timestamp,open\n")
+    with pytest.raises(DatasetError, match=r"no recorded candles in .*: expected files named <exchange>_<BASE-QUOTE>"):
+        select(tmp_path)
+    copy("bittrex_ETH-BTC_5m.csv", tmp_path, "binance_ETH-BTC_1h.csv", slice(0, 100))
+    with pytest.raises(DatasetError, match="has no 1m or 5m candles: the strategies need 5m or finer"):
+        select(tmp_path)
+
+
+def test_a_file_without_candles_or_columns_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bittrex_ETH-BTC_5m.csv").write_text("timestamp,open,high,low,close,volume\n")
+    with pytest.raises(DatasetError, match=r"bittrex_ETH-BTC_5m\.csv: no candles"):
+        select(tmp_path)
+    (tmp_path / "bittrex_ETH-BTC_5m.csv").write_text("timestamp,close\n1516423980000,0.09\n")
+    with pytest.raises(DatasetError, match=r"bittrex_ETH-BTC_5m\.csv lacks the columns high, low, open, volume"):
+        select(tmp_path)
