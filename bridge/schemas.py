@@ -21,7 +21,8 @@ SignalStatus = Literal["new", "claimed", "executing", "closed", "rejected", "exp
 AckStatus = Literal["executing", "rejected", "closed"]
 EventType = Literal["order_created", "order_filled", "order_cancelled", "order_failed", "order_completed",
                     "order_expired", "position_closed", "position_stuck", "position_peak"]
-ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual", "flat"]
+ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual", "flat",
+                     "strategy_exit"]
 SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+$"
 
 

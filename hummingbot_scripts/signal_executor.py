@@ -438,7 +438,8 @@ class Position:
     failures: int = 0                # failed exit orders in a row
     retry_at: float = 0.0            # no new exit before this time (backoff after a failure)
     stuck: str | None = None         # why the bot gave up on this position (it needs a person)
-    manual_close: str | None = None  # who asked for a manual close (exit at market, reason manual)
+    manual_close: str | None = None  # who asked for a close at market (a person, or the controller's exit signal)
+    close_reason: str = "manual"     # the exit reason that close records: manual, or strategy_exit
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     closed: bool = False
 
@@ -666,10 +667,34 @@ class SignalExecutor(StrategyV2Base):
                 self._reject(signal, "duplicate", f"signal {signal.id} was already executed by this bot")
                 continue
             self.seen.add(signal.id)
+            if signal.kind == "exit":
+                self._take_exit_signal(signal, now)
+                continue
             if reason := self._gates(signal, now):
                 self._reject(signal, *reason)
                 continue
             self.pending[signal.id] = PendingSignal(signal, now)
+
+    def _take_exit_signal(self, signal: Signal, now: float) -> None:
+        """The controller's strategy exit (CHANNEL at the band's top, RSI exits): close the entry's position at
+        market, once, reason strategy_exit. The exit signal itself is done once the close is under way."""
+        if signal.expires_at.timestamp() <= now:
+            self._reject(signal, "expired", f"expired at {signal.expires_at.isoformat()}")
+            return
+        position = self.positions.get(signal.entry_signal_id) if signal.entry_signal_id else None
+        if position is None or position.closed:
+            self._reject(signal, "no_position", f"no open position of entry {signal.entry_signal_id} on this bot")
+            return
+        if not position.manual_close and position.exit_reason is None:
+            position.manual_close, position.close_reason = f"exit signal {signal.id}", "strategy_exit"
+            position.stuck, position.failures, position.retry_at = None, 0, 0.0
+            self.fates.append((str(position.signal.id)[:8], position.signal.symbol, "strategy exit signal"))
+            for order in position.open_orders():  # then exit at market once nothing rests (_manage_positions)
+                if order.cancel_sent_at is None:
+                    self._cancel(position, order, now, None)
+        self._ack(signal, "closed", None)  # an exit signal holds no position of its own: its slot is free again
+        self.worker.slots.release()
+        self.worker.wake()
 
     def _gates(self, signal: Signal, now: float) -> tuple[str, str] | None:
         """The first gate a claimed signal fails, as (gate, reason); None when it may go on to sampling."""
@@ -773,7 +798,7 @@ class SignalExecutor(StrategyV2Base):
                 position.exit_reason = position.exit_reason or "flat"
                 self._close(position, now, traded=True)
             elif position.exit_reason is None and now >= position.retry_at:
-                if reason := "manual" if position.manual_close else barrier_hit(position, bid, now):
+                if reason := position.close_reason if position.manual_close else barrier_hit(position, bid, now):
                     position.exit_reason = reason
                     self._exit(position, bid, now)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -438,3 +439,38 @@ def test_a_manual_close_from_the_cli_exits_the_position_at_market(store: Postgre
     assert signal_row(migrated_db, signal_id)["close_requested_by"].startswith("cli:")
     assert rows(migrated_db, "select purpose, status from orders where signal_id = %s order by created_at",
                 signal_id) == [("entry", "filled"), ("exit", "filled")]
+
+
+def test_a_strategy_exit_signal_closes_its_entry_once_at_market_and_an_exit_for_another_bot_is_rejected(
+        store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    """The controller's exit signal (issue 11: CHANNEL at the band's top, RSI exits) closes the position of its
+    entry at market, once, reason strategy_exit, though no barrier is near; an exit for a position this bot
+    does not hold is rejected with the reason, not acted on."""
+    entry = emit(store)
+    elsewhere = emit(store, symbol="ETH-USDT")
+    with psycopg.connect(migrated_db, autocommit=True) as conn:  # bot B holds the ETH entry
+        markets = psycopg.types.json.Jsonb([{"exchange": "binance", "symbols": ["ETH-USDT"]}])
+        assert conn.execute("select count(*) from claim_signals('bot-b', 1, 600, %s)", [markets]).fetchone()[0] == 1
+
+    async def scenario() -> tuple[UUID, UUID]:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await open_position(harness, migrated_db, entry)
+            orphan = emit(store, symbol="ETH-USDT", side="sell", kind="exit", entry_signal_id=elsewhere)
+            await harness.until(lambda: signal_row(migrated_db, orphan)["status"] == "rejected")
+            exit_id = emit(store, side="sell", kind="exit", entry_signal_id=entry)
+            await harness.until(lambda: entry not in harness.strategy.positions)
+            await harness.drained()
+            return exit_id, orphan
+        finally:
+            stop(harness)
+
+    exit_id, orphan = run(scenario())
+    assert trade_row(migrated_db, entry)["exit_reason"] == "strategy_exit"
+    assert rows(migrated_db, "select purpose, status from orders where signal_id = %s order by created_at",
+                entry) == [("entry", "filled"), ("exit", "filled")]
+    assert signal_row(migrated_db, exit_id)["status"] == "closed"
+    assert signal_row(migrated_db, entry)["status"] == "closed"
+    refused = signal_row(migrated_db, orphan)
+    assert refused["reject_reason"] == f"no open position of entry {elsewhere} on this bot"
+    assert signal_row(migrated_db, elsewhere)["status"] == "claimed"  # bot B's position is untouched
