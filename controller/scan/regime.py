@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated, Self
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from controller.model import Frozen
 
@@ -33,25 +34,40 @@ class Regime(StrEnum):
 
 
 class RegimeParams(Frozen):
-    symbol: str = Field("BTC-USDT", description="the market whose moves set the regime")
-    panic_1h_pct: float = -3.0
-    panic_24h_pct: float = -5.0
-    panic_volatility_pct: float = 12.0
-    caution_1h_pct: float = -2.0
-    caution_4h_pct: float = -3.0
-    caution_24h_pct: float = -3.0
-    caution_volatility_pct: float = 8.0
-    euphoria_1h_pct: float = 3.0
-    euphoria_24h_pct: float = 8.0
-    size_multiplier: dict[Regime, float] = Field(
-        default_factory=lambda: {Regime.PANIC: 0.0, Regime.CAUTION: 0.5, Regime.EUPHORIA: 0.7, Regime.NORMAL: 1.0})
+    symbol: str = Field("BTC-USDT", pattern=r"^[A-Z0-9]+-[A-Z0-9]+$",
+                        description="the market whose moves set the regime")
+    panic_1h_pct: float = Field(-3.0, lt=0, ge=-100)
+    panic_24h_pct: float = Field(-5.0, lt=0, ge=-100)
+    panic_volatility_pct: float = Field(12.0, gt=0)
+    caution_1h_pct: float = Field(-2.0, lt=0, ge=-100)
+    caution_4h_pct: float = Field(-3.0, lt=0, ge=-100)
+    caution_24h_pct: float = Field(-3.0, lt=0, ge=-100)
+    caution_volatility_pct: float = Field(8.0, gt=0)
+    euphoria_1h_pct: float = Field(3.0, gt=0)
+    euphoria_24h_pct: float = Field(8.0, gt=0)
+    size_multiplier: dict[Regime, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {Regime.PANIC: 0.0, Regime.CAUTION: 0.5, Regime.EUPHORIA: 0.7, Regime.NORMAL: 1.0},
+        description="entry size factor per regime, 0 (no entries) to 1 (full size); every regime needs one")
     unknown_is: Regime = Field(Regime.CAUTION, description="regime when there is no BTC data to judge by")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # A missing regime would fail only when the market enters it; a panic milder than caution would never fire.
+        missing = [r.value for r in Regime if r not in self.size_multiplier]
+        if missing:
+            raise ValueError(f"size_multiplier needs a value for every regime; missing: {', '.join(missing)}")
+        if self.panic_1h_pct > self.caution_1h_pct or self.panic_24h_pct > self.caution_24h_pct:
+            raise ValueError("panic_*_pct must be at or below the matching caution_*_pct")
+        if self.panic_volatility_pct < self.caution_volatility_pct:
+            raise ValueError("panic_volatility_pct must be at or above caution_volatility_pct")
+        return self
 
 
 class ProtectionParams(Frozen):
-    cooldown_after_stop_h: float = Field(4.0, ge=0, description="no new entry on a symbol this long after a stop")
-    ban_after_consecutive_stops: int = Field(3, ge=1)
-    ban_h: float = Field(24.0, ge=0)
+    cooldown_after_stop_h: float = Field(4.0, ge=0, le=720,
+                                         description="no new entry on a symbol this long after a stop")
+    ban_after_consecutive_stops: int = Field(3, ge=1, le=100)
+    ban_h: float = Field(24.0, ge=0, le=720)
 
 
 @dataclass(frozen=True)

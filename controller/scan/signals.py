@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bridge.schemas import NewSignal
 from controller.model import Frozen
@@ -29,6 +29,15 @@ class SizingParams(Frozen):
     max_open_per_strategy: int = Field(50, ge=1)
     max_open_per_symbol: int = Field(3, ge=1)
     expiry_candles: int = Field(2, ge=1, description="a signal expires this many candles after its candle closed")
+
+    @model_validator(mode="after")
+    def _one_entry_fits(self) -> Self:
+        # Otherwise the exposure cap refuses every full-size entry and the controller emits nothing, silently.
+        allowed = self.balance * self.max_balance_share
+        if self.quote_amount > allowed:
+            raise ValueError(f"quote_amount ({self.quote_amount:g}) is above what the exposure cap allows "
+                             f"(balance x max_balance_share = {allowed:g}): no entry could ever be made")
+        return self
 
 
 @dataclass(frozen=True)
