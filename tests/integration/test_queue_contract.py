@@ -254,5 +254,6 @@ def test_positions_lists_what_the_consumer_is_executing(transport: tuple[SignalQ
     assert str(position["signal"]["id"]) == str(signal_id)
     assert Decimal(str(position["entry_amount"])) == Decimal("0.2")
     assert Decimal(str(position["entry_quote"])) == Decimal("0.2") * Decimal("100.6")
+    assert Decimal(str(position["fees_quote"])) == Decimal("0.02012")  # a restarted bot must not forget them
     assert [o["client_order_id"] for o in position["open_orders"]] == ["buy-1"]
     assert queue.positions("bot-b") == []

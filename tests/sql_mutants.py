@@ -1,0 +1,153 @@
+"""SQL mutants: hand-written one-line bugs in the queue and retention functions, each of which a test must catch.
+
+`python -m tests.sql_mutants` (run by `make mutation`) runs, for each mutant, the tests that guard that
+function with `SQL_MUTANT=<name>` set: the test fixtures (`migrated_db`, `module_db` in tests/conftest.py)
+then apply every migration and `create or replace` the mutated function on top, so the tests run on a fresh
+database that has the bug. A mutant is caught when its tests fail; the script prints a table and a last JSON
+line and exits 1 when any mutant survives (or no longer applies: the function it mutates changed).
+
+The migrations themselves are never edited: the mutated text is built from the applied file in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "sql" / "migrations"
+ENV = "SQL_MUTANT"
+
+
+@dataclass(frozen=True)
+class SqlMutant:
+    name: str
+    migration: str  # file name in sql/migrations
+    function: str  # the function whose `create function` statement is mutated
+    original: str  # exact text in that statement; must occur exactly once
+    mutated: str
+    tests: tuple[str, ...]  # pytest node ids (or files) that must fail on it
+    why: str
+
+
+MUTANTS: tuple[SqlMutant, ...] = (
+    SqlMutant(
+        "skip_locked_removed", "0006_queue.sql", "claim_signals",
+        "for update skip locked", "for update",
+        ("tests/integration/test_queue_concurrency.py::"
+         "test_eight_consumers_claim_each_of_a_thousand_signals_exactly_once",),
+        "racing consumers wait on each other's rows and come back with less than was claimable"),
+    SqlMutant(
+        "lease_check_dropped", "0006_queue.sql", "claim_signals",
+        "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))\n           and s.expires_at",
+        "where (s.status = 'new' or s.status = 'claimed')\n           and s.expires_at",
+        ("tests/integration/test_signal_contract.py", "tests/integration/test_queue_contract.py"),
+        "a signal under a live lease is handed to a second consumer: executed twice"),
+    SqlMutant(
+        "idempotency_key_ignored", "0006_queue.sql", "report_order_event",
+        "values (coid, queue_text(fn, event, 'exchange_trade_id', true), sid,",
+        "values (coid, queue_text(fn, event, 'exchange_trade_id', true) || gen_random_uuid()::text, sid,",
+        ("tests/integration/test_order_events.py", "tests/integration/test_queue_contract.py"),
+        "a repeated fill report (a retry, a replayed outbox) is stored twice: amounts and fees doubled"),
+    SqlMutant(
+        "status_rank_ignored", "0006_queue.sql", "report_order_event",
+        "status = case when order_status_rank(excluded.status) > order_status_rank(cur.status)\n"
+        "                      then excluded.status else cur.status end,",
+        "status = excluded.status,",
+        ("tests/integration/test_order_events.py",),
+        "a late 'created' or partial-fill report moves a filled order back to open"),
+    SqlMutant(
+        "fees_zeroed_in_executor_positions", "0011_executor_positions.sql", "executor_positions",
+        "coalesce(sum(f.fee_quote), 0),", "0::numeric,",
+        ("tests/integration/test_queue_contract.py",),
+        "a restarted executor forgets the entry fees: the P&L of the trade it closes is too high"),
+    SqlMutant(
+        "retention_lock_removed", "0010_retention.sql", "run_retention",
+        "execute format('lock table %s in share mode', p.rel);", "null;",
+        ("tests/integration/test_retention_lock.py",),
+        "a candle written while retention rewrites its partition is lost with the old partition"),
+)
+
+
+def by_name(name: str) -> SqlMutant:
+    for mutant in MUTANTS:
+        if mutant.name == name:
+            return mutant
+    raise KeyError(f"{ENV}={name}: no such SQL mutant; known: {', '.join(m.name for m in MUTANTS)}")
+
+
+def function_statement(sql: str, function: str) -> str:
+    """The whole `create function <function>(...) ... $$;` statement of a migration."""
+    match = re.search(rf"^create function {re.escape(function)}\(.*?^\$\$;$", sql, re.DOTALL | re.MULTILINE)
+    if match is None:
+        raise ValueError(f"no `create function {function}(` ... `$$;` statement found")
+    return match.group(0)
+
+
+def mutated_sql(mutant: SqlMutant) -> str:
+    """`create or replace function ...` with the mutation applied; raises if the original text moved."""
+    statement = function_statement((MIGRATIONS / mutant.migration).read_text(), mutant.function)
+    found = statement.count(mutant.original)
+    if found != 1:
+        raise ValueError(f"SQL mutant {mutant.name}: expected the original text once in {mutant.function} "
+                         f"({mutant.migration}), found it {found} times: update the mutant")
+    return statement.replace(mutant.original, mutant.mutated).replace("create function", "create or replace function",
+                                                                      1)
+
+
+def apply_from_environment(conn: psycopg.Connection) -> str | None:
+    """Called by the test fixtures after `migrate`: plant the mutant named by $SQL_MUTANT, if any."""
+    name = os.environ.get(ENV)
+    if not name:
+        return None
+    conn.execute(mutated_sql(by_name(name)))
+    conn.commit()
+    return name
+
+
+def run(mutant: SqlMutant) -> tuple[bool, float, str]:
+    """Run the mutant's tests on a database with the bug; (caught, seconds, last line of pytest's output)."""
+    env = {**os.environ, ENV: mutant.name}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider",
+                             *mutant.tests], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    summary = lines[-1] if lines else result.stderr.strip()[-200:]
+    # a test failed: caught; all passed: survived. An error (say, the mutated SQL did not apply) is neither.
+    broken = result.returncode not in (0, 1) or (result.returncode == 1 and " failed" not in summary)
+    if broken:
+        raise RuntimeError(f"{mutant.name}: pytest exited {result.returncode}: {summary}\n{result.stdout[-3000:]}")
+    return result.returncode == 1, time.monotonic() - started, summary
+
+
+def main(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    chosen = [by_name(n) for n in argv] if argv else list(MUTANTS)
+    for mutant in chosen:
+        mutated_sql(mutant)  # fail fast when a mutant no longer applies
+    table = Table(title="SQL mutants")
+    for column in ("mutant", "function", "result", "tests", "seconds"):
+        table.add_column(column)
+    caught = 0
+    for mutant in chosen:
+        killed, seconds, summary = run(mutant)
+        caught += killed
+        table.add_row(mutant.name, mutant.function, "caught" if killed else "[red]SURVIVED[/red]", summary,
+                      f"{seconds:.0f}")
+    Console(width=160).print(table)
+    print(json.dumps({"sql_mutants": len(chosen), "caught": caught, "survived": len(chosen) - caught}))
+    return 0 if caught == len(chosen) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
