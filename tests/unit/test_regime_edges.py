@@ -1,0 +1,135 @@
+"""Edges of the regime guard and the stop-loss protection found by mutation testing: which candles each
+change is measured from, thresholds met exactly, the reason text a user reads, and cooldown/ban boundaries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from controller.scan.regime import ClosedTrade, ProtectionParams, Regime, RegimeParams, classify, symbol_block
+
+NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+PARAMS = RegimeParams()
+
+
+def candles(rows: list[tuple[float, float, float | None, float | None]]) -> pd.DataFrame:
+    """rows of (hours before NOW, close, high, low); high/low default to close +- 0.5."""
+    return pd.DataFrame({
+        "ts": [pd.Timestamp(NOW - timedelta(hours=h)) for h, *_ in rows],
+        "close": [c for _, c, _, _ in rows],
+        "high": [c + 0.5 if hi is None else hi for _, c, hi, _ in rows],
+        "low": [c - 0.5 if lo is None else lo for _, c, _, lo in rows],
+    })
+
+
+# 25 h ago 90; 24 h ago 98 with a wild range (outside the 24 h volatility window); 4 h 101; 1 h 99; now 100.
+MARKET = candles([(25, 90, None, None), (24, 98, 130, 60), (4, 101, None, None), (1, 99, None, None),
+                  (0, 100, None, None)])
+
+
+def test_each_change_is_measured_from_the_last_close_at_or_before_its_horizon() -> None:
+    reading = classify(MARKET, NOW, PARAMS)
+    assert reading.change_1h_pct == pytest.approx((100 / 99 - 1) * 100)
+    assert reading.change_4h_pct == pytest.approx((100 / 101 - 1) * 100)
+    assert reading.change_24h_pct == pytest.approx((100 / 98 - 1) * 100)
+    # the 24 h window excludes the candle exactly 24 h old: range 98.5 .. 101.5 over the last close 100
+    assert reading.volatility_24h_pct == pytest.approx(3.0)
+
+
+def test_the_reason_states_the_regime_and_every_figure() -> None:
+    reading = classify(MARKET, NOW, PARAMS)
+    assert reading.regime == Regime.NORMAL and reading.size_multiplier == 1.0
+    assert reading.reason == "BTC steady: 1h +1.01%, 4h -0.99%, 24h +2.04%, volatility 3.00%"
+
+
+def test_a_missing_horizon_reads_n_a() -> None:
+    reading = classify(candles([(2, 100, None, None), (0, 100, None, None)]), NOW, PARAMS)
+    assert reading.change_4h_pct is None and reading.change_24h_pct is None
+    assert reading.reason == "BTC steady: 1h +0.00%, 4h n/a, 24h n/a, volatility 1.00%"
+
+
+@pytest.mark.parametrize(("rows", "regime", "why"), [
+    ([(1, 104, None, None), (0, 100, None, None)], Regime.PANIC, "BTC falling hard or too volatile: "),
+    ([(1, 102.5, None, None), (0, 100, None, None)], Regime.CAUTION, "BTC falling or volatile: "),
+    ([(1, 96, None, None), (0, 100, None, None)], Regime.EUPHORIA, "BTC rising fast: "),
+])
+def test_each_regime_says_why(rows: list, regime: Regime, why: str) -> None:
+    reading = classify(candles(rows), NOW, PARAMS)
+    assert reading.regime == regime and reading.reason.startswith(why)
+
+
+def at(reading_params: dict[str, float], frame: pd.DataFrame = MARKET) -> Regime:
+    return classify(frame, NOW, RegimeParams(**reading_params)).regime
+
+
+FALLING = candles([(24, 101, None, None), (4, 101, None, None), (1, 101, None, None), (0, 100, None, None)])
+
+
+def test_thresholds_met_exactly_count() -> None:
+    falling = classify(FALLING, NOW, PARAMS)
+    c1, vol = falling.change_1h_pct, falling.volatility_24h_pct
+    assert c1 is not None and c1 < 0 and vol is not None
+    assert at({"caution_1h_pct": c1, "panic_1h_pct": -50}, FALLING) == Regime.CAUTION
+    assert at({"panic_1h_pct": c1, "caution_1h_pct": c1}, FALLING) == Regime.PANIC
+    assert at({"caution_volatility_pct": vol, "panic_volatility_pct": 50}, FALLING) == Regime.CAUTION
+    assert at({"caution_volatility_pct": vol, "panic_volatility_pct": vol}, FALLING) == Regime.PANIC
+    rising = classify(MARKET, NOW, PARAMS)
+    assert rising.change_1h_pct is not None and rising.change_24h_pct is not None
+    assert at({"euphoria_1h_pct": rising.change_1h_pct}) == Regime.EUPHORIA
+    assert at({"euphoria_24h_pct": rising.change_24h_pct}) == Regime.EUPHORIA
+
+
+def test_either_euphoria_trigger_alone_is_enough() -> None:
+    assert at({"euphoria_1h_pct": 1.0, "euphoria_24h_pct": 50}) == Regime.EUPHORIA
+    assert at({"euphoria_1h_pct": 50, "euphoria_24h_pct": 2.0}) == Regime.EUPHORIA
+
+
+def test_volatility_while_slightly_up_over_a_day_is_euphoria_not_caution() -> None:
+    # up 0.5% over 24 h (rising, below any euphoria trigger), range 8.5% of the last close
+    frame = candles([(24, 99.5, None, None), (4, 100, 104, 96), (1, 100, None, None), (0, 100, 100.5, 95.5)])
+    reading = classify(frame, NOW, PARAMS)
+    assert 0 < (reading.change_24h_pct or 0) < 1 and (reading.volatility_24h_pct or 0) >= 8
+    assert reading.regime == Regime.EUPHORIA
+
+
+@pytest.mark.parametrize(("last_hours_ago", "known"), [(2.0, True), (2.5, False)])
+def test_btc_data_is_recent_up_to_two_hours_old(last_hours_ago: float, known: bool) -> None:
+    frame = candles([(5, 100, None, None), (last_hours_ago, 100, None, None)])
+    reading = classify(frame, NOW, PARAMS)
+    assert ("no recent" not in reading.reason) is known
+
+
+def test_only_the_last_candle_decides_whether_the_data_is_recent() -> None:
+    reading = classify(candles([(5, 100, None, None), (0, 100, None, None)]), NOW, PARAMS)
+    assert "no recent" not in reading.reason
+
+
+def test_no_data_at_all_is_the_unknown_regime_with_its_multiplier() -> None:
+    reading = classify(pd.DataFrame(), NOW, PARAMS)
+    assert (reading.regime, reading.size_multiplier) == (Regime.CAUTION, 0.5)
+    assert reading.reason == "no recent BTC-USDT candles: treated as CAUTION"
+
+
+PROTECTION = ProtectionParams(cooldown_after_stop_h=4, ban_after_consecutive_stops=3, ban_h=24)
+
+
+def stops(*hours_ago: float, symbol: str = "SOL-USDT") -> list[ClosedTrade]:
+    return [ClosedTrade(symbol, "stop_loss", NOW - timedelta(hours=h)) for h in hours_ago]
+
+
+def test_a_stop_closed_at_this_very_moment_cools_the_symbol_down() -> None:
+    expected = "cooling down until 2026-11-21 16:00 after a stop loss"
+    assert symbol_block(stops(0), "SOL-USDT", NOW, PROTECTION) == expected
+
+
+def test_two_stops_in_a_row_are_not_yet_a_ban() -> None:
+    assert symbol_block(stops(8, 6), "SOL-USDT", NOW, PROTECTION) is None
+
+
+def test_the_ban_and_the_cooldown_end_exactly_at_their_hour() -> None:
+    assert symbol_block(stops(28, 26, 24), "SOL-USDT", NOW, PROTECTION) is None
+    assert symbol_block(stops(4), "SOL-USDT", NOW, PROTECTION) is None
+    assert symbol_block(stops(28, 26, 23.5), "SOL-USDT", NOW, PROTECTION) == (
+        "banned until 2026-11-21 12:30 after 3 consecutive stop losses")
