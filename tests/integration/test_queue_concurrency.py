@@ -5,7 +5,6 @@ stops without acking loses its signals to another once its lease runs out."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+
+from tests.support.clock import wait_for_database_time
 
 N_SIGNALS = 1000
 N_CONSUMERS = 8
@@ -81,6 +82,11 @@ def test_eight_consumers_claim_each_of_a_thousand_signals_exactly_once(migrated_
     assert rows == expected
 
 
+def latest_lease(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select max(lease_until) from signals").fetchone()[0]
+
+
 @pytest.mark.timeout(60)
 def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_ack_is_refused(
         migrated_db: str) -> None:
@@ -90,7 +96,7 @@ def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_
         assert sorted(taken) == sorted(emitted)
         assert claim(other, "bot-other", 10, 60) == []  # the lease still holds
 
-        time.sleep(1.1)
+        wait_for_database_time(migrated_db, latest_lease(migrated_db))
         retaken = claim(other, "bot-other", 10, 60)
         assert retaken == taken
         for signal_id in retaken:
@@ -115,7 +121,7 @@ def test_signals_of_a_stopped_consumer_are_reclaimed_exactly_once_by_racing_cons
     emitted = emit_many(migrated_db, [f"R{i:03d}-USDT" for i in range(200)])
     with executor_conn(migrated_db) as stopped:
         assert len(claim(stopped, "bot-stopped", 1000, 1)) == len(emitted)
-    time.sleep(1.1)
+    wait_for_database_time(migrated_db, latest_lease(migrated_db))
 
     received = drain(migrated_db, [f"bot-{n}" for n in range(N_CONSUMERS)])
 
