@@ -153,3 +153,16 @@ def test_racing_emits_of_the_same_signal_store_exactly_one(migrated_db: str) -> 
     assert outcomes == {"stored": 1, "duplicate": N_CONSUMERS - 1}
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("select count(*) from signals").fetchone()[0] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting(migrated_db: str) -> None:
+    # Deterministic form of the race: A's claim holds its row locks (its transaction is still open) while B
+    # claims. B must get the next signal at once; waiting on A's lock is what losing SKIP LOCKED looks like.
+    emitted = emit_many(migrated_db, ["A1-USDT", "A2-USDT"])  # one statement: same created_at, order by id
+    with executor_conn(migrated_db) as a, executor_conn(migrated_db) as b:
+        with a.transaction():
+            [taken] = claim(a, "bot-a", 1, 60)
+            b.execute("set lock_timeout = '5s'")
+            assert claim(b, "bot-b", 10, 60) == [other for other in emitted if other != taken]
+        assert claim(b, "bot-b", 10, 60) == []  # and once A commits, its row is claimed, not free
