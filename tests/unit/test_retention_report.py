@@ -95,3 +95,51 @@ def test_time_columns_fall_back_to_created_at() -> None:
 
 def test_a_retention_error_carries_its_exit_code() -> None:
     assert RetentionError("x").code == 2 and RetentionError("y", code=1).code == 1 and str(RetentionError("z")) == "z"
+
+
+def cells(table: object) -> list[list[str]]:
+    columns = table.columns  # type: ignore[attr-defined]
+    return [[str(c) for c in row] for row in zip(*(col._cells for col in columns), strict=True)]
+
+
+def test_the_storage_table_layout_values_and_highlights() -> None:
+    big = TableStorage("candles", 2_000_000, 2 * GB, "ts", 700_000)
+    growing = TableStorage("scans", 700, 700 * 1024**2, "scanned_at", 700)  # 100 MB a day: 9.5 GB in 90 days
+    quiet = TableStorage("flags", 3, 1024, None, None)
+    table = storage_table([big, growing, quiet], warn_gb=1.0)
+    assert table.title == "storage (growth: rows of the last 7 days; projections are linear, before retention)"
+    assert [c.header for c in table.columns] == ["table", "rows", "size", "growth/day", "in 30 days", "in 90 days",
+                                                 "from"]
+    assert [c.justify for c in table.columns] == ["left", "right", "right", "right", "right", "right", "left"]
+    assert cells(table) == [
+        ["candles", "2,000,000", "2.0 GB", "102.4 MB", "5.0 GB", "11.0 GB", "ts"],
+        ["scans", "700", "700.0 MB", "100.0 MB", "3.6 GB", "9.5 GB", "scanned_at"],
+        ["flags", "3", "1.0 kB", "-", "1.0 kB", "1.0 kB", "-"],
+        ["total", "2,000,703", "2.7 GB", "202.4 MB", "8.6 GB", "20.5 GB", ""],
+    ]
+    assert [r.style for r in table.rows] == ["bold red", "yellow", None, "bold"]
+
+
+def test_a_table_exactly_at_the_warning_size_is_not_highlighted() -> None:
+    table = storage_table([TableStorage("t", 1, GB, None, None)], warn_gb=1.0)
+    assert table.rows[0].style is None
+
+
+def test_the_retention_table_layout_and_values() -> None:
+    report = [RetentionRow("candles", "moved", 1200, 0, "1m to archive"),
+              RetentionRow("scans", "deleted", 0, 0, ""),
+              RetentionRow("candles", "partitions_dropped", 2, 16384, "candles_2018_03"),
+              RetentionRow("candles", "bytes_freed", 0, 0, ""),
+              RetentionRow("ml_predictions", "deleted", 5, 2048, "")]
+    table = retention_table(report, dry_run=False)
+    assert table.title == "retention"
+    assert retention_table([], dry_run=True).title == "retention (dry run: nothing changed)"
+    assert [c.header for c in table.columns] == ["table", "action", "rows", "bytes", "detail"]
+    assert [c.justify for c in table.columns] == ["left", "left", "right", "right", "left"]
+    assert cells(table) == [
+        ["candles", "moved", "1,200", "", "1m to archive"],
+        ["scans", "deleted", "0", "", ""],
+        ["candles", "partitions dropped", "2", "16.0 kB", "candles_2018_03"],
+        ["candles", "bytes freed", "", "0 B", ""],
+        ["ml_predictions", "deleted", "5", "2.0 kB", ""],
+    ]
