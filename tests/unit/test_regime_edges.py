@@ -133,3 +133,13 @@ def test_the_ban_and_the_cooldown_end_exactly_at_their_hour() -> None:
     assert symbol_block(stops(4), "SOL-USDT", NOW, PROTECTION) is None
     assert symbol_block(stops(28, 26, 23.5), "SOL-USDT", NOW, PROTECTION) == (
         "banned until 2026-11-21 12:30 after 3 consecutive stop losses")
+
+
+def test_the_reading_s_features_recorded_with_each_decision() -> None:
+    reading = classify(MARKET, NOW, PARAMS)
+    assert reading.features() == {"regime": "NORMAL", "btc_change_1h_pct": reading.change_1h_pct,
+                                  "btc_change_4h_pct": reading.change_4h_pct,
+                                  "btc_change_24h_pct": reading.change_24h_pct,
+                                  "btc_volatility_24h_pct": reading.volatility_24h_pct}
+    assert len({reading.change_1h_pct, reading.change_4h_pct, reading.change_24h_pct,
+                reading.volatility_24h_pct}) == 4  # four different figures: none can stand in for another
