@@ -143,3 +143,21 @@ def test_the_retention_table_layout_and_values() -> None:
         ["candles", "bytes freed", "", "0 B", ""],
         ["ml_predictions", "deleted", "5", "2.0 kB", ""],
     ]
+
+
+def test_the_warning_size_is_in_binary_gigabytes_and_projects_exactly_ninety_days() -> None:
+    just_above = TableStorage("t", 1, GB + 1, None, None)
+    assert storage_warnings([just_above], warn_gb=1.0) == ["t is 1.0 GB, above the 1 GB warning size"]
+    assert storage_table([just_above], warn_gb=1.0).rows[0].style == "bold red"
+    # 7 rows of 1 MB in the last week: 1 MB a day; at 90 days exactly at the limit, at 91 above it
+    ninety = TableStorage("u", 7, 7 * 1024**2, "ts", 7)
+    limit_gb = ninety.projected_bytes(90) / GB
+    assert storage_warnings([ninety], warn_gb=limit_gb) == []
+    assert storage_table([ninety], warn_gb=limit_gb).rows[0].style is None
+
+
+def test_a_dropped_partition_shows_its_bytes_even_when_zero_and_totals_count_no_growth_as_zero() -> None:
+    [row] = cells(retention_table([RetentionRow("candles", "partitions_dropped", 1, 0, "p")], dry_run=True))
+    assert row == ["candles", "partitions dropped", "1", "0 B", "p"]
+    table = storage_table([TableStorage("flags", 3, 1024, None, None)], warn_gb=1.0)
+    assert cells(table)[-1][3] == "0 B"
