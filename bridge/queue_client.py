@@ -28,6 +28,15 @@ from bridge.schemas import AckStatus, OrderEvent, Signal, to_json_value
 
 logger = logging.getLogger(__name__)
 
+# ack_signal's SQLSTATE for "the signal is claimed by another consumer" (migration 0012); PostgREST answers it
+# with HTTP 409. Distinct from 42501 (an expired or wrong key), which the executor must keep retrying.
+CLAIM_TAKEN = "PT409"
+
+
+class ClaimTaken(CallError):
+    """The signal is claimed by another consumer (or by nobody): resending this ack can never succeed."""
+
+
 # {"binance": ["BTC-USDT", "ETH-USDT"]} or {"binance": None} for every pair of the exchange.
 Markets = Mapping[str, list[str] | None]
 
@@ -92,12 +101,15 @@ class PostgrestQueue:
             raise CallError(ErrorKind.CONNECTION, str(exc), endpoint=endpoint) from None
         kind = kind_of_status(response.status_code)
         if kind is not None:
+            code = None
             try:
-                message = response.json().get("message") or response.text
-            except ValueError:
+                body = response.json()
+                message, code = body.get("message") or response.text, body.get("code")
+            except (ValueError, AttributeError):
                 message = response.text
-            raise CallError(kind, message[:500], endpoint=endpoint, status=response.status_code,
-                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            error = ClaimTaken if code == CLAIM_TAKEN else CallError
+            raise error(kind, message[:500], endpoint=endpoint, status=response.status_code,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")))
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -175,7 +187,8 @@ class PostgresQueue:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise CallError(ErrorKind.AUTH, exc.diag.message_primary or str(exc), endpoint=function) from None
         except psycopg.Error as exc:
-            raise CallError(ErrorKind.CLIENT, exc.diag.message_primary or str(exc), endpoint=function) from None
+            error = ClaimTaken if exc.sqlstate == CLAIM_TAKEN else CallError
+            raise error(ErrorKind.CLIENT, exc.diag.message_primary or str(exc), endpoint=function) from None
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

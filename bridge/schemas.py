@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SignalStatus = Literal["new", "claimed", "executing", "closed", "rejected", "expired"]
 AckStatus = Literal["executing", "rejected", "closed"]
 EventType = Literal["order_created", "order_filled", "order_cancelled", "order_failed", "order_completed",
-                    "order_expired", "position_closed"]
-ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual"]
+                    "order_expired", "position_closed", "position_stuck", "position_peak"]
+ExitReason = Literal["take_profit", "stop_loss", "time_limit", "trailing_stop", "order_health", "manual", "flat"]
 SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+$"
 
 
@@ -74,6 +74,12 @@ class NewSignal(_Payload):
     model_version: str | None = None
     params_hash: str | None = None
     features: dict[str, Any] = Field(default_factory=dict)
+    # Appended for issue 11 (absent from the payload when unset, so older rows and requests are unchanged):
+    kind: Literal["entry", "exit"] | None = Field(None, description="None = entry")
+    entry_signal_id: UUID | None = Field(None, description="an exit: the entry signal whose position it closes")
+    grid_levels: int | None = Field(None, ge=1, le=20, description="DCA: resting limit buys below the entry")
+    grid_spacing_pct: float | None = Field(None, gt=0, description="DCA: percent between grid levels")
+    grid_level_quote: float | None = Field(None, gt=0, description="DCA: quote amount of each grid level")
 
     @field_validator("features")
     @classmethod
@@ -116,6 +122,14 @@ class Signal(BaseModel):
     status: SignalStatus
     claimed_by: str | None = None
     lease_until: datetime | None = None
+    # Appended for issue 11: an exit signal closes the open position of `entry_signal_id` at market, once
+    # (exit reason `strategy_exit`); an entry with a grid places `grid_levels` resting limit buys at
+    # price x (1 - i x grid_spacing_pct / 100), each for `grid_level_quote`.
+    kind: Literal["entry", "exit"] = "entry"
+    entry_signal_id: UUID | None = None
+    grid_levels: int | None = None
+    grid_spacing_pct: Decimal | None = None
+    grid_level_quote: Decimal | None = None
 
 
 class OrderEvent(_Payload):
@@ -147,3 +161,5 @@ class OrderEvent(_Payload):
     exit_reason: ExitReason | None = None
     opened_at: datetime | None = None
     closed_at: datetime | None = None
+    dust_amount: Decimal | None = None  # position_closed: left below the exchange's minimum order
+    peak: Decimal | None = None         # position_peak: the highest bid since entry (trailing stop)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.config import ControllerConfig, Secrets, load_model
+from controller.config import ConfigError, ControllerConfig, Secrets, load_model
 from controller.data import db, flags
 from controller.data.market_data import (
     CcxtSource,
@@ -23,6 +23,11 @@ from controller.ops.health import DatabaseSnapshot, HealthReporter, read_databas
 from controller.ops.supervisor import Restarter, Supervisor
 from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from shadow.apply import ActiveParams
+from shadow.service import Scheduler, run_pass
+from shadow.variations import DEFAULT_VARIATIONS
+from shadow.variations import build as build_variations
+from shadow.variations import load as load_variations
 
 
 @dataclass
@@ -45,6 +50,16 @@ def live_source(config: ControllerConfig) -> MarketDataSource:
     return FailoverSource(primary, CcxtSource(config.universe.backup_exchange))
 
 
+def replay_exchange(source: ReplaySource) -> str:
+    """The exchange the recorded files come from (their names say it); several need --exchange."""
+    exchanges = source.exchanges()
+    if len(exchanges) != 1:
+        found = ", ".join(exchanges) or "none"
+        raise ConfigError(f"{source.folder} holds candles of {len(exchanges)} exchanges ({found}): "
+                          "pass --exchange to say which to replay")
+    return exchanges[0]
+
+
 def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = None, exchange: str | None = None,
           start: datetime | None = None, symbols: tuple[str, ...] | None = None) -> Wiring:
     """A Scanner on the live exchange, or on recorded candles (`replay`) with a simulated clock at `start`."""
@@ -57,7 +72,7 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
     if replay is not None:
         clock = SimClock(start or datetime.now(UTC))
         source: MarketDataSource = ReplaySource(replay, exchange, clock=clock)
-        exchange_name = exchange or config.universe.exchange
+        exchange_name = exchange or replay_exchange(source)
         universe = symbols or tuple(source.symbols())
         now: Callable[[], datetime] = clock.now
     else:
@@ -65,8 +80,12 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
         exchange_name = config.universe.exchange
         universe = symbols or config.universe.symbols
         now = lambda: datetime.now(UTC)  # noqa: E731
+    # The active strategy_params version needs SQL; a Supabase-URL-only store scans with the conf values.
+    direct_sql = secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url)
+    active = ActiveParams(lambda: db.connect(config.database, secrets)) if direct_sql else None
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
-                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults)
+                      exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
+                      simulated=clock is not None, params_source=active)
     return Wiring(scanner, store, clock, strategy_config)
 
 
@@ -134,3 +153,29 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
     ops = Operations(reporter, alerter, metrics, supervisor)
     ops_holder.append(ops)
     return ops
+
+
+def shadow_evaluator(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Scheduler | None:
+    """The shadow evaluator on its own schedule beside the loop (phase 4: runs while `shadow.enabled`).
+
+    Its own thread and connection, so a long replay never delays a scan. None where the store is not
+    reachable by SQL (a Supabase-URL-only setup): `shadow evaluate` then runs it by hand elsewhere.
+    """
+    if secrets.database_url is None and not (config.database.embedded and not secrets.supabase_url):
+        return None
+    spec = load_variations(DEFAULT_VARIATIONS)
+    build_variations(spec, wiring.strategies, DEFAULT_VARIATIONS)  # a bad variation stops the start, not a pass
+    scanner = wiring.scanner
+
+    def live_flags() -> dict[str, object]:
+        return {**scanner.flag_defaults, **wiring.store.flag_values()}
+
+    def job() -> None:
+        now = wiring.clock.now() if wiring.clock is not None else datetime.now(UTC)
+        with db.connect(config.database, secrets) as conn:
+            run_pass(conn, wiring.strategies, spec, live_flags(), now)
+
+    def enabled() -> bool:
+        return bool(live_flags().get("shadow.enabled", False))
+
+    return Scheduler(job, spec.settings.evaluate_every_s, enabled)

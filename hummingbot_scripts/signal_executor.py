@@ -29,6 +29,7 @@ from uuid import UUID
 
 from hummingbot.core.data_type.common import OrderType, PriceType, TradeType
 from hummingbot.core.data_type.order_candidate import OrderCandidate
+from hummingbot.core.data_type.trade_fee import DeductedFromReturnsTradeFee, TradeFeeBase
 from hummingbot.core.event.events import (
     BuyOrderCompletedEvent,
     BuyOrderCreatedEvent,
@@ -39,15 +40,16 @@ from hummingbot.core.event.events import (
     SellOrderCreatedEvent,
 )
 from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bridge import exits
-from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
+from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
 from bridge.schemas import OrderEvent, Signal
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+NOISE = Decimal("1e-9")  # relative: below this share of the position, a remainder is rounding, never sold
 logger = logging.getLogger(__name__)
 
 
@@ -74,7 +76,8 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     claim_batch: int = Field(5, ge=1, le=100)
     lease_s: int = Field(120, ge=10)
     heartbeat_interval_s: float = Field(30.0, gt=0)
-    outbox_path: str = Field("data/signal_executor_outbox.jsonl", description="append-only event log")
+    outbox_path: str = Field("data/signal_executor_outbox.{consumer}.jsonl",
+                             description="append-only event log; {consumer} is replaced by the consumer name")
     # pre-trade gates
     max_price_deviation_pct: Decimal = Field(Decimal("1.0"), gt=0)
     stability_window_s: float = Field(5.0, ge=0)
@@ -88,9 +91,26 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     health_check_interval_s: float = Field(30.0, gt=0)
     stale_order_s: float = Field(600.0, gt=0)
     stale_entry_action: Literal["reprice", "abandon"] = "reprice"
-    partial_fill_max_age_s: float = Field(3600.0, gt=0)
+    partial_fill_max_age_s: float = Field(300.0, gt=0)
     partial_fill_action: Literal["complete", "cancel"] = "complete"
     lost_order_grace_s: float = Field(30.0, gt=0)
+    # a real exchange
+    market_order_timeout_s: float = Field(30.0, gt=0, description=(
+        "a market order with no final event this long after it was placed, and unknown to the connector, is lost"))
+    max_order_retries: int = Field(3, ge=1, description="failed exits in a row before the position is marked stuck")
+    min_notional_quote: Decimal = Field(Decimal("0"), ge=0, description=(
+        "smallest order value, in the pair's quote asset, where the connector publishes no trading rule (paper "
+        "connectors); 0: no check there"))
+    peak_report_interval_s: float = Field(5.0, gt=0, description="how often a risen trailing peak is persisted")
+
+    @model_validator(mode="after")
+    def _partial_fill_reachable(self) -> SignalExecutorConfig:
+        # A partially filled order is handled by partial_fill_max_age_s alone; an unfilled resting order goes
+        # stale at stale_order_s. A partial age past the stale age would describe a rule that never runs.
+        if self.partial_fill_max_age_s >= self.stale_order_s:
+            raise ValueError(f"partial_fill_max_age_s ({self.partial_fill_max_age_s:g}) must be shorter than "
+                             f"stale_order_s ({self.stale_order_s:g}), or a partial fill is never handled")
+        return self
 
     def update_markets(self, markets: Any) -> Any:
         markets[self.connector] = markets.get(self.connector, set()) | set(self.trading_pairs)
@@ -116,16 +136,25 @@ class Outbox:
         if path.exists():
             sent: set[int] = set()
             entries = []
-            for line in path.read_text().splitlines():
+            lines = path.read_text().splitlines()
+            for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    if number == len(lines):  # a crash mid-write: that record was never sent, nothing is lost
+                        logger.warning(f"outbox {path}: skipped a torn last line (a crash while writing it)")
+                        continue
+                    raise ValueError(f"outbox {path}, line {number}: not JSON; move the file aside to start "
+                                     "(its undelivered events would then be lost)") from None
                 if "sent" in record:
                     sent.add(record["sent"])
                 else:
                     entries.append(record)
                     self._seq = max(self._seq, record["seq"])
             self._pending.extend(e for e in entries if e["seq"] not in sent)
+            self._compact()  # also ends a torn line, so the next append starts on a line of its own
 
     def append(self, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -142,7 +171,20 @@ class Outbox:
         with self._lock:
             if self._pending and self._pending[0]["seq"] == seq:
                 self._pending.popleft()
-            self._write({"sent": seq})
+            if self._pending:
+                self._write({"sent": seq})
+            else:
+                self._compact()  # all delivered: the file need not grow forever
+
+    def _compact(self) -> None:
+        """Rewrite the file with only the undelivered records (atomically: a crash leaves the old or the new)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w") as f:
+            for record in self._pending:
+                f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
     def __len__(self) -> int:
         with self._lock:
@@ -157,8 +199,49 @@ class Outbox:
 
 # --- the queue worker: every network call happens here, never on the clock's thread --------------------
 
+class Slots:
+    """How many signals the bot may hold (pending, open, or claimed and not yet taken), shared by both threads.
+
+    The worker reserves slots before it claims and gives back what the queue did not hand out; the strategy
+    frees a slot when a claimed signal is rejected or its position closes. Capacity is therefore decided at
+    claim time, never from a count the clock thread wrote a tick ago (two bots on one queue once over-claimed
+    that way).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, wanted: int) -> int:
+        """Take up to `wanted` free slots; returns how many were taken."""
+        with self._lock:
+            taken = max(0, min(wanted, self.limit - self._held))
+            self._held += taken
+            return taken
+
+    def hold(self, count: int = 1) -> None:
+        """Take slots whatever the limit (positions restored after a restart are held already)."""
+        with self._lock:
+            self._held += count
+
+    def release(self, count: int = 1) -> None:
+        with self._lock:
+            self._held = max(0, self._held - count)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
+
+
 class QueueWorker:
-    """A background thread that claims signals, delivers the outbox in order and sends heartbeats."""
+    """A background thread that claims signals, delivers the outbox in order and sends heartbeats.
+
+    It starts with the strategy's first clock tick (never in `__init__`, so a strategy that fails to start
+    leaves no thread behind) and claims only once `ready` is set: Hummingbot calls `on_tick` only when every
+    connector is ready, and a signal claimed before that could only be rejected.
+    """
 
     def __init__(self, queue_client: SignalQueue, outbox: Outbox, config: SignalExecutorConfig,
                  markets: dict[str, list[str] | None]) -> None:
@@ -169,36 +252,56 @@ class QueueWorker:
         self.breaker = CircuitBreaker("queue", failure_threshold=3, probe_after_s=5.0, max_probe_after_s=60.0)
         self.claimed: queue.Queue[Signal] = queue.Queue()
         self.restored: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.close_requests: queue.Queue[tuple[UUID, str]] = queue.Queue()  # (signal, who asked)
         self.restore_done = threading.Event()
-        self.capacity = 0  # how many signals the strategy can take now (set by the strategy)
+        self.ready = threading.Event()  # set by the strategy's first on_tick: its connectors are ready
+        self.slots = Slots(config.max_open_positions)
         self.progress: dict[str, Any] = {}
         self.stats: Counter[str] = Counter()
         self.last_error: str | None = None
+        self._auth_failures = 0
+        self._auth_retry_at = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signal-queue", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def start(self) -> None:
+        if not self.started:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end and return at once; the thread closes the queue client on its way out."""
         self._stop.set()
         self._wake.set()
+        if not self._thread.is_alive() and not self._thread.ident:
+            self.queue.close()  # never started: nothing else will close it
+
+    def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)
-        self.queue.close()
 
     def wake(self) -> None:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.queue.close()
+
+    def _loop(self) -> None:
         next_claim = next_heartbeat = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             self._deliver()
             if not self.restore_done.is_set() and len(self.outbox) == 0:
                 self._restore()
-            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set():
+            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
                 self._claim()
+                self._poll_close_requests()
                 next_claim = now + self.config.claim_interval_s
             if now >= next_heartbeat:
                 self._heartbeat()
@@ -216,17 +319,31 @@ class QueueWorker:
             raise
 
     def _claim(self) -> None:
-        if self.capacity <= 0:
+        count = self.slots.reserve(self.config.claim_batch)
+        if count <= 0:
             return
-        count = min(self.capacity, self.config.claim_batch)
         try:
             signals = self._call(lambda: self.queue.claim(self.config.consumer, count, self.config.lease_s,
                                                           self.markets))
         except CallError:
+            self.slots.release(count)
             return  # not retried: a lost reply only leaves signals leased until the lease runs out
+        self.slots.release(count - len(signals))
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
+
+    def _poll_close_requests(self) -> None:
+        """Manual closes (`python -m controller close`) of the signals this bot executes, once per claim cycle."""
+        if self.slots.held <= 0:
+            return
+        try:
+            rows = self._call(lambda: self.queue.positions(self.config.consumer))
+        except CallError:
+            return
+        for row in rows:
+            if row.get("close_requested_by"):
+                self.close_requests.put((UUID(str(row["signal"]["id"])), row["close_requested_by"]))
 
     def _restore(self) -> None:
         """After a restart: the positions this consumer was executing, read once the outbox is delivered (so
@@ -235,6 +352,7 @@ class QueueWorker:
             rows = self._call(lambda: self.queue.positions(self.config.consumer))
         except CallError:
             return  # tried again on the next turn
+        self.slots.hold(len(rows))
         for row in rows:
             self.restored.put(row)
         self.restore_done.set()
@@ -247,21 +365,38 @@ class QueueWorker:
 
     def _deliver(self) -> None:
         """Send the outbox in order; stop at the first record that could not be delivered now."""
+        if time.monotonic() < self._auth_retry_at:
+            return
         while (record := self.outbox.peek()) is not None:
             try:
                 if record["kind"] == "ack":
-                    self._call(lambda r=record: self.queue.ack(UUID(r["signal_id"]), self.config.consumer,
-                                                               r["status"], r.get("reason")))
+                    # the consumer that held the claim when the ack was written (a renamed bot replays its own)
+                    consumer = record.get("consumer") or self.config.consumer
+                    self._call(lambda r=record, c=consumer: self.queue.ack(UUID(r["signal_id"]), c, r["status"],
+                                                                           r.get("reason")))
                 else:
                     self._call(lambda r=record: self.queue.report(OrderEvent.model_validate(r["event"])))
+            except ClaimTaken as exc:
+                # the signal is another consumer's now: resending can never succeed
+                logger.error(f"queue refused {record['kind']} seq {record['seq']}: {exc}")
+                self.stats["refused"] += 1
             except CallError as exc:
-                if exc.kind not in (ErrorKind.CLIENT, ErrorKind.AUTH):
+                if exc.kind == ErrorKind.AUTH:
+                    # an expired or wrong key: keep everything, say so, and try again later (a fixed key delivers)
+                    self._auth_failures += 1
+                    self._auth_retry_at = time.monotonic() + min(2.0 ** self._auth_failures, 60.0)
+                    if self._auth_failures == 1 or self._auth_failures % 10 == 0:
+                        logger.error(f"queue refused the executor's key ({exc}); {len(self.outbox)} events kept in "
+                                     f"{self.outbox.path}, retrying with backoff")
+                    return
+                if exc.kind != ErrorKind.CLIENT:
                     return  # unreachable or refused by the breaker: keep it, in order, for later
-                # Refused for good (e.g. the claim was taken over): resending cannot help.
+                # a record the queue refuses as invalid: resending the same bytes cannot help
                 logger.error(f"queue refused {record['kind']} seq {record['seq']}: {exc}")
                 self.stats["refused"] += 1
             else:
                 self.stats["delivered"] += 1
+                self._auth_failures = 0
             self.outbox.mark_sent(record["seq"])
 
 
@@ -280,19 +415,30 @@ class TrackedOrder:
     done: bool = False
     repriced: bool = False
     missing_since: float | None = None
+    cancel_sent_at: float | None = None  # cancel_pending: asked, not yet confirmed
+    replace: str | None = None           # what to place once the cancel is confirmed: "market", "reprice"
 
 
 @dataclass
 class Position:
     signal: Signal
     opened_at: float | None = None
-    entry_amount: Decimal = ZERO     # base bought
-    entry_quote: Decimal = ZERO      # quote paid
+    entry_amount: Decimal = ZERO     # base bought (gross, as filled)
+    entry_quote: Decimal = ZERO      # quote paid (before fees)
+    entry_fee_base: Decimal = ZERO   # of which the exchange kept as its fee (Binance: buy fee in the base coin)
     exit_amount: Decimal = ZERO      # base sold
-    exit_quote: Decimal = ZERO       # quote received
-    fees_quote: Decimal = ZERO
-    peak: Decimal = ZERO             # highest mid since entry, for the trailing stop
+    exit_quote: Decimal = ZERO       # quote received (before fees)
+    fees_quote: Decimal = ZERO       # every fee, valued in quote where a rate exists
+    base_fee_quote: Decimal = ZERO   # the part of fees_quote taken in the base coin (already out of open_amount)
+    unpriced_fees: dict[str, Decimal] = field(default_factory=dict)  # fees in a third asset with no rate
+    peak: Decimal = ZERO             # highest bid since entry, for the trailing stop
+    peak_reported: Decimal = ZERO
+    peak_reported_at: float = 0.0
     exit_reason: str | None = None
+    failures: int = 0                # failed exit orders in a row
+    retry_at: float = 0.0            # no new exit before this time (backoff after a failure)
+    stuck: str | None = None         # why the bot gave up on this position (it needs a person)
+    manual_close: str | None = None  # who asked for a manual close (exit at market, reason manual)
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     closed: bool = False
 
@@ -302,17 +448,44 @@ class Position:
 
     @property
     def open_amount(self) -> Decimal:
-        return self.entry_amount - self.exit_amount
+        """What the position holds in the wallet: bought, less the fee kept in the coin, less sold."""
+        return self.entry_amount - self.entry_fee_base - self.exit_amount
 
     def open_orders(self, purpose: str | None = None) -> list[TrackedOrder]:
         return [o for o in self.orders.values() if not o.done and (purpose is None or o.purpose == purpose)]
 
 
-def barrier_hit(position: Position, mid: Decimal, now: float) -> str | None:
-    """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`)."""
+def barrier_hit(position: Position, bid: Decimal, now: float) -> str | None:
+    """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`).
+
+    A long position exits by selling, so the rule sees the best bid (what a sell gets), not the mid."""
     held = now - position.opened_at if position.opened_at is not None else None
-    hit, _ = exits.check(position.signal, position.entry_price, position.peak, mid, mid, mid, held)
+    hit, _ = exits.check(position.signal, position.entry_price, position.peak, bid, bid, bid, held)
     return hit.reason if hit is not None else None
+
+
+def fee_parts(fee: TradeFeeBase, side: TradeType, base: str, quote: str, price: Decimal,
+              amount: Decimal) -> tuple[str, Decimal, Decimal]:
+    """(asset, amount in that asset, of which taken from the base coin the position holds) of one fill's fee.
+
+    A percent fee deducted from a buy's returns is taken in the base coin (Binance); otherwise it is in the
+    quote asset. A flat fee is in its own token (e.g. BNB). Fees in several tokens at once are reported in
+    the first; the quote value (`fee_amount_in_token`) still counts them all."""
+    deducted_buy = isinstance(fee, DeductedFromReturnsTradeFee) and side == TradeType.BUY
+    base_taken = ZERO
+    asset, total = quote, ZERO
+    if fee.percent > 0:
+        if deducted_buy and fee.percent_token in (None, base):
+            asset, total = base, fee.percent * amount
+            base_taken = total
+        else:
+            asset, total = quote, fee.percent * amount * price
+    for flat in fee.flat_fees:
+        if total == 0 or flat.token == asset:
+            asset, total = flat.token, total + flat.amount
+        if flat.token == base and deducted_buy:
+            base_taken += flat.amount
+    return asset, total, base_taken
 
 
 def instability_pct(samples: list[Decimal]) -> Decimal:
@@ -341,20 +514,19 @@ class SignalExecutor(StrategyV2Base):
                  queue_client: SignalQueue | None = None) -> None:
         super().__init__(connectors, config)
         self.config: SignalExecutorConfig = config
-        self.outbox = Outbox(Path(config.outbox_path))
+        self.outbox = Outbox(Path(config.outbox_path.format(consumer=config.consumer)))
         self.worker = QueueWorker(queue_client or self._queue_from_environment(), self.outbox, config,
                                   {config.exchange: list(config.trading_pairs)})
         self.pending: dict[UUID, PendingSignal] = {}
         self.positions: dict[UUID, Position] = {}
         self.order_index: dict[str, UUID] = {}  # client order id -> signal id
+        self.recently_closed: dict[UUID, Position] = {}  # for events that arrive after the close
         self.seen: set[UUID] = set()
         self.fates: deque[tuple[str, str, str]] = deque(maxlen=10)  # (signal, pair, fate)
         self.rejections: Counter[str] = Counter()
         self.health: Counter[str] = Counter()
         self.closed_trades: Counter[str] = Counter()
         self._next_health_check = 0.0
-        self.worker.capacity = config.max_open_positions
-        self.worker.start()
 
     def _queue_from_environment(self) -> SignalQueue:
         url = os.environ.get(self.config.queue_url_env, "")
@@ -369,22 +541,30 @@ class SignalExecutor(StrategyV2Base):
         return PostgrestQueue(url, key or (token or ""), token=token)
 
     async def on_stop(self) -> None:
-        self.worker.stop()
+        self.worker.stop()  # returns at once: Hummingbot's event loop must not wait on the network
         await super().on_stop()
+
+    def tick(self, timestamp: float) -> None:
+        self.worker.start()  # on the clock's first tick, not in __init__ (see QueueWorker)
+        super().tick(timestamp)
+        if self.ready_to_trade:
+            self.worker.ready.set()  # the tick that finds every connector ready (on_tick comes from the next)
+        else:
+            self.worker.progress = self._progress()
 
     # --- the clock ----------------------------------------------------------------------------------
 
     def on_tick(self) -> None:
         now = self.current_timestamp
+        self.worker.ready.set()
         self._take_restored(now)
+        self._take_close_requests(now)
         self._take_claimed(now)
         self._check_pending(now)
         self._manage_positions(now)
         if now >= self._next_health_check:
             self._order_health(now)
             self._next_health_check = now + self.config.health_check_interval_s
-        self.worker.capacity = self.config.max_open_positions - len(self.positions) - len(self.pending) \
-            - self.worker.claimed.qsize()
         self.worker.progress = self._progress()
 
     def _connector(self) -> Any:
@@ -403,10 +583,15 @@ class SignalExecutor(StrategyV2Base):
         ask = Decimal(str(connector.get_price_by_type(pair, PriceType.BestAsk)))
         return bid, ask, (bid + ask) / 2
 
+    def _ack(self, signal: Signal, status: str, reason: str | None) -> None:
+        self.outbox.append("ack", {"signal_id": str(signal.id), "consumer": self.config.consumer, "status": status,
+                                   "reason": reason})
+
     def _reject(self, signal: Signal, gate: str, reason: str) -> None:
         self.rejections[gate] += 1
         self.fates.append((str(signal.id)[:8], signal.symbol, f"rejected: {reason}"))
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "rejected", "reason": reason})
+        self._ack(signal, "rejected", reason)
+        self.worker.slots.release()
         self.worker.wake()
 
     def _take_restored(self, now: float) -> None:
@@ -420,11 +605,15 @@ class SignalExecutor(StrategyV2Base):
             self.seen.add(signal.id)
             position = Position(signal, opened_at=_timestamp(row["opened_at"]),
                                 entry_amount=_dec(row["entry_amount"]), entry_quote=_dec(row["entry_quote"]),
+                                entry_fee_base=_dec(row.get("entry_fee_base") or 0),
                                 exit_amount=_dec(row["exit_amount"]), exit_quote=_dec(row["exit_quote"]),
-                                fees_quote=_dec(row["fees_quote"]))
-            position.peak = position.entry_price
+                                fees_quote=_dec(row["fees_quote"]), base_fee_quote=_dec(row.get("base_fee_quote") or 0),
+                                stuck=row.get("stuck_reason"))
+            # the persisted trailing peak keeps a trailing stop armed across the restart
+            position.peak = max(_dec(row.get("trailing_peak") or 0), position.entry_price)
+            position.peak_reported = position.peak
             self.positions[signal.id] = position
-            active = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+            active = self._live_order_ids()
             for stored in row["open_orders"] or []:
                 order = TrackedOrder(stored["client_order_id"], stored["purpose"],
                                      TradeType.BUY if stored["side"] == "buy" else TradeType.SELL,
@@ -439,6 +628,33 @@ class SignalExecutor(StrategyV2Base):
             self.fates.append((str(signal.id)[:8], signal.symbol, "restored after a restart"))
             if signal.id in self.positions and position.entry_amount <= 0 and not position.open_orders("entry"):
                 self._close(position, now, traded=False)
+
+    def _live_order_ids(self) -> set[str]:
+        """Client ids of the orders the connector still works on. After a restart the strategy's own tracker is
+        empty, so ask the connector (`in_flight_orders` on real connectors, resting limits on paper ones)."""
+        connector = self._connector()
+        live = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+        try:
+            live |= set(connector.in_flight_orders)
+        except NotImplementedError:  # paper connectors
+            live |= {o.client_order_id for o in getattr(connector, "limit_orders", [])}
+        return live
+
+    def _take_close_requests(self, now: float) -> None:
+        while True:
+            try:
+                signal_id, who = self.worker.close_requests.get_nowait()
+            except queue.Empty:
+                return
+            position = self.positions.get(signal_id)
+            if position is None or position.manual_close:
+                continue  # not ours any more, or asked already
+            position.manual_close = who
+            position.stuck, position.failures, position.retry_at = None, 0, 0.0  # a person asked: try again
+            self.fates.append((str(signal_id)[:8], position.signal.symbol, f"close requested by {who}"))
+            for order in position.open_orders():  # then exit at market once nothing rests (_manage_positions)
+                if order.cancel_sent_at is None:
+                    self._cancel(position, order, now, None)
 
     def _take_claimed(self, now: float) -> None:
         while True:
@@ -459,6 +675,9 @@ class SignalExecutor(StrategyV2Base):
         """The first gate a claimed signal fails, as (gate, reason); None when it may go on to sampling."""
         if signal.expires_at.timestamp() <= now:
             return "expired", f"expired at {signal.expires_at.isoformat()}"
+        if signal.side != "buy":
+            return "unsupported_side", (f"{signal.side} signals are not traded: {self.config.connector} is spot and "
+                                        "this bot only opens long positions")
         if signal.symbol not in self.config.trading_pairs or not self._has_book(signal.symbol):
             return "pair", f"{signal.symbol} is not traded by {self.config.connector}"
         same_pair = sum(1 for p in self.positions.values() if p.signal.symbol == signal.symbol)
@@ -478,6 +697,9 @@ class SignalExecutor(StrategyV2Base):
         if spread > self.config.max_spread_pct:
             return "spread", f"spread {spread:.2f}% wider than {self.config.max_spread_pct}%"
         amount = self._entry_amount(signal, ask)
+        if problem := self._below_minimum(signal.symbol, amount, ask):
+            quote = self.config.quote_amount or signal.quote_amount
+            return "below_min_notional", f"an entry of {quote} {signal.symbol.split('-')[1]} is {problem}"
         candidate = OrderCandidate(trading_pair=signal.symbol, is_maker=self.config.entry_order_type == "limit",
                                    order_type=self._entry_type(), order_side=TradeType.BUY, amount=amount, price=ask)
         adjusted = self._connector().budget_checker.adjust_candidate(candidate, all_or_none=True)
@@ -517,7 +739,7 @@ class SignalExecutor(StrategyV2Base):
     def _enter(self, signal: Signal, now: float) -> None:
         position = Position(signal)
         self.positions[signal.id] = position
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "executing", "reason": None})
+        self._ack(signal, "executing", None)
         self.fates.append((str(signal.id)[:8], signal.symbol, "executing"))
         bid, ask, _ = self._book(signal.symbol)
         self._place(position, "entry", TradeType.BUY, self._entry_amount(signal, ask), None if
@@ -539,28 +761,114 @@ class SignalExecutor(StrategyV2Base):
 
     def _manage_positions(self, now: float) -> None:
         for position in list(self.positions.values()):
-            if position.closed or position.entry_amount <= 0:
+            if position.closed or position.entry_amount <= 0 or position.stuck:
                 continue
-            _, _, mid = self._book(position.signal.symbol)
-            position.peak = max(position.peak, mid)
-            if position.exit_reason is None and not position.open_orders("entry"):
-                if reason := barrier_hit(position, mid, now):
+            bid, _, _ = self._book(position.signal.symbol)
+            position.peak = max(position.peak, bid)
+            self._persist_peak(position, now)
+            if position.open_orders():
+                continue
+            if self._is_flat(position, bid):
+                # nothing left that the exchange would take (e.g. restored after its exit filled): done
+                position.exit_reason = position.exit_reason or "flat"
+                self._close(position, now, traded=True)
+            elif position.exit_reason is None and now >= position.retry_at:
+                if reason := "manual" if position.manual_close else barrier_hit(position, bid, now):
                     position.exit_reason = reason
-                    self._place(position, "exit", TradeType.SELL, self._sellable(position), None, now)
+                    self._exit(position, bid, now)
+
+    def _exit(self, position: Position, bid: Decimal, now: float) -> None:
+        """Sell what the position holds, capped at what the wallet has (fees, other bots, a lagging balance)."""
+        amount = self._sellable(position)
+        if problem := self._below_minimum(position.signal.symbol, amount, bid):
+            base = position.signal.symbol.split("-")[0]
+            self._exit_failed(position, f"cannot sell {position.open_amount} {base}: the wallet's {amount} is "
+                                        f"{problem}", now)
+            return
+        self._place(position, "exit", TradeType.SELL, amount, None, now)
 
     def _sellable(self, position: Position) -> Decimal:
+        pair = position.signal.symbol
         pending_exit = sum((o.amount - o.filled for o in position.open_orders("exit")), ZERO)
-        amount = position.open_amount - pending_exit
-        return self._connector().quantize_order_amount(position.signal.symbol, amount)
+        available = _dec(self._connector().get_available_balance(pair.split("-")[0]))
+        amount = min(position.open_amount - pending_exit, available)
+        return self._connector().quantize_order_amount(pair, max(amount, ZERO))
+
+    def _rule(self, pair: str) -> tuple[Decimal, Decimal]:
+        """(minimum size in base, minimum notional in quote): the connector's trading rule, else the config's."""
+        rules = getattr(self._connector(), "trading_rules", None)
+        rule = rules.get(pair) if isinstance(rules, dict) else None
+        if rule is None:
+            return ZERO, self.config.min_notional_quote
+        return _dec(rule.min_order_size), _dec(rule.min_notional_size)
+
+    def _below_minimum(self, pair: str, amount: Decimal, price: Decimal) -> str | None:
+        """Why the exchange would refuse an order of `amount` at `price` for its size, or None."""
+        min_size, min_notional = self._rule(pair)
+        if amount <= 0:
+            return "an amount that rounds to zero"
+        if amount < min_size:
+            return f"below the minimum order size {min_size}"
+        if amount * price < min_notional:
+            return f"worth {amount * price:.8g}, below the minimum notional {min_notional}"
+        return None
+
+    def _is_flat(self, position: Position, bid: Decimal | None = None) -> bool:
+        """Nothing left to sell: what remains (dust) is below what the exchange trades."""
+        pair = position.signal.symbol
+        bid = bid if bid is not None else self._book(pair)[0]
+        remaining = self._connector().quantize_order_amount(pair, max(position.open_amount, ZERO))
+        if remaining <= position.entry_amount * NOISE:
+            return True  # the float rounding of a paper exchange's wallet, not a remainder anyone could sell
+        return self._below_minimum(pair, remaining, bid) is not None
+
+    def _exit_failed(self, position: Position, error: str, now: float) -> None:
+        """Count a failed exit; back off, and after max_order_retries in a row give up and say so."""
+        position.failures += 1
+        position.exit_reason = None  # the barriers decide again on the next try
+        position.retry_at = now + min(2 ** position.failures, 60)
+        if position.failures < self.config.max_order_retries:
+            return
+        signal = position.signal
+        position.stuck = f"exit failed {position.failures} times, last: {error}"
+        self.health["stuck"] += 1
+        logger.error(f"position {signal.id} ({signal.symbol}) is stuck and needs a person: {position.stuck}")
+        self.fates.append((str(signal.id)[:8], signal.symbol, f"stuck: {error}"))
+        self._report(OrderEvent(type="position_stuck", signal_id=signal.id, ts=_iso(now),
+                                consumer=self.config.consumer, reason=position.stuck))
+
+    def _persist_peak(self, position: Position, now: float) -> None:
+        """Report a risen trailing peak (at most every peak_report_interval_s) so a restart keeps it armed."""
+        signal = position.signal
+        if signal.trailing_activation_pct is None or position.peak <= position.peak_reported:
+            return
+        if now - position.peak_reported_at < self.config.peak_report_interval_s:
+            return
+        position.peak_reported, position.peak_reported_at = position.peak, now
+        self._report(OrderEvent(type="position_peak", signal_id=signal.id, ts=_iso(now),
+                                consumer=self.config.consumer, peak=position.peak))
 
     # --- order health (seed 000) --------------------------------------------------------------------
 
     def _order_health(self, now: float) -> None:
-        active = {o.client_order_id for o in self.get_active_orders(self.config.connector)}
+        """Stale, partially filled and lost orders (seed 000). A replacement is placed only once the cancel of
+        the order it replaces is confirmed (`did_cancel_order`), so no purpose ever has two live orders."""
+        live = self._live_order_ids()
         for position in list(self.positions.values()):
             for order in position.open_orders():
+                if order.cancel_sent_at is not None:
+                    self._chase_cancel(position, order, live, now)
+                    continue
                 age = now - order.created_at
-                if order.price is not None and order.order_id not in active:
+                if order.price is None and order.order_id not in live and age >= self.config.market_order_timeout_s:
+                    # a market order that never reached a final state: lost (the wallet cap keeps a repeat
+                    # exit from selling coins that a lost-but-filled exit already sold)
+                    self.health["lost_market_orders"] += 1
+                    self._report_order(position, order, "order_failed", now,
+                                       reason=f"lost: no final event within {self.config.market_order_timeout_s:g} s")
+                    self._finish_order(position, order, now)
+                    continue
+                if order.price is not None and order.order_id not in live:
                     # a resting order the connector no longer knows and no event told us about
                     order.missing_since = order.missing_since or now
                     if now - order.missing_since >= self.config.lost_order_grace_s:
@@ -568,21 +876,52 @@ class SignalExecutor(StrategyV2Base):
                         self._report_order(position, order, "order_failed", now, reason="lost by the connector")
                         self._finish_order(position, order, now)
                     continue
-                if order.filled > 0 and age >= self.config.partial_fill_max_age_s:
-                    self.health["partial_fills_handled"] += 1
-                    self.cancel(self.config.connector, position.signal.symbol, order.order_id)
-                    if self.config.partial_fill_action == "complete":
-                        self._place(position, order.purpose, order.side, order.amount - order.filled, None, now)
+                if order.filled > 0:
+                    # a partial fill is governed by its own age alone (shorter than the stale age by config)
+                    if age >= self.config.partial_fill_max_age_s:
+                        self.health["partial_fills_handled"] += 1
+                        self._cancel(position, order, now,
+                                     "market" if self.config.partial_fill_action == "complete" else None)
                 elif order.price is not None and age >= self._stale_after(order):
                     self.health["stale_cancelled"] += 1
-                    self.cancel(self.config.connector, position.signal.symbol, order.order_id)
-                    if order.purpose == "exit" or (self.config.stale_entry_action == "reprice" and not order.repriced):
-                        bid, _, _ = self._book(position.signal.symbol)
-                        new_id = self._place(position, order.purpose, order.side, order.amount - order.filled,
-                                             bid if order.side == TradeType.BUY else None, now)
-                        if new_id:
-                            position.orders[new_id].repriced = True
-                            self.health["repriced"] += 1
+                    reprice = order.purpose == "exit" or (self.config.stale_entry_action == "reprice"
+                                                          and not order.repriced)
+                    self._cancel(position, order, now, "reprice" if reprice else None)
+
+    def _cancel(self, position: Position, order: TrackedOrder, now: float, replace: str | None) -> None:
+        order.cancel_sent_at = now
+        order.replace = replace
+        # straight to the connector: its cancel is what a late or lost confirmation comes from
+        self._connector().cancel(position.signal.symbol, order.order_id)
+
+    def _chase_cancel(self, position: Position, order: TrackedOrder, live: set[str], now: float) -> None:
+        """A cancel not confirmed within lost_order_grace_s: the order is gone (finish it, then replace) or the
+        cancel is sent again. Never a replacement while the old order may still fill."""
+        if now - order.cancel_sent_at < self.config.lost_order_grace_s:
+            return
+        if order.order_id not in live and order.price is not None:
+            self.health["cancel_unconfirmed_gone"] += 1
+            self._report_order(position, order, "order_cancelled", now, reason="cancel not confirmed; order gone")
+            self._after_cancel(position, order, now)
+        else:
+            self.health["cancel_resent"] += 1
+            self._cancel(position, order, now, order.replace)
+
+    def _after_cancel(self, position: Position, order: TrackedOrder, ts: float) -> None:
+        """The cancel is confirmed: place the replacement it was waiting for, then settle the order."""
+        order.done = True
+        if order.replace is not None and not position.closed:
+            remaining = order.amount - order.filled
+            if order.side == TradeType.SELL:
+                remaining = self._sellable(position)
+            price = None
+            if order.replace == "reprice" and order.side == TradeType.BUY:
+                price = self._book(position.signal.symbol)[0]
+            new_id = self._place(position, order.purpose, order.side, remaining, price, ts)
+            if new_id:
+                position.orders[new_id].repriced = True
+                self.health["replaced"] += 1
+        self._finish_order(position, order, ts)
 
     def _stale_after(self, order: TrackedOrder) -> float:
         """A resting entry waits limit_timeout_s (if shorter than the stale threshold), anything else stale_order_s."""
@@ -598,6 +937,11 @@ class SignalExecutor(StrategyV2Base):
         if position is None or order_id not in position.orders:
             return None
         return position, position.orders[order_id]
+
+    def _closed_position_of(self, order_id: str) -> tuple[Position, TrackedOrder] | None:
+        signal_id = self.order_index.get(order_id)
+        position = self.recently_closed.get(signal_id) if signal_id else None
+        return (position, position.orders[order_id]) if position and order_id in position.orders else None
 
     def _report(self, event: OrderEvent) -> None:
         self.outbox.append("report", {"event": event.to_payload()})
@@ -617,7 +961,8 @@ class SignalExecutor(StrategyV2Base):
         self._created(event.order_id, event.timestamp, event.type, event.amount, event.price)
 
     def _created(self, order_id: str, ts: float, order_type: OrderType, amount: Decimal, price: Decimal) -> None:
-        if found := self._position_of(order_id):
+        # a connector may confirm a market order's creation after its fill closed the position: still report it
+        if found := self._position_of(order_id) or self._closed_position_of(order_id):
             position, order = found
             self._report_order(position, order, "order_created", ts,
                                order_type="market" if order_type == OrderType.MARKET else "limit",
@@ -628,25 +973,46 @@ class SignalExecutor(StrategyV2Base):
         if not found:
             return
         position, order = found
-        quote_asset = position.signal.symbol.split("-")[1]
-        fee = event.trade_fee.fee_amount_in_token(event.trading_pair, event.price, event.amount, quote_asset)
-        order.filled += event.amount
+        base, quote = position.signal.symbol.split("-")
+        price, amount = _dec(event.price), _dec(event.amount)
+        fee_asset, fee_amount, base_taken = fee_parts(event.trade_fee, order.side, base, quote, price, amount)
+        # The position first: nothing below (fee valuation) may lose the fill.
+        order.filled += amount
         order.fills += 1
-        position.fees_quote += fee
         if order.purpose == "entry":
-            position.entry_amount += event.amount
-            position.entry_quote += event.price * event.amount
+            position.entry_amount += amount
+            position.entry_quote += price * amount
+            position.entry_fee_base += base_taken
             position.opened_at = position.opened_at or event.timestamp
-            position.peak = max(position.peak, event.price)
         else:
-            position.exit_amount += event.amount
-            position.exit_quote += event.price * event.amount
+            position.exit_amount += amount
+            position.exit_quote += price * amount
+        fee_quote = self._fee_in_quote(event, fee_asset, fee_amount, base, quote, price, amount)
+        if fee_quote is None:
+            position.unpriced_fees[fee_asset] = position.unpriced_fees.get(fee_asset, ZERO) + fee_amount
+        else:
+            position.fees_quote += fee_quote
+            if fee_asset == base:
+                position.base_fee_quote += fee_quote
         self._report_order(position, order, "order_filled", event.timestamp,
                            # paper connectors leave the trade id empty: one that stays unique across restarts
                            exchange_trade_id=event.exchange_trade_id
                            or f"{order.order_id}-{event.timestamp:.6f}-{event.amount}",
-                           price=event.price, amount=event.amount, fee_quote=fee, fee_asset=quote_asset,
-                           fee_amount=fee)
+                           price=price, amount=amount, fee_quote=fee_quote or ZERO, fee_asset=fee_asset,
+                           fee_amount=fee_amount)
+
+    def _fee_in_quote(self, event: OrderFilledEvent, asset: str, amount: Decimal, base: str, quote: str,
+                      price: Decimal, filled: Decimal) -> Decimal | None:
+        """The fee valued in quote; None when it is in a third asset with no rate (it is kept in its own asset)."""
+        if amount == 0 or asset == quote:
+            return amount
+        if asset == base:
+            return amount * price
+        try:
+            return _dec(event.trade_fee.fee_amount_in_token(event.trading_pair, price, filled, quote))
+        except Exception as exc:  # any failure of the rate lookup: the fill is already on the position
+            logger.warning(f"fee of {amount} {asset} on order {event.order_id} not converted to {quote}: {exc}")
+            return None
 
     def did_complete_buy_order(self, event: BuyOrderCompletedEvent) -> None:
         self._completed(event.order_id, event.timestamp, event.exchange_order_id)
@@ -663,47 +1029,61 @@ class SignalExecutor(StrategyV2Base):
     def did_cancel_order(self, event: OrderCancelledEvent) -> None:
         if found := self._position_of(event.order_id):
             position, order = found
+            if order.done:
+                return  # settled already (a cancel confirmed after we saw the order gone)
             self._report_order(position, order, "order_cancelled", event.timestamp)
-            self._finish_order(position, order, event.timestamp)
+            self._after_cancel(position, order, event.timestamp)
 
     def did_fail_order(self, event: MarketOrderFailureEvent) -> None:
         if found := self._position_of(event.order_id):
             position, order = found
-            self._report_order(position, order, "order_failed", event.timestamp,
-                               reason=event.error_message or "order failed")
+            error = event.error_message or "order failed"
+            self._report_order(position, order, "order_failed", event.timestamp, reason=error)
             self._finish_order(position, order, event.timestamp)
+            if order.purpose == "exit" and order.filled == 0 and not position.closed:
+                self._exit_failed(position, error, event.timestamp)
 
     def _finish_order(self, position: Position, order: TrackedOrder, ts: float) -> None:
         order.done = True
+        if order.purpose == "exit" and order.filled > 0:
+            position.failures = 0
         if order.purpose == "entry" and not position.open_orders("entry") and position.entry_amount <= 0:
             self._close(position, ts, traded=False)  # the entry never filled: nothing to manage
-        elif order.purpose == "exit" and position.exit_reason and self._is_flat(position):
-            self._close(position, ts, traded=True)
-        elif order.purpose == "exit" and not position.open_orders("exit") and position.open_amount > 0:
-            position.exit_reason = None  # an exit that did not complete: the barriers decide again
-
-    def _is_flat(self, position: Position) -> bool:
-        """Nothing left to sell: what remains is below the smallest amount the connector trades."""
-        return self._connector().quantize_order_amount(position.signal.symbol, position.open_amount) <= 0
+        elif order.purpose == "exit" and not position.open_orders("exit"):
+            if position.exit_reason and self._is_flat(position):
+                self._close(position, ts, traded=True)
+            elif position.open_amount > 0:
+                position.exit_reason = None  # an exit that did not complete: the barriers decide again
 
     def _close(self, position: Position, ts: float, traded: bool) -> None:
         signal = position.signal
         position.closed = True
         del self.positions[signal.id]
+        self.recently_closed[signal.id] = position
+        while len(self.recently_closed) > 100:
+            self.recently_closed.pop(next(iter(self.recently_closed)))
         if traded:
-            pnl = position.exit_quote - position.entry_quote - position.fees_quote
+            # Net of every fee. A fee taken in the base coin is already out of what was sold, so only fees
+            # paid in quote (or valued from a third asset) are subtracted; dust stays in the wallet and is
+            # valued at the exit price, so the P&L is the wallet's change.
+            dust = max(position.open_amount, ZERO)
+            exit_price = (position.exit_quote / position.exit_amount if position.exit_amount > 0
+                          else self._book(signal.symbol)[0])
+            pnl = (position.exit_quote - position.entry_quote - (position.fees_quote - position.base_fee_quote)
+                   + dust * exit_price)
             pnl_pct = pnl / position.entry_quote * HUNDRED if position.entry_quote else ZERO
             self._report(OrderEvent(
                 type="position_closed", signal_id=signal.id, ts=_iso(ts), consumer=self.config.consumer,
                 exchange=signal.exchange, symbol=signal.symbol, side="buy", amount=position.entry_amount,
-                entry_price=position.entry_price, exit_price=position.exit_quote / position.exit_amount,
-                fees_quote=position.fees_quote, pnl_quote=pnl, pnl_pct=pnl_pct, exit_reason=position.exit_reason,
+                entry_price=position.entry_price, exit_price=exit_price, fees_quote=position.fees_quote,
+                pnl_quote=pnl, pnl_pct=pnl_pct, exit_reason=position.exit_reason, dust_amount=dust,
                 opened_at=_iso(position.opened_at or ts), closed_at=_iso(ts)))
             self.closed_trades[position.exit_reason or "unknown"] += 1
             self.fates.append((str(signal.id)[:8], signal.symbol, f"closed: {position.exit_reason} {pnl:+.4f}"))
         else:
             self.fates.append((str(signal.id)[:8], signal.symbol, "closed: entry not filled"))
-        self.outbox.append("ack", {"signal_id": str(signal.id), "status": "closed", "reason": None})
+        self._ack(signal, "closed", None)
+        self.worker.slots.release()
         self.worker.wake()
 
     # --- reporting ------------------------------------------------------------------------------------
@@ -713,9 +1093,15 @@ class SignalExecutor(StrategyV2Base):
         return {"claimed": self.worker.stats["claimed"], "open_positions": len(self.positions),
                 "pending": len(self.pending), "outbox": len(self.outbox),
                 "queue_breaker": self.worker.breaker.state.value, "rejections": dict(self.rejections),
-                "order_health": dict(self.health), "closed": dict(self.closed_trades)}
+                "order_health": dict(self.health), "closed": dict(self.closed_trades),
+                "ready": self.ready_to_trade, "stuck": sum(1 for p in self.positions.values() if p.stuck)}
 
     def format_status(self) -> str:
+        if not self.ready_to_trade:
+            waiting = ", ".join(name for name, c in self.connectors.items() if not c.ready)
+            return (f"waiting for {waiting} to be ready: no signal is claimed until then\n"
+                    f"queue: breaker {self.worker.breaker.state.value}, outbox {len(self.outbox)} pending, "
+                    f"claimed {self.worker.stats['claimed']}")
         lines = [f"queue: breaker {self.worker.breaker.state.value}, outbox {len(self.outbox)} pending, "
                  f"claimed {self.worker.stats['claimed']}, delivered {self.worker.stats['delivered']}"
                  + (f", last error: {self.worker.last_error}" if self.worker.last_error else "")]
@@ -724,7 +1110,8 @@ class SignalExecutor(StrategyV2Base):
             _, _, mid = self._book(position.signal.symbol)
             unrealised = (mid - position.entry_price) * position.open_amount
             lines.append(f"  {position.signal.symbol} {position.signal.strategy} amount {position.open_amount} "
-                         f"entry {position.entry_price:.8g} mid {mid:.8g} unrealised {unrealised:+.4f}")
+                         f"entry {position.entry_price:.8g} mid {mid:.8g} unrealised {unrealised:+.4f}"
+                         + (f" STUCK: {position.stuck}" if position.stuck else ""))
         lines.append("last signals: " + ("; ".join(f"{s} {p} {f}" for s, p, f in self.fates) or "none"))
         lines.append("rejections by gate: " + (", ".join(f"{g} {n}" for g, n in self.rejections.items()) or "none"))
         lines.append("order health: " + (", ".join(f"{k} {n}" for k, n in self.health.items()) or "nothing to do"))

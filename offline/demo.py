@@ -32,7 +32,7 @@ from controller.data.migrate import migrate
 from controller.data.storage.postgres import PostgresStore
 from controller.ops import logs
 from controller.scan.pipeline import Scanner
-from controller.scan.signals import SizingParams
+from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import load_strategies
 from offline.harness import Harness, executor_config, start, stop
 
@@ -76,9 +76,11 @@ def follow(harness: Harness, source: ReplaySource, now: datetime) -> None:
 
 
 async def run(url: str, config: ControllerConfig, start_at: datetime, hours: float) -> dict[str, float]:
-    # Quotes are in BTC on this data: small sizes, a 0.5 BTC paper balance.
-    config = config.model_copy(update={"sizing": SizingParams(quote_amount=0.002, balance=0.5,
-                                                              max_balance_share=0.5)})
+    # Quotes are in BTC on this data: small sizes, a 0.5 BTC paper balance. The 2018 Bittrex files hold no
+    # BTC market, so the regime is unknown: the demo acts as CAUTION instead of blocking every entry.
+    config = config.model_copy(update={
+        "sizing": SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.5)}, max_balance_share=0.5),
+        "regime": config.regime.model_copy(update={"on_missing": "caution"})})
     store = PostgresStore(url)
     clock = SimClock(start_at)
     source = ReplaySource(ohlcv_dir(), EXCHANGE, clock=clock)

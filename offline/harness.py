@@ -21,13 +21,60 @@ from hummingbot.client.config.client_config_map import ClientConfigMap
 from hummingbot.client.config.config_helpers import ClientConfigAdapter
 from hummingbot.connector.markets_recorder import MarketsRecorder
 from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+from hummingbot.connector.trading_rule import TradingRule
 from hummingbot.core.clock import Clock, ClockMode
+from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLConnectionType
 
 from bridge.queue_client import SignalQueue
 from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig
 
 CONNECTOR = "mock"
+
+# Binance's spot schema: 0.1 % maker and taker, the buy fee taken from the bought coin.
+BINANCE_FEES = TradeFeeSchema(maker_percent_fee_decimal=Decimal("0.001"), taker_percent_fee_decimal=Decimal("0.001"),
+                              buy_percent_fee_deducted_from_returns=True)
+
+
+class PaperExchange(MockPaperExchange):
+    """Hummingbot's MockPaperExchange made less kind: it can be not ready, can publish trading rules (minimum
+    size and notional) and can confirm cancels late or never, as real connectors do.
+
+    `cancels`: "instant" (the mock's own behaviour), "late" (the order is cancelled, and its event sent, only
+    when `confirm_cancels()` is called) or "never" (cancel requests are recorded and ignored).
+    """
+
+    def __init__(self, trade_fee_schema: TradeFeeSchema | None = BINANCE_FEES, ready: bool = True,
+                 rules: dict[str, TradingRule] | None = None, cancels: str = "instant") -> None:
+        super().__init__(trade_fee_schema=trade_fee_schema)
+        self.is_ready = ready
+        self.trading_rules: dict[str, TradingRule] = dict(rules or {})
+        self.cancels = cancels
+        self.cancel_requests: list[str] = []
+        self._held_cancels: list[tuple[str, str]] = []
+        self.stale_balances: dict[str, Decimal] = {}  # asset -> what get_available_balance reports instead
+
+    def get_available_balance(self, currency: str) -> Decimal:
+        if currency in self.stale_balances:
+            return self.stale_balances[currency]
+        return super().get_available_balance(currency)
+
+    @property
+    def ready(self) -> bool:
+        return self.is_ready
+
+    def cancel(self, trading_pair: str, client_order_id: str) -> str:
+        self.cancel_requests.append(client_order_id)
+        if self.cancels == "instant":
+            return super().cancel(trading_pair, client_order_id)
+        if self.cancels == "late":
+            self._held_cancels.append((trading_pair, client_order_id))
+        return client_order_id
+
+    def confirm_cancels(self) -> None:
+        held, self._held_cancels = self._held_cancels, []
+        for pair, order_id in held:
+            super().cancel(pair, order_id)
 
 
 def executor_config(outbox: Path, **overrides: Any) -> SignalExecutorConfig:
@@ -80,13 +127,16 @@ class Harness:
 
 def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dict[str, float] | None = None,
           books: dict[str, float] | None = None, exchange: MockPaperExchange | None = None,
-          tick_size: float = 1.0) -> Harness:
-    """Build the exchange, the strategy and the clock; call inside a running event loop."""
+          tick_size: float = 1.0, rules: dict[str, TradingRule] | None = None) -> Harness:
+    """Build the exchange, the strategy and the clock; call inside a running event loop.
+
+    The default exchange is a `PaperExchange` with Binance's fees and no base coin: what a new user's
+    `binance_paper_trade` account looks like."""
     sql = SQLConnectionManager(ClientConfigAdapter(ClientConfigMap()), SQLConnectionType.TRADE_FILLS,
                                db_path=":memory:")
     MarketsRecorder._shared_instance = MarketsRecorder(sql, [], "test.yml", "test", None)
     if exchange is None:
-        exchange = MockPaperExchange()
+        exchange = PaperExchange(rules=rules)
         for asset, amount in (balances or {"USDT": 10_000, "BTC": 0, "ETH": 0}).items():
             exchange.set_balance(asset, amount)
     SignalExecutor.init_markets(config)
@@ -100,11 +150,16 @@ def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dic
         harness.book(pair, mid)
     clock.__enter__()
     clock.backtest_til(now)
+    # one tick more, as Hummingbot's clock would have done by now: the strategy sees its connectors ready
+    # (when they are) and its worker starts claiming
+    harness.now += tick_size
+    clock.backtest_til(harness.now)
     return harness
 
 
 def stop(harness: Harness) -> None:
     harness.strategy.worker.stop()
+    harness.strategy.worker.join()
     harness.clock.__exit__(None, None, None)
 
 

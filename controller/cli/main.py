@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from controller.cli import data, db, ops, scan
+from controller.cli import access, data, db, ops, scan, shadow, trade
 from controller.cli.base import Context, fail
 from controller.config import DEFAULT_CONFIG, load_config, load_secrets
 from controller.model import ConfigError
@@ -32,5 +32,5 @@ def main(
     ctx.obj = Context(loaded, secrets)
 
 
-for group in (db, scan, data, ops):
+for group in (db, scan, data, ops, trade, access, shadow):
     group.register(app)

@@ -53,6 +53,8 @@ def scan_cmd(
     finally:
         wiring.store.close()
     _print_report(report)
+    if report.outage:  # cron and supervisors must notice: no pair got candles
+        raise typer.Exit(1)
 
 
 def run_cmd(
@@ -69,7 +71,7 @@ def run_cmd(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    from controller.wiring import operations
+    from controller.wiring import operations, shadow_evaluator
 
     end = parse_time(until)
     if replay is not None and end is None:
@@ -77,6 +79,12 @@ def run_cmd(
     wiring = _wiring(ctx.obj, replay, exchange, parse_time(start), symbols)
     step = wiring.base_timeframe_s()
     ops = operations(wiring, ctx.obj.config, ctx.obj.secrets)
+    try:
+        evaluator = shadow_evaluator(wiring, ctx.obj.config, ctx.obj.secrets)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if evaluator is not None:
+        evaluator.start()  # its own thread: a slow evaluation never delays a scan
     try:
         if wiring.clock is None:
             pipeline.run_live(wiring.scanner, step, stop, on_cycle=ops.on_cycle)
@@ -87,6 +95,8 @@ def run_cmd(
             console.print(f"replayed {len(reports)} scans up to {wiring.clock.now():%Y-%m-%d %H:%M}: "
                           f"{emitted} signal(s) emitted")
     finally:
+        if evaluator is not None:
+            evaluator.stop()
         ops.close()  # the final health report (seed 002)
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")
@@ -97,7 +107,8 @@ def _print_report(report: CycleReport) -> None:
         console.print(f"scan at {report.at:%Y-%m-%d %H:%M} skipped: {report.skipped}")
         return
     regime = report.regime
-    console.print(f"scan at {report.at:%Y-%m-%d %H:%M}: regime {regime.regime.value} ({regime.reason})")
+    console.print(f"scan at {report.at:%Y-%m-%d %H:%M} on {report.exchange}: regime {regime.regime.value} "
+                  f"({regime.reason})", soft_wrap=True)
     table = Table(title="decisions")
     for column in ("strategy", "symbol", "decision", "confidence", "reason"):
         table.add_column(column)
@@ -106,5 +117,9 @@ def _print_report(report: CycleReport) -> None:
                       f"{item.decision.confidence:.2f}", item.reason)
     console.print(table)
     for name, failure in sorted(report.failures.items()):
+        if report.outage and name.startswith("data:"):
+            continue  # said once below
         console.print(f"[red]failed[/red] {name}: {failure}")
+    if report.outage:
+        console.print(f"[red]{report.outage}[/red]", soft_wrap=True)
     console.print(f"{report.emitted} signal(s) emitted in {report.duration_s:.2f} s")

@@ -138,7 +138,9 @@ def window(frame: pd.DataFrame, timeframe: str, since: datetime, until: datetime
 
 def resample(frame: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
     """Candles of `to_timeframe` built from `from_timeframe` ones (epoch-aligned buckets: open first, high max,
-    low min, close last, volume sum). A bucket missing any of its candles is left out rather than guessed."""
+    low min, close last, volume sum). A bucket missing any of its candles is left out rather than guessed, so a
+    gap in the source shows as a missing built candle. Built candles carry `source_candles`: how many source
+    candles each holds."""
     base_s, target_s = timeframe_seconds(from_timeframe), timeframe_seconds(to_timeframe)
     if target_s % base_s:
         raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
@@ -150,7 +152,8 @@ def resample(frame: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.
     out = grouped.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
                       volume=("volume", "sum"), count=("close", "size")).reset_index()
     out = out[out["count"] == target_s // base_s]
-    return _tidy(out.rename(columns={"bucket": "ts"}))
+    built = _tidy(out.rename(columns={"bucket": "ts"}))
+    return built.assign(source_candles=np.full(len(built), target_s // base_s, dtype=np.int64))
 
 
 class MarketDataSource(Protocol):
@@ -229,6 +232,10 @@ class ReplaySource:
             if match:
                 found.append(RecordedFile(match["exchange"], match["symbol"], match["timeframe"], path))
         return found
+
+    def exchanges(self) -> list[str]:
+        """The exchanges the folder's files were recorded on (their names' first part)."""
+        return sorted({f.exchange for f in self.files})
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
         """The symbols the folder holds (for this source's exchange, and timeframe if given)."""

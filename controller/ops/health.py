@@ -267,13 +267,18 @@ def _controller_progress(progress: Mapping[str, Any], now: datetime, config: Hea
         return []  # scans are skipped on purpose: no candle is expected
     candle_s = config.candle_interval_s or config.controller.interval_s
     limit = config.stale_candles * candle_s + config.grace_s
+    reasons = []
+    if progress.get("regime") == "UNKNOWN":  # entries blocked until the regime market has fresh candles
+        reasons.append(str(progress.get("regime_reason") or "regime unknown"))
     last_candle = _parse_time(progress.get("last_candle"))
     if last_candle is None:
-        return ["no candle in the last scan"] if progress.get("cycles") else []
-    age = (now - last_candle).total_seconds()
+        return [*reasons, "no candle in the last scan"] if progress.get("cycles") else reasons
+    # A replay's candles are as old as its simulated clock: judge them against the scan time, not today.
+    scanned = _parse_time(progress.get("last_scan_at")) if progress.get("replay") else None
+    age = ((scanned or now) - last_candle).total_seconds()
     if age > limit:
-        return [f"no new candle for {ago(age)} (limit {config.stale_candles:g} candles = {ago(limit)})"]
-    return []
+        reasons.append(f"no new candle for {ago(age)} (limit {config.stale_candles:g} candles = {ago(limit)})")
+    return reasons
 
 
 def assess_missing(name: str, kind: Kind, flags: Mapping[str, Any] | None = None) -> ComponentHealth:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,16 +22,26 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
-from controller.data.market_data import MarketDataSource, timeframe_seconds
+from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.model import Frozen
 from controller.scan import indicators, strategies
-from controller.scan.regime import ClosedTrade, ProtectionParams, RegimeParams, RegimeReading, classify, symbol_block
-from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, scan_row
+from controller.scan.params_source import ParamsSource, active_or_conf
+from controller.scan.regime import (
+    ClosedTrade,
+    ProtectionParams,
+    RegimeParams,
+    RegimeReading,
+    classify,
+    symbol_block,
+    unknown,
+)
+from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
 
+REGIME_TIMEFRAMES = ("5m", "1h")  # 5m where recorded or served; 1h where only coarser candles exist
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
 
 
@@ -49,12 +59,28 @@ class UniverseConfig(Frozen):
         return symbols
 
 
+class ValidationProfile(Frozen):
+    """The phase-2 `validation` profile (seed 004 §2.1): many small positions, one strategy, top pairs."""
+
+    min_confidence: float = Field(0.4, ge=0, le=1, description="entries below this confidence are skipped")
+    size_factor: float = Field(0.4, gt=0, le=1, description="every quote amount x this (seed: $20 of $50)")
+    max_open_total: int = Field(20, ge=1, description="per quote currency")
+    strategies: tuple[str, ...] = Field(("dca",), min_length=1, description="the only strategies that run")
+    bases: tuple[str, ...] = Field(("BTC", "ETH"), min_length=1, description="top pairs: these base assets only")
+
+
 class LoopConfig(Frozen):
     strategy_timeout_s: float = Field(5.0, gt=0, le=300, description="a strategy slower than this is skipped")
     lookback_candles: int = Field(300, ge=60, le=5000, description="candles per symbol fed to the indicators")
     strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
     tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
     heartbeat_component: str = "controller"
+    gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
+    max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
+    exit_signals: bool = Field(False, description="send exit signals (kind exit) for open positions; on once "
+                                                 "the executor closes positions on them")
+    validation: ValidationProfile = Field(ValidationProfile(), description="settings of the `profile` flag's "
+                                                                           "`validation` value")
 
 
 class ScanSettings(Protocol):
@@ -104,6 +130,7 @@ def run_with_timeout[T](fn: Callable[[], T], timeout_s: float, name: str) -> T:
 @dataclass
 class CycleReport:
     at: datetime
+    exchange: str = ""
     duration_s: float = 0.0
     skipped: str | None = None  # why the whole cycle did nothing
     regime: RegimeReading | None = None
@@ -111,6 +138,12 @@ class CycleReport:
     emitted: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # strategy or symbol -> what went wrong
     last_candle: datetime | None = None
+    asked: set[str] = field(default_factory=set)  # symbols whose candles were asked for this cycle
+    with_candles: set[str] = field(default_factory=set)  # symbols that got candles this cycle
+    outage: str | None = None  # set when no symbol got candles: which sources were tried, why they failed
+
+    def data_failures(self) -> dict[str, str]:
+        return {k: v for k, v in self.failures.items() if k.startswith("data:")}
 
 
 StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
@@ -123,7 +156,8 @@ class Scanner:
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
                  clock: Callable[[], datetime], wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  flag_defaults: Mapping[str, Any] | None = None,
-                 strategy_fns: Mapping[str, StrategyFn] | None = None) -> None:
+                 strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
+                 emit_exits: bool | None = None, params_source: ParamsSource | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -134,6 +168,11 @@ class Scanner:
         self.wall_clock = wall_clock
         self.flag_defaults = dict(flag_defaults or {})
         self.strategy_fns = dict(strategy_fns or strategies.STRATEGIES)
+        # A replay: signal expiry and every time the queue compares are on `clock`, not the wall clock, so a
+        # replay emits what live would have emitted.
+        self.simulated = simulated
+        self.emit_exits = config.loop.exit_signals if emit_exits is None else emit_exits
+        self.params_source = params_source  # the active strategy_params version (phase 4), else conf
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
 
@@ -151,15 +190,18 @@ class Scanner:
         since = now - timedelta(seconds=tf_s * self.config.loop.lookback_candles)
         frames = []
         for symbol in symbols:
+            report.asked.add(symbol)
             try:
                 frame = self.source.fetch_ohlcv(symbol, timeframe, since, now)
             except CallError as exc:
                 report.failures[f"data:{symbol}:{timeframe}"] = str(exc)
                 self.counters["data_failures"] += 1
-                logger.warning("no candles for symbol", extra={"symbol": symbol, "timeframe": timeframe,
-                                                               "error": str(exc)})
+                # One line per cycle says it when every pair fails (`outage`); per pair only in debug.
+                logger.debug("no candles for symbol", extra={"symbol": symbol, "timeframe": timeframe,
+                                                             "error": str(exc)})
                 continue
             if not frame.empty:
+                report.with_candles.add(symbol)
                 frames.append(frame.assign(symbol=symbol))
         if not frames:
             return pd.DataFrame(columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
@@ -184,37 +226,61 @@ class Scanner:
             self.store.write_candles(rows)
 
     def _regime(self, now: datetime, report: CycleReport) -> RegimeReading:
+        """The regime from the first of this exchange's regime markets with fresh candles; UNKNOWN (or what
+        `regime.on_missing` says) when none has them."""
         params = self.config.regime
-        try:
-            btc = self.source.fetch_ohlcv(params.symbol, "5m", now - timedelta(hours=26), now)
-        except CallError as exc:
-            report.failures[f"data:{params.symbol}:regime"] = str(exc)
-            btc = pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
-        return classify(btc, now, params)
+        tried = []
+        for market in params.markets_for(self.exchange):
+            for timeframe in REGIME_TIMEFRAMES:
+                try:
+                    btc = self.source.fetch_ohlcv(market, timeframe, now - timedelta(hours=50), now)
+                except CallError as exc:
+                    tried.append(f"{market} {timeframe}: {exc}")
+                    continue
+                if btc.empty:
+                    tried.append(f"{market} {timeframe}: no candles")
+                    continue
+                reading = classify(btc, now, params, market, timeframe_seconds(timeframe))
+                if reading.market is not None:
+                    return reading
+                tried.append(f"{market} {timeframe}: {reading.reason.removeprefix('regime unknown: ')}")
+        report.failures["data:regime"] = "; ".join(tried)
+        markets = " or ".join(params.markets_for(self.exchange))
+        return unknown(params, f"no fresh {markets} candles on {self.exchange}")
 
     def _blocked_symbols(self, now: datetime) -> dict[str, str]:
         protection = self.config.protection
-        since = now - timedelta(hours=max(protection.ban_h, protection.cooldown_after_stop_h) * 2)
+        since = now - timedelta(hours=protection.longest_h() * 2)
         trades = [ClosedTrade(t["symbol"], t["exit_reason"], t["closed_at"]) for t in self.store.closed_trades(since)]
+        tier_of = self.strategy_config.dca.params.tier_of
         blocked = {}
         for symbol in self.symbols:
-            if reason := symbol_block(trades, symbol, now, protection):
+            if reason := symbol_block(trades, symbol, now, protection, tier_of(symbol)):
                 blocked[symbol] = reason
         return blocked
 
     # --- one strategy --------------------------------------------------------------------------------
 
     def _decisions(self, name: str, section: StrategyConfig[Any], candles: pd.DataFrame, now: datetime,
-                   regime: RegimeReading) -> list[Decision]:
+                   regime: RegimeReading, symbols: tuple[str, ...]) -> list[Decision]:
         fn = self.strategy_fns[name]
         timeout = self.config.loop.strategy_timeout_s
 
+        exit_fn = strategies.EXITS.get(name) if self.emit_exits else None
+
         def evaluate() -> pd.DataFrame:
             frame = indicators.compute(candles, section.indicators)
-            return frame.join(fn(frame, section.params))
+            decided = fn(frame, section.params)
+            if grid_fn := strategies.GRIDS.get(name):
+                decided = decided.join(grid_fn(decided["confidence"].to_numpy(dtype=float),
+                                               decided["entry"].to_numpy(dtype=bool), frame, section.params))
+            evaluated = frame.join(decided)
+            return evaluated.join(exit_fn(frame, section.params)) if exit_fn is not None else evaluated
 
         evaluated = run_with_timeout(evaluate, timeout, name)
         tf_s = timeframe_seconds(section.timeframe)
+        loop = self.config.loop
+        unfit = unfit_data(candles, section.timeframe, now, loop.gap_window_candles, loop.max_gap_share)
         latest = evaluated.groupby("symbol", sort=False).tail(1)
         feature_columns = strategies.FEATURES[name]
         decisions = []
@@ -222,14 +288,22 @@ class Scanner:
             symbol = str(row.symbol)
             values = row._asdict()
             features = {c: _json_number(values.get(c)) for c in feature_columns}
+            why_not = unfit.get(symbol)
             decisions.append(Decision(
                 strategy=name, exchange=self.exchange, symbol=symbol, timeframe_s=tf_s,
                 candle_close=pd.Timestamp(row.ts).to_pydatetime() + timedelta(seconds=tf_s),
-                price=float(row.close), entry=bool(row.entry), confidence=float(row.confidence),
-                reason=str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
+                price=float(row.close), entry=bool(row.entry) and why_not is None, confidence=float(row.confidence),
+                reason=why_not or str(row.reason), exits={c: values.get(c) for c in EXIT_COLUMNS},
                 features={**features, **regime.features()},
                 thresholds=section.params.thresholds(symbol), params_hash=section.params_hash_for(symbol),
+                grid={c: values[c] for c in strategies.GRID_COLUMNS} if "grid_levels" in values else None,
+                exit=bool(values.get("exit", False)) and why_not is None,
+                exit_reason=values.get("exit_reason"),
             ))
+        seen = {d.symbol for d in decisions}
+        for symbol in symbols:
+            if symbol not in seen:
+                decisions.append(no_data(name, self.exchange, symbol, tf_s, now))
         return decisions
 
     # --- the cycle -----------------------------------------------------------------------------------
@@ -237,12 +311,15 @@ class Scanner:
     def scan(self) -> CycleReport:
         started = time.monotonic()
         now = self.clock()
-        report = CycleReport(at=now)
+        report = CycleReport(at=now, exchange=self.exchange)
         flags = self._flags()
         if not flags.get("trading.enabled", True) or not flags.get("signals.enabled", True):
             report.skipped = "flags: trading.enabled or signals.enabled is false"
         else:
             self._scan(now, flags, report)
+            if report.asked and not report.with_candles:
+                report.outage = outage_summary(self.source, report, now)
+                logger.warning("no candles for any pair", extra={"summary": report.outage})
         report.duration_s = time.monotonic() - started
         self.counters["cycles"] += 1
         self.counters["signals_emitted"] += report.emitted
@@ -251,34 +328,46 @@ class Scanner:
 
     def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport) -> None:
         report.regime = self._regime(now, report)
-        sections = [(n, s) for n, s in self.strategy_config.items()
+        profile = self.config.loop.validation if flags.get("profile") == "validation" else None
+        symbols, sizing = self.symbols, self.config.sizing
+        sections = [(n, active_or_conf(self.params_source, n, s)) for n, s in self.strategy_config.items()
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
+        if profile is not None:
+            symbols, sections, sizing = apply_profile(profile, symbols, sections, sizing)
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
         for name, section in sections:
             if section.timeframe not in candles_by_tf:
-                candles_by_tf[section.timeframe] = self._candles(self.symbols, section.timeframe, now, report)
+                candles_by_tf[section.timeframe] = self._candles(symbols, section.timeframe, now, report)
             candles = candles_by_tf[section.timeframe]
             if candles.empty:
                 report.failures[name] = f"no {section.timeframe} candles"
+                tf_s = timeframe_seconds(section.timeframe)
+                decisions += [no_data(name, self.exchange, symbol, tf_s, now) for symbol in symbols]
                 continue
             last = candles["ts"].max() + timedelta(seconds=timeframe_seconds(section.timeframe))
             report.last_candle = max(report.last_candle or last, last)
             try:
-                decisions += self._decisions(name, section, candles, now, report.regime)
+                decisions += self._decisions(name, section, candles, now, report.regime, symbols)
             except StrategyTimeout as exc:
                 self._strategy_failed(name, "timeout", exc, report)
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
-        planned = plan(decisions, report.regime, OpenBook.from_signals(self.store.open_signals()),
-                       self.config.sizing, self._blocked_symbols(now), now, self.wall_clock())
+        if profile is not None:
+            decisions = [below_min_confidence(d, profile.min_confidence) for d in decisions]
+        open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
+        wall_now = now if self.simulated else self.wall_clock()
+        entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
+        planned = plan(decisions, report.regime, OpenBook.from_signals(entries),
+                       sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops)
+        planned += plan_exits(decisions, open_now, now, wall_now, sizing)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
         for item in planned:
             signal_id = None
             if item.signal is not None:
                 try:
-                    signal_id = str(self.store.emit_signal(item.signal))
+                    signal_id = str(self.store.emit_signal(item.signal, as_of=now if self.simulated else None))
                     report.emitted += 1
                     logger.info("signal emitted", extra={"signal_id": signal_id, "strategy": item.decision.strategy,
                                                          "symbol": item.decision.symbol,
@@ -298,17 +387,103 @@ class Scanner:
     def _heartbeat(self, report: CycleReport) -> None:
         progress = {
             "last_scan_at": report.at.isoformat(),
+            "replay": self.simulated,
             "last_candle": report.last_candle.isoformat() if report.last_candle else None,
             "last_scan_duration_s": round(report.duration_s, 3),
             "signals_emitted": self.counters["signals_emitted"],
             "cycles": self.counters["cycles"],
             "strategy_failures": self.counters["strategy_timeouts"] + self.counters["strategy_errors"],
             "regime": report.regime.regime.value if report.regime else None,
+            "regime_market": report.regime.market if report.regime else None,
+            "regime_reason": report.regime.reason if report.regime else None,
         }
         try:
             self.store.heartbeat(self.config.loop.heartbeat_component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def apply_profile(profile: ValidationProfile, symbols: tuple[str, ...], sections: list[tuple[str, Any]],
+                  sizing: SizingParams) -> tuple[tuple[str, ...], list[tuple[str, Any]], SizingParams]:
+    """The universe, strategies and sizing of the validation profile."""
+    top = tuple(s for s in symbols if s.split("-", 1)[0] in profile.bases)
+    chosen = [(n, s) for n, s in sections if n in profile.strategies]
+    quotes = {q: rule.model_copy(update={"amount": rule.amount * profile.size_factor})
+              for q, rule in sizing.quotes.items()}
+    return top, chosen, sizing.model_copy(update={"quotes": quotes, "max_open_total": profile.max_open_total})
+
+
+def below_min_confidence(decision: Decision, min_confidence: float) -> Decision:
+    """An entry under the profile's minimum confidence becomes a skip that says so."""
+    if not decision.entry or decision.confidence >= min_confidence:
+        return decision
+    return replace(decision, entry=False,
+                   reason=f"confidence {decision.confidence:.2f} below {min_confidence:g} (validation profile)")
+
+
+def outage_summary(source: MarketDataSource, report: CycleReport, now: datetime) -> str:
+    """One line for a cycle in which no pair got candles: the sources tried, why each failed, and what
+    their circuit breakers will do next."""
+    health_fn = getattr(source, "health", None)
+    health = health_fn() if callable(health_fn) else {}
+    parts = []
+    for dependency in _dependencies(health):
+        name = dependency.get("dependency", "?")
+        errors, next_steps = [], []
+        for endpoint, state in sorted(dependency.get("endpoints", {}).items()):
+            last = state.get("last_error") or {}
+            if last.get("message"):
+                errors.append(f"{endpoint}: {last['message'][:120]}")
+            breaker = state.get("breaker", {})
+            if breaker.get("state") not in (None, "closed"):
+                next_steps.append(f"{endpoint} breaker {breaker['state']}, next try in "
+                                  f"{breaker.get('next_probe_in_s', 0):.0f} s")
+        parts.append(f"{name} ({'; '.join(errors) or 'no error recorded'}"
+                     f"{'; ' + ', '.join(next_steps) if next_steps else ''})")
+    if not parts:  # a source without health (recorded files): its fetch errors say why
+        reasons = sorted(set(report.data_failures().values())) or ["no candles at this time"]
+        parts.append(f"{source.name} ({'; '.join(reasons[:3])})")
+    return f"no candles for any pair at {now:%Y-%m-%d %H:%M}: tried {', '.join(parts)}"
+
+
+def _dependencies(health: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if "endpoints" in health:
+        return [health]
+    return [h for role in ("primary", "backup") if isinstance(h := health.get(role), Mapping) and "endpoints" in h]
+
+
+def open_at(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The signals still open at simulated time `now`: a new signal past its expiry no longer counts."""
+    # pd.Timestamp: the Supabase adapter hands times back as ISO strings, Postgres as datetimes.
+    return [r for r in rows if r.get("status") != "new" or pd.Timestamp(r["expires_at"]) > pd.Timestamp(now)]
+
+
+def unfit_data(candles: pd.DataFrame, timeframe: str, now: datetime, window: int,
+               max_gap_share: float) -> dict[str, str]:
+    """Symbols whose candles may not decide at `now`, with why: the last candle is not the one that just
+    closed (`stale data (last candle 09:15)`, its close time), or more than `max_gap_share` of the last
+    `window` candles are missing (`gappy data`)."""
+    tf = timedelta(seconds=timeframe_seconds(timeframe))
+    current = pd.Timestamp(floor_time(now, timeframe))  # the candle that just closed opened at current - tf
+    since = current - window * tf
+    unfit = {}
+    for symbol, frame in candles.groupby("symbol", sort=False):
+        last = pd.Timestamp(frame["ts"].iloc[-1])
+        if last + tf < current:
+            unfit[str(symbol)] = f"stale data (last candle {last + tf:%H:%M})"
+            continue
+        held = int((frame["ts"] >= since).sum())
+        missing = window - held
+        if missing > max_gap_share * window:
+            unfit[str(symbol)] = f"gappy data ({missing} of the last {window} candles missing)"
+    return unfit
+
+
+def no_data(strategy: str, exchange: str, symbol: str, timeframe_s: int, now: datetime) -> Decision:
+    """The decision for a symbol with no candles at the scan time: a skip that says so."""
+    return Decision(strategy=strategy, exchange=exchange, symbol=symbol, timeframe_s=timeframe_s,
+                    candle_close=now, price=float("nan"),
+                    entry=False, confidence=0.0, reason="no data", exits={})
 
 
 def _json_number(value: Any) -> Any:

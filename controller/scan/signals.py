@@ -16,28 +16,58 @@ from pydantic import Field, model_validator
 
 from bridge.schemas import NewSignal
 from controller.model import Frozen
-from controller.scan.regime import RegimeReading
+from controller.scan.regime import Regime, RegimeReading, StopWidening, widened_stop
+
+
+class QuoteSizing(Frozen):
+    """Sizing in one quote currency: the amount per entry and the balance the exposure cap is a share of."""
+
+    amount: float = Field(gt=0, description="quote currency per entry before the regime multiplier")
+    balance: float = Field(gt=0, description="balance in this quote currency the exposure cap is a share of")
+
+
+def _usd_like() -> dict[str, QuoteSizing]:
+    return {q: QuoteSizing(amount=50.0, balance=10_000.0) for q in ("USDT", "USD", "USDC")}
 
 
 class SizingParams(Frozen):
-    """Seed values: $50 a trade, at most 50% of a $10k paper balance deployed, 150 / 50 / 3 positions."""
+    """Seed values: $50 a trade, at most 50% of a $10k paper balance deployed, 150 / 50 / 3 positions.
 
-    quote_amount: float = Field(50.0, gt=0, description="quote currency per entry before the regime multiplier")
-    balance: float = Field(10_000.0, gt=0, description="balance the exposure cap is a share of")
+    Amounts are in the pair's quote currency (25 on BTC-USDT is 25 USDT; on ETH-BTC it would be 25 BTC), so
+    each quote currency has its own rule, and the caps (exposure and counts) are kept per quote currency.
+    A pair whose quote has no rule is skipped: `no sizing for quote BTC`."""
+
+    quotes: dict[str, QuoteSizing] = Field(default_factory=_usd_like,
+                                           description="quote currency -> amount per entry and balance")
     max_balance_share: float = Field(0.5, gt=0, le=1, description="share of balance open positions may use")
-    max_open_total: int = Field(150, ge=1)
-    max_open_per_strategy: int = Field(50, ge=1)
+    max_open_total: int = Field(150, ge=1, description="per quote currency")
+    max_open_per_strategy: int = Field(50, ge=1, description="per quote currency")
     max_open_per_symbol: int = Field(3, ge=1)
     expiry_candles: int = Field(2, ge=1, description="a signal expires this many candles after its candle closed")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_amount(cls, data: Any) -> Any:
+        # The earlier `quote_amount` / `balance` meant 50 of whatever the quote was (25 BTC on a BTC pair).
+        if isinstance(data, dict) and ({"quote_amount", "balance"} & set(data)):
+            raise ValueError("quote_amount and balance are now per quote currency: write "
+                             "quotes: {USDT: {amount: 50, balance: 10000}, BTC: {amount: 0.0005, balance: 0.1}}")
+        return data
+
     @model_validator(mode="after")
     def _one_entry_fits(self) -> Self:
-        # Otherwise the exposure cap refuses every full-size entry and the controller emits nothing, silently.
-        allowed = self.balance * self.max_balance_share
-        if self.quote_amount > allowed:
-            raise ValueError(f"quote_amount ({self.quote_amount:g}) is above what the exposure cap allows "
-                             f"(balance x max_balance_share = {allowed:g}): no entry could ever be made")
+        # Otherwise the exposure cap refuses every full-size entry in that quote and nothing is emitted, silently.
+        for quote, rule in self.quotes.items():
+            allowed = rule.balance * self.max_balance_share
+            if rule.amount > allowed:
+                raise ValueError(f"quotes.{quote}.amount ({rule.amount:g}) is above what the exposure cap allows "
+                                 f"(balance x max_balance_share = {allowed:g}): no {quote} entry could ever be made")
         return self
+
+
+def quote_of(symbol: str) -> str:
+    """`USDT` of `BTC-USDT`."""
+    return symbol.rsplit("-", 1)[-1].upper()
 
 
 @dataclass(frozen=True)
@@ -57,16 +87,26 @@ class Decision:
     features: Mapping[str, Any] = field(default_factory=dict)
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     params_hash: str | None = None
+    grid: Mapping[str, float] | None = None  # DCA: grid_levels, grid_spacing_pct, grid_level_share
+    exit: bool = False  # the strategy's exit rule holds at this candle (for an open position)
+    exit_reason: str | None = None
 
 
 @dataclass
-class OpenBook:
-    """What is open now, for the caps: counts per strategy and symbol, and quote exposure."""
+class QuoteBook:
+    """What is open in one quote currency: counts per strategy and symbol, and exposure."""
 
     total: int = 0
     by_strategy: Counter[str] = field(default_factory=Counter)
     by_symbol: Counter[str] = field(default_factory=Counter)
     exposure: float = 0.0
+
+
+@dataclass
+class OpenBook:
+    """What is open now, per quote currency, for the caps."""
+
+    quotes: dict[str, QuoteBook] = field(default_factory=dict)
 
     @classmethod
     def from_signals(cls, rows: Iterable[Mapping[str, Any]]) -> OpenBook:
@@ -75,11 +115,15 @@ class OpenBook:
             book.add(str(row["strategy"]), str(row["symbol"]), float(row["quote_amount"]))
         return book
 
+    def of(self, quote: str) -> QuoteBook:
+        return self.quotes.setdefault(quote, QuoteBook())
+
     def add(self, strategy: str, symbol: str, quote_amount: float) -> None:
-        self.total += 1
-        self.by_strategy[strategy] += 1
-        self.by_symbol[symbol] += 1
-        self.exposure += quote_amount
+        book = self.of(quote_of(symbol))
+        book.total += 1
+        book.by_strategy[strategy] += 1
+        book.by_symbol[symbol] += 1
+        book.exposure += quote_amount
 
 
 @dataclass(frozen=True)
@@ -90,32 +134,45 @@ class Planned:
     signal: NewSignal | None = None
 
 
-def size_for(decision: Decision, regime: RegimeReading, book: OpenBook, sizing: SizingParams) -> tuple[float, str]:
-    """The quote amount for an entry (0.0 when refused) and why."""
+def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
+             sizing: SizingParams) -> tuple[float, str]:
+    """The amount in the pair's quote currency for an entry (0.0 when refused) and why."""
     if regime.blocks_entries:
+        if regime.regime is Regime.UNKNOWN:
+            return 0.0, regime.reason
         return 0.0, f"regime {regime.regime.value} blocks entries ({regime.reason})"
+    quote = quote_of(decision.symbol)
+    rule = sizing.quotes.get(quote)
+    if rule is None:
+        return 0.0, f"no sizing for quote {quote}"
+    book = open_book.of(quote)
     if book.total >= sizing.max_open_total:
-        return 0.0, f"max open positions reached ({book.total}/{sizing.max_open_total})"
+        return 0.0, f"max open {quote} positions reached ({book.total}/{sizing.max_open_total})"
     if book.by_strategy[decision.strategy] >= sizing.max_open_per_strategy:
-        return 0.0, f"max open positions for {decision.strategy} reached ({sizing.max_open_per_strategy})"
+        return 0.0, (f"max open {quote} positions for {decision.strategy} reached "
+                     f"({sizing.max_open_per_strategy})")
     if book.by_symbol[decision.symbol] >= sizing.max_open_per_symbol:
         return 0.0, f"max open positions for {decision.symbol} reached ({sizing.max_open_per_symbol})"
-    amount = sizing.quote_amount * regime.size_multiplier
-    room = sizing.balance * sizing.max_balance_share - book.exposure
-    if amount > room:
-        return 0.0, f"exposure cap: {book.exposure:.2f} open of {sizing.balance * sizing.max_balance_share:.2f} allowed"
+    amount = rule.amount * regime.size_multiplier
+    allowed = rule.balance * sizing.max_balance_share
+    if amount * (1 + grid_share(decision)) > allowed - book.exposure:  # the whole grid may fill
+        return 0.0, f"exposure cap: {book.exposure:g} {quote} open of {allowed:g} {quote} allowed"
     note = "" if regime.size_multiplier == 1 else f" (x{regime.size_multiplier:g} for {regime.regime.value})"
-    return amount, f"{decision.reason}; size {amount:g}{note}"
+    return amount, f"{decision.reason}; size {amount:g} {quote}{note}"
 
 
 def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, sizing: SizingParams,
-         blocked_symbols: Mapping[str, str], sim_now: datetime, wall_now: datetime) -> list[Planned]:
+         blocked_symbols: Mapping[str, str], sim_now: datetime, wall_now: datetime,
+         stops: StopWidening | None = None) -> list[Planned]:
     """Decide what to emit. `sim_now` is the scan's clock (replayed or live), `wall_now` the database's:
     a signal stays valid for as long after `wall_now` as its candle leaves it in scan time."""
     planned: list[Planned] = []
     for decision in sorted(decisions, key=lambda d: (-d.confidence, d.strategy, d.symbol)):
         if not decision.entry:
             planned.append(Planned(decision, "skip", decision.reason))
+            continue
+        if off := regime.disabled.get(decision.strategy):
+            planned.append(Planned(decision, "blocked", off))
             continue
         if block := blocked_symbols.get(decision.symbol):
             planned.append(Planned(decision, "blocked", block))
@@ -124,22 +181,75 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
         if valid_until <= sim_now:
             planned.append(Planned(decision, "blocked", f"stale: its candle closed at {decision.candle_close}"))
             continue
+        if quote_of(decision.symbol) not in sizing.quotes:
+            planned.append(Planned(decision, "skip", f"no sizing for quote {quote_of(decision.symbol)}"))
+            continue
         amount, why = size_for(decision, regime, book, sizing)
         if amount <= 0:
             planned.append(Planned(decision, "blocked", why))
             continue
         exits = decision.exits
+        stop = _optional(exits.get("stop_loss_pct"))
+        if stops is not None:
+            stop = widened_stop(stop, regime, str(decision.thresholds.get("tier", "small")), stops)
         signal = NewSignal(
             strategy=decision.strategy, exchange=decision.exchange, symbol=decision.symbol, side="buy",
             price=decision.price, quote_amount=amount, take_profit_pct=float(exits["take_profit_pct"]),
-            stop_loss_pct=_optional(exits.get("stop_loss_pct")), time_limit_s=_optional_int(exits.get("time_limit_s")),
+            stop_loss_pct=stop, time_limit_s=_optional_int(exits.get("time_limit_s")),
             trailing_activation_pct=_optional(exits.get("trailing_activation_pct")),
             trailing_delta_pct=_optional(exits.get("trailing_delta_pct")),
             expires_at=wall_now + (valid_until - sim_now), confidence=min(1.0, max(0.0, decision.confidence)),
             params_hash=decision.params_hash, features=dict(decision.features),
+            **_grid_fields(decision, amount),
         )
-        book.add(decision.strategy, decision.symbol, amount)
+        book.add(decision.strategy, decision.symbol, amount * (1 + grid_share(decision)))
         planned.append(Planned(decision, "enter", why, signal))
+    return planned
+
+
+def grid_share(decision: Decision) -> float:
+    """What the grid adds to the entry's exposure, as a multiple of the entry amount."""
+    grid = decision.grid
+    if not grid or not _optional(grid.get("grid_levels")):
+        return 0.0
+    return float(grid["grid_levels"]) * float(grid["grid_level_share"])
+
+
+def _grid_fields(decision: Decision, amount: float) -> dict[str, Any]:
+    if not grid_share(decision):
+        return {}
+    grid = decision.grid or {}
+    return {"grid_levels": int(grid["grid_levels"]), "grid_spacing_pct": round(float(grid["grid_spacing_pct"]), 6),
+            "grid_level_quote": amount * float(grid["grid_level_share"])}
+
+
+EXIT_STATUSES = ("claimed", "executing")  # an entry the executor holds: a position that may be open
+
+
+def plan_exits(decisions: Sequence[Decision], open_rows: Iterable[Mapping[str, Any]], sim_now: datetime,
+               wall_now: datetime, sizing: SizingParams) -> list[Planned]:
+    """Exit signals for open positions whose strategy's exit rule holds on the candle that just closed.
+    Each refers to its entry signal; the queue keeps one open exit per entry."""
+    by_key = {(d.strategy, d.symbol): d for d in decisions if d.exit}
+    planned = []
+    for row in open_rows:
+        if row.get("kind", "entry") != "entry" or row.get("status") not in EXIT_STATUSES:
+            continue
+        decision = by_key.get((str(row["strategy"]), str(row["symbol"])))
+        if decision is None or decision.exchange != row.get("exchange", decision.exchange):
+            continue
+        valid_until = decision.candle_close + timedelta(seconds=sizing.expiry_candles * decision.timeframe_s)
+        if valid_until <= sim_now:
+            continue
+        reason = f"exit: {decision.exit_reason}"
+        signal = NewSignal(
+            strategy=decision.strategy, exchange=decision.exchange, symbol=decision.symbol, side="sell",
+            price=decision.price, quote_amount=float(row["quote_amount"]),
+            take_profit_pct=float(row["take_profit_pct"]), expires_at=wall_now + (valid_until - sim_now),
+            confidence=1.0, params_hash=decision.params_hash,
+            features={**decision.features, "exit_reason": decision.exit_reason}, kind="exit",
+            entry_signal_id=row["id"])
+        planned.append(Planned(decision, "exit", reason, signal))
     return planned
 
 

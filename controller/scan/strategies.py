@@ -41,6 +41,8 @@ from controller.scan.strategy_params import ChannelParams, DcaParams, ExitParams
 
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
 DECISION_COLUMNS = ("entry", "confidence", "reason", *EXIT_COLUMNS)
+GRID_COLUMNS = ("grid_levels", "grid_spacing_pct", "grid_level_share")  # DCA entries only
+SIGNAL_EXIT_COLUMNS = ("exit", "exit_reason")  # exit signals for open positions (DCA, CHANNEL)
 
 # The frame columns each strategy's decision reads (for the scan log's features).
 FEATURES: dict[str, tuple[str, ...]] = {
@@ -273,8 +275,9 @@ def dca(frame: pd.DataFrame, params: TieredParams[DcaParams] | DcaParams) -> pd.
 
 def swing(frame: pd.DataFrame, params: TieredParams[SwingParams] | SwingParams) -> pd.DataFrame:
     """Buy the breakout: close above the max high of the previous `lookback_bars` bars x
-    `breakout_factor`, volume above `volume_surge` x volume_sma, RSI within the band, trend up
-    (close > sma_20 > sma_50), ATR / close at most `volatility_max`, and a score of at least `min_score`.
+    `breakout_factor`, volume above `volume_surge` x volume_sma, RSI within the band, ATR / close at most
+    `volatility_max`, and a score of at least `min_score`. The trend (close > sma_20 > sma_50) is one scored
+    item, as in the seed's SwingDetector, not also a hard rule.
 
     Score (points): breakout 30 (15 at the threshold, 30 at twice the margin), volume 20 (10 at the
     surge threshold, 20 at twice it), trend 20 (scaled by sma_20 over sma_50 up to `trend_spread_pct`),
@@ -306,7 +309,6 @@ def swing(frame: pd.DataFrame, params: TieredParams[SwingParams] | SwingParams) 
         _Rule(volume > volume_sma * surge, volume_ratio, 2,
               lambda v, p: f"volume ratio {v:.2f} not above {p.volume_surge:g}"),
         *_rsi_rules(rsi, universe),
-        _Rule(trend, spread, 2, lambda v, _p: f"no up-trend: not close > sma_20 > sma_50 (sma spread {v:.2f}%)"),
         volatility_rule,
         _Rule(score >= universe.value("min_score"), score, 1,
               lambda v, p: f"score {v:.1f} below {p.min_score:g}"),
@@ -368,4 +370,57 @@ def channel(frame: pd.DataFrame, params: TieredParams[ChannelParams] | ChannelPa
     return _decide(frame, universe, rules, confidence, entry_text)
 
 
+def dca_grid(confidence: np.ndarray, entry: np.ndarray, frame: pd.DataFrame,
+             params: TieredParams[DcaParams] | DcaParams) -> pd.DataFrame:
+    """The grid an entry carries (seed §3): at confidence >= grid_high_confidence one level more and the
+    spacing x0.8; below grid_low_confidence one level fewer (never under grid_min_levels) and the spacing
+    x1.3. NaN on rows that do not enter, and where the grid has no level."""
+    universe = _universe(frame, params)
+    levels = np.broadcast_to(np.asarray(universe.value("grid_levels"), dtype=np.float64), (universe.n,)).copy()
+    spacing = np.broadcast_to(np.asarray(universe.value("grid_spacing_pct"), dtype=np.float64),
+                              (universe.n,)).copy()
+    high = confidence >= universe.value("grid_high_confidence")
+    low = confidence < universe.value("grid_low_confidence")
+    levels = np.where(high, levels + 1, np.where(low, np.maximum(levels - 1, universe.value("grid_min_levels")),
+                                                 levels))
+    levels = np.where(np.asarray(universe.value("grid_levels")) == 0, 0, levels)  # 0: no grid, whatever the score
+    spacing = np.where(high, spacing * 0.8, np.where(low, spacing * 1.3, spacing))
+    on = entry & (levels > 0)
+    return pd.DataFrame({"grid_levels": np.where(on, levels, np.nan), "grid_spacing_pct": np.where(on, spacing, np.nan),
+                         "grid_level_share": np.where(on, universe.value("grid_level_share"), np.nan)},
+                        index=frame.index)
+
+
+def dca_exit(frame: pd.DataFrame, params: TieredParams[DcaParams] | DcaParams) -> pd.DataFrame:
+    """Exit signal for an open DCA position: RSI at or above `exit_rsi` (seed: 77)."""
+    universe = _universe(frame, params)
+    rsi = frame["rsi"].to_numpy(dtype=np.float64)
+    exit_rsi = universe.value("exit_rsi")
+    hit = rsi >= exit_rsi
+    reason = np.empty(len(frame), dtype=object)
+    for i in np.flatnonzero(hit):
+        reason[i] = f"rsi {rsi[i]:.1f} at or above the exit level"
+    return pd.DataFrame({"exit": hit, "exit_reason": reason}, index=frame.index)
+
+
+def channel_exit(frame: pd.DataFrame, params: TieredParams[ChannelParams] | ChannelParams) -> pd.DataFrame:
+    """Exit signal for an open CHANNEL position: the close reached the top of the band (position >=
+    `sell_zone`), or RSI at or above `exit_rsi` (seed: .75 and 72)."""
+    universe = _universe(frame, params)
+    close, bb_lower, bb_upper, rsi = _floats(frame, "close", "bb_lower", "bb_upper", "rsi")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        position = np.where(bb_upper > bb_lower, (close - bb_lower) / (bb_upper - bb_lower), np.nan)
+    top = position >= universe.value("sell_zone")
+    overbought = rsi >= universe.value("exit_rsi")
+    reason = np.empty(len(frame), dtype=object)
+    for i in np.flatnonzero(top | overbought):
+        reason[i] = (f"position {position[i]:.3f} at the top of the channel" if top[i]
+                     else f"rsi {rsi[i]:.1f} at or above the exit level")
+    return pd.DataFrame({"exit": top | overbought, "exit_reason": reason}, index=frame.index)
+
+
 STRATEGIES: dict[str, Callable[..., pd.DataFrame]] = {"dca": dca, "swing": swing, "channel": channel}
+# The grid an entry carries, from the decision's confidence and entry columns (DCA only).
+GRIDS: dict[str, Callable[..., pd.DataFrame]] = {"dca": dca_grid}
+# Exit signals for open positions; SWING has none (its barriers close it).
+EXITS: dict[str, Callable[..., pd.DataFrame]] = {"dca": dca_exit, "channel": channel_exit}

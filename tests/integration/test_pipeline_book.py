@@ -4,6 +4,9 @@ The pure rules (`plan`, `size_for`, `symbol_block`) have unit tests; these check
 the real book from the database (open signals, closed trades) and not an empty one. Each test seeds the
 queue, scans the recorded candle on which DCA wants both ADA-BTC and ETH-BTC (ETH-BTC first: it ranks
 higher), and asserts what was emitted and why the rest was not.
+
+Sizing is per quote currency: these BTC-quoted pairs use a BTC rule of 50 per entry out of 10000 (round
+numbers, not realistic BTC amounts), and the caps count what is open in BTC only.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
 from controller.scan.pipeline import Scanner
-from controller.scan.regime import ProtectionParams
-from controller.scan.signals import SizingParams
+from controller.scan.regime import ProtectionParams, RegimeParams
+from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import load_strategies
 
 # On the recorded bittrex data DCA (15m) enters ADA-BTC and ETH-BTC on the candle 00:00-00:15 of 2018-01-11,
-# 25 each ($50 halved: no BTC-USDT candles in that data, so the regime is CAUTION).
+# 25 each (50 halved: no BTC-USDT candles in that data, so the regime is unknown and regime.on_missing
+# is set to act as CAUTION).
 ENTRY_SCAN = datetime(2018, 1, 11, 0, 15, tzinfo=UTC)
 SPECS = load_model(flags.FlagsFile, PROJECT_ROOT / "conf" / "flags.yml")
 
@@ -44,13 +48,18 @@ def scan(store: PostgresStore, *, sizing: SizingParams | None = None,
          protection: ProtectionParams | None = None) -> dict[str, tuple[str, str]]:
     """One scan at ENTRY_SCAN; returns symbol -> (outcome, reason) of DCA's decisions."""
     clock = SimClock(ENTRY_SCAN)
-    config = ControllerConfig(sizing=sizing or SizingParams(), protection=protection or ProtectionParams())
+    config = ControllerConfig(sizing=sizing or sizing_btc(), protection=protection or ProtectionParams(),
+                              regime=RegimeParams(on_missing="caution"))
     scanner = Scanner(config=config, strategy_config=load_strategies(), store=store,
                       source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
                       symbols=("ADA-BTC", "ETH-BTC"), clock=clock.now,
                       flag_defaults={n: s.default for n, s in SPECS.flags.items()})
     report = scanner.scan()
     return {p.decision.symbol: (p.outcome, p.reason) for p in report.planned if p.decision.strategy == "dca"}
+
+
+def sizing_btc(balance: float = 10_000.0, **caps: float) -> SizingParams:
+    return SizingParams(quotes={"BTC": QuoteSizing(amount=50.0, balance=balance)}, **caps)
 
 
 def seed_signal(store: PostgresStore, url: str, *, strategy: str, symbol: str, status: str = "new",
@@ -109,11 +118,11 @@ def test_open_signals_count_against_the_strategy_cap_and_each_entry_fills_it(sto
     seed_signal(store, migrated_db, strategy="dca", symbol="XRP-BTC", status="executing")
     seed_signal(store, migrated_db, strategy="dca", symbol="LTC-BTC", status="claimed")
 
-    outcomes = scan(store, sizing=SizingParams(max_open_per_strategy=3))
+    outcomes = scan(store, sizing=sizing_btc(max_open_per_strategy=3))
 
     # ETH-BTC ranks first and takes the last place; ADA-BTC then finds the strategy full
     assert outcomes["ETH-BTC"][0] == "enter"
-    assert outcomes["ADA-BTC"] == ("blocked", "max open positions for dca reached (3)")
+    assert outcomes["ADA-BTC"] == ("blocked", "max open BTC positions for dca reached (3)")
     assert emitted(migrated_db) == [("ETH-BTC", 25.0)]
 
 
@@ -121,21 +130,40 @@ def test_open_signals_count_against_the_total_cap(store: PostgresStore, migrated
     seed_signal(store, migrated_db, strategy="seed-a", symbol="XRP-BTC")
     seed_signal(store, migrated_db, strategy="seed-b", symbol="XRP-BTC", exchange="binance")
 
-    outcomes = scan(store, sizing=SizingParams(max_open_total=3))
+    outcomes = scan(store, sizing=sizing_btc(max_open_total=3))
 
     assert outcomes["ETH-BTC"][0] == "enter"
-    assert outcomes["ADA-BTC"] == ("blocked", "max open positions reached (3/3)")
+    assert outcomes["ADA-BTC"] == ("blocked", "max open BTC positions reached (3/3)")
+
+
+def test_signals_open_in_another_quote_count_against_neither_cap(store: PostgresStore, migrated_db: str) -> None:
+    seed_signal(store, migrated_db, strategy="dca", symbol="XRP-USDT", quote_amount=5000.0)
+    seed_signal(store, migrated_db, strategy="seed-b", symbol="LTC-USDT", quote_amount=5000.0, status="executing")
+
+    # 200 BTC allowed (400 x 0.5): exactly two entries with their grids (4 x 25 each)
+    outcomes = scan(store, sizing=sizing_btc(balance=400.0, max_open_total=2, max_open_per_strategy=2))
+
+    assert {s: o for s, (o, _) in outcomes.items()} == {"ADA-BTC": "enter", "ETH-BTC": "enter"}
+    assert emitted(migrated_db) == [("ADA-BTC", 25.0), ("ETH-BTC", 25.0)]
+
+
+def test_a_pair_whose_quote_has_no_sizing_is_skipped_and_says_so(store: PostgresStore, migrated_db: str) -> None:
+    outcomes = scan(store, sizing=SizingParams())  # USD-like quotes only
+
+    assert outcomes == {"ADA-BTC": ("skip", "no sizing for quote BTC"), "ETH-BTC": ("skip", "no sizing for quote BTC")}
+    assert emitted(migrated_db) == []
 
 
 def test_open_exposure_counts_against_the_balance_share(store: PostgresStore, migrated_db: str) -> None:
-    # 100 allowed (1000 x 0.1); 60 already open leaves room for one entry of 25, not two
+    # 200 allowed (1000 x 0.2); 60 already open leaves room for one entry of 25 with its DCA grid of 3 x 25
+    # (the whole grid counts: 100 an entry), not two
     seed_signal(store, migrated_db, strategy="seed-a", symbol="XRP-BTC", quote_amount=35.0)
     seed_signal(store, migrated_db, strategy="seed-b", symbol="LTC-BTC", quote_amount=25.0, status="executing")
 
-    outcomes = scan(store, sizing=SizingParams(balance=1000.0, max_balance_share=0.1))
+    outcomes = scan(store, sizing=sizing_btc(balance=1000.0, max_balance_share=0.2))
 
     assert outcomes["ETH-BTC"][0] == "enter"
-    assert outcomes["ADA-BTC"] == ("blocked", "exposure cap: 85.00 open of 100.00 allowed")
+    assert outcomes["ADA-BTC"] == ("blocked", "exposure cap: 160 BTC open of 200 BTC allowed")
     assert emitted(migrated_db) == [("ETH-BTC", 25.0)]
 
 
@@ -147,7 +175,7 @@ def test_a_recent_stop_loss_cools_its_symbol_down(store: PostgresStore, migrated
 
     outcomes = scan(store)
 
-    assert outcomes["ADA-BTC"] == ("blocked", "cooling down until 2018-01-11 03:15 after a stop loss")
+    assert outcomes["ADA-BTC"] == ("blocked", "cooling down until 2018-01-11 03:15 after a stop loss (4 h for large)")
     assert outcomes["ETH-BTC"][0] == "enter"
     assert emitted(migrated_db) == [("ETH-BTC", 25.0)]
 

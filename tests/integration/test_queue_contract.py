@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from bridge.queue_client import PostgresQueue, PostgrestQueue, SignalQueue
+from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
@@ -89,9 +89,9 @@ def test_only_the_claim_holder_may_ack(transport: tuple[SignalQueue, object], mi
     queue, _ = transport
     signal_id = emit(migrated_db, "BTC-USDT")
     queue.claim("bot-a", 1, 30)
-    with pytest.raises(CallError) as refused:
+    with pytest.raises(ClaimTaken) as refused:  # its own code, not AUTH: the executor drops it, keeps AUTH
         queue.ack(signal_id, "bot-b", "executing")
-    assert refused.value.kind == ErrorKind.AUTH
+    assert refused.value.kind == ErrorKind.CLIENT and "bot-a" in str(refused.value)
 
 
 def test_a_rejection_records_its_reason(transport: tuple[SignalQueue, object], migrated_db: str) -> None:

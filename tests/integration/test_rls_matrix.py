@@ -4,7 +4,8 @@ this file), row-level security on every table, then a sample of the matrix tried
 `set role`.
 
     anon           nothing
-    authenticated  select on the dashboard_* views, nothing else
+    authenticated  select on the dashboard_* views (rows only for dashboard_members, migration 0016) and
+                   execute on is_dashboard_member (the views call it as the reader), nothing else
     executor       execute on claim_signals, ack_signal, report_order_event, heartbeat, executor_positions,
                    nothing else
     service_role   select/insert/update/delete on every table, select on every view, execute on every function
@@ -23,6 +24,8 @@ from psycopg.types.json import Jsonb
 
 ROLES = ["anon", "authenticated", "executor", "service_role"]
 EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat", "executor_positions"}
+AUTHENTICATED_FUNCTIONS = {"is_dashboard_member"}
+MEMBER = "5d9f4a8e-0000-4000-8000-00000000000a"
 TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
 SERVICE_TABLE_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 VIEW_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE"]
@@ -55,7 +58,8 @@ def expected_on_view(role: str, view: str, privilege: str) -> bool:
 
 
 def expected_on_function(role: str, name: str) -> bool:
-    return role == "service_role" or (role == "executor" and name in EXECUTOR_FUNCTIONS)
+    return (role == "service_role" or (role == "executor" and name in EXECUTOR_FUNCTIONS)
+            or (role == "authenticated" and name in AUTHENTICATED_FUNCTIONS))
 
 
 def test_the_catalog_lists_the_objects_the_matrix_is_about(admin: psycopg.Connection) -> None:
@@ -63,7 +67,8 @@ def test_the_catalog_lists_the_objects_the_matrix_is_about(admin: psycopg.Connec
     views = {r[1] for r in admin.execute(VIEWS)}
     functions = {r[2] for r in admin.execute(FUNCTIONS)}
 
-    assert {"signals", "orders", "fills", "trades", "heartbeats", "candles", "flags", "strategy_params"} <= tables
+    assert {"signals", "orders", "fills", "trades", "heartbeats", "candles", "flags", "strategy_params",
+            "dashboard_members"} <= tables
     # partitions are reached through their parent (candles_archive is a table of its own)
     assert not any(t.startswith("candles_") for t in tables - {"candles_archive"})
     assert {"dashboard_signal_funnel", "dashboard_open_positions", "dashboard_storage"} <= views
@@ -98,6 +103,20 @@ def test_view_privileges_match_the_matrix(admin: psycopg.Connection, role: str) 
     assert wrong == []
 
 
+def test_every_view_authenticated_may_read_asks_for_membership(admin: psycopg.Connection) -> None:
+    # On Supabase anyone who signs up is `authenticated`: a view open to that role must filter on
+    # is_dashboard_member(), which Postgres records as a dependency of the view's rewrite rule.
+    ungated = admin.execute("""
+        select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'public' and c.relkind in ('v', 'm')
+           and has_table_privilege('authenticated', c.oid, 'SELECT')
+           and not exists (select 1 from pg_rewrite w join pg_depend d on d.classid = 'pg_rewrite'::regclass
+                                                                     and d.objid = w.oid
+                            where w.ev_class = c.oid and d.refobjid = 'is_dashboard_member()'::regprocedure)
+         order by 1""").fetchall()
+    assert ungated == []
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_function_privileges_match_the_matrix(admin: psycopg.Connection, role: str) -> None:
     wrong = []
@@ -106,6 +125,22 @@ def test_function_privileges_match_the_matrix(admin: psycopg.Connection, role: s
         if has != expected_on_function(role, name):
             wrong.append(f"{role} {'may' if has else 'may not'} execute {signature}")
     assert wrong == []
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated", "executor", "service_role"])
+def test_the_queue_functions_without_the_consumer_check_are_out_of_every_api_roles_reach(
+        admin: psycopg.Connection, role: str) -> None:
+    # 0016 moved the original queue functions to queue_core; only their public wrappers may be called.
+    functions = admin.execute("""
+        select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'queue_core'::regnamespace
+         order by 1""").fetchall()
+    callable_ = admin.execute("""
+        select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'queue_core'::regnamespace
+           and has_function_privilege(%s, p.oid, 'EXECUTE') order by 1""", [role]).fetchall()
+    usage = admin.execute("select has_schema_privilege(%s, 'queue_core', 'USAGE')", [role]).fetchone()[0]
+
+    assert len(functions) == len(EXECUTOR_FUNCTIONS)
+    assert (callable_, usage) == ([], False)
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated", "executor"])
@@ -174,6 +209,9 @@ DENIED = [
     pytest.param("authenticated", "update signals set status = 'rejected'", id="authenticated-updates-signals"),
     pytest.param("authenticated", "select * from claim_signals('bot-a', 1, 60)", id="authenticated-claims"),
     pytest.param("authenticated", "update flags set value = 'true'", id="authenticated-updates-flags"),
+    pytest.param("authenticated", "select * from dashboard_members", id="authenticated-reads-members"),
+    pytest.param("authenticated", "insert into dashboard_members (user_id, added_by) values (gen_random_uuid(), 'me')",
+                 id="authenticated-adds-itself"),
     pytest.param("executor", "select * from signals", id="executor-reads-signals"),
     pytest.param("executor", "select * from orders", id="executor-reads-orders"),
     pytest.param("executor", "insert into heartbeats (component) values ('x')", id="executor-writes-heartbeats"),
@@ -206,13 +244,17 @@ def test_only_service_role_may_emit_a_signal(seeded: tuple[str, uuid.UUID, str],
         assert conn.execute("select count(*) from signals").fetchone()[0] == 2
 
 
-def test_authenticated_reads_every_dashboard_view_and_sees_the_funnel(seeded: tuple[str, uuid.UUID, str]) -> None:
+def test_a_member_reads_every_dashboard_view_and_sees_the_funnel(seeded: tuple[str, uuid.UUID, str]) -> None:
     url, _, _ = seeded
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         views = [r[0] for r in conn.execute("select relname from pg_class where relkind in ('v', 'm')"
                                             " and relnamespace = 'public'::regnamespace and relname like 'dashboard%'")]
+        conn.execute("insert into dashboard_members (user_id, added_by) values (%s, 'test')"
+                     " on conflict do nothing", [MEMBER])
     assert views
     with as_role(url, "authenticated") as conn:
+        conn.execute("select set_config('request.jwt.claims', %s, false)",
+                     [f'{{"role": "authenticated", "sub": "{MEMBER}"}}'])
         for view in views:
             conn.execute(sql.SQL("select * from {} limit 1").format(sql.Identifier(view)))
         funnel = conn.execute("select strategy, emitted, claimed, open from dashboard_signal_funnel").fetchall()

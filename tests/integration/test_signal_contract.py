@@ -426,8 +426,9 @@ def test_only_the_consumer_holding_the_claim_may_ack(q: Queue) -> None:
     q.claim("bot-a")
     before = q.row(signal_id)
 
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="bot-a"):
+    with pytest.raises(psycopg.Error, match="bot-a") as refused:
         q.ack(signal_id, "bot-b", "executing")
+    assert refused.value.sqlstate == "PT409"  # claim taken: its own code (migration 0012), not a privilege error
 
     assert q.row(signal_id) == before
 
@@ -471,8 +472,9 @@ def test_an_illegal_transition_is_refused(q: Queue, path: list[str], illegal: st
 def test_an_unclaimed_signal_cannot_be_acked(q: Queue) -> None:
     signal_id = q.emit()
 
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="nobody"):
+    with pytest.raises(psycopg.Error, match="nobody") as refused:
         q.ack(signal_id, "bot-a", "executing")
+    assert refused.value.sqlstate == "PT409"
 
     assert q.row(signal_id)["status"] == "new"
 
@@ -499,8 +501,9 @@ def test_after_the_lease_expired_and_another_consumer_reclaimed_the_first_ack_is
     q.end_lease(signal_id)
     assert q.claim_ids("bot-b") == [signal_id]
 
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="bot-b"):
+    with pytest.raises(psycopg.Error, match="bot-b") as refused:
         q.ack(signal_id, "bot-a", "executing")
+    assert refused.value.sqlstate == "PT409"
 
     assert q.ack(signal_id, "bot-b", "executing")["status"] == "executing"
     assert q.row(signal_id)["claimed_by"] == "bot-b"

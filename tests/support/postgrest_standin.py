@@ -122,6 +122,8 @@ def split_list(text: str) -> list[str]:
 
 
 def status_for(sqlstate: str, role: str) -> int:
+    if sqlstate.startswith("PT") and sqlstate[2:].isdigit():  # PostgREST: SQLSTATE PTxyz answers HTTP xyz
+        return int(sqlstate[2:])
     if sqlstate == "42501":
         return 401 if role == "anon" else 403
     return STATUS_EXACT.get(sqlstate) or STATUS_CLASS.get(sqlstate[:2], 400)

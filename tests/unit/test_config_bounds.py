@@ -28,7 +28,13 @@ INVALID: list[tuple[str, str, str]] = [
     ("loop:\n  lookback_candles: 59\n", "loop.lookback_candles", "greater than or equal to 60"),
     ("loop:\n  lookback_candles: 5001\n", "loop.lookback_candles", "less than or equal to 5000"),
     # regime: thresholds on the right side of zero, consistent, multipliers within [0, 1] for every regime
-    ("regime:\n  symbol: btc/usdt\n", "regime.symbol", "should match pattern"),
+    ("regime:\n  markets: {binance: btc/usdt}\n", "regime.markets.binance", "should match pattern"),
+    ("regime:\n  candidates: [BTC_USDT]\n", "regime.candidates.0", "should match pattern"),
+    ("regime:\n  candidates: []\n", "regime.candidates", "at least 1 item"),
+    ("regime:\n  max_age_s: 0\n", "regime.max_age_s", "greater than 0"),
+    ("regime:\n  panic_peak_decline_24h_pct: 0\n", "regime.panic_peak_decline_24h_pct", "greater than 0"),
+    ("regime:\n  panic_peak_decline_48h_pct: 101\n", "regime.panic_peak_decline_48h_pct",
+     "less than or equal to 100"),
     ("regime:\n  panic_1h_pct: 3\n", "regime.panic_1h_pct", "less than 0"),
     ("regime:\n  panic_24h_pct: -101\n", "regime.panic_24h_pct", "greater than or equal to -100"),
     ("regime:\n  caution_4h_pct: 0\n", "regime.caution_4h_pct", "less than 0"),
@@ -37,32 +43,39 @@ INVALID: list[tuple[str, str, str]] = [
     ("regime:\n  euphoria_24h_pct: 0\n", "regime.euphoria_24h_pct", "greater than 0"),
     ("regime:\n  panic_1h_pct: -1.5\n", "regime", "panic_*_pct must be at or below the matching caution_*_pct"),
     ("regime:\n  panic_volatility_pct: 7\n", "regime", "panic_volatility_pct must be at or above"),
-    ("regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0.5, NORMAL: 1.5, EUPHORIA: 0.7}\n",
+    ("regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0.5, NORMAL: 1.5, EUPHORIA: 0.7, UNKNOWN: 0}\n",
      "regime.size_multiplier.NORMAL", "less than or equal to 1"),
-    ("regime:\n  size_multiplier: {PANIC: -0.1, CAUTION: 0.5, NORMAL: 1, EUPHORIA: 0.7}\n",
+    ("regime:\n  size_multiplier: {PANIC: -0.1, CAUTION: 0.5, NORMAL: 1, EUPHORIA: 0.7, UNKNOWN: 0}\n",
      "regime.size_multiplier.PANIC", "greater than or equal to 0"),
-    ("regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0.5}\n", "regime", "missing: NORMAL, EUPHORIA"),
-    ("regime:\n  size_multiplier: {PANIK: 0, CAUTION: 0.5, NORMAL: 1, EUPHORIA: 0.7}\n",
+    ("regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0.5}\n", "regime", "missing: NORMAL, EUPHORIA, UNKNOWN"),
+    ("regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0.5, NORMAL: 1, EUPHORIA: 0.7}\n", "regime",
+     "missing: UNKNOWN"),
+    ("regime:\n  size_multiplier: {PANIK: 0, CAUTION: 0.5, NORMAL: 1, EUPHORIA: 0.7, UNKNOWN: 0}\n",
      "regime.size_multiplier.PANIK.[key]", "Input should be 'PANIC'"),
-    ("regime:\n  unknown_is: CALM\n", "regime.unknown_is", "Input should be"),
-    # protection
-    ("protection:\n  cooldown_after_stop_h: -1\n", "protection.cooldown_after_stop_h", "greater than or equal to 0"),
-    ("protection:\n  cooldown_after_stop_h: 721\n", "protection.cooldown_after_stop_h", "less than or equal to 720"),
+    ("regime:\n  on_missing: CALM\n", "regime.on_missing", "Input should be"),
+    # protection (a single cooldown number applies to every tier, so the error names a tier)
+    ("protection:\n  cooldown_after_stop_h: -1\n", "protection.cooldown_after_stop_h.large",
+     "greater than or equal to 0"),
+    ("protection:\n  cooldown_after_stop_h: {meme: 721}\n", "protection.cooldown_after_stop_h.meme",
+     "less than or equal to 720"),
     ("protection:\n  ban_after_consecutive_stops: 0\n", "protection.ban_after_consecutive_stops",
      "greater than or equal to 1"),
     ("protection:\n  ban_h: -0.5\n", "protection.ban_h", "greater than or equal to 0"),
     ("protection:\n  ban_h: 721\n", "protection.ban_h", "less than or equal to 720"),
     # sizing
-    ("sizing:\n  quote_amount: 0\n", "sizing.quote_amount", "greater than 0"),
-    ("sizing:\n  balance: 0\n", "sizing.balance", "greater than 0"),
+    ("sizing:\n  quotes: {USDT: {amount: 0, balance: 100}}\n", "sizing.quotes.USDT.amount", "greater than 0"),
+    ("sizing:\n  quotes: {USDT: {amount: 1, balance: 0}}\n", "sizing.quotes.USDT.balance", "greater than 0"),
+    ("sizing:\n  quote_amount: 50\n", "sizing", "quote_amount and balance are now per quote currency"),
     ("sizing:\n  max_balance_share: 0\n", "sizing.max_balance_share", "greater than 0"),
     ("sizing:\n  max_balance_share: 1.01\n", "sizing.max_balance_share", "less than or equal to 1"),
     ("sizing:\n  max_open_total: 0\n", "sizing.max_open_total", "greater than or equal to 1"),
     ("sizing:\n  max_open_per_strategy: 0\n", "sizing.max_open_per_strategy", "greater than or equal to 1"),
     ("sizing:\n  max_open_per_symbol: 0\n", "sizing.max_open_per_symbol", "greater than or equal to 1"),
     ("sizing:\n  expiry_candles: 0\n", "sizing.expiry_candles", "greater than or equal to 1"),
-    ("sizing:\n  quote_amount: 60\n  balance: 100\n  max_balance_share: 0.5\n", "sizing",
-     "quote_amount (60) is above what the exposure cap allows"),
+    ("sizing:\n  quotes: {USDT: {amount: 60, balance: 100}}\n  max_balance_share: 0.5\n", "sizing",
+     "quotes.USDT.amount (60) is above what the exposure cap allows (balance x max_balance_share = 50)"),
+    ("sizing:\n  quotes: {USDT: {amount: 50, balance: 10000}, BTC: {amount: 0.06, balance: 0.1}}\n", "sizing",
+     "quotes.BTC.amount (0.06) is above what the exposure cap allows (balance x max_balance_share = 0.05)"),
     # health
     ("health:\n  controller: {interval_s: 0}\n", "health.controller.interval_s", "greater than 0"),
     ("health:\n  hummingbot: {interval_s: 30, progress_s: 0}\n", "health.hummingbot.progress_s", "greater than 0"),
@@ -97,13 +110,16 @@ AT_THE_EDGE = [
     "database:\n  connect_timeout_s: 1\n", "database:\n  connect_timeout_s: 300\n",
     "flags:\n  refresh_s: 1\n", "flags:\n  refresh_s: 3600\n",
     "loop:\n  strategy_timeout_s: 300\n  lookback_candles: 60\n", "loop:\n  lookback_candles: 5000\n",
-    "regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0, NORMAL: 1, EUPHORIA: 1}\n",
+    "regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0, NORMAL: 1, EUPHORIA: 1, UNKNOWN: 1}\n",
+    "regime:\n  panic_peak_decline_24h_pct: 100\n  panic_peak_decline_48h_pct: 100\n",
+    "regime:\n  markets: {kraken: XBT-USD}\n  candidates: [BTC-PERP]\n",
     "regime:\n  panic_1h_pct: -2\n  caution_1h_pct: -2\n  panic_volatility_pct: 8\n",
     "regime:\n  panic_24h_pct: -100\n  caution_24h_pct: -100\n",
     "protection:\n  cooldown_after_stop_h: 0\n  ban_h: 0\n  ban_after_consecutive_stops: 1\n",
-    "protection:\n  cooldown_after_stop_h: 720\n  ban_h: 720\n",
-    "sizing:\n  max_balance_share: 1\n  quote_amount: 100\n  balance: 100\n",
-    "sizing:\n  quote_amount: 50\n  balance: 100\n  max_balance_share: 0.5\n",
+    "protection:\n  cooldown_after_stop_h: {large: 720, meme: 720}\n  ban_h: 720\n  ban_after_consecutive_stops: 100\n",
+    "sizing:\n  max_balance_share: 1\n  quotes: {USDT: {amount: 100, balance: 100}}\n",
+    "sizing:\n  quotes: {USDT: {amount: 50, balance: 100}, BTC: {amount: 0.05, balance: 0.1}}\n"
+    "  max_balance_share: 0.5\n",
     "sizing:\n  max_open_total: 1\n  max_open_per_strategy: 1\n  max_open_per_symbol: 1\n  expiry_candles: 1\n",
     "health:\n  grace_s: 0\n  down_after: 1\n  stale_candles: 1\n  min_calls: 1\n  min_success_rate: 1\n",
     "health:\n  min_success_rate: 0\n",
@@ -139,8 +155,12 @@ def test_a_value_at_the_edge_of_its_bounds_is_accepted(tmp_path: Path, text: str
 
 
 def test_the_edge_values_are_the_values_loaded(tmp_path: Path) -> None:
-    text = ("sizing:\n  max_balance_share: 1\n  quote_amount: 100\n  balance: 100\n"
-            "regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0, NORMAL: 1, EUPHORIA: 1}\n")
+    text = ("sizing:\n  max_balance_share: 1\n  quotes: {USDT: {amount: 100, balance: 100}}\n"
+            "regime:\n  size_multiplier: {PANIC: 0, CAUTION: 0, NORMAL: 1, EUPHORIA: 1, UNKNOWN: 1}\n"
+            "protection:\n  cooldown_after_stop_h: 0\n")
     config = load_config(write(tmp_path, text))
-    assert config.sizing.max_balance_share == 1 and config.sizing.quote_amount == 100
-    assert [config.regime.size_multiplier[r] for r in ("PANIC", "CAUTION", "NORMAL", "EUPHORIA")] == [0, 0, 1, 1]
+    assert config.sizing.max_balance_share == 1 and config.sizing.quotes["USDT"].amount == 100
+    assert set(config.sizing.quotes) == {"USDT"}
+    assert [config.regime.size_multiplier[r] for r in ("PANIC", "CAUTION", "NORMAL", "EUPHORIA", "UNKNOWN")] == [
+        0, 0, 1, 1, 1]
+    assert config.protection.cooldown_after_stop_h == {"large": 0, "mid": 0, "small": 0, "meme": 0}

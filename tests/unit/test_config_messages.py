@@ -63,14 +63,14 @@ def test_one_line_per_problem_with_the_allowed_keys_and_the_field_description(tm
 
 
 def test_a_field_without_a_description_gets_no_parentheses(tmp_path: Path) -> None:
-    path = write(tmp_path, "sizing:\n  max_open_total: 0\n")
-    assert message(path) == f"{path}: sizing.max_open_total: Input should be greater than or equal to 1, got 0"
+    path = write(tmp_path, "sizing:\n  max_open_per_symbol: 0\n")
+    assert message(path) == f"{path}: sizing.max_open_per_symbol: Input should be greater than or equal to 1, got 0"
 
 
 def test_a_mapping_given_where_a_number_belongs_is_not_echoed(tmp_path: Path) -> None:
-    path = write(tmp_path, "sizing:\n  balance: {a: 1}\n")
-    assert message(path) == (f"{path}: sizing.balance: Input should be a valid number"
-                             " (balance the exposure cap is a share of)")
+    path = write(tmp_path, "sizing:\n  quotes: {USDT: {amount: 50, balance: {a: 1}}}\n")
+    # (the description lookup stops at the mapping of quotes, so no parentheses here)
+    assert message(path) == f"{path}: sizing.quotes.USDT.balance: Input should be a valid number"
 
 
 def test_a_mapping_where_a_path_belongs_is_named_with_the_field_description(tmp_path: Path) -> None:

@@ -422,3 +422,18 @@ def test_resampling_leaves_out_a_bucket_with_a_missing_candle() -> None:
     rows = [[start + i * 300_000, 1, 2, 0.5, 1.5, 10] for i in range(6) if i != 4]  # 00:20 missing
     out = resample(candles_frame(rows), "5m", "15m")
     assert [t.strftime("%H:%M") for t in out["ts"]] == ["00:00"]
+
+
+def test_built_candles_say_how_many_source_candles_each_holds(replay_folder: Path) -> None:
+    clock = SimClock(datetime(2018, 1, 25, 12, 7, tzinfo=UTC))
+    source = ReplaySource(replay_folder, "bittrex", clock=clock)
+    fifteen = source.fetch_ohlcv("ETH-BTC", "15m", datetime(2018, 1, 25, 11, 0, tzinfo=UTC))
+    assert fifteen["source_candles"].tolist() == [3, 3, 3, 3]  # built from 5m: three each, none missing
+    recorded = source.fetch_ohlcv("ETH-BTC", "5m", datetime(2018, 1, 25, 11, 0, tzinfo=UTC))
+    assert "source_candles" not in recorded.columns  # recorded as such, not built
+
+
+def test_replay_names_the_exchanges_of_its_files(replay_folder: Path) -> None:
+    clock = SimClock(datetime(2018, 1, 25, tzinfo=UTC))
+    assert ReplaySource(replay_folder, None, clock=clock).exchanges() == ["binanceusdm", "bittrex"]
+    assert ReplaySource(replay_folder, "bittrex", clock=clock).exchanges() == ["bittrex"]

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.scan.regime import Regime, RegimeReading
-from controller.scan.signals import Decision, OpenBook, SizingParams, plan, size_for
+from controller.scan.signals import Decision, OpenBook, QuoteSizing, SizingParams, plan, size_for
 
 CLOSE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NORMAL = RegimeReading(Regime.NORMAL, 1.0, "BTC steady")
-SIZING = SizingParams(quote_amount=50, balance=1000, max_balance_share=0.5, max_open_total=5,
+SIZING = SizingParams(quotes={"USDT": QuoteSizing(amount=50, balance=1000)}, max_balance_share=0.5, max_open_total=5,
                       max_open_per_strategy=3, max_open_per_symbol=2, expiry_candles=2)
 EXITS = {"take_profit_pct": 3.0, "stop_loss_pct": 5.0, "time_limit_s": 14_400, "trailing_activation_pct": 1.1,
          "trailing_delta_pct": 0.8}
@@ -33,19 +33,19 @@ def test_an_entry_that_exactly_fills_the_exposure_cap_is_allowed() -> None:
     book = OpenBook()
     book.add("swing", "BTC-USDT", 450.0)  # 500 allowed: room for exactly one more 50
     amount, why = size_for(decision(), NORMAL, book, SIZING)
-    assert amount == 50 and why == "drop 4.1%; size 50"
+    assert amount == 50 and why == "drop 4.1%; size 50 USDT"
 
 
 def test_the_exposure_refusal_names_what_is_open_and_what_is_allowed() -> None:
     book = OpenBook()
     book.add("swing", "BTC-USDT", 460.0)
-    assert size_for(decision(), NORMAL, book, SIZING) == (0.0, "exposure cap: 460.00 open of 500.00 allowed")
+    assert size_for(decision(), NORMAL, book, SIZING) == (0.0, "exposure cap: 460 USDT open of 500 USDT allowed")
 
 
 def test_full_size_carries_no_regime_note_and_a_reduced_size_names_its_regime() -> None:
     caution = RegimeReading(Regime.CAUTION, 0.5, "BTC falling")
-    assert size_for(decision(), NORMAL, OpenBook(), SIZING)[1] == "drop 4.1%; size 50"
-    assert size_for(decision(), caution, OpenBook(), SIZING)[1] == "drop 4.1%; size 25 (x0.5 for CAUTION)"
+    assert size_for(decision(), NORMAL, OpenBook(), SIZING)[1] == "drop 4.1%; size 50 USDT"
+    assert size_for(decision(), caution, OpenBook(), SIZING)[1] == "drop 4.1%; size 25 USDT (x0.5 for CAUTION)"
 
 
 def test_every_decision_stays_in_the_plan_with_its_own_decision_whatever_happens_to_the_ones_before() -> None:
@@ -60,7 +60,8 @@ def test_every_decision_stays_in_the_plan_with_its_own_decision_whatever_happens
 
 
 def test_a_stale_or_refused_decision_does_not_stop_the_ones_after_it() -> None:
-    tight = SizingParams(quote_amount=50, balance=1000, max_balance_share=0.5, max_open_per_symbol=1)
+    tight = SizingParams(quotes={"USDT": QuoteSizing(amount=50, balance=1000)}, max_balance_share=0.5,
+                         max_open_per_symbol=1)
     decisions = [decision("A-USDT", confidence=0.9), decision("A-USDT", confidence=0.8),
                  decision("B-USDT", confidence=0.7)]
     planned = run(decisions, sizing=tight)
@@ -72,8 +73,8 @@ def test_a_stale_or_refused_decision_does_not_stop_the_ones_after_it() -> None:
 
 
 def test_an_entry_smaller_than_one_quote_unit_is_emitted() -> None:  # BTC-quoted pairs
-    small = SizingParams(quote_amount=0.002, balance=0.5, max_balance_share=0.5)
-    [item] = run([decision()], sizing=small)
+    small = SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.5)}, max_balance_share=0.5)
+    [item] = run([decision("ETH-BTC")], sizing=small)
     assert item.outcome == "enter" and item.signal is not None and item.signal.quote_amount == 0.002
 
 

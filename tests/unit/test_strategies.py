@@ -101,9 +101,18 @@ def expected_swing(frame: pd.DataFrame, params: TieredParams[SwingParams]) -> pd
                  + 7.5 * ((change > 0) & (change < p.change_min_pct)))
         parts.append((g["close"] > previous_high * p.breakout_factor)
                      & (g["volume"] > g["volume_sma"] * p.volume_surge)
-                     & g["rsi"].between(p.rsi_min, p.rsi_max) & trend
+                     & g["rsi"].between(p.rsi_min, p.rsi_max)
                      & (g["atr"] / g["close"] <= p.volatility_max) & (score >= p.min_score))
     return pd.concat(parts).reindex(frame.index)
+
+
+def test_swing_enters_a_scored_breakout_without_an_up_trend_since_trend_is_only_20_points(
+        frame_5m: pd.DataFrame) -> None:
+    decisions = swing(frame_5m, loose("swing"))
+    trend = (frame_5m["close"] > frame_5m["sma_20"]) & (frame_5m["sma_20"] > frame_5m["sma_50"])
+    against_trend = decisions["entry"] & ~trend
+    assert against_trend.sum() > 0
+    assert (decisions.loc[against_trend, "confidence"] >= 0.30).all()  # min_score 30 reached without trend
 
 
 def channel_position(frame: pd.DataFrame) -> pd.Series:
@@ -328,3 +337,53 @@ def test_an_empty_frame_gives_an_empty_decision_frame(frame_5m: pd.DataFrame, co
     for name, section in config.items():
         decisions = STRATEGIES[name](frame_5m.iloc[:0], section.params)
         assert decisions.empty and tuple(decisions.columns) == DECISION_COLUMNS
+
+
+# ------------------------------------------------------------------ the DCA grid and strategy exits
+
+
+def test_the_dca_grid_scales_levels_and_spacing_with_confidence(frame_5m: pd.DataFrame) -> None:
+    from controller.scan.strategies import dca_grid
+
+    params = DcaParams()  # 3 levels, 1.4 %, min 3, high .75, low .65
+    rows = frame_5m.head(4)
+    confidence = np.array([0.8, 0.7, 0.5, 0.9])
+    entry = np.array([True, True, True, False])
+    grid = dca_grid(confidence, entry, rows, params)
+    assert grid["grid_levels"].tolist()[:3] == [4, 3, 3]  # low confidence: one fewer, but never under 3
+    assert grid["grid_spacing_pct"].tolist()[:3] == pytest.approx([1.4 * 0.8, 1.4, 1.4 * 1.3])
+    assert grid.iloc[3].isna().all()  # no entry, no grid
+    fewer = dca_grid(confidence, entry, rows, DcaParams(grid_levels=5, grid_min_levels=3))
+    assert fewer["grid_levels"].tolist()[:3] == [6, 5, 4]
+    assert dca_grid(confidence, entry, rows, DcaParams(grid_levels=0))["grid_levels"].isna().all()
+
+
+def test_dca_entries_carry_their_grid(frame_5m: pd.DataFrame) -> None:
+    from controller.scan.strategies import GRIDS
+
+    decisions = STRATEGIES["dca"](frame_5m, loose("dca"))
+    grid = GRIDS["dca"](decisions["confidence"].to_numpy(), decisions["entry"].to_numpy(), frame_5m, loose("dca"))
+    assert decisions["entry"].sum() > 0 and grid.loc[decisions["entry"], "grid_levels"].notna().all()
+    assert grid.loc[~decisions["entry"], "grid_levels"].isna().all()
+
+
+def test_channel_exits_at_the_top_of_the_band_or_on_a_high_rsi(frame_5m: pd.DataFrame) -> None:
+    from controller.scan.strategies import channel_exit
+
+    params = shipped(load_strategies(), "channel")
+    exits = channel_exit(frame_5m, params)
+    position = channel_position(frame_5m)
+    expected = (position >= 0.75) | (frame_5m["rsi"] >= 72)
+    assert exits["exit"].tolist() == expected.tolist() and expected.sum() > 0
+    top = exits[(position >= 0.75).to_numpy()]
+    assert top["exit_reason"].str.contains("top of the channel").all()
+    assert exits.loc[~exits["exit"], "exit_reason"].isna().all()
+
+
+def test_dca_exits_on_rsi_at_or_above_77(frame_5m: pd.DataFrame) -> None:
+    from controller.scan.strategies import dca_exit
+
+    exits = dca_exit(frame_5m, shipped(load_strategies(), "dca"))
+    expected = frame_5m["rsi"] >= 77
+    assert exits["exit"].tolist() == expected.tolist() and expected.sum() > 0
+    assert exits.loc[exits["exit"], "exit_reason"].str.startswith("rsi ").all()

@@ -40,7 +40,9 @@ class Store(Protocol):
 
     def last_candle_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None: ...
 
-    def emit_signal(self, signal: NewSignal) -> UUID: ...
+    def emit_signal(self, signal: NewSignal, as_of: datetime | None = None) -> UUID:
+        """Queue a signal; `as_of` (replays) is the time the queue compares expiry and duplicates with."""
+        ...
 
     def write_scans(self, scans: Sequence[Mapping[str, Any]]) -> int:
         """Insert scan rows (keys from SCAN_COLUMNS) in one batch."""

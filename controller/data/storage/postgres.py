@@ -112,9 +112,12 @@ class PostgresStore:
 
     # --- signals and scans -----------------------------------------------------------------------
 
-    def emit_signal(self, signal: NewSignal) -> UUID:
+    def emit_signal(self, signal: NewSignal, as_of: datetime | None = None) -> UUID:
         try:
             with self.pool.connection() as conn:
+                if as_of is not None:  # a replay: the queue compares with the simulated time
+                    return conn.execute("select emit_signal_at(%s, %s)",
+                                        (Jsonb(signal.to_payload()), as_of)).fetchone()[0]
                 return conn.execute("select emit_signal(%s)", (Jsonb(signal.to_payload()),)).fetchone()[0]
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.UniqueViolation) as exc:
             raise SignalRejected(exc.diag.message_primary or str(exc)) from None

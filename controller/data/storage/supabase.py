@@ -85,8 +85,11 @@ class SupabaseStore:
 
     # --- signals and scans -----------------------------------------------------------------------
 
-    def emit_signal(self, signal: NewSignal) -> UUID:
+    def emit_signal(self, signal: NewSignal, as_of: datetime | None = None) -> UUID:
         try:
+            if as_of is not None:  # a replay: the queue compares with the simulated time
+                return UUID(self.client.rpc("emit_signal_at", {"signal": signal.to_payload(),
+                                                                "as_of": as_of.isoformat()}).execute().data)
             return UUID(self.client.rpc("emit_signal", {"signal": signal.to_payload()}).execute().data)
         except APIError as exc:
             # invalid_parameter_value (a bad key) and unique_violation (a duplicate) are refusals

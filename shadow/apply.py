@@ -1,0 +1,182 @@
+"""Recommendations that reach trading: written with their evidence, applied as a new `strategy_params`
+version that the next scan reads (through `ActiveParams`, injected into the Scanner by the wiring), and
+rolled back as a new row pointing at the change, the previous version active again.
+
+Applying needs the flag `shadow.apply`; with it off nothing is activated and the scanner keeps reading
+conf/strategies.yml (or the version active before).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bridge.schemas import params_hash
+from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
+from shadow.recommend import Recommendation
+from shadow.rollback import LiveTrade, baseline_of, trigger
+from shadow.settings import RollbackConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ApplyRefused(Exception):
+    """An apply or rollback that cannot be done; the message says why."""
+
+
+def params_json(section: StrategyConfig[Any]) -> dict[str, Any]:
+    """The stored form of a strategy's parameters: the default and each tier's complete set."""
+    params = section.params
+    return {"default": params.default.model_dump(mode="json"),
+            "tiers": {tier: p.model_dump(mode="json") for tier, p in params.tiers.items()}}
+
+
+def with_params(section: StrategyConfig[Any], stored: Mapping[str, Any]) -> StrategyConfig[Any]:
+    """`section` with the stored parameters (validated by the strategy's model), keeping its tier map."""
+    model = type(section.params)
+    params = model.model_validate(dict(stored)).with_tier_map(section.params.tier_map)
+    return section.model_copy(update={"params": params})
+
+
+class ActiveParams:
+    """The scanner's lookup: a strategy's active `strategy_params` version, else the conf section.
+
+    One small query per strategy per scan; the parsed version is cached until another one is active.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self.connect = connect
+        self._cache: dict[tuple[str, int], StrategyConfig[Any]] = {}
+
+    def __call__(self, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
+        with self.connect() as conn:
+            row = conn.execute("select version, params from dashboard_active_strategy_params where strategy = %s",
+                               (strategy,)).fetchone()
+        if row is None:
+            return section
+        key = (strategy, row[0])
+        if key not in self._cache:
+            self._cache[key] = with_params(section, row[1])
+        return self._cache[key]
+
+
+def active_section(conn: psycopg.Connection, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
+    row = conn.execute("select params from dashboard_active_strategy_params where strategy = %s",
+                       (strategy,)).fetchone()
+    return section if row is None else with_params(section, row[0])
+
+
+def active_config(conn: psycopg.Connection, config: StrategiesConfig) -> StrategiesConfig:
+    """`config` with each strategy's active version in place of its conf parameters."""
+    return config.model_copy(update={name: active_section(conn, name, section) for name, section in config.items()})
+
+
+def write_recommendation(conn: psycopg.Connection, current: StrategyConfig[Any], rec: Recommendation) -> int:
+    """Record a proposed recommendation with its evidence; return its id."""
+    changes = {key: {where: list(v) for where, v in per.items()} for key, per in rec.changes.items()}
+    row = conn.execute(
+        "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, variation, tier)"
+        " values (%s, %s, %s, %s, %s, %s, %s) returning id",
+        (rec.strategy, params_hash(params_json(current)), params_hash(params_json(rec.section)),
+         Jsonb(params_json(rec.section)), Jsonb({**rec.evidence, "changes": changes}), rec.variation,
+         rec.tier)).fetchone()
+    return int(row[0])
+
+
+def _register(conn: psycopg.Connection, strategy: str, stored: dict[str, Any]) -> int:
+    return int(conn.execute("select register_strategy_params(%s, %s, %s)",
+                            (strategy, Jsonb(stored), params_hash(stored))).fetchone()[0])
+
+
+def apply(conn: psycopg.Connection, recommendation_id: int, config: StrategiesConfig, flags: Mapping[str, Any],
+          now: datetime) -> int:
+    """Activate a proposed recommendation's parameters; return the new version. Refused with the flag
+    `shadow.apply` off, for a recommendation not proposed, or one drawn from parameters no longer active."""
+    if not flags.get("shadow.apply", False):
+        raise ApplyRefused("shadow.apply is off: recommendations are written, never applied "
+                           "(python -m controller flags set shadow.apply true)")
+    cur = conn.cursor(row_factory=dict_row)
+    rec = cur.execute("select * from recommendations where id = %s for update", (recommendation_id,)).fetchone()
+    if rec is None:
+        raise ApplyRefused(f"no recommendation {recommendation_id}")
+    if rec["status"] != "proposed":
+        raise ApplyRefused(f"recommendation {recommendation_id} is {rec['status']}, not proposed")
+    section = dict(config.items()).get(rec["strategy"])
+    if section is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: unknown strategy {rec['strategy']}")
+    current = active_section(conn, rec["strategy"], section)
+    stored_now = params_json(current)
+    if params_hash(stored_now) != rec["from_params_hash"]:
+        raise ApplyRefused(f"recommendation {recommendation_id} was drawn from parameters that are no longer active")
+    with_params(section, rec["params"])  # validate before anything is written
+    _register(conn, rec["strategy"], stored_now)  # the version to roll back to
+    version = _register(conn, rec["strategy"], rec["params"])
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
+                 " values (%s, %s, %s, %s, %s)", (rec["strategy"], version, recommendation_id,
+                                                  f"recommendation {recommendation_id} ({rec['variation']}, "
+                                                  f"{rec['tier']})", now))
+    conn.execute("update recommendations set status = 'applied', decided_at = %s, version = %s where id = %s",
+                 (now, version, recommendation_id))
+    logger.info("recommendation applied", extra={"recommendation_id": recommendation_id,
+                                                  "strategy": rec["strategy"], "version": version})
+    return version
+
+
+def rollback(conn: psycopg.Connection, recommendation_id: int, config: StrategiesConfig, reason: str,
+             now: datetime) -> int:
+    """Undo an applied recommendation: a new row pointing at it, the previous parameters active again.
+    Returns the new row's id."""
+    cur = conn.cursor(row_factory=dict_row)
+    rec = cur.execute("select * from recommendations where id = %s for update", (recommendation_id,)).fetchone()
+    if rec is None:
+        raise ApplyRefused(f"no recommendation {recommendation_id}")
+    if rec["status"] != "applied" or rec["rollback_of"] is not None:
+        raise ApplyRefused(f"recommendation {recommendation_id} is {rec['status']}: only an applied change rolls back")
+    previous = cur.execute("select version, params from strategy_params where strategy = %s and params_hash = %s",
+                           (rec["strategy"], rec["from_params_hash"])).fetchone()
+    if previous is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: its previous parameters were never registered")
+    row = conn.execute(
+        "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, status,"
+        " decided_at, rollback_of, version) values (%s, %s, %s, %s, %s, 'applied', %s, %s, %s) returning id",
+        (rec["strategy"], rec["to_params_hash"], rec["from_params_hash"], Jsonb(previous["params"]),
+         Jsonb({"rollback": reason}), now, recommendation_id, previous["version"])).fetchone()
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
+                 " values (%s, %s, %s, %s, %s)", (rec["strategy"], previous["version"], row[0],
+                                                  f"rollback of {recommendation_id}: {reason}", now))
+    conn.execute("update recommendations set status = 'rolled_back' where id = %s", (recommendation_id,))
+    logger.warning("recommendation rolled back", extra={"recommendation_id": recommendation_id, "reason": reason})
+    return int(row[0])
+
+
+def applied_times(conn: psycopg.Connection, since: datetime) -> list[datetime]:
+    return [r[0] for r in conn.execute("select decided_at from recommendations where status in ('applied',"
+                                       " 'rolled_back') and rollback_of is null and decided_at >= %s",
+                                       (since,)).fetchall()]
+
+
+def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config: RollbackConfig,
+            now: datetime) -> list[tuple[int, str]]:
+    """Roll back every change applied within the monitoring window whose live results tripped a trigger."""
+    done = []
+    recs = conn.execute("select id, strategy, decided_at from recommendations where status = 'applied'"
+                        " and rollback_of is null and decided_at >= %s",
+                        (now - timedelta(hours=rollback_config.monitor_h),)).fetchall()
+    for rec_id, strategy, applied_at in recs:
+        trades = [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
+            "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
+            " where s.strategy = %s and t.closed_at >= %s order by t.closed_at",
+            (strategy, applied_at - timedelta(hours=rollback_config.monitor_h))).fetchall()]
+        before = [t for t in trades if t.closed_at < applied_at]
+        after = [t for t in trades if t.closed_at >= applied_at]
+        reason = trigger(applied_at, now, baseline_of(before), after, rollback_config)
+        if reason is not None:
+            rollback(conn, rec_id, config, reason, now)
+            done.append((rec_id, reason))
+    return done

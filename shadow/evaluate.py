@@ -1,0 +1,381 @@
+"""The shadow evaluator: decisions for every (variation, candidate), outcomes once their horizon passed,
+statistics per window, CHAMPION's calibration against real trades. The I/O edge of `shadow/`.
+
+A candidate is a scan (strategy, symbol, candle) at which CHAMPION or any variation enters. Every
+(variation, candidate) pair gets a `shadow_outcomes` row, `pending` until the horizon (the variation's
+time limit) has passed and the candles are there; then the vectorised replay fills in the exit. 1m
+candles are used where they cover the horizon, else 5m (recorded on the row as `data_timeframe`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bridge.exits import REASONS
+from controller.data.market_data import timeframe_seconds
+from controller.scan import indicators
+from controller.scan.strategies import EXIT_COLUMNS
+from controller.scan.strategy_params import StrategiesConfig
+from shadow.decide import decide
+from shadow.recommend import Calibration, Evidence
+from shadow.replay import PENDING, BarrierGrid, Paths, replay
+from shadow.settings import ShadowSettings
+from shadow.stats import benjamini_hochberg, paired, summarize
+from shadow.variations import CHAMPION, Variation
+
+logger = logging.getLogger(__name__)
+
+FALLBACK = (("1m", 60), ("5m", 300))
+Progress = Callable[[str, int], None]  # (task, items done) for the CLI's progress bars
+
+
+@dataclass
+class EvaluationReport:
+    candidates: int = 0
+    outcomes_written: int = 0
+    evaluated: int = 0
+    still_pending: int = 0
+    by_timeframe: dict[str, int] = field(default_factory=dict)
+    performance_rows: int = 0
+    calibration: dict[str, Calibration] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------- variation rows
+
+
+def sync_variations(conn: psycopg.Connection, variations: Iterable[Variation],
+                    descriptions: dict[str, str] | None = None) -> dict[tuple[str, str], int]:
+    """Register the current variations (once per parameter set) and mark only them active."""
+    ids: dict[tuple[str, str], int] = {}
+    for v in variations:
+        base = next((c for c in variations if c.name == CHAMPION and c.strategy == v.strategy), v)
+        row = conn.execute(
+            "insert into shadow_variations (name, strategy, params, params_hash, base_params_hash, description)"
+            " values (%s, %s, %s, %s, %s, %s) on conflict (strategy, name, params_hash) do update set active = true"
+            " returning id",
+            (v.name, v.strategy, Jsonb(v.params_json()), v.params_hash, base.params_hash,
+             (descriptions or {}).get(v.name, ""))).fetchone()
+        ids[(v.strategy, v.name)] = row[0]
+    conn.execute("update shadow_variations set active = (id = any(%s))", (list(ids.values()),))
+    return ids
+
+
+# --------------------------------------------------------------------------------------- candles
+
+
+def read_candles(conn: psycopg.Connection, exchange: str, symbol: str, timeframe: str, start: datetime,
+                 end: datetime) -> pd.DataFrame:
+    rows = conn.execute("select ts, open, high, low, close, volume from candles where exchange = %s and symbol = %s"
+                        " and timeframe = %s and ts >= %s and ts < %s order by ts",
+                        (exchange, symbol, timeframe, start, end)).fetchall()
+    frame = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    for column in ("open", "high", "low", "close", "volume"):
+        frame[column] = frame[column].astype(np.float64)
+    return frame
+
+
+def path_for(conn: psycopg.Connection, exchange: str, symbol: str, entry_at: datetime,
+             end: datetime) -> tuple[str, int, pd.DataFrame] | None:
+    """Candles from the entry up to `end`: 1m where they cover the whole span, else 5m (from the entry on,
+    as far as they go); None when neither starts at the entry.
+
+    An exit found in candles that stop before the horizon is final (the rule only looks back); no exit in
+    them leaves the outcome pending."""
+    fallback = None
+    for timeframe, seconds in FALLBACK:
+        frame = read_candles(conn, exchange, symbol, timeframe, entry_at, end)
+        if frame.empty or frame["ts"].iloc[0].to_pydatetime() - entry_at >= timedelta(seconds=seconds):
+            continue
+        if frame["ts"].iloc[-1].to_pydatetime() + timedelta(seconds=seconds) >= end:
+            return timeframe, seconds, frame
+        if timeframe == "5m":
+            fallback = (timeframe, seconds, frame)
+    return fallback
+
+
+# --------------------------------------------------------------------------------------- decisions
+
+
+def record_decisions(conn: psycopg.Connection, champion: StrategiesConfig, variations: list[Variation],
+                     ids: dict[tuple[str, str], int], since: datetime, until: datetime,
+                     report: EvaluationReport, lookback_candles: int = 300) -> None:
+    """Re-run every variation's entry rule on the scans in [since, until) and write outcome rows."""
+    cur = conn.cursor(row_factory=dict_row)
+    scans = cur.execute(
+        "select s.id, s.candle_ts, s.strategy, s.exchange, s.symbol, s.timeframe, s.signal_id,"
+        "       g.ml_confidence from scans s left join signals g on g.id = s.signal_id"
+        " where s.candle_ts >= %s and s.candle_ts < %s and s.decision in ('enter', 'skip', 'blocked')"
+        " order by s.strategy, s.exchange, s.symbol, s.candle_ts", (since, until)).fetchall()
+    if not scans:
+        return
+    frame = pd.DataFrame(scans)
+    rows: list[tuple[Any, ...]] = []
+    for (strategy, exchange, symbol, timeframe), group in frame.groupby(["strategy", "exchange", "symbol",
+                                                                         "timeframe"], sort=False):
+        mine = [v for v in variations if v.strategy == strategy]
+        if not mine:
+            continue
+        section = next(v.section for v in mine if v.name == CHAMPION)
+        tf_s = timeframe_seconds(str(timeframe))
+        first = group["candle_ts"].min() - timedelta(seconds=tf_s * (lookback_candles + 1))
+        candles = read_candles(conn, str(exchange), str(symbol), str(timeframe), first, group["candle_ts"].max())
+        if candles.empty:
+            report.notes.append(f"no {timeframe} candles for {exchange} {symbol}: {len(group)} scans not re-decided")
+            continue
+        computed = indicators.compute(candles.assign(symbol=symbol)[["symbol", *candles.columns]], section.indicators)
+        close_of_row = computed["ts"] + pd.Timedelta(seconds=tf_s)
+        at = close_of_row.searchsorted(pd.to_datetime(group["candle_ts"], utc=True))
+        found = (at < len(computed)) & (close_of_row.to_numpy()[np.minimum(at, len(computed) - 1)]
+                                        == pd.to_datetime(group["candle_ts"], utc=True).to_numpy())
+        ml = np.full(len(computed), np.nan)
+        ml[at[found]] = group["ml_confidence"].to_numpy(dtype=np.float64)[found]
+        decided = {v.name: decide(computed, v, ml) for v in mine}
+        scan_rows = group[found]
+        row_index = at[found]
+        entered_any = np.zeros(len(row_index), dtype=bool)
+        for d in decided.values():
+            entered_any |= d["entry"].to_numpy()[row_index]
+        for j in np.flatnonzero(entered_any):
+            scan = scan_rows.iloc[j]
+            i = row_index[j]
+            report.candidates += 1
+            price = float(computed["close"].iloc[i])
+            for v in mine:
+                d = decided[v.name]
+                enter = bool(d["entry"].iloc[i])
+                barriers = {c: _num(d[c].iloc[i]) for c in EXIT_COLUMNS} if enter else None
+                rows.append((ids[(strategy, v.name)], scan["signal_id"], int(scan["id"]), exchange, symbol,
+                             scan["candle_ts"], enter, price, strategy, Jsonb(barriers) if barriers else None,
+                             float(d["size_multiplier"].iloc[i])))
+    with conn.cursor() as write:
+        write.executemany(
+            "insert into shadow_outcomes (variation_id, signal_id, scan_id, exchange, symbol, candle_ts, would_enter,"
+            " entry_price, strategy, barriers, size_multiplier) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (variation_id, exchange, symbol, candle_ts) do nothing", rows)
+    report.outcomes_written += len(rows)
+
+
+def _num(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------------------- outcomes
+
+
+def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSettings, report: EvaluationReport,
+                    progress: Progress | None = None) -> None:
+    """Replay every pending outcome whose horizon has passed; a non-entry is evaluated as no trade."""
+    conn.execute("update shadow_outcomes set status = 'evaluated', evaluated_at = %s"
+                 " where status = 'pending' and not would_enter", (now,))
+    cur = conn.cursor(row_factory=dict_row)
+    pending = cur.execute("select id, exchange, symbol, candle_ts, entry_price, barriers from shadow_outcomes"
+                          " where status = 'pending' and would_enter order by exchange, symbol, candle_ts").fetchall()
+    entries: list[dict[str, Any]] = []
+    for row in pending:
+        limit = row["barriers"].get("time_limit_s")
+        horizon_end = row["candle_ts"] + timedelta(seconds=float(limit or 30 * 86400))
+        found = path_for(conn, row["exchange"], row["symbol"], row["candle_ts"], min(horizon_end, now))
+        if found is None:
+            report.still_pending += 1
+            continue
+        timeframe, seconds, candles = found
+        entries.append({**row, "timeframe": timeframe, "candle_s": seconds, "candles": candles})
+        if progress:
+            progress("candles", len(entries))
+    if not entries:
+        return
+    paths = Paths.from_lists(
+        [float(e["entry_price"]) for e in entries], [e["candle_ts"].timestamp() for e in entries],
+        [_seconds(e["candles"]["ts"]) for e in entries], [e["candles"]["high"].to_numpy() for e in entries],
+        [e["candles"]["low"].to_numpy() for e in entries], [e["candles"]["close"].to_numpy() for e in entries],
+        [float(e["candle_s"]) for e in entries])
+    grid = BarrierGrid(*[np.array([[_nan(e["barriers"].get(c)) for e in entries]]) for c in EXIT_COLUMNS])
+    result = replay(paths, grid, fee_pct=settings.fee_pct, slippage_pct=settings.slippage_pct)
+    updates = []
+    for n, e in enumerate(entries):
+        if result.reason[0, n] == PENDING:
+            report.still_pending += 1
+            continue
+        exit_at = datetime.fromtimestamp(paths.times_s[n, result.index[0, n]] + e["candle_s"], tz=now.tzinfo)
+        updates.append((float(result.exit_price[0, n]), REASONS[result.reason[0, n]], float(result.pnl_pct[0, n]),
+                        now, e["timeframe"], exit_at, e["id"]))
+        report.by_timeframe[e["timeframe"]] = report.by_timeframe.get(e["timeframe"], 0) + 1
+    with conn.cursor() as write:
+        write.executemany("update shadow_outcomes set exit_price = %s, exit_reason = %s, pnl_pct = %s,"
+                          " status = 'evaluated', evaluated_at = %s, data_timeframe = %s, exit_at = %s where id = %s",
+                          updates)
+    report.evaluated += len(updates)
+    if progress:
+        progress("replayed", len(updates))
+
+
+def _seconds(ts: pd.Series) -> np.ndarray:
+    return np.array([t.timestamp() for t in ts], dtype=np.float64)
+
+
+def _nan(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------------------- statistics
+
+
+def candidate_matrix(conn: psycopg.Connection, strategy: str, start: datetime, end: datetime,
+                     variation_ids: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per candidate (rows) and variation (columns): size-weighted net P&L (0 where it did not enter, NaN
+    while pending or missing), and whether it entered."""
+    rows = conn.execute(
+        "select o.exchange, o.symbol, o.candle_ts, o.variation_id,"
+        "       case when not o.would_enter then 0 when o.status = 'evaluated' then o.pnl_pct * o.size_multiplier end,"
+        "       o.would_enter"
+        "  from shadow_outcomes o where o.strategy = %s and o.candle_ts >= %s and o.candle_ts < %s"
+        "   and o.variation_id = any(%s)", (strategy, start, end, list(variation_ids.values()))).fetchall()
+    if not rows:
+        return pd.DataFrame(columns=list(variation_ids)), pd.DataFrame(columns=list(variation_ids))
+    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "candle_ts", "variation_id", "pnl", "entered"])
+    names = {i: n for n, i in variation_ids.items()}
+    frame["name"] = frame["variation_id"].map(names)
+    frame["pnl"] = frame["pnl"].astype(np.float64)
+    index = ["candle_ts", "exchange", "symbol"]
+    values = frame.pivot_table(index=index, columns="name", values="pnl", aggfunc="first", dropna=False)
+    entered = frame.pivot_table(index=index, columns="name", values="entered", aggfunc="first", dropna=False)
+    columns = list(variation_ids)
+    return (values.reindex(columns=columns).sort_index(),
+            entered.reindex(index=values.index, columns=columns).fillna(False).astype(bool).sort_index())
+
+
+def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[tuple[str, str], int],
+               now: datetime, settings: ShadowSettings, report: EvaluationReport,
+               windows_h: Iterable[int] | None = None) -> dict[tuple[str, int], list[Evidence]]:
+    """Summaries and paired differences per strategy and window, written to shadow_performance.
+
+    A variation's summary counts its evaluated trades; its difference to CHAMPION is paired on the
+    candidates where both are known (not pending)."""
+    evidence: dict[tuple[str, int], list[Evidence]] = {}
+    for strategy in sorted({v.strategy for v in variations}):
+        vids = {v.name: ids[(v.strategy, v.name)] for v in variations if v.strategy == strategy}
+        for window_h in windows_h or settings.windows_h:
+            start = now - timedelta(hours=window_h)
+            values, entered = candidate_matrix(conn, strategy, start, now, vids)
+            if values.empty:
+                continue
+            times = values.index.get_level_values("candle_ts")
+            days = (times.max() - times.min()).total_seconds() / 86400
+            champion_values = values[CHAMPION].to_numpy(dtype=np.float64)
+            champion_traded = entered[CHAMPION].to_numpy() & np.isfinite(champion_values)
+            champion_summary = summarize(champion_values[champion_traded])
+            tested = []
+            for name in vids:
+                v = values[name].to_numpy(dtype=np.float64)
+                summary = summarize(v[entered[name].to_numpy() & np.isfinite(v)])
+                pair = None
+                if name != CHAMPION:
+                    both = np.isfinite(v) & np.isfinite(champion_values)
+                    pair = paired(v[both], champion_values[both], samples=settings.bootstrap_samples,
+                                  seed=settings.seed)
+                tested.append((name, summary, pair))
+            q_values = iter(benjamini_hochberg(np.array([p.p_value for _, _, p in tested if p is not None])))
+            rows = []
+            for name, summary, pair in tested:
+                q = float(next(q_values)) if pair is not None else None
+                rows.append((vids[name], start, now, summary.trades, summary.wins, summary.mean_pnl_pct,
+                             summary.total_pnl_pct, summary.max_drawdown_pct, strategy, window_h, summary.sharpe,
+                             summary.win_rate_pct, pair.n if pair else None, pair.mean_diff if pair else None,
+                             pair.ci_low if pair else None, pair.ci_high if pair else None,
+                             pair.p_value if pair else None, q))
+                if pair is not None and q is not None:
+                    evidence.setdefault((strategy, window_h), []).append(
+                        Evidence(name, summary, champion_summary, pair, q, days))
+            with conn.cursor() as write:
+                write.executemany(
+                    "insert into shadow_performance (variation_id, window_start, window_end, trades, wins, avg_pnl_pct,"
+                    " total_pnl_pct, max_drawdown_pct, strategy, window_h, sharpe, win_rate_pct, paired_n,"
+                    " mean_diff_pct, ci_low_pct, ci_high_pct, p_value, q_value, computed_at)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+                    " on conflict (variation_id, window_start, window_end) do nothing", rows)
+            report.performance_rows += len(rows)
+    return evidence
+
+
+# --------------------------------------------------------------------------------------- calibration
+
+
+def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport, *,
+              closes_only: bool = False) -> dict[str, Calibration]:
+    """Replay CHAMPION (the barriers the real signal carried) from the candle each real closed trade's
+    signal was decided on, and compare with what the executor did: exit reason, entry and exit price, P&L.
+
+    The replay starts at the scan's candle close (data time), not at the trade's `opened_at`: a replayed
+    run (the offline demo) trades on a paper clock of its own, whose times are not the candles'.
+    `closes_only` replays the prices a paper book that follows the closes shows (high = low = close):
+    where that agrees and the full candles do not, the difference is the wicks the paper world never had."""
+    cur = conn.cursor(row_factory=dict_row)
+    trades = cur.execute(
+        "select t.signal_id, s.strategy, t.exchange, t.symbol, t.entry_price, t.exit_price, t.exit_reason,"
+        "       t.pnl_pct, t.opened_at, t.closed_at, s.price as reference, s.take_profit_pct, s.stop_loss_pct,"
+        "       s.time_limit_s, s.trailing_activation_pct, s.trailing_delta_pct,"
+        "       coalesce((select min(sc.candle_ts) from scans sc where sc.signal_id = s.id), t.opened_at) as decided_at"
+        "  from trades t join signals s on s.id = t.signal_id"
+        " where t.exit_reason in ('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
+        " order by t.closed_at").fetchall()
+    rows = []
+    for trade in trades:
+        limit = float(trade["time_limit_s"] or 30 * 86400)
+        entry_at = trade["decided_at"]
+        found = path_for(conn, trade["exchange"], trade["symbol"], entry_at, entry_at + timedelta(seconds=limit))
+        sim_reason = sim_exit = sim_pnl = None
+        sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
+        if found is not None:
+            _, seconds, candles = found
+            high, low = ("close", "close") if closes_only else ("high", "low")
+            paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
+                                     [_seconds(candles["ts"])],
+                                     [candles[high].to_numpy()], [candles[low].to_numpy()],
+                                     [candles["close"].to_numpy()], [float(seconds)])
+            grid = BarrierGrid(*[np.array([[_nan(trade[c])]]) for c in EXIT_COLUMNS])
+            result = replay(paths, grid, fee_pct=settings.fee_pct, slippage_pct=settings.slippage_pct)
+            if result.reason[0, 0] != PENDING:
+                sim_reason = REASONS[result.reason[0, 0]]
+                sim_exit = float(result.exit_price[0, 0])
+                sim_pnl = float(result.pnl_pct[0, 0])
+        agrees = None if sim_reason is None else sim_reason == trade["exit_reason"]
+        rows.append((trade["signal_id"], trade["strategy"], trade["exit_reason"], sim_reason, trade["entry_price"],
+                     sim_entry, trade["exit_price"], sim_exit, trade["pnl_pct"], sim_pnl, agrees))
+    with conn.cursor() as write:
+        write.executemany(
+            "insert into shadow_calibration (signal_id, strategy, real_exit_reason, sim_exit_reason, real_entry_price,"
+            " sim_entry_price, real_exit_price, sim_exit_price, real_pnl_pct, sim_pnl_pct, agrees)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (signal_id) do update set"
+            " sim_exit_reason = excluded.sim_exit_reason, sim_entry_price = excluded.sim_entry_price,"
+            " sim_exit_price = excluded.sim_exit_price, sim_pnl_pct = excluded.sim_pnl_pct,"
+            " agrees = excluded.agrees, computed_at = now()", rows)
+    calibration = calibration_by_strategy(conn)
+    report.calibration = calibration
+    return calibration
+
+
+def calibration_by_strategy(conn: psycopg.Connection) -> dict[str, Calibration]:
+    out = {}
+    for strategy, n, agreement, entry_err, exit_err, pnl_diff in conn.execute(
+            "select strategy, count(*) filter (where agrees is not null), avg(agrees::int),"
+            "       avg(abs(sim_entry_price / real_entry_price - 1) * 100),"
+            "       avg(abs(sim_exit_price / real_exit_price - 1) * 100), avg(sim_pnl_pct - real_pnl_pct)"
+            "  from shadow_calibration group by strategy").fetchall():
+        out[strategy] = Calibration(int(n), None if agreement is None else float(agreement),
+                                    None if entry_err is None else float(entry_err),
+                                    None if exit_err is None else float(exit_err),
+                                    None if pnl_diff is None else float(pnl_diff))
+    return out

@@ -1,0 +1,80 @@
+"""The `settings`, `recommend` and `rollback` sections of `conf/variations.yml`.
+
+Defaults are the seed system's values (SEED_SYSTEM.md §5): confidence tiers, adjustment limits, safety
+rules and rollback triggers.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from controller.model import Frozen
+
+
+class ShadowSettings(Frozen):
+    fee_pct: float = Field(0.1, ge=0, le=5, description="taker fee per side, percent (Binance spot 0.1)")
+    slippage_pct: float = Field(0.05, ge=0, le=5, description="adverse fill distance per side, percent")
+    champion_ml_threshold: float | None = Field(None, ge=0, le=1,
+                                                description="the live ML gate, when there is one")
+    min_agreement: float = Field(0.8, ge=0, le=1, description="CHAMPION vs real exit-reason agreement needed "
+                                                              "before any recommendation")
+    min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement")
+    bootstrap_samples: int = Field(2000, ge=100, le=100000)
+    seed: int = 13
+    windows_h: tuple[int, ...] = Field((24, 72, 168, 720), min_length=1, description="statistics windows, hours")
+    evaluate_every_s: int = Field(300, ge=10, description="the evaluator's schedule beside the scan loop")
+
+
+class Tier(Frozen):
+    """A confidence tier: the evidence needed and how far toward the variation's value a change moves."""
+
+    trades: int = Field(ge=1)
+    outperformance_pct: float = Field(ge=0, description="variation win rate minus CHAMPION's, points")
+    max_q: float = Field(gt=0, le=1, description="Benjamini-Hochberg adjusted p-value at most this")
+    days: float = Field(gt=0, description="days of evidence at least this")
+    multiplier: float = Field(gt=0, le=1, description="fraction of the way toward the variation's value")
+
+
+class Limit(Frozen):
+    """Per adjustment: at most `max_change` (a fraction of the current value), never outside [min, max]."""
+
+    max_change: float = Field(gt=0, le=1)
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _range(self) -> Limit:
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        return self
+
+
+def _tiers() -> dict[str, Tier]:
+    return {"HIGH": Tier(trades=100, outperformance_pct=10, max_q=0.01, days=3, multiplier=1.0),
+            "MEDIUM": Tier(trades=50, outperformance_pct=5, max_q=0.05, days=2, multiplier=0.5),
+            "LOW": Tier(trades=30, outperformance_pct=3, max_q=0.10, days=1, multiplier=0.25)}
+
+
+def _limits() -> dict[str, Limit]:
+    # Seed ADJUSTMENT_LIMITS in this project's units (percent for *_pct; breakout as a factor).
+    return {"stop_loss_pct": Limit(max_change=0.20, min=3.0, max=10.0),
+            "take_profit_pct": Limit(max_change=0.15, min=0.5, max=30.0),
+            "min_drop_pct": Limit(max_change=0.20, min=2.0, max=10.0),
+            "breakout_factor": Limit(max_change=0.25, min=0.02, max=0.08)}
+
+
+class RecommendConfig(Frozen):
+    tiers: dict[str, Tier] = Field(default_factory=_tiers, description="tried in order, first passing wins")
+    limits: dict[str, Limit] = Field(default_factory=_limits, description="a parameter without a limit is "
+                                                                          "never adjusted")
+    window_h: int = Field(72, ge=1, description="the statistics window recommendations are drawn from")
+    regime_stable_h: float = Field(12, ge=0, description="the regime has not changed for this long")
+    max_per_day: int = Field(3, ge=0, description="applied adjustments per 24 h, all strategies")
+
+
+class RollbackConfig(Frozen):
+    monitor_h: float = Field(48, gt=0, description="how long after a change live results are watched")
+    win_rate_drop_points: float = Field(15, gt=0)
+    consecutive_stops: int = Field(3, ge=1)
+    pnl_drop_pct: float = Field(20, gt=0, description="mean P&L per trade down this much relative to baseline")
+    min_trades: int = Field(5, ge=1, description="trades after the change before win rate and P&L are judged")

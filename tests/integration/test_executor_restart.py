@@ -1,0 +1,151 @@
+"""The executor across a restart and a stop (issue 10, items 3 and 9), on Hummingbot's real Clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bridge.queue_client import PostgresQueue, PostgrestQueue
+from bridge.resilience import RetryPolicy
+from controller.data.storage.postgres import PostgresStore
+from offline.harness import Harness, executor_config, start, stop
+from tests.integration.test_signal_executor import NO_WAIT, emit, run, signal_row, trade_row
+
+
+@pytest.fixture
+def store(migrated_db: str) -> Iterator[PostgresStore]:
+    adapter = PostgresStore(migrated_db)
+    yield adapter
+    adapter.close()
+
+
+def test_a_resting_entry_survives_a_restart_and_its_later_fill_reaches_the_position(
+        store: PostgresStore, migrated_db: str, tmp_path: Path) -> None:
+    """The bot dies with its limit entry resting on the exchange. The restarted bot's own order tracker is
+    empty, so it asks the connector: the order is live, it is kept (not reported lost), and when it fills the
+    position is managed to its take profit, once."""
+    signal_id = emit(store)
+
+    async def scenario() -> Harness:
+        config = executor_config(tmp_path / "first.jsonl", entry_order_type="limit", limit_timeout_s=500,
+                                 stale_order_s=600, lost_order_grace_s=5, health_check_interval_s=2)
+        first = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        await first.until(lambda: signal_id in first.strategy.positions)
+        await first.drained()
+        assert len(first.exchange.limit_orders) == 1  # resting at the bid
+        stop(first)  # gone, with the order resting
+
+        second = start(config.model_copy(update={"outbox_path": str(tmp_path / "second.jsonl")}),
+                       PostgresQueue(migrated_db, retry=NO_WAIT), exchange=first.exchange)
+        try:
+            await second.until(lambda: signal_id in second.strategy.positions)
+            await second.step(20)  # several health checks past the lost-order grace
+            position = second.strategy.positions[signal_id]
+            assert [o.done for o in position.orders.values()] == [False]
+            second.book("BTC-USDT", 99.9)  # the ask falls through the resting bid: it fills
+            await second.until(lambda: position.entry_amount > 0)
+            second.book("BTC-USDT", 103.5)
+            await second.until(lambda: signal_id not in second.strategy.positions)
+            await second.drained()
+            return second
+        finally:
+            stop(second)
+
+    second = run(scenario())
+    assert second.strategy.health["lost_reconciled"] == 0
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select purpose, order_type, status from orders where signal_id = %s"
+                              " order by created_at", (signal_id,)).fetchall()
+    assert orders == [("entry", "limit", "filled"), ("exit", "market", "filled")]
+    assert trade_row(migrated_db, signal_id)["exit_reason"] == "take_profit"
+    assert signal_row(migrated_db, signal_id)["status"] == "closed"
+
+
+def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -> None:
+    """Hummingbot awaits on_stop on its event loop: it must not wait for a queue call that hangs (here a
+    server that never answers, 5 s timeout). The worker ends on its own and closes its client."""
+    from tests.integration.test_queue_contract import BlackHole
+
+    hole = BlackHole()
+    ONE_TRY = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)
+
+    async def scenario() -> tuple[bool, bool]:
+        harness = start(executor_config(tmp_path / "outbox.jsonl"),
+                        PostgrestQueue(f"http://127.0.0.1:{hole.port}", "key", timeout_s=5, retry=ONE_TRY))
+        await harness.step(2)
+        while not hole.accepted:  # the worker is inside a call that will not be answered
+            await asyncio.sleep(0.02)
+        await harness.strategy.on_stop()
+        hanging_after_stop = harness.strategy.worker._thread.is_alive()
+        harness.strategy.worker.join(30)
+        ended = not harness.strategy.worker._thread.is_alive()
+        harness.clock.__exit__(None, None, None)
+        return hanging_after_stop, ended
+
+    try:
+        hanging_after_stop, ended = run(scenario())
+    finally:
+        hole.close()
+    assert hanging_after_stop  # on_stop did not wait for it
+    assert ended  # and the worker still finished by itself
+
+
+def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothing_and_stops_cleanly(
+        store: PostgresStore, migrated_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `start --v2 conf_signal_executor.yml` does, through Hummingbot's TradingCore and the shipped YAML,
+    on binance_paper_trade with no network (DNS fails here): the connector never becomes ready, so nothing is
+    claimed from the queue (PostgREST, as shipped), the status says why, and the bot stops without waiting."""
+    import shutil
+    import sys
+
+    from hummingbot.client.config.client_config_map import ClientConfigMap
+    from hummingbot.client.config.config_helpers import ClientConfigAdapter
+    from hummingbot.core.trading_core import TradingCore
+
+    from controller.model import PROJECT_ROOT
+    from tests.support.postgrest_standin import PostgrestStandin, make_jwt
+
+    signal_id = emit(store)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(PROJECT_ROOT / "hummingbot_scripts" / "signal_executor.py", scripts / "signal_executor.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "scripts", raising=False)
+    monkeypatch.delitem(sys.modules, "scripts.signal_executor", raising=False)
+    monkeypatch.chdir(tmp_path)  # the outbox's relative path lands here
+    conf = tmp_path / "conf_signal_executor.yml"  # Hummingbot writes its trades database beside the config
+    shutil.copy(PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml", conf)
+
+    secret = "real-start-path-secret-at-least-32-bytes"
+    with PostgrestStandin(migrated_db, secret) as standin:
+        monkeypatch.setenv("QUEUE_URL", standin.base_url)
+        monkeypatch.setenv("SUPABASE_ANON_KEY", make_jwt(secret, "anon"))
+        monkeypatch.setenv("EXECUTOR_JWT", make_jwt(secret, "executor"))
+
+        async def scenario() -> tuple[bool, str, bool, bool]:
+            core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
+            started = await core.start_strategy("signal_executor", str(conf), "conf_signal_executor.yml")
+            strategy = core.strategy
+            await asyncio.sleep(4)  # several real ticks of the shipped 1 s clock
+            status = strategy.format_status()
+            worker_started = strategy.worker.started
+            await core.stop_strategy()
+            await strategy.on_stop()
+            strategy.worker.join(20)
+            ended = not strategy.worker._thread.is_alive()
+            with contextlib.suppress(Exception):
+                await core.shutdown(skip_order_cancellation=True)
+            return started, status, worker_started, ended
+
+        started, status, worker_started, ended = run(scenario())
+
+    assert started and worker_started
+    assert status.startswith("waiting for binance_paper_trade to be ready: no signal is claimed until then")
+    row = signal_row(migrated_db, signal_id)
+    assert (row["status"], row["claim_count"]) == ("new", 0)
+    assert ended

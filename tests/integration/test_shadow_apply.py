@@ -1,0 +1,153 @@
+"""Recommendations reach trading: an applied one changes the very next scan's decision; with shadow.apply
+off nothing changes; a rollback (by hand or by a trigger) makes the previous parameters active again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from controller.config import PROJECT_ROOT, ControllerConfig, load_model
+from controller.data import flags
+from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
+from controller.data.storage.postgres import PostgresStore
+from controller.scan.pipeline import Scanner
+from controller.scan.regime import RegimeParams
+from controller.scan.signals import QuoteSizing, SizingParams
+from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from shadow.apply import ActiveParams, ApplyRefused, apply, monitor, rollback, write_recommendation
+from shadow.recommend import Calibration, Evidence, Recommendation, recommend
+from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
+from shadow.stats import Paired, Summary
+from shadow.variations import Change, vary
+
+# DCA on ADA-BTC (15m): at 22:15 on 2018-01-11 the drop from the 16-bar high is 3.57 %, under the
+# champion's 3.75 %: a skip. DCA_DROPS_3 (3.0 %) enters there.
+SKIPPED = datetime(2018, 1, 11, 22, 15, tzinfo=UTC)
+SPECS = load_model(flags.FlagsFile, PROJECT_ROOT / "conf" / "flags.yml")
+# The bittrex files hold no BTC market: act as CAUTION, and size BTC-quoted pairs in BTC.
+CONFIG = ControllerConfig(regime=RegimeParams(on_missing="caution"),
+                          sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.2)}))
+
+
+@pytest.fixture
+def url(migrated_db: str) -> str:
+    with psycopg.connect(migrated_db) as conn:
+        flags.sync(conn, SPECS, "test")
+    return migrated_db
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[PostgresStore]:
+    adapter = PostgresStore(url)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture(scope="module")
+def champion() -> StrategiesConfig:
+    return load_strategies()
+
+
+def scan_dca(store: PostgresStore, url: str, champion: StrategiesConfig) -> tuple[str, str, str]:
+    """One scan of ADA-BTC at SKIPPED; the DCA scan row's (decision, reason, params_hash)."""
+    clock = SimClock(SKIPPED)
+    scanner = Scanner(config=CONFIG, strategy_config=champion, store=store, simulated=True,
+                      source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
+                      symbols=("ADA-BTC",), clock=clock.now,
+                      flag_defaults={n: s.default for n, s in SPECS.flags.items()},
+                      params_source=ActiveParams(lambda: psycopg.connect(url)))
+    scanner.scan()
+    with psycopg.connect(url) as conn:
+        return conn.execute("select decision, reason, params_hash from scans where strategy = 'dca'"
+                            " order by id desc limit 1").fetchone()
+
+
+def propose(url: str, champion: StrategiesConfig) -> int:
+    """A HIGH-tier recommendation drawn from DCA_DROPS_3, written as the evaluator writes it."""
+    drops = vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test")
+    summary = Summary(120, 72, 60.0, 0.5, 60.0, 0.3, 2.0)
+    base = Summary(120, 54, 45.0, 0.2, 24.0, 0.1, 3.0)
+    evidence = Evidence("DCA_DROPS_3", summary, base, Paired(120, 0.3, 0.1, 0.5, 0.002), 0.004, 4.0)
+    rec = recommend("dca", champion.dca, {"DCA_DROPS_3": drops}, [evidence], Calibration(20, 0.95),
+                    now=SKIPPED, regime_changes=[], applied=[], settings=ShadowSettings(), config=RecommendConfig())
+    assert isinstance(rec, Recommendation)
+    with psycopg.connect(url) as conn:
+        return write_recommendation(conn, champion.dca, rec)
+
+
+def set_apply(url: str, on: bool) -> dict:
+    with psycopg.connect(url) as conn:
+        flags.set_flag(conn, SPECS, "shadow.apply", "true" if on else "false", "test")
+        return flags.live_values(conn, SPECS)
+
+
+def test_apply_changes_the_next_decision_and_rollback_restores_it(store: PostgresStore, url: str,
+                                                                  champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    assert before[0] == "skip" and "smaller than 3.75%" in before[1]
+
+    rec_id = propose(url, champion)
+    with psycopg.connect(url) as conn:
+        version = apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        status, recorded_version = conn.execute("select status, version from recommendations where id = %s",
+                                                (rec_id,)).fetchone()
+    assert (status, recorded_version) == ("applied", version)
+
+    after = scan_dca(store, url, champion)
+    assert after[0] == "enter" and after[2] != before[2], after  # the next scan decided with the new version
+    with psycopg.connect(url) as conn:
+        thresholds = conn.execute("select thresholds ->> 'min_drop_pct' from scans where strategy = 'dca'"
+                                  " order by id desc limit 1").fetchone()[0]
+        assert float(thresholds) == 3.0
+        back_id = rollback(conn, rec_id, champion, "by hand", SKIPPED + timedelta(hours=1))
+        undone = conn.execute("select rollback_of, from_params_hash, to_params_hash, status from recommendations"
+                              " where id = %s", (back_id,)).fetchone()
+        original = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+    assert undone[0] == rec_id and undone[3] == "applied" and original == "rolled_back"
+
+    restored = scan_dca(store, url, champion)
+    assert restored[2] == before[2] and "smaller than 3.75%" in restored[1]
+    with psycopg.connect(url) as conn, pytest.raises(ApplyRefused, match="only an applied change rolls back"):
+        rollback(conn, rec_id, champion, "twice", SKIPPED + timedelta(hours=2))
+
+
+def test_with_shadow_apply_off_nothing_changes(store: PostgresStore, url: str, champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    with psycopg.connect(url) as conn, pytest.raises(ApplyRefused, match=r"shadow\.apply is off"):
+        apply(conn, rec_id, champion, set_apply(url, False), SKIPPED)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from strategy_params_activations").fetchone()[0] == 0
+        assert conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0] == "proposed"
+    after = scan_dca(store, url, champion)
+    assert after[2] == before[2] and after[0] == "skip"
+
+
+def _trade(conn: psycopg.Connection, closed_at: datetime, reason: str, pnl: float) -> None:
+    signal_id = conn.execute(
+        "insert into signals (expires_at, strategy, exchange, symbol, side, price, quote_amount, take_profit_pct,"
+        " confidence, status) values (%s, 'dca', 'bittrex', 'ADA-BTC', 'buy', 1, 50, 3, 0.5, 'closed') returning id",
+        (closed_at,)).fetchone()[0]
+    conn.execute("insert into trades (signal_id, exchange, symbol, side, amount, entry_price, exit_price, pnl_quote,"
+                 " pnl_pct, exit_reason, opened_at, closed_at) values (%s, 'bittrex', 'ADA-BTC', 'buy', 50, 1, 1,"
+                 " %s, %s, %s, %s, %s)", (signal_id, pnl / 2, pnl, reason, closed_at - timedelta(hours=1), closed_at))
+
+
+def test_three_stops_after_a_change_roll_it_back_automatically(store: PostgresStore, url: str,
+                                                                champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    applied_at = datetime.now(UTC) - timedelta(hours=6)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), applied_at)
+        for hours, reason, pnl in [(-20, "take_profit", 3.0), (-10, "take_profit", 3.0), (1, "stop_loss", -4.0),
+                                   (2, "stop_loss", -4.0)]:
+            _trade(conn, applied_at + timedelta(hours=hours), reason, pnl)
+        assert monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=3)) == []  # two stops: wait
+        _trade(conn, applied_at + timedelta(hours=3), "stop_loss", -4.0)
+        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=4))
+    assert rolled == rec_id and reason == "3 consecutive stop losses since the change"
+    assert scan_dca(store, url, champion)[2] == before[2]
