@@ -78,8 +78,17 @@ class RedactingFilter(logging.Filter):
         record.msg = redact(record.getMessage(), self._secrets)
         record.args = None
         for key, value in list(vars(record).items()):
-            if key not in self._STANDARD and isinstance(value, str):
+            if key in self._STANDARD or value is None or isinstance(value, bool | int | float):
+                continue
+            if isinstance(value, str):
                 setattr(record, key, redact(value, self._secrets))
+                continue
+            # An exception, a dict, a URL object...: formatters print str(value), so that is what must be clean.
+            # Left as it is (type and all) when its text holds nothing to mask.
+            text = str(value)
+            masked = redact(text, self._secrets)
+            if masked != text:
+                setattr(record, key, masked)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from controller.data.embedded_db import EmbeddedPostgres
 from controller.data.migrate import migrate
+from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
 
 # The one database of the test server in which pg_cron may be created (cron.database_name).
 CRON_DB = "cron_test"
@@ -81,6 +82,7 @@ def module_db(pg_server: PgServer) -> Iterator[str]:
     try:
         with psycopg.connect(url) as conn:
             migrate(conn)
+            apply_sql_mutant(conn)
         yield url
     finally:
         pg_server.drop_database(url)
@@ -91,4 +93,5 @@ def migrated_db(fresh_db: str) -> str:
     """A fresh database with every migration applied."""
     with psycopg.connect(fresh_db) as conn:
         migrate(conn)
+        apply_sql_mutant(conn)
     return fresh_db

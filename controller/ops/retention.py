@@ -80,7 +80,7 @@ class RetentionError(Exception):
 
 
 def run_retention(conn: psycopg.Connection, *, dry_run: bool = False,
-                  now: datetime | None = None) -> list[RetentionRow]:
+                  now: datetime | None = None) -> list[RetentionRow]:  # pragma: no mutate block
     """Run `run_retention` in SQL (one transaction, committed here) and return its report."""
     if conn.execute("select to_regprocedure('run_retention(boolean, timestamptz, interval)')").fetchone()[0] is None:
         conn.rollback()
@@ -153,7 +153,8 @@ def _time_column(table: str, columns: list[str]) -> str | None:
     return "created_at" if "created_at" in columns else None
 
 
-def storage_report(conn: psycopg.Connection, now: datetime | None = None) -> list[TableStorage]:
+def storage_report(conn: psycopg.Connection,
+                   now: datetime | None = None) -> list[TableStorage]:  # pragma: no mutate block
     """Rows (exact counts), size and rows of the last 7 days of every table of the public schema."""
     if now is None:
         now = conn.execute("select now()").fetchone()[0]

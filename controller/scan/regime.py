@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from controller.model import Frozen
 
@@ -69,31 +69,38 @@ def _default_gates() -> dict[str, VolatilityGate]:
             "swing": VolatilityGate(off_at_pct=15.0), "dca": VolatilityGate(off_at_pct=20.0)}
 
 
+Market = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]+-[A-Z0-9]+$")]
+Hours = Annotated[float, Field(ge=0, le=720)]
+
+
 class RegimeParams(Frozen):
-    markets: dict[str, str] = Field(
+    markets: dict[str, Market] = Field(
         default_factory=lambda: {"binance": "BTC-USDT", "binanceusdm": "BTC-USDT", "bybit": "BTC-USDT",
                                  "okx": "BTC-USDT", "kraken": "BTC-USD", "coinbase": "BTC-USD",
                                  "binanceus": "BTC-USD", "bitstamp": "BTC-USD"},
         description="exchange -> the market whose moves set the regime on it")
-    candidates: tuple[str, ...] = Field(("BTC-USDT", "BTC-USD", "BTC-USDC", "BTC-PERP"), min_length=1,
+    candidates: tuple[Market, ...] = Field(("BTC-USDT", "BTC-USD", "BTC-USDC", "BTC-PERP"), min_length=1,
                                         description="tried in order on an exchange not in `markets`")
     on_missing: Literal["block", "caution", "normal"] = Field(
         "block", description="with no fresh regime candles: block entries, or act as CAUTION / NORMAL")
     max_age_s: float = Field(1800.0, gt=0, description="regime candles older than this are not fresh")
-    panic_1h_pct: float = -3.0
-    panic_24h_pct: float = -5.0
-    panic_volatility_pct: float = 12.0
-    panic_peak_decline_24h_pct: float = Field(3.0, gt=0, description="decline from the 24 h peak that is PANIC")
-    panic_peak_decline_48h_pct: float = Field(5.0, gt=0, description="decline from the 48 h peak that is PANIC")
-    caution_1h_pct: float = -2.0
-    caution_4h_pct: float = -3.0
-    caution_24h_pct: float = -3.0
-    caution_volatility_pct: float = 8.0
-    euphoria_1h_pct: float = 3.0
-    euphoria_24h_pct: float = 8.0
-    size_multiplier: dict[Regime, float] = Field(
+    panic_1h_pct: float = Field(-3.0, lt=0, ge=-100)
+    panic_24h_pct: float = Field(-5.0, lt=0, ge=-100)
+    panic_volatility_pct: float = Field(12.0, gt=0)
+    panic_peak_decline_24h_pct: float = Field(3.0, gt=0, le=100,
+                                              description="decline from the 24 h peak that is PANIC")
+    panic_peak_decline_48h_pct: float = Field(5.0, gt=0, le=100,
+                                              description="decline from the 48 h peak that is PANIC")
+    caution_1h_pct: float = Field(-2.0, lt=0, ge=-100)
+    caution_4h_pct: float = Field(-3.0, lt=0, ge=-100)
+    caution_24h_pct: float = Field(-3.0, lt=0, ge=-100)
+    caution_volatility_pct: float = Field(8.0, gt=0)
+    euphoria_1h_pct: float = Field(3.0, gt=0)
+    euphoria_24h_pct: float = Field(8.0, gt=0)
+    size_multiplier: dict[Regime, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: {Regime.PANIC: 0.0, Regime.CAUTION: 0.5, Regime.EUPHORIA: 0.7, Regime.NORMAL: 1.0,
-                                 Regime.UNKNOWN: 0.0})
+                                 Regime.UNKNOWN: 0.0},
+        description="entry size factor per regime, 0 (no entries) to 1 (full size); every regime needs one")
     volatility_gates: dict[str, VolatilityGate] = Field(default_factory=_default_gates)
     stops: StopWidening = StopWidening()
 
@@ -102,13 +109,25 @@ class RegimeParams(Frozen):
         configured = self.markets.get(exchange)
         return (configured,) if configured else self.candidates
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # A missing regime would fail only when the market enters it; a panic milder than caution would never fire.
+        missing = [r.value for r in Regime if r not in self.size_multiplier]
+        if missing:
+            raise ValueError(f"size_multiplier needs a value for every regime; missing: {', '.join(missing)}")
+        if self.panic_1h_pct > self.caution_1h_pct or self.panic_24h_pct > self.caution_24h_pct:
+            raise ValueError("panic_*_pct must be at or below the matching caution_*_pct")
+        if self.panic_volatility_pct < self.caution_volatility_pct:
+            raise ValueError("panic_volatility_pct must be at or above caution_volatility_pct")
+        return self
+
 
 class ProtectionParams(Frozen):
-    cooldown_after_stop_h: dict[str, float] = Field(
+    cooldown_after_stop_h: dict[str, Hours] = Field(
         default_factory=lambda: {"large": 4.0, "mid": 6.0, "small": 12.0, "meme": 24.0},
         description="tier -> no new entry on a symbol this long after a stop (seed: 4 / 6 / 12 / 24 h)")
-    ban_after_consecutive_stops: int = Field(3, ge=1)
-    ban_h: float = Field(24.0, ge=0)
+    ban_after_consecutive_stops: int = Field(3, ge=1, le=100)
+    ban_h: float = Field(24.0, ge=0, le=720)
 
     @field_validator("cooldown_after_stop_h", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -53,6 +53,16 @@ class SizingParams(Frozen):
             raise ValueError("quote_amount and balance are now per quote currency: write "
                              "quotes: {USDT: {amount: 50, balance: 10000}, BTC: {amount: 0.0005, balance: 0.1}}")
         return data
+
+    @model_validator(mode="after")
+    def _one_entry_fits(self) -> Self:
+        # Otherwise the exposure cap refuses every full-size entry in that quote and nothing is emitted, silently.
+        for quote, rule in self.quotes.items():
+            allowed = rule.balance * self.max_balance_share
+            if rule.amount > allowed:
+                raise ValueError(f"quotes.{quote}.amount ({rule.amount:g}) is above what the exposure cap allows "
+                                 f"(balance x max_balance_share = {allowed:g}): no {quote} entry could ever be made")
+        return self
 
 
 def quote_of(symbol: str) -> str:

@@ -51,6 +51,10 @@ def test_scan_once_acting_as_caution_sizes_btc_pairs_in_btc(migrated_db: str) ->
     with psycopg.connect(migrated_db) as conn:
         amounts = conn.execute("select quote_amount from signals where symbol = 'ADA-BTC'").fetchall()
     assert amounts and all(float(a) == 0.00025 for (a,) in amounts)  # 0.0005 BTC halved, not 25 "dollars"
+    assert "2 signal(s) emitted" in out
+    with psycopg.connect(migrated_db) as conn:  # DCA enters both pairs on that candle; channel neither
+        emitted = conn.execute("select strategy, symbol from signals order by symbol").fetchall()
+    assert emitted == [("dca", "ADA-BTC"), ("dca", "ETH-BTC")]
 
 
 def test_run_stops_cleanly_on_sigterm_after_the_current_cycle(migrated_db: str) -> None:

@@ -20,7 +20,7 @@ SHARED = ohlcv_dir()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
 
 
-def run_demo(url: str, *args: str, timeout: int = 420) -> subprocess.CompletedProcess[str]:
+def run_demo(url: str, *args: str, timeout: int = 540) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
     env.update(DATABASE_URL=url, COLUMNS="160")
     return subprocess.run([sys.executable, "-m", "offline.demo", *args], cwd=PROJECT_ROOT, env=env,
@@ -36,7 +36,8 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp
 
     with psycopg.connect(migrated_db) as conn:
         statuses = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
-        trades = conn.execute("select count(*), count(distinct signal_id) from trades").fetchone()
+        trades = conn.execute("select count(*), count(*) filter (where s.status = 'closed') from trades t"
+                              " join signals s on s.id = t.signal_id").fetchone()[0:2]
         orders = conn.execute(
             "select t.signal_id, count(*) filter (where o.purpose = 'entry'),"
             " count(*) filter (where o.purpose = 'exit') from trades t join orders o on o.signal_id = t.signal_id"
@@ -44,10 +45,11 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp
         funnel = conn.execute("select sum(emitted), sum(claimed), sum(closed) from dashboard_signal_funnel").fetchone()
         fees = conn.execute("select count(*) filter (where fee_quote > 0), count(*) from fills").fetchone()
     assert statuses.get("new", 0) == 0 and statuses.get("claimed", 0) == 0  # every signal reached the bot
-    assert trades[0] >= 3 and trades[0] == trades[1]  # at most one closed trade per signal
+    # every closed signal has its trade (trades.signal_id is the primary key: one at most), and no other has one
+    assert trades[0] >= 3 and trades[0] == trades[1] == statuses.get("closed", 0)
     assert all(entries == 1 and exits == 1 for _, entries, exits in orders)  # each executed once
     assert funnel[0] == funnel[1] == sum(statuses.values())  # the view agrees: all emitted, all claimed
-    assert funnel[2] == statuses.get("closed", 0) >= trades[0]
+    assert funnel[2] == statuses.get("closed", 0)
     assert fees[0] == fees[1] > 0  # every fill paid a fee
 
     # `verify` on the demo run agrees with the database
@@ -65,7 +67,9 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp
         in_window = conn.execute("select count(*) from trades"
                                  " where closed_at >= now() - interval '1 hour' and closed_at <= now()").fetchone()[0]
     assert f"trades closed in the window: {in_window}," in verify.stdout
-    assert verify.returncode == (1 if "stuck" in verify.stdout and "nothing stuck" not in verify.stdout else 0)
+    # right after the run nothing may be stuck: the bot claimed every signal and holds orders for the open ones
+    assert "nothing stuck" in verify.stdout, verify.stdout
+    assert verify.returncode == 0, verify.stderr[-2000:]
 
 
 @needs_data

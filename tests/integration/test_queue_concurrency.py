@@ -5,7 +5,6 @@ stops without acking loses its signals to another once its lease runs out."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+
+from tests.support.clock import wait_for_database_time
 
 N_SIGNALS = 1000
 N_CONSUMERS = 8
@@ -81,6 +82,11 @@ def test_eight_consumers_claim_each_of_a_thousand_signals_exactly_once(migrated_
     assert rows == expected
 
 
+def latest_lease(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select max(lease_until) from signals").fetchone()[0]
+
+
 @pytest.mark.timeout(60)
 def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_ack_is_refused(
         migrated_db: str) -> None:
@@ -90,7 +96,7 @@ def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_
         assert sorted(taken) == sorted(emitted)
         assert claim(other, "bot-other", 10, 60) == []  # the lease still holds
 
-        time.sleep(1.1)
+        wait_for_database_time(migrated_db, latest_lease(migrated_db))
         retaken = claim(other, "bot-other", 10, 60)
         assert retaken == taken
         for signal_id in retaken:
@@ -118,7 +124,7 @@ def test_signals_of_a_stopped_consumer_are_reclaimed_exactly_once_by_racing_cons
     emitted = emit_many(migrated_db, [f"R{i:03d}-USDT" for i in range(200)])
     with executor_conn(migrated_db) as stopped:
         assert len(claim(stopped, "bot-stopped", 1000, 1)) == len(emitted)
-    time.sleep(1.1)
+    wait_for_database_time(migrated_db, latest_lease(migrated_db))
 
     received = drain(migrated_db, [f"bot-{n}" for n in range(N_CONSUMERS)])
 
@@ -150,3 +156,16 @@ def test_racing_emits_of_the_same_signal_store_exactly_one(migrated_db: str) -> 
     assert outcomes == {"stored": 1, "duplicate": N_CONSUMERS - 1}
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("select count(*) from signals").fetchone()[0] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting(migrated_db: str) -> None:
+    # Deterministic form of the race: A's claim holds its row locks (its transaction is still open) while B
+    # claims. B must get the next signal at once; waiting on A's lock is what losing SKIP LOCKED looks like.
+    emitted = emit_many(migrated_db, ["A1-USDT", "A2-USDT"])  # one statement: same created_at, order by id
+    with executor_conn(migrated_db) as a, executor_conn(migrated_db) as b:
+        with a.transaction():
+            [taken] = claim(a, "bot-a", 1, 60)
+            b.execute("set lock_timeout = '5s'")
+            assert claim(b, "bot-b", 10, 60) == [other for other in emitted if other != taken]
+        assert claim(b, "bot-b", 10, 60) == []  # and once A commits, its row is claimed, not free

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -209,12 +208,11 @@ def black_hole() -> Iterator[BlackHole]:
 
 def test_an_unanswered_http_call_times_out_and_idempotent_calls_retry(black_hole: BlackHole) -> None:
     queue = PostgrestQueue(f"http://127.0.0.1:{black_hole.port}", "key", timeout_s=0.2, retry=NO_WAIT)
-    start = time.monotonic()
     with pytest.raises(CallError) as failed:
         queue.heartbeat("bot", {})
+    # a timeout, not a hang (pytest's timeout would end a hang): no duration asserted on a shared 2-core box
     assert failed.value.kind == ErrorKind.TIMEOUT
     assert len(black_hole.accepted) == 3  # heartbeat is idempotent: all three tries
-    assert time.monotonic() - start < 3
 
 
 def test_a_claim_is_never_retried(black_hole: BlackHole) -> None:
@@ -246,16 +244,16 @@ def test_positions_lists_what_the_consumer_is_executing(transport: tuple[SignalQ
     queue, _ = transport
     signal_id = emit(migrated_db, "BTC-USDT")
     other = emit(migrated_db, "ETH-USDT")
-    queue.claim("bot-a", 10, 30)
+    assert {s.id for s in queue.claim("bot-a", 10, 30)} == {signal_id, other}
     queue.ack(signal_id, "bot-a", "executing")
     for event in entry_events(signal_id)[:2]:  # created and filled, not yet completed
         queue.report(event)
 
-    [position] = queue.positions("bot-a")
+    [position] = queue.positions("bot-a")  # `other` is claimed by bot-a but not executing: not a position
 
     assert str(position["signal"]["id"]) == str(signal_id)
     assert Decimal(str(position["entry_amount"])) == Decimal("0.2")
     assert Decimal(str(position["entry_quote"])) == Decimal("0.2") * Decimal("100.6")
+    assert Decimal(str(position["fees_quote"])) == Decimal("0.02012")  # a restarted bot must not forget them
     assert [o["client_order_id"] for o in position["open_orders"]] == ["buy-1"]
     assert queue.positions("bot-b") == []
-    assert other != signal_id

@@ -10,7 +10,6 @@ migrated database per module and each test starts from empty queue tables (trunc
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from tests.support.clock import wait_for_database_time
 
 REQUIRED_KEYS = ["strategy", "exchange", "symbol", "side", "price", "quote_amount", "take_profit_pct",
                  "expires_at", "confidence"]
@@ -228,7 +229,7 @@ def test_a_signal_that_expires_by_the_clock_no_longer_blocks_a_new_one(q: Queue)
     first = q.emit(expires_at=in_future(0.5))
     with pytest.raises(psycopg.errors.UniqueViolation):
         q.emit()
-    time.sleep(0.6)
+    wait_for_database_time(q.admin, q.row(first)["expires_at"])
 
     second = q.emit()
 
@@ -354,7 +355,7 @@ def test_a_claim_whose_lease_ran_out_returns_to_the_queue_for_another_consumer(q
     [first] = q.claim("bot-a", lease_seconds=1)
     assert q.claim_ids("bot-b") == []  # the lease still holds
 
-    time.sleep(1.1)
+    wait_for_database_time(q.admin, first["lease_until"])
     [second] = q.claim("bot-b", lease_seconds=60)
 
     assert second["id"] == signal_id
@@ -440,7 +441,7 @@ def test_a_repeated_ack_changes_nothing(q: Queue, status: str) -> None:
         q.ack(signal_id, "bot-a", "executing")
     q.ack(signal_id, "bot-a", status, "stale price")
     before = q.row(signal_id)
-    time.sleep(0.01)
+    wait_for_database_time(q.admin, before["finished_at"] or before["executing_at"])  # a later now() would show
 
     again = q.ack(signal_id, "bot-a", status, "another reason")
 
@@ -529,7 +530,7 @@ def heartbeat_row(q: Queue, component: str) -> dict[str, Any]:
 
 
 def beat(q: Queue, component: str, progress: dict[str, Any]) -> None:
-    time.sleep(0.005)  # so that consecutive calls get distinct now()
+    wait_for_database_time(q.admin, q.admin.execute("select clock_timestamp()").fetchone()[0])  # distinct now()
     q.executor.execute("select heartbeat(%s, %s)", [component, Jsonb(progress)])
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 
 class FakeClock:
     """Call it for the time; `advance` moves it; `sleep` moves it too and is recorded in `sleeps`."""
@@ -19,3 +22,25 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(round(seconds, 6))
         self.t += seconds
+
+
+def wait_for_database_time(db: Any, moment: object, deadline_s: float = 30.0) -> None:
+    """Poll until the database's clock is past `moment` (a lease or an expiry it set), with a deadline.
+
+    `db` is a URL or an open connection. The queue's rules run on the database's clock, so that is the clock a
+    test waits on: no guessed sleep.
+    """
+    import time
+
+    import psycopg
+
+    def passed(conn: psycopg.Connection) -> bool:
+        return bool(conn.execute("select clock_timestamp() > %s", (moment,)).fetchone()[0])
+
+    deadline = time.monotonic() + deadline_s
+    with contextlib.ExitStack() as stack:
+        conn = db if isinstance(db, psycopg.Connection) else stack.enter_context(psycopg.connect(db, autocommit=True))
+        while not passed(conn):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the database clock did not pass {moment} within {deadline_s} s")
+            time.sleep(0.02)

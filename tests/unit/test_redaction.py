@@ -75,3 +75,29 @@ def test_context_is_rendered_as_key_value_pairs(output: io.StringIO) -> None:
                                                                       "new": "true", "by": "cli:me"})
     line = output.getvalue().strip()
     assert line.endswith("INFO controller.data.flags flag changed flag=ml.enabled old=false new=true by=cli:me")
+
+
+class _Endpoint:
+    """A non-string extra whose text holds a secret (say, a URL or client object with a __str__)."""
+
+    def __str__(self) -> str:
+        return f"endpoint {DSN}"
+
+
+@pytest.mark.parametrize("value", [
+    ConnectionError(f"could not connect to {DSN}"),
+    {"dsn": DSN, "attempt": 2},
+    [DSN],
+    _Endpoint(),
+    {"headers": {"Authorization": f"Bearer {JWT}"}},
+], ids=["exception", "dict", "list", "object", "nested-dict"])
+def test_a_non_string_extra_holding_a_secret_is_masked(output: io.StringIO, value: object) -> None:
+    logging.getLogger("controller.test").error("call failed", extra={"error": value, "attempt": 3})
+    text = output.getvalue()
+    assert PASSWORD not in text and JWT not in text
+    assert "***" in text and "attempt=3" in text
+
+
+def test_a_non_string_extra_without_a_secret_keeps_its_value(output: io.StringIO) -> None:
+    logging.getLogger("controller.test").info("counts", extra={"counts": {"claimed": 3}, "ok": True, "n": 2.5})
+    assert output.getvalue().strip().endswith("counts=\"{'claimed': 3}\" ok=True n=2.5")
