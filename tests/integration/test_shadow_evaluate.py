@@ -96,7 +96,10 @@ def test_champion_is_calibrated_against_the_executors_paper_trades(demo: str) ->
         on_candles = calibrate(conn, settings, EvaluationReport())
         rows = conn.execute("select agrees, sim_entry_price, real_entry_price from shadow_calibration").fetchall()
     assert trades >= 3 and len(rows) == trades  # every real barrier exit is calibrated
-    assert sum(c.trades for c in on_closes.values()) == trades
+    # the executor exits a long on the best bid, a little below the close the paper book is centred on, so a
+    # stop can fire on the bid where the closes alone never reach it: nearly every trade, not all, has a
+    # simulated exit on the closes within its horizon
+    assert sum(c.trades for c in on_closes.values()) >= 0.8 * trades
     for strategy, calibration in on_closes.items():
         assert calibration.agreement is not None and calibration.agreement >= 0.9, (strategy, closes_rows)
         # the full candles carry wicks the paper book never showed: never more agreement than on the closes
