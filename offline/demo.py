@@ -55,6 +55,8 @@ from controller.ops.retention import human_bytes, run_retention, storage_report
 from controller.scan.pipeline import Scanner
 from controller.scan.signals import SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.scoring import MlScorer
+from offline import phases as ml_and_shadow
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
 from offline.harness import Harness, executor_config, start, stop
 
@@ -379,21 +381,37 @@ def _sizes(selection: Selection, share: float) -> str:
 
 # --- phases 3 and 4: the ML and shadow packages (offline/phases.py) ----------------------------------------
 
+async def replay_scored(demo: Demo, hours: float, label: str, scorer: MlScorer) -> int:
+    """Replay `hours` more with the rules' strategies, the scan scoring with `scorer` (when ml.enabled)."""
+    strategies = load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
+                                 demo.config.resolve(demo.config.loop.tiers_file))
+    config = demo_config(demo, demo.selection.sizing())
+    until = min(demo.clock.now() + timedelta(hours=hours), demo.selection.end)
+
+    async def body() -> int:
+        scanner = scanner_for(demo, strategies, config)
+        scanner.scorer = scorer
+        return await replay(demo, scanner, until, label=label)
+
+    scans = await _with_harness(demo, body)
+    console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.emitted} signals in all, "
+                  f"{demo.trades()} trades closed")
+    return scans
+
+
 async def phase3(demo: Demo) -> None:
     """ML trained on the earlier part of the data only (walk-forward), promoted or refused, then scoring."""
-    from offline.phases import run_phase3
-
     demo.set_phase(3)
-    await run_phase3(demo, demo.plan.phase3_hours)
+    await ml_and_shadow.run_phase3(demo, demo.plan.phase3_hours, lambda h, label, s: replay_scored(demo, h, label, s),
+                            console)
     demo.finish_phase(3)
 
 
 async def phase4(demo: Demo) -> None:
     """Shadows over the same replay, the leaderboard, a recommendation applied, a rollback when it fires."""
-    from offline.phases import run_phase4
-
     demo.set_phase(4)
-    await run_phase4(demo, demo.plan.phase3_hours)
+    await ml_and_shadow.run_phase4(demo, demo.plan.phase3_hours, lambda h, label, s: replay_scored(demo, h, label, s),
+                            console)
     demo.finish_phase(4)
 
 

@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
 
 import pandas as pd
+import psycopg
 from rich.table import Table
 
 from controller.data import flags
@@ -29,8 +31,24 @@ from shadow.recommend import NoRecommendation
 from shadow.service import data_time, run_pass
 from shadow.variations import load as load_variation_file
 
-if TYPE_CHECKING:
-    from offline.demo import Demo
+
+class Demo(Protocol):
+    """What the phases use of offline.demo's Demo (offline.demo imports this module, not the reverse)."""
+
+    config: Any
+    specs: flags.FlagsFile
+
+    @property
+    def selection(self) -> Any: ...
+
+    @property
+    def clock(self) -> Any: ...
+
+    def conn(self) -> psycopg.Connection: ...
+
+
+# replay `hours` more with the executor, the scan scoring with this ML scorer; returns the scans made
+Replay = Callable[[float, str, MlScorer], Awaitable[int]]
 
 
 def _strategies(demo: Demo) -> StrategiesConfig:
@@ -83,11 +101,8 @@ def train_before(demo: Demo, window_start: datetime, console: Any) -> dict[str, 
     return verdicts
 
 
-async def run_phase3(demo: Demo, hours: float) -> None:
-    from offline import demo as d
-
+async def run_phase3(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
     window_start = demo.clock.now()
-    console = d.console
     console.print(f"phase 3: ML trained walk-forward on the candles before {window_start:%Y-%m-%d %H:%M}, "
                   f"then {hours:g} h replayed with ml.enabled")
     train_before(demo, window_start, console)
@@ -96,30 +111,15 @@ async def run_phase3(demo: Demo, hours: float) -> None:
     if not active:
         console.print("  [yellow]no model passed the promotion gate (reasons above): the window is replayed "
                       "with ML scoring nothing[/]")
-    await replay_window(demo, hours, "ML: ")
+    await replay(hours, "ML: ", scorer(demo))
     with demo.conn() as conn:
         arms = conn.execute("select arm, count(*) from ml_predictions group by 1 order by 1").fetchall()
     console.print("  ml_predictions by arm: " + (", ".join(f"{a} {n}" for a, n in arms) or "none"))
 
 
-async def replay_window(demo: Demo, hours: float, label: str) -> int:
-    """Replay `hours` more with the executor, scanning with the ML scorer (it acts only with ml.enabled)."""
-    from offline import demo as d
-
-    strategies = _strategies(demo)
-    config = d.demo_config(demo, demo.selection.sizing())
-    until = min(demo.clock.now() + timedelta(hours=hours), demo.selection.end)
-    scorer = MlScorer(demo.conn, strategies, demo.config.ml, demo.selection.exchange)
-
-    async def body() -> int:
-        scanner = d.scanner_for(demo, strategies, config)
-        scanner.scorer = scorer
-        return await d.replay(demo, scanner, until, label=label)
-
-    scans = await d._with_harness(demo, body)
-    d.console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.emitted} signals in all, "
-                    f"{demo.trades()} trades closed")
-    return scans
+def scorer(demo: Demo) -> MlScorer:
+    """The ML booster of the scan: it scores only with ml.enabled and an active model."""
+    return MlScorer(demo.conn, _strategies(demo), demo.config.ml, demo.selection.exchange)
 
 
 def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
@@ -130,15 +130,12 @@ def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
             " name = 'CHAMPION' desc, name").fetchall()
 
 
-async def run_phase4(demo: Demo, hours: float) -> None:
-    from offline import demo as d
-
-    console = d.console
+async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
     with demo.conn() as conn:
         scanned = conn.execute("select count(*) from scans").fetchone()[0]
     if not scanned:  # phase 4 alone: there is nothing to shadow yet
         console.print(f"phase 4: no scans yet; {hours:g} h replayed first")
-        await replay_window(demo, hours, "shadows: ")
+        await replay(hours, "shadows: ", scorer(demo))
     strategies = _strategies(demo)
     spec = load_variation_file()
     live = _flags(demo)
