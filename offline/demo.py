@@ -107,8 +107,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 24.0)
     phase2 = 8.0 if args.quick else 36.0  # a cap that keeps `make demo` within 10 minutes on 2 cores
-    phase3 = 3.0 if args.quick else 8.0  # the window ML scores (phase 4 shadows the scans replayed by then)
-    replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * bool({3, 4} & set(phases))
+    phase3 = 3.0 if args.quick else 8.0  # the window ML scores, and the one phase 4 replays on for the shadows
+    replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase3 * (4 in phases)
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
     start = parse_start(args.start)
     if start is None and {3, 4} & set(phases):

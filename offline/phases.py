@@ -131,15 +131,19 @@ def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
 
 
 async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
-    with demo.conn() as conn:
-        scanned = conn.execute("select count(*) from scans").fetchone()[0]
-    if not scanned:  # phase 4 alone: there is nothing to shadow yet
-        console.print(f"phase 4: no scans yet; {hours:g} h replayed first")
-        await replay(hours, "shadows: ", scorer(demo))
     strategies = _strategies(demo)
     spec = load_variation_file()
     live = _flags(demo)
     live["shadow.apply"] = True  # the demo applies the recommendation it gets (the flag stays as phase 4 set it)
+    with demo.conn() as conn:
+        now = data_time(conn)
+        if now is not None:  # the scans replayed so far decided: every variation's would-enter on them
+            console.print(f"phase 4: shadow decisions on the scans replayed to {now:%Y-%m-%d %H:%M}")
+            run_pass(conn, strategies, spec, live, now, recommend_now=False)
+            conn.commit()
+    # the outcomes resolve on the candles that follow: replay on, as the evaluator runs beside the live scan
+    console.print(f"phase 4: {hours:g} h more replayed so the shadow outcomes can reach their exits")
+    await replay(hours, "shadows: ", scorer(demo))
     with demo.conn() as conn:
         now = data_time(conn)
         console.print(f"phase 4: shadow evaluation pass over the replayed scans to {now:%Y-%m-%d %H:%M}")
