@@ -9,7 +9,9 @@
    book follows the replayed closes, and trades them;
 2. validation (seed 004 §2.1): one strategy, the selected top pairs, many small positions with tight exits,
    replayed on until 50 trades of this phase have closed (or the data ends);
-3. ML and 4. shadows: run through the `ml` and `shadow` packages' entry points when those are built.
+3. ML: trained on the candles before its window only, promoted or refused by the gate, then the window
+   replayed with ML scoring (boosted and control arms), and 4. shadows: the evaluator over the same replay,
+   its leaderboard, recommendation, apply and rollback monitor (offline/phases.py).
 Each phase ends with its success criteria (`python -m controller phase check N`); the run ends with every
 checklist and an HTML report (`python -m controller report`).
 
@@ -21,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import logging
 import sys
 import tempfile
@@ -55,6 +55,8 @@ from controller.ops.retention import human_bytes, run_retention, storage_report
 from controller.scan.pipeline import Scanner
 from controller.scan.signals import SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.scoring import MlScorer
+from offline import phases as ml_and_shadow
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
 from offline.harness import Harness, executor_config, start, stop
 
@@ -79,6 +81,7 @@ class Plan:
     phases: tuple[int, ...]
     phase1_hours: float
     phase2_max_hours: float
+    phase3_hours: float
     old_candle_days: int
     report: Path
 
@@ -104,10 +107,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 24.0)
     phase2 = 8.0 if args.quick else 36.0  # a cap that keeps `make demo` within 10 minutes on 2 cores
-    replayed = phase1 * (1 in phases) + phase2 * (2 in phases)
+    phase3 = 3.0 if args.quick else 8.0  # the window ML scores, and the one phase 4 replays on for the shadows
+    replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase3 * (4 in phases)
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
-    selection = select(Path(args.data), args.exchange, symbols, parse_start(args.start), replayed or phase1)
-    return Plan(selection, phases, phase1, phase2, 7 if args.quick else 31, Path(args.report))
+    start = parse_start(args.start)
+    if start is None and {3, 4} & set(phases):
+        # ML learns from the candles before its window: replay the last hours of the data, train on the rest
+        last = select(Path(args.data), args.exchange, symbols, None, None).end
+        start = pd.Timestamp(last - timedelta(hours=replayed)).floor("5min").to_pydatetime()
+    selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1)
+    return Plan(selection, phases, phase1, phase2, phase3, 7 if args.quick else 31, Path(args.report))
 
 
 # --- the shared world of one run -----------------------------------------------------------------------
@@ -370,37 +379,39 @@ def _sizes(selection: Selection, share: float) -> str:
     return f"{selection.amount(share):g} {quote} a trade, paper balance {selection.balance:g} {quote}"
 
 
-# --- phases 3 and 4: the ML and shadow packages, when built -------------------------------------------------
+# --- phases 3 and 4: the ML and shadow packages (offline/phases.py) ----------------------------------------
 
-def _entry_point(module: str, function: str) -> Callable[[Demo], None] | str:
-    """The package's demo entry point, or why there is none."""
-    if importlib.util.find_spec(module) is None:
-        return f"{module.split('.')[0]} package not built"
-    found = getattr(importlib.import_module(module), function, None)
-    return found if callable(found) else f"{module} has no {function}(demo) entry point yet"
+async def replay_scored(demo: Demo, hours: float, label: str, scorer: MlScorer) -> int:
+    """Replay `hours` more with the rules' strategies, the scan scoring with `scorer` (when ml.enabled)."""
+    strategies = load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
+                                 demo.config.resolve(demo.config.loop.tiers_file))
+    config = demo_config(demo, demo.selection.sizing())
+    until = min(demo.clock.now() + timedelta(hours=hours), demo.selection.end)
+
+    async def body() -> int:
+        scanner = scanner_for(demo, strategies, config)
+        scanner.scorer = scorer
+        return await replay(demo, scanner, until, label=label)
+
+    scans = await _with_harness(demo, body)
+    console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.emitted} signals in all, "
+                  f"{demo.trades()} trades closed")
+    return scans
 
 
 async def phase3(demo: Demo) -> None:
-    """ML trained on the earlier part of the replay only (walk-forward), promoted or refused, then boosting."""
-    entry = _entry_point("ml.demo", "run_phase3")
-    if isinstance(entry, str):
-        demo.results[3] = f"phase 3 skipped: {entry}"
-        console.print(demo.results[3])
-        return
+    """ML trained on the earlier part of the data only (walk-forward), promoted or refused, then scoring."""
     demo.set_phase(3)
-    entry(demo)
+    await ml_and_shadow.run_phase3(demo, demo.plan.phase3_hours, lambda h, label, s: replay_scored(demo, h, label, s),
+                            console)
     demo.finish_phase(3)
 
 
 async def phase4(demo: Demo) -> None:
     """Shadows over the same replay, the leaderboard, a recommendation applied, a rollback when it fires."""
-    entry = _entry_point("shadow.demo", "run_phase4")
-    if isinstance(entry, str):
-        demo.results[4] = f"phase 4 skipped: {entry}"
-        console.print(demo.results[4])
-        return
     demo.set_phase(4)
-    entry(demo)
+    await ml_and_shadow.run_phase4(demo, demo.plan.phase3_hours, lambda h, label, s: replay_scored(demo, h, label, s),
+                            console)
     demo.finish_phase(4)
 
 

@@ -3,13 +3,16 @@
 `read_facts` is the only I/O: a handful of aggregate queries over the trading tables. `check_phase` is pure:
 facts in, a checklist out, each line with the figure behind it, so a test can feed it rows directly.
 
-Conventions the checks rely on (what the executor, the ML booster and the shadow evaluator write):
+Conventions the checks rely on (what the executor, the ML scorer and the shadow evaluator write):
 - a trade is a row of `trades`; an order failed when its status is `failed`;
-- phase 3: a signal is ML-scored when `ml_confidence` is set; its arm is `features->>'ml_arm'`
-  (`boosted` or `control`) when the booster writes one, else scored counts as boosted and unscored as control;
+- phase 3: a signal's ML arm is the `arm` of its latest `ml_predictions` row (0014: `boosted` when the
+  score could move it, `control` when the randomized control held it back; `ood`, `stale`, `off` and
+  unscored signals are in neither arm), as `dashboard_ml_vs_rules` reads it;
 - phase 4: a variation's results are its evaluated `shadow_outcomes` (would_enter, pnl_pct); the champion is
-  the variation whose params_hash equals its base_params_hash (or is named CHAMPION), else the real trades of
-  the strategy; a recommendation is validated when applied and no later row rolls it back (`rollback_of`).
+  the variation the shadow package names CHAMPION (shadow.variations), else the real trades of the strategy;
+  a recommendation is validated when it was applied and is not rolled back: shadow.apply marks an applied
+  change `applied`, and its rollback writes a new `applied` row with `rollback_of` set and marks the
+  original `rolled_back`, so the rollback rows themselves are not recommendations.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import psycopg
 
 PHASES = (1, 2, 3, 4)
+CHAMPION = "CHAMPION"  # shadow.variations.CHAMPION (controller does not import the shadow package)
 SIGNIFICANCE = 0.05  # two-sided p-value below which two result sets count as different
 Z95 = 1.959963984540054
 
@@ -201,10 +205,8 @@ def phase2(f: Facts) -> PhaseResult:
 
 
 def ml_arms(trades: Sequence[TradeRow]) -> tuple[list[TradeRow], list[TradeRow]]:
-    """(boosted, control) trades; see the module docstring for how the arm is read."""
-    if any(t.ml_arm for t in trades):
-        return [t for t in trades if t.ml_arm == "boosted"], [t for t in trades if t.ml_arm == "control"]
-    return [t for t in trades if t.ml_confidence is not None], [t for t in trades if t.ml_confidence is None]
+    """(boosted, control) trades by their signal's latest ml_predictions arm."""
+    return [t for t in trades if t.ml_arm == "boosted"], [t for t in trades if t.ml_arm == "control"]
 
 
 def phase3(f: Facts) -> PhaseResult:
@@ -250,9 +252,11 @@ def phase4(f: Facts) -> PhaseResult:
     different = [r for r in rows if r[4] is not None and r[4] < SIGNIFICANCE]
     shown = "; ".join(f"{name} ({strategy}) n={n} mean {mean:+.2f} % p={'n/a' if p is None else f'{p:.3g}'}"
                       for name, strategy, n, mean, p in rows[:4]) or "no evaluated variation"
-    rolled_back = {r.rollback_of for r in f.recommendations if r.rollback_of is not None}
-    applied = [r for r in f.recommendations if r.status in ("applied", "rolled_back") and r.rollback_of is None]
-    standing = [r for r in applied if r.id not in rolled_back and r.status == "applied"]
+    rollbacks = {r.rollback_of for r in f.recommendations if r.rollback_of is not None}
+    changes = [r for r in f.recommendations if r.rollback_of is None]  # rollback rows undo, they recommend nothing
+    applied = [r for r in changes if r.status in ("applied", "rolled_back")]
+    rolled_back = [r for r in applied if r.status == "rolled_back" or r.id in rollbacks]
+    standing = [r for r in applied if r not in rolled_back]
     checks = (
         Check("variations evaluated", len({o.variation for o in f.outcomes}) >= 2,
               f"{len(f.outcomes)} evaluated outcomes over {len({o.variation for o in f.outcomes})} variations, "
@@ -260,7 +264,7 @@ def phase4(f: Facts) -> PhaseResult:
         Check("variations with significantly different results", bool(different),
               f"{len(different)} of {len(rows)} differ from the champion at p < {SIGNIFICANCE}: {shown}"),
         Check("recommendations validated", bool(standing),
-              f"{len(f.recommendations)} recommendation rows, {len(applied)} applied, {len(rolled_back)} rolled back, "
+              f"{len(changes)} recommendations, {len(applied)} applied, {len(rolled_back)} rolled back, "
               f"{len(standing)} standing"),
     )
     return PhaseResult(4, "shadows recommending", checks)
@@ -288,16 +292,16 @@ def read_facts(conn: psycopg.Connection) -> Facts:
                         where f.signal_id = t.signal_id and o.purpose = 'entry'),
                exists (select 1 from fills f join orders o using (client_order_id)
                         where f.signal_id = t.signal_id and o.purpose = 'exit'),
-               s.ml_confidence, s.features->>'ml_arm'
+               s.ml_confidence,
+               (select p.arm from ml_predictions p where p.signal_id = s.id order by p.id desc limit 1)
           from trades t join signals s on s.id = t.signal_id
          order by t.closed_at""").fetchall())
     predictions = conn.execute("select count(*) from ml_predictions").fetchone()[0]
     models = conn.execute("select count(*) from ml_models where active").fetchone()[0]
     outcomes = tuple(Outcome(*row) for row in conn.execute("""
-        select v.name, v.strategy, v.params_hash = v.base_params_hash or upper(v.name) = 'CHAMPION',
-               o.pnl_pct::float8
+        select v.name, v.strategy, v.name = %s, o.pnl_pct::float8
           from shadow_outcomes o join shadow_variations v on v.id = o.variation_id
-         where o.status = 'evaluated' and o.would_enter and o.pnl_pct is not null""").fetchall())
+         where o.status = 'evaluated' and o.would_enter and o.pnl_pct is not null""", (CHAMPION,)).fetchall())
     pending = conn.execute("select count(*) from shadow_outcomes where status = 'pending'").fetchone()[0]
     recommendations = tuple(Recommendation(*row) for row in conn.execute(
         "select id, strategy, status, rollback_of from recommendations order by id").fetchall())

@@ -55,7 +55,8 @@ def read_report(conn: psycopg.Connection) -> ReportData:
                t.pnl_pct::float8 as pnl_pct, t.fees_quote::float8 as fees_quote,
                coalesce(sc.candle_ts, t.opened_at) as opened_at,
                coalesce(sc.candle_ts, t.opened_at) + (t.closed_at - t.opened_at) as closed_at,
-               s.ml_confidence, s.features->>'ml_arm' as ml_arm, s.exchange
+               s.ml_confidence, s.exchange,
+               (select p.arm from ml_predictions p where p.signal_id = s.id order by p.id desc limit 1) as ml_arm
           from trades t join signals s on s.id = t.signal_id
           left join lateral (select min(candle_ts) as candle_ts from scans where signal_id = s.id) sc on true
          order by 12""")

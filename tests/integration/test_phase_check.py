@@ -103,13 +103,16 @@ def test_phase_3_holds_when_boosted_trades_win_more_than_control_beyond_the_inte
         h = History(conn)
         h.model()
         for i in range(120):  # 3 wins in 4
-            h.prediction(h.trade(2.0 if i % 4 else -1.5, ml_confidence=0.7, ml_arm="boosted"), 0.7)
-        for i in range(60):  # 2 wins in 5
-            h.trade(2.0 if i % 5 < 2 else -1.5, ml_confidence=0.55, ml_arm="control")
+            h.prediction(h.trade(2.0 if i % 4 else -1.5, ml_confidence=0.7), 0.7, arm="boosted")
+        for i in range(60):  # 2 wins in 5: the randomized control, scored but not allowed to move the signal
+            h.prediction(h.trade(2.0 if i % 5 < 2 else -1.5, ml_confidence=0.55), 0.55, arm="control")
+        for _ in range(10):  # out of distribution: in neither arm
+            h.prediction(h.trade(-1.5, ml_confidence=0.3), 0.3, arm="ood")
+        h.trade(2.0)  # unscored (ML off): in neither arm
     code, report = run(migrated_db, [3], capsys)
     assert code == 0, report
     checks = lines(report, 3)
-    assert checks["ML predictions generated"] == (True, "120 predictions, 1 active model(s)")
+    assert checks["ML predictions generated"] == (True, "190 predictions, 1 active model(s)")
     assert checks["100+ ML-influenced trades"] == (True, "120 trades of ML-boosted signals")
     assert checks["win rate up > 5 points vs control"][1].startswith("+35.0 points (95 % CI +20.")
 
@@ -117,16 +120,20 @@ def test_phase_3_holds_when_boosted_trades_win_more_than_control_beyond_the_inte
 def test_phase_3_fails_when_the_lift_is_inside_the_noise(migrated_db: str, capsys) -> None:
     with psycopg.connect(migrated_db) as conn:
         h = History(conn)
-        h.model()
+        h.model(active=False)  # refused by the gate: predictions, but no active model
         for i in range(100):
-            h.trade(2.0 if i % 2 else -1.5, ml_confidence=0.7)  # scored: boosted (no arm written)
+            h.prediction(h.trade(2.0 if i % 2 else -1.5, ml_confidence=0.7), 0.7, arm="boosted")
         for i in range(20):
-            h.trade(2.0 if i % 5 < 2 else -1.5)  # unscored: control
+            sid = h.trade(2.0 if i % 5 < 2 else -1.5, ml_confidence=0.6)
+            h.prediction(sid, 0.6, arm="boosted")
+            h.prediction(sid, 0.6, arm="control")  # the latest prediction of a signal gives its arm
+        for _ in range(30):  # scored without an arm (ML off): not control, though its win rate would sink it
+            h.trade(-1.5, ml_confidence=0.4)
     code, report = run(migrated_db, [3], capsys)
     assert code == 1
     checks = lines(report, 3)
-    assert checks["ML predictions generated"][0] is False  # an active model but no prediction rows
-    assert checks["100+ ML-influenced trades"][0] is True
+    assert checks["ML predictions generated"] == (False, "140 predictions, 0 active model(s)")
+    assert checks["100+ ML-influenced trades"] == (True, "100 trades of ML-boosted signals")
     ok, figure = checks["win rate up > 5 points vs control"]
     assert not ok and figure.startswith("+10.0 points") and "control 40.0 % of 20" in figure
 
@@ -134,37 +141,37 @@ def test_phase_3_fails_when_the_lift_is_inside_the_noise(migrated_db: str, capsy
 def test_phase_4_holds_with_a_different_variation_and_a_standing_recommendation(migrated_db: str, capsys) -> None:
     with psycopg.connect(migrated_db) as conn:
         h = History(conn)
-        champion, aggressive = h.variation("CHAMPION", champion=True), h.variation("AGGRESSIVE")
+        champion, aggressive = h.variation("CHAMPION"), h.variation("AGGRESSIVE")
         for i in range(30):
             h.outcome(champion, -0.5 + (i % 3) * 0.2)
             h.outcome(aggressive, 1.5 + (i % 3) * 0.2)
-        first = h.recommendation("applied")
-        h.recommendation("rolled_back", rollback_of=first)
+        h.rollback(h.recommendation("applied"))
         h.recommendation("applied")
+        h.recommendation("proposed")
     code, report = run(migrated_db, [4], capsys)
     assert code == 0, report
     checks = lines(report, 4)
     assert checks["variations evaluated"][1].startswith("60 evaluated outcomes over 2 variations")
     assert checks["variations with significantly different results"][1].startswith("1 of 1 differ")
-    assert checks["recommendations validated"] == (True, "3 recommendation rows, 2 applied, 1 rolled back, "
-                                                         "1 standing")
+    assert checks["recommendations validated"] == (True, "3 recommendations, 2 applied, 1 rolled back, 1 standing")
 
 
 def test_phase_4_fails_when_variations_match_the_champion_and_every_change_was_rolled_back(
         migrated_db: str, capsys) -> None:
     with psycopg.connect(migrated_db) as conn:
         h = History(conn)
-        champion, conservative = h.variation("CHAMPION", champion=True), h.variation("CONSERVATIVE")
+        champion, conservative = h.variation("CHAMPION"), h.variation("CONSERVATIVE")
         for i in range(30):
             h.outcome(champion, (-1.0, 0.5, 1.2)[i % 3])
             h.outcome(conservative, (0.5, 1.2, -1.0)[i % 3])
-        h.recommendation("rolled_back", rollback_of=h.recommendation("applied"))
+        h.rollback(h.recommendation("applied"))  # its rollback row is applied, but it recommends nothing
+        h.recommendation("proposed")
     code, report = run(migrated_db, [4], capsys)
     assert code == 1
     checks = lines(report, 4)
     assert checks["variations evaluated"][0] is True
     assert checks["variations with significantly different results"][0] is False
-    assert checks["recommendations validated"][0] is False and "0 standing" in checks["recommendations validated"][1]
+    assert checks["recommendations validated"] == (False, "2 recommendations, 1 applied, 1 rolled back, 0 standing")
 
 
 def test_check_all_on_an_empty_database_fails_every_phase(migrated_db: str, capsys) -> None:

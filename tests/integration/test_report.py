@@ -50,16 +50,16 @@ def full_history(conn: psycopg.Connection) -> None:
         symbol, entry = ("ETH-BTC", 0.1) if i % 2 else ("LTC-BTC", 0.018)
         arm = "boosted" if i % 3 else "control"
         sid = h.trade((2.5, -1.5, 3.0, -2.0)[i % 4], symbol=symbol, entry=entry, ml_confidence=0.5 + (i % 5) / 10,
-                      ml_arm=arm, strategy="DCA" if i % 4 else "CHANNEL")
-        h.prediction(sid, 0.5 + (i % 5) / 10)
+                      strategy="DCA" if i % 4 else "CHANNEL")
+        h.prediction(sid, 0.5 + (i % 5) / 10, arm=arm)
     h.signal(status="rejected", reason="price moved 2.1% from the reference")
-    champion, aggressive = h.variation("CHAMPION", champion=True), h.variation("AGGRESSIVE")
+    champion, aggressive = h.variation("CHAMPION"), h.variation("AGGRESSIVE")
     for i in range(10):
         h.outcome(champion, -0.5 + (i % 3) * 0.2)
         h.outcome(aggressive, 1.0 + (i % 3) * 0.2)
     h.performance(champion, 10, 3, -2.0)
     h.performance(aggressive, 10, 8, 12.0)
-    h.recommendation("rolled_back", rollback_of=h.recommendation("applied"))
+    h.rollback(h.recommendation("applied"))
     h.recommendation("applied")
 
 

@@ -20,10 +20,10 @@ class History:
         self.n = 0
 
     def signal(self, strategy: str = "DCA", symbol: str = "ETH-BTC", status: str = "closed", claimed: bool = True,
-               ml_confidence: float | None = None, ml_arm: str | None = None, reason: str | None = None) -> uuid.UUID:
+               ml_confidence: float | None = None, reason: str | None = None) -> uuid.UUID:
         self.n += 1
         self.now += timedelta(minutes=30)
-        features = {"ml_arm": ml_arm} if ml_arm else {}
+        features: dict[str, object] = {}
         return self.conn.execute(
             "insert into signals (created_at, expires_at, strategy, exchange, symbol, side, price, quote_amount,"
             " take_profit_pct, stop_loss_pct, confidence, ml_confidence, model_version, features, status,"
@@ -51,11 +51,11 @@ class History:
         return coid
 
     def trade(self, pnl_pct: float, exit_reason: str | None = None, strategy: str = "DCA",
-              symbol: str = "ETH-BTC", ml_confidence: float | None = None, ml_arm: str | None = None,
+              symbol: str = "ETH-BTC", ml_confidence: float | None = None,
               logged: bool = True, entry: float = 0.1, amount: float = 0.02, fee_rate: float = 0.001) -> uuid.UUID:
         """A closed long trade that made `pnl_pct` before fees."""
         exit_reason = exit_reason or ("take_profit" if pnl_pct > 0 else "stop_loss")
-        sid = self.signal(strategy, symbol, ml_confidence=ml_confidence, ml_arm=ml_arm)
+        sid = self.signal(strategy, symbol, ml_confidence=ml_confidence)
         exit_price = entry * (1 + pnl_pct / 100)
         fees = (entry + exit_price) * amount * fee_rate
         self.order(sid, "entry", price=entry, amount=amount, fee=entry * amount * fee_rate)
@@ -74,13 +74,15 @@ class History:
                           " artefact_sha256, active) values (%s, '[\"rsi\"]', %s, %s, 'x.joblib', 'ab', %s)",
                           (version, T0 - timedelta(days=5), T0, active))
 
-    def prediction(self, signal_id: uuid.UUID, confidence: float, version: str = "m1") -> None:
+    def prediction(self, signal_id: uuid.UUID, confidence: float, version: str = "m1", arm: str = "boosted") -> None:
+        """A scored candidate; `arm` is what the score was allowed to do (0014: boosted, control, ood, ...)."""
         self.conn.execute("insert into ml_predictions (model_version, signal_id, strategy, exchange, symbol,"
-                          " candle_ts, confidence) values (%s, %s, 'DCA', 'bittrex', 'ETH-BTC', %s, %s)",
-                          (version, signal_id, self.now, confidence))
+                          " candle_ts, confidence, arm) values (%s, %s, 'DCA', 'bittrex', 'ETH-BTC', %s, %s, %s)",
+                          (version, signal_id, self.now, confidence, arm))
 
-    def variation(self, name: str, champion: bool = False, strategy: str = "DCA") -> int:
-        params_hash = "base" if champion else f"h-{name}"
+    def variation(self, name: str, strategy: str = "DCA") -> int:
+        """As shadow.evaluate registers it: CHAMPION is the active set (its own base), others vary it."""
+        params_hash = "base" if name == "CHAMPION" else f"h-{name}"
         return self.conn.execute(
             "insert into shadow_variations (name, strategy, params, params_hash, base_params_hash)"
             " values (%s, %s, '{}', %s, 'base') returning id", (name, strategy, params_hash)).fetchone()[0]
@@ -105,3 +107,15 @@ class History:
             "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, status,"
             " created_at, decided_at, rollback_of) values ('DCA', 'base', %s, '{}', '{}', %s, %s, %s, %s)"
             " returning id", (f"h-{self.now:%H%M%S}", status, self.now, self.now, rollback_of)).fetchone()[0]
+
+    def rollback(self, recommendation_id: int) -> int:
+        """As shadow.apply.rollback writes it: a new applied row pointing at the change it undoes, which
+        becomes rolled_back."""
+        self.now += timedelta(hours=1)
+        row = self.conn.execute(
+            "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, status,"
+            " created_at, decided_at, rollback_of) select strategy, to_params_hash, from_params_hash, '{}',"
+            " '{\"rollback\": \"test\"}', 'applied', %s, %s, id from recommendations where id = %s returning id",
+            (self.now, self.now, recommendation_id)).fetchone()[0]
+        self.conn.execute("update recommendations set status = 'rolled_back' where id = %s", (recommendation_id,))
+        return row

@@ -1,0 +1,191 @@
+"""Phases 3 and 4 of the offline demo, through the `ml` and `shadow` packages' public functions.
+
+3. ML (issues #12, #14): events labelled over the recorded candles *before* the phase-3 window only, and
+   only those whose label horizon ends before it (walk-forward: nothing of the window leaks into training);
+   each strategy's model validated by purged walk-forward folds, registered and put through the promotion
+   gate (its reason printed either way); then `ml.enabled` (the phase-3 flags) and the window replayed with
+   the executor and the ML scorer, so each candidate is scored into its arm (boosted or control).
+4. Shadows (issues #13, #14): the phase-4 flags; the shadow evaluator's pass (`shadow.service.run_pass`)
+   over the scans replayed so far; the leaderboard (CHAMPION, CONSERVATIVE, AGGRESSIVE, ...); the
+   recommendation or why none is made; a recommendation applied with `shadow.apply` when one is made, and
+   the rollback monitor's verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+import psycopg
+from rich.table import Table
+
+from controller.data import flags
+from controller.scan.strategy_params import StrategiesConfig, load_strategies
+from ml.events import Recording, _btc_frames, events_from_series, load_candles, recordings
+from ml.retrain import train_and_register
+from ml.scoring import MlScorer
+from shadow.apply import ApplyRefused, apply
+from shadow.recommend import NoRecommendation
+from shadow.service import data_time, run_pass
+from shadow.variations import load as load_variation_file
+
+
+class Demo(Protocol):
+    """What the phases use of offline.demo's Demo (offline.demo imports this module, not the reverse)."""
+
+    config: Any
+    specs: flags.FlagsFile
+
+    @property
+    def selection(self) -> Any: ...
+
+    @property
+    def clock(self) -> Any: ...
+
+    def conn(self) -> psycopg.Connection: ...
+
+
+# replay `hours` more with the executor, the scan scoring with this ML scorer; returns the scans made
+Replay = Callable[[float, str, MlScorer], Awaitable[int]]
+
+
+def _strategies(demo: Demo) -> StrategiesConfig:
+    return load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
+                           demo.config.resolve(demo.config.loop.tiers_file))
+
+
+def _flags(demo: Demo) -> dict[str, Any]:
+    with demo.conn() as conn:
+        return dict(flags.live_values(conn, demo.specs))
+
+
+def training_series(demo: Demo, before: datetime) -> list[tuple[Recording, pd.DataFrame]]:
+    """The selection's recorded pairs (and any BTC reference) cut to the candles closed before `before`."""
+    selection = demo.selection
+    wanted = set(selection.symbols)
+    out = []
+    for recording in recordings(selection.folder):
+        mine = recording.exchange == selection.exchange and recording.symbol in wanted
+        if not mine and not recording.symbol.startswith("BTC-"):
+            continue
+        candles = load_candles(recording.path)
+        step = pd.Timedelta(recording.timeframe.replace("m", "min"))
+        candles = candles[candles["ts"] + step <= pd.Timestamp(before)].reset_index(drop=True)
+        if len(candles) >= 60:
+            out.append((recording, candles))
+    return out
+
+
+def train_before(demo: Demo, window_start: datetime, console: Any) -> dict[str, str]:
+    """Train, register and gate a model per strategy on what was known before `window_start`; the verdicts."""
+    strategies = _strategies(demo)
+    series = training_series(demo, window_start)
+    events, candles = events_from_series(series, _btc_frames(series), strategies, demo.config.ml.costs)
+    if not events.empty:
+        events = events[pd.to_datetime(events["horizon_end"], utc=True) < pd.Timestamp(window_start)]
+    console.print(f"  training: {len(events)} labelled entries from {candles} candles before "
+                  f"{window_start:%Y-%m-%d %H:%M} (labels ending before the window only)")
+    threshold = float(_flags(demo)["ml.min_confidence"])
+    with demo.conn() as conn:
+        outcome = train_and_register(conn, events.reset_index(drop=True), demo.config.ml, threshold, actor="demo",
+                                     promote=True)
+        conn.commit()
+    verdicts = dict(outcome.verdicts)
+    for name, result in outcome.results.items():
+        if "refused" in result:
+            verdicts[name] = f"not trained: {result['refused']}"
+    for name in sorted(verdicts):
+        console.print(f"  {name}: {verdicts[name]}", highlight=False)
+    return verdicts
+
+
+async def run_phase3(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
+    window_start = demo.clock.now()
+    console.print(f"phase 3: ML trained walk-forward on the candles before {window_start:%Y-%m-%d %H:%M}, "
+                  f"then {hours:g} h replayed with ml.enabled")
+    train_before(demo, window_start, console)
+    with demo.conn() as conn:
+        active = conn.execute("select count(*) from ml_models where active").fetchone()[0]
+    if not active:
+        console.print("  [yellow]no model passed the promotion gate (reasons above): the window is replayed "
+                      "with ML scoring nothing[/]")
+    await replay(hours, "ML: ", scorer(demo))
+    with demo.conn() as conn:
+        arms = conn.execute("select arm, count(*) from ml_predictions group by 1 order by 1").fetchall()
+    console.print("  ml_predictions by arm: " + (", ".join(f"{a} {n}" for a, n in arms) or "none"))
+
+
+def scorer(demo: Demo) -> MlScorer:
+    """The ML booster of the scan: it scores only with ml.enabled and an active model."""
+    return MlScorer(demo.conn, _strategies(demo), demo.config.ml, demo.selection.exchange)
+
+
+def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
+    with demo.conn() as conn:
+        return conn.execute(
+            "select strategy, name, window_h, trades, win_rate_pct, avg_pnl_pct, total_pnl_pct, paired_n,"
+            " mean_diff_pct, p_value from dashboard_shadow_leaderboard order by strategy, window_h,"
+            " name = 'CHAMPION' desc, name").fetchall()
+
+
+async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
+    strategies = _strategies(demo)
+    spec = load_variation_file()
+    live = _flags(demo)
+    live["shadow.apply"] = True  # the demo applies the recommendation it gets (the flag stays as phase 4 set it)
+    with demo.conn() as conn:
+        now = data_time(conn)
+        if now is not None:  # the scans replayed so far decided: every variation's would-enter on them
+            console.print(f"phase 4: shadow decisions on the scans replayed to {now:%Y-%m-%d %H:%M}")
+            run_pass(conn, strategies, spec, live, now, recommend_now=False)
+            conn.commit()
+    # the outcomes resolve on the candles that follow: replay on, as the evaluator runs beside the live scan
+    console.print(f"phase 4: {hours:g} h more replayed so the shadow outcomes can reach their exits")
+    await replay(hours, "shadows: ", scorer(demo))
+    with demo.conn() as conn:
+        now = data_time(conn)
+        console.print(f"phase 4: shadow evaluation pass over the replayed scans to {now:%Y-%m-%d %H:%M}")
+        report = run_pass(conn, strategies, spec, live, now)
+        conn.commit()
+    e = report.evaluation
+    console.print(f"  {e.candidates} candidates, {e.outcomes_written} outcomes written, {e.evaluated} evaluated, "
+                  f"{e.still_pending} pending, {e.performance_rows} leaderboard rows")
+    for note in e.notes:
+        console.print(f"  note: {note}", highlight=False)
+    rows = leaderboard(demo)
+    table = Table(title="shadow leaderboard (dashboard_shadow_leaderboard)")
+    for column in ("strategy", "variation", "window h", "trades", "win %", "avg %", "total %", "paired n",
+                   "diff % vs CHAMPION", "p"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    for strategy, result in report.recommendations.items():
+        if isinstance(result, NoRecommendation):
+            console.print(f"  shadow recommend {strategy}: none: {'; '.join(result.reasons)}", highlight=False)
+        else:
+            console.print(f"  shadow recommend {strategy}: {result.variation} ({result.tier}) {result.changes}",
+                          highlight=False)
+    for rec_id, version in report.applied.items():
+        console.print(f"  applied recommendation {rec_id}: strategy_params version {version} active")
+    for note in report.notes:
+        console.print(f"  not applied: {note}", highlight=False)
+    if report.written and not report.applied and not report.notes:
+        with demo.conn() as conn:
+            for rec_id in report.written.values():
+                try:
+                    version = apply(conn, rec_id, strategies, live, now)
+                    console.print(f"  applied recommendation {rec_id}: version {version}")
+                except ApplyRefused as exc:
+                    console.print(f"  not applied: {exc}", highlight=False)
+            conn.commit()
+    if report.rolled_back:
+        for rec_id, reason in report.rolled_back:
+            console.print(f"  rolled back recommendation {rec_id}: {reason}", highlight=False)
+    elif report.applied:
+        console.print("  no rollback: the monitor's triggers did not fire on the trades since the change "
+                      f"(monitoring {spec.rollback.monitor_h:g} h)")
+    else:
+        console.print("  no rollback: nothing was applied, so there is nothing to monitor")
