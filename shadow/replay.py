@@ -1,7 +1,7 @@
 """Outcomes of K parameter variations x N entries at once, with the executor's exit rule.
 
 `bridge.exits.check` is the one rule; this module is its vectorised twin, proven equal to `exits.walk`
-by `tests/unit/test_shadow_replay.py` on random cases. It is fast because most of the rule does not depend
+by `tests/unit/shadow/test_shadow_replay.py` on random cases. It is fast because most of the rule does not depend
 on the variation: the running peak, the running low and high, and the time held are properties of an
 entry's candles. Per (variation, entry) pair only the first index at which each barrier is crossed is
 needed, and for the monotone series (running low for the stop, running high for the take profit and the

@@ -47,7 +47,7 @@ MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
         "skip_locked_removed", "0006_queue.sql", "claim_signals",
         "for update skip locked", "for update",
-        ("tests/integration/test_queue_concurrency.py::"
+        ("tests/integration/sql/test_queue_concurrency.py::"
          "test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting",),
         "a claim waits behind another consumer's open claim instead of taking the next signal: bots serialise, "
         "and a slow one stalls the rest (the 8 x 1000 race test alone does not catch it)", "queue_core"),
@@ -55,13 +55,13 @@ MUTANTS: tuple[SqlMutant, ...] = (
         "lease_check_dropped", "0006_queue.sql", "claim_signals",
         "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))\n           and s.expires_at",
         "where (s.status = 'new' or s.status = 'claimed')\n           and s.expires_at",
-        ("tests/integration/test_signal_contract.py", "tests/integration/test_queue_contract.py"),
+        ("tests/integration/sql/test_signal_contract.py", "tests/integration/sql/test_queue_contract.py"),
         "a signal under a live lease is handed to a second consumer: executed twice", "queue_core"),
     SqlMutant(
         "idempotency_key_ignored", "0012_executor_real_exchange.sql", "report_order_event",
         "values (coid, queue_text(fn, event, 'exchange_trade_id', true), sid,",
         "values (coid, queue_text(fn, event, 'exchange_trade_id', true) || gen_random_uuid()::text, sid,",
-        ("tests/integration/test_order_events.py", "tests/integration/test_queue_contract.py"),
+        ("tests/integration/sql/test_order_events.py", "tests/integration/sql/test_queue_contract.py"),
         "a repeated fill report (a retry, a replayed outbox) is stored twice: amounts and fees doubled",
         "queue_core"),
     SqlMutant(
@@ -69,17 +69,17 @@ MUTANTS: tuple[SqlMutant, ...] = (
         "status = case when order_status_rank(excluded.status) > order_status_rank(cur.status)\n"
         "                      then excluded.status else cur.status end,",
         "status = excluded.status,",
-        ("tests/integration/test_order_events.py",),
+        ("tests/integration/sql/test_order_events.py",),
         "a late 'created' or partial-fill report moves a filled order back to open", "queue_core"),
     SqlMutant(
         "fees_zeroed_in_executor_positions", "0012_executor_real_exchange.sql", "executor_positions",
         "coalesce(sum(f.fee_quote), 0),", "0::numeric,",
-        ("tests/integration/test_queue_contract.py",),
+        ("tests/integration/sql/test_queue_contract.py",),
         "a restarted executor forgets the entry fees: the P&L of the trade it closes is too high", "queue_core"),
     SqlMutant(
         "retention_lock_removed", "0010_retention.sql", "run_retention",
         "execute format('lock table %s in share mode', p.rel);", "null;",
-        ("tests/integration/test_retention_lock.py",),
+        ("tests/integration/ops/test_retention_lock.py",),
         "a candle written while retention rewrites its partition is lost with the old partition"),
 )
 

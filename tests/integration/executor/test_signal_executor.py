@@ -346,7 +346,7 @@ def test_a_stale_partial_fill_is_completed_or_cancelled_per_config(store: Postgr
 
 def test_a_queue_that_never_answers_does_not_delay_the_clock(outbox: Path) -> None:
     from bridge.queue_client import PostgrestQueue
-    from tests.integration.test_queue_contract import BlackHole
+    from tests.integration.sql.test_queue_contract import BlackHole
 
     hole = BlackHole()  # accepts connections, never answers: every claim waits out its 5 s timeout
 

@@ -25,7 +25,7 @@ from bridge.queue_client import PostgresQueue
 from bridge.schemas import OrderEvent
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, PaperExchange, executor_config, start, stop
-from tests.integration.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
+from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
 
 FEE = Decimal("0.001")
 

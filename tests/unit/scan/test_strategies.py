@@ -31,7 +31,7 @@ from controller.scan.strategy_params import (
     load_strategies,
     load_tiers,
 )
-from tests.unit.test_indicators import load_recorded
+from tests.unit.scan.test_indicators import load_recorded
 
 # Looser than the shipped values so that every symbol has entries to compare; the large tier differs so
 # that several parameter sets apply within one frame.

@@ -1,5 +1,5 @@
 """What `retention run` and `storage` print, from given figures (no database): sizes, growth, projections,
-warnings. The SQL planning itself is tested in tests/integration/test_retention*.py and by the SQL mutants."""
+warnings. The SQL planning itself is tested in tests/integration/ops/test_retention*.py and by the SQL mutants."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from bridge.queue_client import PostgresQueue
 from controller.data.storage.postgres import PostgresStore
 from hummingbot_scripts.signal_executor import Outbox, SignalExecutorConfig
 from offline.harness import executor_config, start, stop
-from tests.integration.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
+from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from ml.config import MlConfig, TrainParams
 from ml.features import FEATURES
 from ml.scoring import MlScorer
 from ml.train import ConfidenceModel, fit, walk_forward
-from tests.integration.test_pipeline import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
-from tests.unit.test_ml_train import synthetic_events
+from tests.integration.scan.test_pipeline import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
+from tests.unit.ml.test_ml_train import synthetic_events
 
 PARAMS = TrainParams(folds=2, min_events=100, max_iter=30)
 WINDOW = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))

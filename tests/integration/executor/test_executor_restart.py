@@ -14,7 +14,7 @@ from bridge.queue_client import PostgresQueue, PostgrestQueue
 from bridge.resilience import RetryPolicy
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
-from tests.integration.test_signal_executor import NO_WAIT, emit, run, signal_row, trade_row
+from tests.integration.executor.test_signal_executor import NO_WAIT, emit, run, signal_row, trade_row
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_a_resting_entry_survives_a_restart_and_its_later_fill_reaches_the_posit
 def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -> None:
     """Hummingbot awaits on_stop on its event loop: it must not wait for a queue call that hangs (here a
     server that never answers, 5 s timeout). The worker ends on its own and closes its client."""
-    from tests.integration.test_queue_contract import BlackHole
+    from tests.integration.sql.test_queue_contract import BlackHole
 
     hole = BlackHole()
     ONE_TRY = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)

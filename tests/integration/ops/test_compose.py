@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILES = {ROOT / "Dockerfile": ROOT, ROOT / "docker" / "postgres" / "Dockerfile": ROOT / "docker" / "postgres"}

@@ -2,7 +2,7 @@
 
 Against a migrated database: roles from the JWT, RPC by POST and read-only GET, table reads with filters,
 order, paging and the max-rows cap, inserts and upserts, PostgREST's errors and statuses, and supabase-py
-driving it. The real thing is checked by the opt-in tier (tests/integration/test_real_postgrest.py).
+driving it. The real thing is checked by the opt-in tier (tests/integration/sql/test_real_postgrest.py).
 """
 
 from __future__ import annotations

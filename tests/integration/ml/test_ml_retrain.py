@@ -15,8 +15,8 @@ from ml import registry
 from ml.config import MlConfig, RetrainConfig
 from ml.retrain import Retrainer, TrainOutcome
 from ml.train import TrainingRefused, fit
-from tests.integration.test_ml_registry_and_scan import PARAMS, _save
-from tests.unit.test_ml_train import synthetic_events
+from tests.integration.ml.test_ml_registry_and_scan import PARAMS, _save
+from tests.unit.ml.test_ml_train import synthetic_events
 
 CONFIG = MlConfig(retrain=RetrainConfig(interval_h=24, min_new_labels=3, timeout_s=0.5))
 
