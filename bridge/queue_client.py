@@ -4,7 +4,8 @@ Two transports behind one interface:
 - `PostgrestQueue`: PostgREST RPC over HTTP with `requests` (Supabase, or the PostgREST service of the
   compose file). `POST /rpc/<function>`: claims must be POSTs, PostgREST runs GETs read-only.
 - `PostgresQueue`: direct Postgres with psycopg 3 (embedded database and the demo), imported only when
-  this transport is chosen, since the official Hummingbot image does not ship psycopg.
+  this transport is chosen, since the official Hummingbot image does not ship psycopg. It can also LISTEN
+  for new signals (`listener()`, migration 0018), so a bot claims at once instead of at its next poll.
 
 Every call has a timeout. `ack`, `report` and `heartbeat` are idempotent in SQL and are retried with
 backoff on retryable errors; `claim` is not idempotent (a lost reply would leave signals leased to
@@ -225,5 +226,71 @@ class PostgresQueue:
         return retry_call(lambda: self._call("executor_positions", "select * from executor_positions(%s)",
                                              (consumer,)), self.retry)
 
+    def listener(self) -> SignalListener:
+        """A LISTEN connection of its own for new signals (the claim connection stays free for calls)."""
+        return SignalListener(self.dsn, role=self.role, timeout_s=self.timeout_s)
+
     def close(self) -> None:
         self._drop_connection()
+
+
+NEW_SIGNAL_CHANNEL = "signals_new"  # migration 0018: payload "<exchange>:<symbol>"
+
+
+class SignalListener:
+    """Waits for NOTIFY of a new signal on its own direct-Postgres connection.
+
+    Owned by one thread: it connects, waits and closes on that thread (a psycopg connection blocked in
+    `notifies()` must not be closed from elsewhere). A lost connection is reconnected on the next `wait`;
+    a notification sent while it was down is missed, which the claim poll covers.
+    """
+
+    def __init__(self, dsn: str, *, role: str | None = "executor", timeout_s: float = 5.0) -> None:
+        self.dsn = dsn
+        self.role = role
+        self.timeout_s = timeout_s
+        self._conn: Any = None
+
+    def connect(self) -> None:
+        """Connect and LISTEN (idempotent); CallError(CONNECTION) when the database is unreachable."""
+        import psycopg
+
+        if self._conn is not None and not self._conn.closed:
+            return
+        try:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, round(self.timeout_s)))
+            if self.role:
+                self._conn.execute(psycopg.sql.SQL("set role {}").format(psycopg.sql.Identifier(self.role)))
+            self._conn.execute(psycopg.sql.SQL("listen {}").format(psycopg.sql.Identifier(NEW_SIGNAL_CHANNEL)))
+        except psycopg.Error as exc:
+            self.close()
+            raise CallError(ErrorKind.CONNECTION, str(exc), endpoint="listen") from None
+
+    def wait(self, timeout_s: float) -> list[str]:
+        """The payloads of the notifications that arrive within `timeout_s` (empty: none came)."""
+        import psycopg
+
+        self.connect()
+        try:
+            # stop_after=1: return as soon as one arrives (with any that came in the same packet)
+            payloads = [n.payload for n in self._conn.notifies(timeout=timeout_s, stop_after=1)]
+        except psycopg.Error as exc:
+            self.close()
+            raise CallError(ErrorKind.CONNECTION, str(exc), endpoint="listen") from None
+        return payloads
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def wakes_for(payload: str, markets: Markets) -> bool:
+    """Whether a new-signal notification is for a market this bot claims from."""
+    exchange, _, symbol = payload.partition(":")
+    if exchange not in markets:
+        return False
+    symbols = markets[exchange]
+    return symbols is None or symbol in symbols

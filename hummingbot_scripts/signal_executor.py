@@ -43,7 +43,7 @@ from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2Confi
 from pydantic import Field, model_validator
 
 from bridge import exits
-from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue
+from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue, wakes_for
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
 from bridge.schemas import OrderEvent, Signal
 
@@ -72,7 +72,10 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     queue_url_env: str = Field("QUEUE_URL", description="env var: PostgREST root or Supabase URL, or a Postgres DSN")
     queue_key_env: str = Field("SUPABASE_ANON_KEY", description="env var: the apikey (PostgREST/Supabase)")
     queue_token_env: str = Field("EXECUTOR_JWT", description="env var: a JWT whose role claim is executor")
-    claim_interval_s: float = Field(1.0, gt=0)
+    claim_interval_s: float = Field(1.0, gt=0, description="claim poll; with queue_listen, only the fallback")
+    queue_listen: bool = Field(True, description=(
+        "postgres transport: LISTEN for new signals and claim at once (off behind a transaction-pooling proxy, "
+        "which cannot LISTEN); PostgREST always polls"))
     claim_batch: int = Field(5, ge=1, le=100)
     lease_s: int = Field(120, ge=10)
     heartbeat_interval_s: float = Field(30.0, gt=0)
@@ -264,6 +267,13 @@ class QueueWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signal-queue", daemon=True)
+        # LISTEN/NOTIFY (direct transport): a second thread blocks on the notification connection and wakes
+        # this one to claim at once; the claim poll stays as the fallback
+        self.notified = threading.Event()  # a new signal for our markets: claim now
+        self.listening = threading.Event()  # the LISTEN connection is up
+        listens = config.queue_listen and callable(getattr(queue_client, "listener", None))
+        self._listener_thread = (threading.Thread(target=self._listen, name="signal-queue-listen", daemon=True)
+                                 if listens else None)
 
     @property
     def started(self) -> bool:
@@ -272,6 +282,8 @@ class QueueWorker:
     def start(self) -> None:
         if not self.started:
             self._thread.start()
+            if self._listener_thread is not None:
+                self._listener_thread.start()
 
     def stop(self) -> None:
         """Ask the thread to end and return at once; the thread closes the queue client on its way out."""
@@ -282,6 +294,8 @@ class QueueWorker:
 
     def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)
+        if self._listener_thread is not None and self._listener_thread.ident:
+            self._listener_thread.join(timeout_s)
 
     def wake(self) -> None:
         self._wake.set()
@@ -299,7 +313,9 @@ class QueueWorker:
             self._deliver()
             if not self.restore_done.is_set() and len(self.outbox) == 0:
                 self._restore()
-            if now >= next_claim and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
+            due = now >= next_claim or self.notified.is_set()
+            if due and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
+                self.notified.clear()  # before the claim: a notification during it claims once more
                 self._claim()
                 self._poll_close_requests()
                 next_claim = now + self.config.claim_interval_s
@@ -308,6 +324,29 @@ class QueueWorker:
                 next_heartbeat = now + self.config.heartbeat_interval_s
             self._wake.wait(min(self.config.claim_interval_s, 0.2))
             self._wake.clear()
+
+    def _listen(self) -> None:
+        """The LISTEN thread: wake the claimer when a signal for one of our markets is emitted."""
+        listener = self.queue.listener()
+        try:
+            while not self._stop.is_set():
+                try:
+                    listener.connect()
+                    self.listening.set()
+                    payloads = listener.wait(0.5)  # short, so a stop is seen soon
+                except CallError as exc:
+                    self.listening.clear()
+                    self.stats["listen_errors"] += 1
+                    logger.warning(f"queue LISTEN failed ({exc}); claiming by polling until it is back")
+                    self._stop.wait(5.0)
+                    continue
+                if any(wakes_for(payload, self.markets) for payload in payloads):
+                    self.stats["notified"] += 1
+                    self.notified.set()
+                    self._wake.set()
+        finally:
+            self.listening.clear()
+            listener.close()
 
     def _call(self, fn: Any) -> Any:
         """One queue call through the breaker (which refuses at once while open); errors are counted."""
@@ -322,6 +361,7 @@ class QueueWorker:
         count = self.slots.reserve(self.config.claim_batch)
         if count <= 0:
             return
+        self.stats["claim_calls"] += 1
         try:
             signals = self._call(lambda: self.queue.claim(self.config.consumer, count, self.config.lease_s,
                                                           self.markets))
@@ -495,13 +535,46 @@ def instability_pct(samples: list[Decimal]) -> Decimal:
     return (max(samples) - low) / low * HUNDRED if low > 0 else HUNDRED
 
 
+class PriceWindow:
+    """The best bid and ask of each traded pair, sampled every `sample_s` from the first ready tick, kept for the
+    last `window_s` (and the one sample at or before its start, so the window is known to be covered).
+
+    The stability gate (seed 000) reads it when a signal is claimed: once the bot has run `window_s`, a
+    signal is decided on its first tick instead of waiting `window_s` of fresh samples.
+    """
+
+    def __init__(self, window_s: float, sample_s: float) -> None:
+        self.window_s = window_s
+        self.sample_s = sample_s
+        self._samples: dict[str, deque[tuple[float, Decimal, Decimal]]] = {}
+
+    def sample(self, pair: str, now: float, bid: Decimal, ask: Decimal) -> None:
+        samples = self._samples.setdefault(pair, deque())
+        if samples and now - samples[-1][0] < self.sample_s:
+            return
+        samples.append((now, bid, ask))
+        while len(samples) > 1 and samples[1][0] <= now - self.window_s:
+            samples.popleft()
+
+    def full(self, pair: str, now: float) -> bool:
+        """Whether the samples cover the whole window up to now."""
+        samples = self._samples.get(pair)
+        return bool(samples) and samples[0][0] <= now - self.window_s
+
+    def instability(self, pair: str) -> Decimal:
+        """The larger of the bid's and the ask's (max - min) / min over the window, in percent."""
+        samples = self._samples[pair]
+        return max(instability_pct([bid for _, bid, _ in samples]), instability_pct([ask for _, _, ask in samples]))
+
+    def covered_s(self, pair: str, now: float) -> float:
+        samples = self._samples.get(pair)
+        return now - samples[0][0] if samples else 0.0
+
+
 @dataclass
 class PendingSignal:
     signal: Signal
     started_at: float
-    bids: list[Decimal] = field(default_factory=list)
-    asks: list[Decimal] = field(default_factory=list)
-    last_sample_at: float = 0.0
 
 
 class SignalExecutor(StrategyV2Base):
@@ -527,6 +600,7 @@ class SignalExecutor(StrategyV2Base):
         self.rejections: Counter[str] = Counter()
         self.health: Counter[str] = Counter()
         self.closed_trades: Counter[str] = Counter()
+        self.prices = PriceWindow(config.stability_window_s, config.stability_sample_s)
         self._next_health_check = 0.0
 
     def _queue_from_environment(self) -> SignalQueue:
@@ -558,6 +632,7 @@ class SignalExecutor(StrategyV2Base):
     def on_tick(self) -> None:
         now = self.current_timestamp
         self.worker.ready.set()
+        self._sample_prices(now)
         self._take_restored(now)
         self._take_close_requests(now)
         self._take_claimed(now)
@@ -739,19 +814,24 @@ class SignalExecutor(StrategyV2Base):
         quote = self.config.quote_amount or signal.quote_amount
         return self._connector().quantize_order_amount(signal.symbol, quote / price)
 
+    def _sample_prices(self, now: float) -> None:
+        """Every traded pair's book into the rolling stability window, on every tick from the first ready one."""
+        for pair in self.config.trading_pairs:
+            if not self._has_book(pair):
+                continue
+            bid, ask, _ = self._book(pair)
+            if bid > 0 and ask > 0:
+                self.prices.sample(pair, now, bid, ask)
+
     def _check_pending(self, now: float) -> None:
-        """Sample the book every stability_sample_s for stability_window_s, then decide (seed 000)."""
+        """Decide each claimed signal on the pair's last stability_window_s of samples (seed 000): on the tick
+        it is claimed once the bot has run that long, else when the window fills."""
         for signal_id, pending in list(self.pending.items()):
             signal = pending.signal
-            if now - pending.last_sample_at >= self.config.stability_sample_s:
-                bid, ask, _ = self._book(signal.symbol)
-                pending.bids.append(bid)
-                pending.asks.append(ask)
-                pending.last_sample_at = now
-            if now - pending.started_at < self.config.stability_window_s:
+            if not self.prices.full(signal.symbol, now):
                 continue
             del self.pending[signal_id]
-            worst = max(instability_pct(pending.bids), instability_pct(pending.asks))
+            worst = self.prices.instability(signal.symbol)
             if worst > self.config.max_instability_pct:
                 self._reject(signal, "unstable", f"price moved {worst:.2f}% within {self.config.stability_window_s:g}"
                              f" s (max {self.config.max_instability_pct}%)")

@@ -1,0 +1,159 @@
+"""Latency in the shipped configuration (issue 10): the stability gate decides on the tick a signal is claimed
+once the bot has sampled a full window, and a new signal wakes the claimer by LISTEN/NOTIFY instead of
+waiting for the claim poll. Hummingbot's real Clock on the paper exchange, a real Postgres queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from bridge.queue_client import PostgresQueue
+from bridge.resilience import RetryPolicy
+from bridge.schemas import NewSignal
+from controller.data.storage.postgres import PostgresStore
+from offline.harness import Harness, executor_config, start, stop
+
+NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
+HOUR = 3600.0  # a claim poll this long never fires during a test: only a notification can wake the claimer
+
+
+@pytest.fixture
+def store(migrated_db: str) -> Iterator[PostgresStore]:
+    adapter = PostgresStore(migrated_db)
+    yield adapter
+    adapter.close()
+
+
+def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:
+    fields: dict[str, Any] = {
+        "strategy": "dca", "exchange": "binance", "symbol": symbol, "side": "buy", "price": price,
+        "quote_amount": 50.0, "take_profit_pct": 3.0, "stop_loss_pct": 2.0, "time_limit_s": 3600,
+        "expires_at": datetime.now(UTC) + timedelta(minutes=10), "confidence": 0.7}
+    return store.emit_signal(NewSignal(**{**fields, **overrides}))
+
+
+def entry_orders(url: str, signal_id: UUID) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*) from orders where signal_id = %s and purpose = 'entry'",
+                            (signal_id,)).fetchone()[0]
+
+
+async def claimed(harness: Harness, count: int = 1) -> None:
+    """Wait in real time, without ticking, until the worker has claimed `count` signals in all."""
+    await harness.until(lambda: harness.strategy.worker.stats["claimed"] >= count, tick=False)
+
+
+def test_a_signal_claimed_once_the_window_is_full_is_placed_on_the_next_tick(store: PostgresStore,
+                                                                            migrated_db: str, tmp_path: Path) -> None:
+    """The shipped 5 s window, sampled every second since the bot became ready: no fresh 5 s wait at claim."""
+    config = executor_config(tmp_path / "outbox.jsonl", stability_window_s=5, stability_sample_s=1)
+
+    async def scenario() -> tuple[Harness, UUID, int]:
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await harness.step(6)  # the bot has watched BTC-USDT for more than its 5 s window
+            assert harness.strategy.prices.full("BTC-USDT", harness.now)
+            signal_id = emit(store)
+            await claimed(harness)
+            await harness.step(1)  # exactly one tick: the claimed signal is gated on the window and entered
+            placed = sum(1 for p in harness.strategy.positions.values() for o in p.orders.values()
+                         if o.purpose == "entry")
+            await harness.drained()
+            return harness, signal_id, placed
+        finally:
+            stop(harness)
+
+    harness, signal_id, placed = asyncio.run(scenario())
+    assert placed == 1
+    assert signal_id in harness.strategy.positions and not harness.strategy.pending
+    assert entry_orders(migrated_db, signal_id) == 1
+
+
+def test_a_swing_inside_the_rolling_window_still_rejects_at_claim(store: PostgresStore, migrated_db: str,
+                                                                 tmp_path: Path) -> None:
+    """The window decides at claim on what the bot saw before the signal existed: a 1 % swing 3 s ago rejects."""
+    config = executor_config(tmp_path / "outbox.jsonl", stability_window_s=5, stability_sample_s=1)
+
+    async def scenario() -> tuple[Harness, UUID]:
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await harness.step(6)
+            harness.book("BTC-USDT", 101.0)
+            await harness.step(1)
+            harness.book("BTC-USDT", 100.0)
+            await harness.step(2)
+            signal_id = emit(store)
+            await claimed(harness)
+            await harness.step(1)
+            await harness.drained()
+            return harness, signal_id
+        finally:
+            stop(harness)
+
+    harness, signal_id = asyncio.run(scenario())
+    assert harness.strategy.rejections == {"unstable": 1}
+    assert entry_orders(migrated_db, signal_id) == 0
+    with psycopg.connect(migrated_db) as conn:
+        status, reason = conn.execute("select status, reject_reason from signals where id = %s",
+                                      (signal_id,)).fetchone()
+    assert status == "rejected" and "within 5 s" in reason
+
+
+def test_notify_wakes_the_claimer_between_polls(store: PostgresStore, migrated_db: str, tmp_path: Path) -> None:
+    """With an hour between claim polls, a new signal is still claimed: by its notification, one claim call."""
+    config = executor_config(tmp_path / "outbox.jsonl", claim_interval_s=HOUR)
+
+    async def scenario() -> tuple[Harness, list[UUID], dict[str, int]]:
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        worker = harness.strategy.worker
+        try:
+            # the first claim (on the first ready tick) and the LISTEN connection
+            await harness.until(lambda: worker.stats["claim_calls"] == 1 and worker.listening.is_set())
+            polls_before = worker.stats["claim_calls"]
+            other = emit(store, symbol="SOL-USDT")  # a market this bot does not trade: no wake-up
+            first = emit(store)
+            await claimed(harness)
+            second = emit(store, symbol="ETH-USDT", price=50.0)
+            await claimed(harness, 2)
+            await harness.until(lambda: len(harness.strategy.positions) == 2)
+            await harness.drained()
+            stats = {"claim_calls": worker.stats["claim_calls"] - polls_before, "notified": worker.stats["notified"]}
+            return harness, [other, first, second], stats
+        finally:
+            stop(harness)
+
+    harness, (other, first, second), stats = asyncio.run(scenario())
+    assert set(harness.strategy.positions) == {first, second}
+    assert stats == {"claim_calls": 2, "notified": 2}  # one claim per notification of ours, none for SOL-USDT
+    assert entry_orders(migrated_db, first) == entry_orders(migrated_db, second) == 1
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select status from signals where id = %s", (other,)).fetchone()[0] == "new"
+
+
+def test_without_listen_the_claimer_waits_for_its_poll(store: PostgresStore, migrated_db: str,
+                                                       tmp_path: Path) -> None:
+    """queue_listen off (PostgREST, or a pooling proxy): no LISTEN connection, the poll alone claims."""
+    config = executor_config(tmp_path / "outbox.jsonl", queue_listen=False, claim_interval_s=0.05)
+
+    async def scenario() -> tuple[Harness, UUID]:
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        worker = harness.strategy.worker
+        try:
+            await harness.until(lambda: worker.stats["claim_calls"] >= 1)
+            signal_id = emit(store)
+            await claimed(harness)
+            return harness, signal_id
+        finally:
+            stop(harness)
+
+    harness, signal_id = asyncio.run(scenario())
+    worker = harness.strategy.worker
+    assert worker.stats["notified"] == 0 and not worker.listening.is_set()
+    assert worker.stats["claim_calls"] >= 2  # claimed by a later poll
