@@ -44,6 +44,7 @@ from pydantic import Field, model_validator
 
 from bridge import exits
 from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, SignalQueue, wakes_for
+from bridge.redaction import RedactingFilter, redact, secret_parts
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
 from bridge.schemas import OrderEvent, Signal
 
@@ -588,6 +589,7 @@ class SignalExecutor(StrategyV2Base):
                  queue_client: SignalQueue | None = None) -> None:
         super().__init__(connectors, config)
         self.config: SignalExecutorConfig = config
+        self._secrets = _guard_logs(config)
         self.outbox = Outbox(Path(config.outbox_path.format(consumer=config.consumer)))
         self.worker = QueueWorker(queue_client or self._queue_from_environment(), self.outbox, config,
                                   {config.exchange: list(config.trading_pairs)})
@@ -1202,6 +1204,10 @@ class SignalExecutor(StrategyV2Base):
                 "ready": self.ready_to_trade, "stuck": sum(1 for p in self.positions.values() if p.stuck)}
 
     def format_status(self) -> str:
+        # the queue's errors and the connector's exit errors may carry a key or a URL with its password
+        return redact(self._status_text(), self._secrets)
+
+    def _status_text(self) -> str:
         if not self.ready_to_trade:
             waiting = ", ".join(name for name, c in self.connectors.items() if not c.ready)
             return (f"waiting for {waiting} to be ready: no signal is claimed until then\n"
@@ -1221,6 +1227,29 @@ class SignalExecutor(StrategyV2Base):
         lines.append("rejections by gate: " + (", ".join(f"{g} {n}" for g, n in self.rejections.items()) or "none"))
         lines.append("order health: " + (", ".join(f"{k} {n}" for k, n in self.health.items()) or "nothing to do"))
         return "\n".join(lines)
+
+
+class ScriptRedactor(RedactingFilter):
+    """The script's redacting filter (its own class, so a restarted script replaces it instead of stacking)."""
+
+
+def _guard_logs(config: SignalExecutorConfig) -> tuple[str, ...]:
+    """Mask the queue's credentials, and anything that looks like a secret, in every log line from now on.
+
+    Attached to every handler Hummingbot has set up (its log file and log pane, on the root logger and any
+    other) and to this script's loggers, so a secret inside an exception text (a queue reply, a connector
+    error, a traceback the clock logs) never reaches a log. Returns the secrets, for the status text."""
+    secrets = tuple(os.environ.get(name, "") for name in (config.queue_url_env, config.queue_key_env,
+                                                          config.queue_token_env))
+    redactor = ScriptRedactor(s for s in secrets if s)
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    handlers = {id(h): h for lg in loggers for h in lg.handlers}
+    for target in [logger, SignalExecutor.logger(), *handlers.values()]:
+        for old in [f for f in target.filters if isinstance(f, ScriptRedactor)]:
+            target.removeFilter(old)
+        target.addFilter(redactor)
+    return tuple(part for s in secrets if s for part in secret_parts(s))
 
 
 def _dec(value: Any) -> Decimal:

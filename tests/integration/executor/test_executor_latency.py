@@ -142,18 +142,18 @@ def test_without_listen_the_claimer_waits_for_its_poll(store: PostgresStore, mig
     """queue_listen off (PostgREST, or a pooling proxy): no LISTEN connection, the poll alone claims."""
     config = executor_config(tmp_path / "outbox.jsonl", queue_listen=False, claim_interval_s=0.05)
 
-    async def scenario() -> tuple[Harness, UUID]:
+    async def scenario() -> Harness:
         harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
         worker = harness.strategy.worker
         try:
             await harness.until(lambda: worker.stats["claim_calls"] >= 1)
-            signal_id = emit(store)
+            emit(store)
             await claimed(harness)
-            return harness, signal_id
+            return harness
         finally:
             stop(harness)
 
-    harness, signal_id = asyncio.run(scenario())
+    harness = asyncio.run(scenario())
     worker = harness.strategy.worker
     assert worker.stats["notified"] == 0 and not worker.listening.is_set()
     assert worker.stats["claim_calls"] >= 2  # claimed by a later poll
