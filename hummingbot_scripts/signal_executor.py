@@ -870,7 +870,7 @@ class SignalExecutor(StrategyV2Base):
         for position in list(self.positions.values()):
             if position.closed or position.entry_amount <= 0 or position.stuck:
                 continue
-            bid, _, _ = self._book(position.signal.symbol)
+            bid = self._exit_price(position)  # what selling the position would get: the barriers' price
             position.peak = max(position.peak, bid)
             self._persist_peak(position, now)
             if position.open_orders():
@@ -893,6 +893,21 @@ class SignalExecutor(StrategyV2Base):
                                         f"{problem}", now)
             return
         self._place(position, "exit", TradeType.SELL, amount, None, now)
+
+    def _exit_price(self, position: Position) -> Decimal:
+        """The average price a market sell of the whole position would get now: the bid side walked for its size
+        (a thin top of book does not trigger a take profit the sell could not realise). A book thinner than the
+        position is valued at its deepest bid; with nothing held, the best bid."""
+        pair = position.signal.symbol
+        bid = self._book(pair)[0]
+        amount = max(position.open_amount, ZERO)
+        if amount <= 0:
+            return bid
+        price = _dec(self._connector().get_vwap_for_volume(pair, False, amount).result_price)
+        if price.is_finite() and price > 0:
+            return min(price, bid)
+        bids = [_dec(row.price) for row in self._connector().get_order_book(pair).bid_entries()]
+        return min(bids, default=bid)
 
     def _sellable(self, position: Position) -> Decimal:
         pair = position.signal.symbol

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from hummingbot.connector.trading_rule import TradingRule
 from hummingbot.core.data_type.common import OrderType, TradeType
+from hummingbot.core.data_type.order_book_row import OrderBookRow
 from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee, TokenAmount
 from hummingbot.core.event.events import OrderFilledEvent
 
@@ -474,3 +475,50 @@ def test_a_strategy_exit_signal_closes_its_entry_once_at_market_and_an_exit_for_
     refused = signal_row(migrated_db, orphan)
     assert refused["reject_reason"] == f"no open position of entry {elsewhere} on this bot"
     assert signal_row(migrated_db, elsewhere)["status"] == "claimed"  # bot B's position is untouched
+
+
+def thin_book(harness: Harness, top_bid: float, depth_bid: float) -> None:
+    """A book whose best bid holds only 0.01 BTC, with the real depth below it (asks 0.5 above)."""
+    bids = (OrderBookRow(top_bid, 0.01, 2), OrderBookRow(depth_bid, 100.0, 2))
+    asks = (OrderBookRow(top_bid + 0.5, 0.01, 2), OrderBookRow(top_bid + 1.0, 100.0, 2))
+    harness.exchange.get_order_book("BTC-USDT").apply_snapshot(list(bids), list(asks), 2)
+
+
+def test_barriers_use_what_selling_the_position_would_get_on_a_thin_book(store: PostgresStore, migrated_db: str,
+                                                                         outbox: Path) -> None:
+    """A best bid past the take profit with 0.01 BTC behind it does not sell a 0.5 BTC position: the walk of the
+    bid side for the position's size is below the take profit. When the depth itself is past it, the position
+    exits once, and the trade's P&L is net of Binance's fees."""
+    signal_id = emit(store)  # 50 USDT at 100: about 0.5 BTC; take profit 3 %
+
+    async def scenario() -> tuple[Decimal, Decimal]:
+        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        usdt_before = wallet(harness)[0]
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            position = harness.strategy.positions[signal_id]
+            level = position.entry_price * Decimal("1.03")
+            thin_book(harness, top_bid=104.0, depth_bid=101.0)  # best bid +4 %, the position's sell about +1 %
+            assert harness.strategy._exit_price(position) < level < Decimal(str(harness.exchange.get_price(
+                "BTC-USDT", False)))
+            await harness.step(5)
+            assert signal_id in harness.strategy.positions
+            assert [o.purpose for o in position.orders.values()] == ["entry"]  # nothing sold
+            thin_book(harness, top_bid=104.0, depth_bid=103.6)  # now the depth pays the take profit
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.step(3)
+            await harness.drained()
+            return usdt_before, wallet(harness)[0]
+        finally:
+            stop(harness)
+
+    usdt_before, usdt_after = run(scenario())
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "take_profit"
+    assert trade["exit_price"] >= trade["entry_price"] * Decimal("1.03")
+    assert rows(migrated_db, "select purpose from orders where signal_id = %s order by created_at",
+                signal_id) == [("entry",), ("exit",)]
+    gross = (trade["exit_price"] - trade["entry_price"]) * trade["amount"]
+    assert trade["fees_quote"] > 0 and trade["pnl_quote"] < gross  # net of fees
+    dust_value = trade["dust_amount"] * trade["exit_price"]
+    assert trade["pnl_quote"] == pytest.approx(usdt_after - usdt_before + dust_value, abs=Decimal("1e-9"))
