@@ -458,6 +458,7 @@ class TrackedOrder:
     missing_since: float | None = None
     cancel_sent_at: float | None = None  # cancel_pending: asked, not yet confirmed
     replace: str | None = None           # what to place once the cancel is confirmed: "market", "reprice"
+    reconciling_since: float | None = None  # handed to the connector's tracker to ask the exchange its status
 
 
 @dataclass
@@ -699,7 +700,8 @@ class SignalExecutor(StrategyV2Base):
                                      _timestamp(stored["created_at"]) or now, filled=_dec(stored["filled_amount"]))
                 position.orders[order.order_id] = order
                 self.order_index[order.order_id] = signal.id
-                if order.order_id not in active:  # the connector forgot it while we were down
+                if order.order_id not in active and not self._reconcile_on_exchange(position, order, now):
+                    # the connector forgot it while we were down, and cannot ask the exchange
                     self.health["lost_reconciled"] += 1
                     self._report_order(position, order, "order_failed", now, reason="lost across a restart")
                     self._finish_order(position, order, now)
@@ -717,6 +719,28 @@ class SignalExecutor(StrategyV2Base):
         except NotImplementedError:  # paper connectors
             live |= {o.client_order_id for o in getattr(connector, "limit_orders", [])}
         return live
+
+    def _reconcile_on_exchange(self, position: Position, order: TrackedOrder, now: float) -> bool:
+        """Ask the exchange about an order the connector does not track (a restart lost its state, or a market
+        order got no final event): hand it to the connector's order tracker, whose status polling
+        (`_request_order_status` and the order's trades, on every ExchangePyBase connector) sends the events
+        a live order gets: its fills, completion or cancel, or a failure once the exchange says it does not
+        know it. True while that is under way (for market_order_timeout_s); False where the connector cannot
+        ask (paper connectors) or the exchange never answered: the caller then treats the order as lost."""
+        connector = self._connector()
+        if not (callable(getattr(connector, "start_tracking_order", None))
+                and callable(getattr(connector, "_request_order_status", None))):
+            return False
+        if order.reconciling_since is None:
+            order.reconciling_since = now
+            self.health["reconciling_with_exchange"] += 1
+            connector.start_tracking_order(order_id=order.order_id, exchange_order_id=None,
+                                           trading_pair=position.signal.symbol, trade_type=order.side,
+                                           price=order.price if order.price is not None else Decimal("NaN"),
+                                           amount=order.amount,
+                                           order_type=OrderType.MARKET if order.price is None else OrderType.LIMIT)
+            return True
+        return now - order.reconciling_since < self.config.market_order_timeout_s
 
     def _take_close_requests(self, now: float) -> None:
         while True:
@@ -982,7 +1006,8 @@ class SignalExecutor(StrategyV2Base):
                     self._chase_cancel(position, order, live, now)
                     continue
                 age = now - order.created_at
-                if order.price is None and order.order_id not in live and age >= self.config.market_order_timeout_s:
+                if (order.price is None and order.order_id not in live and age >= self.config.market_order_timeout_s
+                        and not self._reconcile_on_exchange(position, order, now)):
                     # a market order that never reached a final state: lost (the wallet cap keeps a repeat
                     # exit from selling coins that a lost-but-filled exit already sold)
                     self.health["lost_market_orders"] += 1

@@ -522,3 +522,47 @@ def test_barriers_use_what_selling_the_position_would_get_on_a_thin_book(store: 
     assert trade["fees_quote"] > 0 and trade["pnl_quote"] < gross  # net of fees
     dust_value = trade["dust_amount"] * trade["exit_price"]
     assert trade["pnl_quote"] == pytest.approx(usdt_after - usdt_before + dust_value, abs=Decimal("1e-9"))
+
+
+def test_a_market_exit_with_no_final_event_is_asked_of_the_exchange_before_it_is_called_lost(
+        store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    """The same lost exit on a connector that can ask the exchange (ExchangePyBase's status polling): after
+    market_order_timeout_s the order goes to the connector's tracker instead of being reported lost; the
+    exchange says it filled, so the position closes on that fill with that one exit and nothing sold again."""
+    from hummingbot_scripts.signal_executor import TrackedOrder
+    from tests.integration.executor.test_executor_restart import StatusExchange
+
+    signal_id = emit(store)
+    exchange = StatusExchange()
+    exchange.set_balance("USDT", 10_000)
+
+    async def scenario() -> Harness:
+        harness = start(executor_config(outbox, market_order_timeout_s=10, health_check_interval_s=2),
+                        PostgresQueue(migrated_db, retry=NO_WAIT), exchange=exchange)
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            position = harness.strategy.positions[signal_id]
+            lost = TrackedOrder("sell://BTC-USDT/lost-1", "exit", TradeType.SELL, position.open_amount, None,
+                                harness.now)
+            position.orders[lost.order_id] = lost
+            harness.strategy.order_index[lost.order_id] = signal_id
+            position.exit_reason = "stop_loss"
+            harness.book("BTC-USDT", 97.5)
+            await harness.until(lambda: exchange.asked == [lost.order_id], timeout_s=30)
+            await harness.step(15)  # past the timeout again: the exchange is being asked, nothing is re-sent
+            assert not lost.done and [o.order_id for o in position.open_orders()] == [lost.order_id]
+            exchange.answer(lost.order_id, (Decimal("97.5"), lost.amount))
+            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.step(3)
+            await harness.drained()
+            return harness
+        finally:
+            stop(harness)
+
+    harness = run(scenario())
+    assert harness.strategy.health["lost_market_orders"] == 0
+    assert harness.strategy.health["reconciling_with_exchange"] == 1
+    assert rows(migrated_db, "select purpose, status from orders where signal_id = %s order by created_at",
+                signal_id) == [("entry", "filled"), ("exit", "filled")]
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "stop_loss" and trade["exit_price"] == Decimal("97.5")

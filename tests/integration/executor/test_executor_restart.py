@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from hummingbot.connector.client_order_tracker import ClientOrderTracker
+from hummingbot.core.data_type.common import OrderType, TradeType
+from hummingbot.core.data_type.in_flight_order import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
+from hummingbot.core.data_type.trade_fee import TradeFeeBase
+from hummingbot.core.utils.async_utils import safe_ensure_future
 
 from bridge.queue_client import PostgresQueue, PostgrestQueue
 from bridge.resilience import RetryPolicy
 from controller.data.storage.postgres import PostgresStore
-from offline.harness import Harness, executor_config, start, stop
+from offline.harness import Harness, PaperExchange, executor_config, start, stop
 from tests.integration.executor.test_signal_executor import NO_WAIT, emit, run, signal_row, trade_row
 
 
@@ -149,3 +156,109 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     row = signal_row(migrated_db, signal_id)
     assert (row["status"], row["claim_count"]) == ("new", 0)
     assert ended
+
+
+class StatusExchange(PaperExchange):
+    """A paper exchange that can be asked for an order's status, as every ExchangePyBase connector can: orders
+    handed to `start_tracking_order` are followed by Hummingbot's real ClientOrderTracker, and `answer` is the
+    exchange's reply to the status poll (a fill and its final state, or "no such order")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._order_tracker = ClientOrderTracker(self, lost_order_count_limit=1)
+        self.asked: list[str] = []
+
+    @property
+    def in_flight_orders(self) -> dict[str, InFlightOrder]:
+        return self._order_tracker.active_orders
+
+    def start_tracking_order(self, order_id: str, exchange_order_id: str | None, trading_pair: str,
+                             trade_type: TradeType, price: Decimal, amount: Decimal, order_type: OrderType,
+                             **kwargs: Any) -> None:
+        self.asked.append(order_id)
+        self._order_tracker.start_tracking_order(InFlightOrder(
+            client_order_id=order_id, exchange_order_id=exchange_order_id, trading_pair=trading_pair,
+            order_type=order_type, trade_type=trade_type, price=price, amount=amount,
+            creation_timestamp=self.current_timestamp, initial_state=OrderState.OPEN))
+
+    async def _request_order_status(self, tracked_order: InFlightOrder) -> OrderUpdate:
+        raise NotImplementedError("the test answers through `answer`")
+
+    def answer(self, order_id: str, fill: tuple[Decimal, Decimal] | None) -> None:
+        order = self._order_tracker.fetch_order(order_id)
+        if fill is None:
+            safe_ensure_future(self._order_tracker.process_order_not_found(order_id))
+            return
+        price, amount = fill
+        base, quote = order.trading_pair.split("-")
+        fee = TradeFeeBase.new_spot_fee(self.trade_fee_schema(), order.trade_type, percent=Decimal("0.001"),
+                                        percent_token=base if order.trade_type == TradeType.BUY else quote)
+        self._order_tracker.process_trade_update(TradeUpdate(
+            trade_id="t-1", client_order_id=order_id, exchange_order_id="x-1", trading_pair=order.trading_pair,
+            fill_timestamp=self.current_timestamp, fill_price=price, fill_base_amount=amount,
+            fill_quote_amount=price * amount, fee=fee))
+        self._order_tracker.process_order_update(OrderUpdate(
+            trading_pair=order.trading_pair, update_timestamp=self.current_timestamp, new_state=OrderState.FILLED,
+            client_order_id=order_id, exchange_order_id="x-1"))
+
+
+@pytest.mark.parametrize("exchange_says", ["filled while the bot was down", "no such order"])
+def test_a_restarted_bot_asks_the_exchange_about_an_order_its_connector_forgot(
+        store: PostgresStore, migrated_db: str, tmp_path: Path, exchange_says: str) -> None:
+    """The bot dies with its limit entry resting; the restarted bot's connector has no record of it (its state
+    was lost). The script hands the order to the connector's tracker, which asks the exchange: a fill made
+    while the bot was down reaches the position (managed to its take profit, once), and an order the exchange
+    does not know fails, which frees the signal. Never reported lost without asking."""
+    signal_id = emit(store)
+
+    async def scenario() -> Harness:
+        config = executor_config(tmp_path / "first.jsonl", entry_order_type="limit", limit_timeout_s=500,
+                                 stale_order_s=600, lost_order_grace_s=5, health_check_interval_s=2)
+        first = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        await first.until(lambda: signal_id in first.strategy.positions)
+        await first.drained()
+        (entry_id,) = first.strategy.positions[signal_id].orders
+        stop(first)
+
+        exchange = StatusExchange()
+        exchange.set_balance("USDT", 10_000)
+        second = start(config.model_copy(update={"outbox_path": str(tmp_path / "second.jsonl")}),
+                       PostgresQueue(migrated_db, retry=NO_WAIT), exchange=exchange)
+        try:
+            await second.until(lambda: signal_id in second.strategy.positions)
+            await second.step(10)  # health checks past the lost-order grace: still waiting on the exchange
+            assert exchange.asked == [entry_id] and entry_id in exchange.in_flight_orders
+            position = second.strategy.positions[signal_id]
+            if exchange_says == "no such order":
+                for _ in range(2):  # the tracker gives up after more "not found" replies than its limit (1)
+                    exchange.answer(entry_id, None)
+                    await second.step(1)
+                await second.until(lambda: signal_id not in second.strategy.positions)
+            else:
+                amount = position.orders[entry_id].amount
+                exchange.answer(entry_id, (Decimal("99.99"), amount))
+                await second.until(lambda: position.entry_amount == amount)
+                exchange.set_balance("BTC", amount * Decimal("0.999"))  # the wallet the exchange shows
+                second.book("BTC-USDT", 103.5)
+                await second.until(lambda: signal_id not in second.strategy.positions)
+                await second.step(3)
+            await second.drained()
+            return second
+        finally:
+            stop(second)
+
+    second = run(scenario())
+    assert second.strategy.health["lost_reconciled"] == 0
+    assert second.strategy.health["reconciling_with_exchange"] == 1
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select purpose, order_type, status from orders where signal_id = %s"
+                              " order by created_at", (signal_id,)).fetchall()
+    if exchange_says == "no such order":
+        assert orders == [("entry", "limit", "failed")]
+        assert signal_row(migrated_db, signal_id)["status"] == "closed"
+        assert trade_row(migrated_db, signal_id) is None
+    else:
+        assert orders == [("entry", "limit", "filled"), ("exit", "market", "filled")]
+        trade = trade_row(migrated_db, signal_id)
+        assert trade["exit_reason"] == "take_profit" and trade["entry_price"] == Decimal("99.99")
+        assert signal_row(migrated_db, signal_id)["status"] == "closed"
