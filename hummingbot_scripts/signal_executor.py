@@ -90,6 +90,9 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     max_spread_pct: Decimal = Field(Decimal("0.5"), gt=0)
     # orders
     entry_order_type: Literal["market", "limit"] = "market"
+    take_profit_order_type: Literal["market", "limit"] = Field("market", description=(
+        "limit: once the entry fills, a resting limit sell at the take-profit price (maker fees on a real "
+        "exchange); stop loss, time limit and trailing stop are still watched and cancel it first"))
     limit_timeout_s: float = Field(60.0, gt=0)
     # order health (seed 000)
     health_check_interval_s: float = Field(30.0, gt=0)
@@ -897,7 +900,7 @@ class SignalExecutor(StrategyV2Base):
             bid = self._exit_price(position)  # what selling the position would get: the barriers' price
             position.peak = max(position.peak, bid)
             self._persist_peak(position, now)
-            if position.open_orders():
+            if self._maker_take_profit(position, bid, now) or position.open_orders():
                 continue
             if self._is_flat(position, bid):
                 # nothing left that the exchange would take (e.g. restored after its exit filled): done
@@ -917,6 +920,40 @@ class SignalExecutor(StrategyV2Base):
                                         f"{problem}", now)
             return
         self._place(position, "exit", TradeType.SELL, amount, None, now)
+
+    def _is_take_profit_order(self, order: TrackedOrder) -> bool:
+        """A resting maker take profit: every other exit is a market order."""
+        return self.config.take_profit_order_type == "limit" and order.purpose == "exit" and order.price is not None
+
+    def _maker_take_profit(self, position: Position, bid: Decimal, now: float) -> bool:
+        """take_profit_order_type limit: rest a limit sell at the take-profit price once the entry has filled,
+        and while it rests watch the other exits; one that is due cancels it and, once the cancel is confirmed
+        (`_after_cancel`), sells the rest at market, so there is never a second sell while it may fill.
+        True when this tick's exit handling is done here."""
+        if self.config.take_profit_order_type != "limit" or position.manual_close:
+            return False
+        resting = [o for o in position.open_orders("exit") if self._is_take_profit_order(o)]
+        if resting:
+            order = resting[0]
+            reason = barrier_hit(position, bid, now)
+            if order.cancel_sent_at is None and reason not in (None, "take_profit"):
+                position.exit_reason = reason
+                self.health["take_profit_order_cancelled"] += 1
+                self._cancel(position, order, now, "market")
+            return True
+        if position.open_orders() or position.exit_reason is not None or now < position.retry_at:
+            return False
+        if barrier_hit(position, bid, now) not in (None, "take_profit"):
+            return False  # another exit is due now: at market, as without a maker take profit
+        pair = position.signal.symbol
+        price = self._connector().quantize_order_price(
+            pair, position.entry_price * (1 + position.signal.take_profit_pct / HUNDRED))
+        amount = self._sellable(position)
+        if self._below_minimum(pair, amount, price) is not None:
+            return False  # nothing the exchange would rest: the market path handles it (dust, or a failed exit)
+        self._place(position, "exit", TradeType.SELL, amount, price, now)
+        self.health["take_profit_orders"] += 1
+        return True
 
     def _exit_price(self, position: Position) -> Decimal:
         """The average price a market sell of the whole position would get now: the bid side walked for its size
@@ -1005,6 +1042,8 @@ class SignalExecutor(StrategyV2Base):
                 if order.cancel_sent_at is not None:
                     self._chase_cancel(position, order, live, now)
                     continue
+                if self._is_take_profit_order(order) and order.order_id in live:
+                    continue  # a maker take profit rests until its price, or until another exit cancels it
                 age = now - order.created_at
                 if (order.price is None and order.order_id not in live and age >= self.config.market_order_timeout_s
                         and not self._reconcile_on_exchange(position, order, now)):
@@ -1165,6 +1204,8 @@ class SignalExecutor(StrategyV2Base):
         self._completed(event.order_id, event.timestamp, event.exchange_order_id)
 
     def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
+        if (found := self._position_of(event.order_id)) and self._is_take_profit_order(found[1]):
+            found[0].exit_reason = found[0].exit_reason or "take_profit"  # the maker take profit filled
         self._completed(event.order_id, event.timestamp, event.exchange_order_id)
 
     def _completed(self, order_id: str, ts: float, exchange_order_id: str | None) -> None:

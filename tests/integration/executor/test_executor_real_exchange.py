@@ -566,3 +566,82 @@ def test_a_market_exit_with_no_final_event_is_asked_of_the_exchange_before_it_is
                 signal_id) == [("entry", "filled"), ("exit", "filled")]
     trade = trade_row(migrated_db, signal_id)
     assert trade["exit_reason"] == "stop_loss" and trade["exit_price"] == Decimal("97.5")
+
+
+def test_a_maker_take_profit_rests_at_its_price_and_fills_once_with_fees(store: PostgresStore, migrated_db: str,
+                                                                         outbox: Path) -> None:
+    """take_profit_order_type limit: once the entry fills, one limit sell rests at the take-profit price (not
+    sold at market when the bid first touches it); the book reaching it fills it, the trade closes as
+    take_profit, net of Binance's fees, and nothing else is ever sold."""
+    signal_id = emit(store)
+
+    async def scenario() -> tuple[Decimal, Decimal]:
+        harness = start(executor_config(outbox, take_profit_order_type="limit", health_check_interval_s=2),
+                        PostgresQueue(migrated_db, retry=NO_WAIT))
+        usdt_before = wallet(harness)[0]
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            position = harness.strategy.positions[signal_id]
+            await harness.step(2)
+            (resting,) = [o for o in position.open_orders("exit")]
+            assert resting.price == pytest.approx(position.entry_price * Decimal("1.03"), rel=Decimal("1e-6"))
+            assert resting.amount == pytest.approx(position.open_amount)  # what the wallet holds after the fee
+            harness.book("BTC-USDT", 101.0)
+            await harness.step(700)  # past stale_order_s: a maker take profit is not repriced to market
+            assert [o.order_id for o in position.open_orders()] == [resting.order_id]
+            harness.book("BTC-USDT", 103.5)  # the bid crosses the resting sell: it fills
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.step(3)
+            await harness.drained()
+            return usdt_before, wallet(harness)[0]
+        finally:
+            stop(harness)
+
+    usdt_before, usdt_after = run(scenario())
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "take_profit"
+    assert rows(migrated_db, "select purpose, order_type, status from orders where signal_id = %s order by created_at",
+                signal_id) == [("entry", "market", "filled"), ("exit", "limit", "filled")]
+    (exit_fee,) = rows(migrated_db, "select f.fee_quote from fills f join orders o using (client_order_id)"
+                       " where f.signal_id = %s and o.purpose = 'exit'", signal_id)[0]
+    assert exit_fee == pytest.approx(trade["exit_price"] * trade["amount"] * (1 - FEE) * FEE, rel=Decimal("1e-6"))
+    dust_value = trade["dust_amount"] * trade["exit_price"]
+    assert trade["pnl_quote"] == pytest.approx(usdt_after - usdt_before + dust_value, abs=Decimal("1e-9"))
+
+
+def test_a_stop_loss_cancels_the_maker_take_profit_before_it_sells_at_market(store: PostgresStore,
+                                                                             migrated_db: str, outbox: Path) -> None:
+    """With the take-profit sell resting and cancels confirmed late, a stop loss asks for the cancel and sells
+    nothing until it is confirmed: never two sells at once. Then it sells the rest at market, once."""
+    signal_id = emit(store)
+    exchange = PaperExchange(cancels="late")
+    exchange.set_balance("USDT", 10_000)
+
+    async def scenario() -> Harness:
+        harness = start(executor_config(outbox, take_profit_order_type="limit", health_check_interval_s=2),
+                        PostgresQueue(migrated_db, retry=NO_WAIT), exchange=exchange)
+        try:
+            await open_position(harness, migrated_db, signal_id)
+            position = harness.strategy.positions[signal_id]
+            await harness.until(lambda: len(position.open_orders("exit")) == 1)
+            (resting,) = position.open_orders("exit")
+            harness.book("BTC-USDT", 97.5)  # stop loss
+            await harness.until(lambda: exchange.cancel_requests == [resting.order_id])
+            await harness.step(10)
+            assert position.open_orders("exit") == [resting]  # no market sell while the limit sell may fill
+            exchange.confirm_cancels()
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
+            await harness.step(3)
+            await harness.drained()
+            return harness
+        finally:
+            stop(harness)
+
+    harness = run(scenario())
+    assert harness.strategy.health["take_profit_order_cancelled"] == 1
+    assert rows(migrated_db, "select purpose, order_type, status from orders where signal_id = %s order by created_at",
+                signal_id) == [("entry", "market", "filled"), ("exit", "limit", "cancelled"),
+                               ("exit", "market", "filled")]
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "stop_loss" and trade["pnl_quote"] < 0
+    assert Decimal(str(harness.exchange.get_balance("BTC"))) == pytest.approx(0, abs=Decimal("1e-12"))
