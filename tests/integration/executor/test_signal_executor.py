@@ -218,9 +218,23 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
         }
 
 
+def outbox_events(harness: Harness) -> list[tuple[str, str | None, str | None]]:
+    """The undelivered outbox records as (kind, report type or ack status, order purpose)."""
+    records = list(harness.strategy.outbox._pending)
+    return [(r["kind"], r["event"]["type"] if r["kind"] == "report" else r["status"],
+             r["event"].get("purpose") if r["kind"] == "report" else None) for r in records]
+
+
+# What the take-profit exit leaves for the queue, in order: the exit order's life, the trade, the signal's ack.
+EXIT_EVENTS = [("report", "order_created", "exit"), ("report", "order_filled", "exit"),
+               ("report", "order_completed", "exit"), ("report", "position_closed", None), ("ack", "closed", None)]
+
+
 def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_server: Any, tmp_path: Path) -> None:
     """The same trade twice: once with the queue up, once with the network to it cut for 60 simulated seconds
-    while the position exits; after the outbox replays, both databases hold the same rows."""
+    while the position exits. In the outage the bot is killed and restarted while the queue is still down:
+    the restarted bot holds exactly the exit's events, claims and restores nothing until they are delivered,
+    then delivers each once; both databases end with the same rows."""
     from controller.data.migrate import migrate
     from tests.support.tcp_proxy import TcpProxy
 
@@ -234,10 +248,23 @@ def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_s
             await harness.step(60)  # the take profit fills while the queue is unreachable
             assert signal_id not in harness.strategy.positions
             if outage:
-                assert len(harness.strategy.outbox) >= 4  # exit created, filled, completed, position closed, ack
+                assert outbox_events(harness) == EXIT_EVENTS
                 assert harness.strategy.worker.breaker.state.value == "open"
+                stop(harness)  # killed during the outage: only the outbox file remains
+                harness = start(executor_config(outbox), PostgresQueue(queue_url, retry=NO_WAIT, timeout_s=1),
+                                exchange=harness.exchange)
+                await harness.step(20)
+                assert outbox_events(harness) == EXIT_EVENTS  # replayed from the file, nothing lost or added
+                assert harness.strategy.worker.stats["delivered"] == 0
+                assert not harness.strategy.worker.restore_done.is_set() and not harness.strategy.positions
                 outage.restore()
             await harness.drained(timeout_s=30)
+            await harness.step(5)  # restored after the replay: the closed position is not brought back
+            await harness.drained(timeout_s=30)
+            if outage:
+                worker = harness.strategy.worker
+                assert worker.stats["delivered"] == len(EXIT_EVENTS) and worker.stats["refused"] == 0
+                assert worker.restore_done.is_set() and not harness.strategy.positions
         finally:
             stop(harness)
 
@@ -396,3 +423,55 @@ def test_format_status_shows_positions_fates_and_rejections(store: PostgresStore
     assert f"{str(signal_id)[:8]} BTC-USDT executing" in status
     assert f"{str(rejected)[:8]} ETH-USDT rejected: price moved" in status
     assert "rejections by gate: price_moved 1" in status
+
+
+def test_a_partial_fill_on_the_shipped_config_is_completed_after_five_minutes(store: PostgresStore, migrated_db: str,
+                                                                              outbox: Path) -> None:
+    """The shipped conf_signal_executor.yml as it is (only the connector, the queue and limit entries changed, a
+    market entry never rests): a half-filled resting entry is neither abandoned at limit_timeout_s (60 s) nor
+    repriced as stale; at partial_fill_max_age_s (300 s) the rest is bought at market, once."""
+    import yaml
+    from hummingbot.core.data_type.common import OrderType, TradeType
+    from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee
+    from hummingbot.core.event.events import OrderFilledEvent
+
+    from controller.config import PROJECT_ROOT
+    from hummingbot_scripts.signal_executor import SignalExecutorConfig
+    from offline.harness import CONNECTOR
+
+    shipped = yaml.safe_load((PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml").read_text())
+    config = SignalExecutorConfig(**{**shipped, "connector": CONNECTOR, "queue_transport": "postgres",
+                                     "outbox_path": str(outbox), "entry_order_type": "limit"})
+    assert (config.limit_timeout_s, config.partial_fill_max_age_s, config.stale_order_s) == (60, 300, 600)
+    signal_id = emit(store)
+
+    async def scenario() -> tuple[Harness, Decimal]:
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await harness.until(lambda: signal_id in harness.strategy.positions, timeout_s=20)
+            position = harness.strategy.positions[signal_id]
+            [entry] = position.orders.values()
+            assert entry.price is not None and not entry.done  # resting at the bid
+            half = entry.amount / 2
+            harness.strategy.did_fill_order(OrderFilledEvent(
+                harness.now, entry.order_id, "BTC-USDT", TradeType.BUY, OrderType.LIMIT, entry.price, half,
+                AddedToCostTradeFee(), exchange_trade_id="partial-1"))
+            await harness.step(270)  # past limit_timeout_s, short of partial_fill_max_age_s
+            assert not entry.done and entry.cancel_sent_at is None and len(position.orders) == 1
+            await harness.until(lambda: entry.done and not position.open_orders("entry"), timeout_s=30)
+            await harness.step(3)
+            await harness.drained()
+            return harness, entry.amount
+        finally:
+            stop(harness)
+
+    harness, ordered = run(scenario())
+    position = harness.strategy.positions[signal_id]
+    assert harness.strategy.health["partial_fills_handled"] == 1
+    assert harness.strategy.health["stale_cancelled"] == 0
+    with psycopg.connect(migrated_db) as conn:
+        entries = conn.execute("select order_type, status, filled_amount from orders where signal_id = %s"
+                               " and purpose = 'entry' order by created_at", (signal_id,)).fetchall()
+    assert [e[:2] for e in entries] == [("limit", "cancelled"), ("market", "filled")]
+    assert entries[0][2] == pytest.approx(ordered / 2)
+    assert position.entry_amount == pytest.approx(ordered)  # what the signal asked for, bought once
