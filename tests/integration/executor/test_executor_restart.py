@@ -21,7 +21,7 @@ from bridge.queue_client import PostgresQueue, PostgrestQueue
 from bridge.resilience import RetryPolicy
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, PaperExchange, executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, run, signal_row, trade_row
+from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
 
 
 @pytest.fixture
@@ -262,3 +262,56 @@ def test_a_restarted_bot_asks_the_exchange_about_an_order_its_connector_forgot(
         trade = trade_row(migrated_db, signal_id)
         assert trade["exit_reason"] == "take_profit" and trade["entry_price"] == Decimal("99.99")
         assert signal_row(migrated_db, signal_id)["status"] == "closed"
+
+
+def test_a_restart_with_a_pending_outbox_delivers_it_before_restoring_the_position(
+        store: PostgresStore, migrated_db: str, tmp_path: Path) -> None:
+    """The queue goes down while a trailing-stop position's peak rises (its report waits in the outbox); the bot
+    is killed and restarted while the queue is still down. The restarted bot restores nothing until the outbox
+    is delivered, then restores the position with the replayed peak (so the trailing stop stays armed at it)
+    and closes it once, on that peak."""
+    from tests.support.tcp_proxy import TcpProxy
+
+    signal_id = emit(store, trailing_activation_pct=1.5, trailing_delta_pct=0.5, take_profit_pct=10.0)
+    proxy = TcpProxy(int(psycopg.conninfo.conninfo_to_dict(migrated_db)["port"]))
+    queue_url = psycopg.conninfo.make_conninfo(migrated_db, port=proxy.port)
+    outbox = tmp_path / "outbox.jsonl"
+    config = executor_config(outbox, peak_report_interval_s=1)
+
+    async def scenario() -> Harness:
+        first = start(config, PostgresQueue(queue_url, retry=NO_WAIT, timeout_s=1))
+        await open_position(first, migrated_db, signal_id)
+        proxy.cut()
+        first.book("BTC-USDT", 102.0)  # past the trailing activation: the peak rises to the bid
+        await first.step(5)
+        pending = [r["event"]["type"] for r in first.strategy.outbox._pending]
+        assert pending and set(pending) == {"position_peak"}
+        stop(first)  # killed during the outage
+
+        second = start(config, PostgresQueue(queue_url, retry=NO_WAIT, timeout_s=1), exchange=first.exchange)
+        try:
+            await second.step(10)
+            assert not second.strategy.positions and not second.strategy.worker.restore_done.is_set()
+            assert len(second.strategy.outbox) == len(pending)
+            proxy.restore()
+            await second.until(lambda: signal_id in second.strategy.positions, timeout_s=30)
+            restored = second.strategy.positions[signal_id]
+            assert restored.peak == pytest.approx(Decimal("101.995"), abs=Decimal("0.01"))  # the replayed peak
+            second.book("BTC-USDT", 101.2)  # 0.78 % under the peak: past the 0.5 % trailing delta
+            await second.until(lambda: signal_id not in second.strategy.positions)
+            await second.step(3)
+            await second.drained()
+            return second
+        finally:
+            stop(second)
+            proxy.close()
+
+    second = run(scenario())
+    assert second.strategy.worker.stats["refused"] == 0
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "trailing_stop"
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select purpose, count(*) from orders where signal_id = %s group by 1 order by 1",
+                              (signal_id,)).fetchall()
+    assert orders == [("entry", 1), ("exit", 1)]
+    assert signal_row(migrated_db, signal_id)["status"] == "closed"
