@@ -2,8 +2,8 @@
 -- Each insert of a claimable signal sends NOTIFY on channel `signals_new` with the payload
 -- `<exchange>:<symbol>`, so a bot wakes only for the markets it trades. The notification is delivered when
 -- the emitting transaction commits (never for a rolled-back emit). LISTEN needs no privilege, so the
--- executor role can listen on its direct-Postgres connection; PostgREST cannot listen and keeps polling.
-create function queue_core.notify_signal_new()
+-- executor role listens on its direct-Postgres connection; PostgREST cannot listen and keeps polling.
+create function notify_signal_new()
 returns trigger
 language plpgsql
 set search_path = pg_catalog, public
@@ -13,9 +13,10 @@ begin
     return null;
 end
 $$;
-revoke all on function queue_core.notify_signal_new() from public;
 
 create trigger signals_notify_new
     after insert on signals
     for each row when (new.status = 'new')
-    execute function queue_core.notify_signal_new();
+    execute function notify_signal_new();
+
+select apply_access_policy();
