@@ -214,3 +214,52 @@ def test_two_bots_each_close_their_own_position_on_its_exit_signal_even_with_eve
         assert rows(migrated_db, "select purpose, status from orders where signal_id = %s order by created_at",
                     entry) == [("entry", "filled"), ("exit", "filled")]
     assert all(not bot.strategy.rejections for bot in bots.values())
+
+
+def test_a_restarted_bot_keeps_the_grid_it_placed_and_places_none_again(
+        store: PostgresStore, migrated_db: str, tmp_path: Path) -> None:
+    """The bot dies with its three levels resting. The restarted bot takes the resting limit buys of its filled
+    entry as the grid (none placed twice, none reported lost); a level fills, then the take profit of the
+    average cancels the two left and sells everything once."""
+    signal_id = emit(store, **GRID, take_profit_pct=1.5, stop_loss_pct=8.0)
+
+    async def scenario() -> tuple[Harness, list[tuple[int | None, Decimal | None]]]:
+        config = executor_config(tmp_path / "first.jsonl", lost_order_grace_s=5, health_check_interval_s=2)
+        first = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
+        await open_position(first, migrated_db, signal_id)
+        await first.until(lambda: len(first.exchange.limit_orders) == 3)
+        await first.drained()
+        stop(first)  # gone, with the grid resting
+
+        second = start(config.model_copy(update={"outbox_path": str(tmp_path / "second.jsonl")}),
+                       PostgresQueue(migrated_db, retry=NO_WAIT), exchange=first.exchange)
+        try:
+            await second.until(lambda: signal_id in second.strategy.positions)
+            await second.step(20)  # several health checks past the lost-order grace
+            position = second.strategy.positions[signal_id]
+            levels = sorted(((o.level, o.price) for o in position.open_orders()), key=lambda x: x[0] or 0)
+            assert len(second.exchange.limit_orders) == 3
+            second.book("BTC-USDT", 98.4)
+            await second.until(lambda: len(second.exchange.limit_orders) == 2)
+            second.book("BTC-USDT", 101.5)
+            await second.until(lambda: signal_id not in second.strategy.positions, timeout_s=30)
+            await second.drained()
+            return second, levels
+        finally:
+            stop(second)
+
+    second, levels = run(scenario())
+    assert [level for level, _ in levels] == [1, 2, 3]
+    assert levels[0][1] > levels[1][1] > levels[2][1]  # level 1 nearest the entry
+    assert second.strategy.health["lost_reconciled"] == 0
+    statuses = rows(migrated_db, "select purpose, order_type, status, count(*) from orders where signal_id = %s"
+                                 " group by 1, 2, 3 order by 1, 2, 3", signal_id)
+    assert statuses == [("entry", "limit", "cancelled", 2), ("entry", "limit", "filled", 1),
+                        ("entry", "market", "filled", 1), ("exit", "market", "filled", 1)]
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "take_profit"
+    done = fills(migrated_db, signal_id)
+    entries = [f for f in done if f[0] == "entry"]
+    [sold] = [f for f in done if f[0] == "exit"]
+    assert trade["entry_price"] == pytest.approx(sum(f[2] * f[3] for f in entries) / sum(f[3] for f in entries))
+    assert sold[3] == pytest.approx(sum(f[3] for f in entries) * (1 - FEE))

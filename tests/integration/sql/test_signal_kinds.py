@@ -19,7 +19,7 @@ from controller.config import ControllerConfig
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.port import SignalRejected
 from controller.data.storage.postgres import PostgresStore
-from controller.scan.pipeline import Scanner
+from controller.scan.pipeline import LoopConfig, Scanner
 from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import load_strategies
@@ -213,14 +213,15 @@ def test_a_scan_sends_an_exit_signal_for_the_open_position_of_its_strategy(store
                               sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.2)}))
     scan = Scanner(config=config, strategy_config=load_strategies(), store=store,
                    source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
-                   symbols=("ETH-BTC",), clock=clock.now, emit_exits=True)
+                   symbols=("ETH-BTC",), clock=clock.now)  # on by default: loop.exit_signals
     report = scan.scan()
     [exit_item] = [p for p in report.planned if p.outcome == "exit"]
     assert exit_item.decision.strategy == "channel" and exit_item.reason == "exit: test exit"
     assert exit_item.signal.entry_signal_id == entry_id
+    off = config.model_copy(update={"loop": LoopConfig(exit_signals=False)})
     assert not any(p.outcome == "exit" for p in Scanner(
-        config=config, strategy_config=load_strategies(), store=store, source=scan.source, exchange="bittrex",
-        symbols=("ETH-BTC",), clock=clock.now).scan().planned)  # off by default: loop.exit_signals
+        config=off, strategy_config=load_strategies(), store=store, source=scan.source, exchange="bittrex",
+        symbols=("ETH-BTC",), clock=clock.now).scan().planned)
     again = scan.scan()
     assert [p.outcome for p in again.planned if p.decision.strategy == "channel" and "exit" in p.reason] == [
         "blocked"]  # the first exit is still open: sent once
