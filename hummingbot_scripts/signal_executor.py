@@ -714,6 +714,12 @@ class SignalExecutor(StrategyV2Base):
         if signal.expires_at.timestamp() <= now:
             self._reject(signal, "expired", f"expired at {signal.expires_at.isoformat()}")
             return
+        if signal.entry_signal_id in self.pending:  # the entry is still being sampled: it is not made at all
+            entry = self.pending.pop(signal.entry_signal_id).signal
+            self._reject(entry, "strategy_exit", f"exit signal {signal.id} came before the entry was placed")
+            self._ack(signal, "closed", None)
+            self.worker.slots.release()
+            return
         position = self.positions.get(signal.entry_signal_id) if signal.entry_signal_id else None
         if position is None or position.closed:
             self._reject(signal, "no_position", f"no open position of entry {signal.entry_signal_id} on this bot")

@@ -263,3 +263,27 @@ def test_a_restarted_bot_keeps_the_grid_it_placed_and_places_none_again(
     [sold] = [f for f in done if f[0] == "exit"]
     assert trade["entry_price"] == pytest.approx(sum(f[2] * f[3] for f in entries) / sum(f[3] for f in entries))
     assert sold[3] == pytest.approx(sum(f[3] for f in entries) * (1 - FEE))
+
+
+def test_an_exit_that_arrives_while_its_entry_is_still_sampled_cancels_the_entry(
+        store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    """The entry is claimed but not placed yet (its price is still being sampled) when the strategy already
+    wants out: no order is placed, the entry is rejected with the reason, the exit is done."""
+    signal_id = emit(store, **GRID)
+
+    async def scenario() -> None:
+        harness = start(executor_config(outbox, stability_window_s=60), PostgresQueue(migrated_db, retry=NO_WAIT))
+        try:
+            await harness.until(lambda: signal_id in harness.strategy.pending)
+            exit_id = emit(store, side="sell", kind="exit", entry_signal_id=signal_id)
+            await harness.until(lambda: signal_row(migrated_db, exit_id)["status"] == "closed")
+            await harness.step(70)  # past the stability window: nothing is entered after all
+            await harness.drained()
+            assert not harness.strategy.positions and harness.strategy.worker.slots.held == 0
+        finally:
+            stop(harness)
+
+    run(scenario())
+    entry = signal_row(migrated_db, signal_id)
+    assert entry["status"] == "rejected" and "came before the entry was placed" in entry["reject_reason"]
+    assert rows(migrated_db, "select count(*) from orders where signal_id = %s", signal_id) == [(0,)]
