@@ -59,8 +59,8 @@ MUTANTS: tuple[SqlMutant, ...] = (
         "a signal under a live lease is handed to a second consumer: executed twice", "queue_core"),
     SqlMutant(
         "exit_routing_dropped", "0018_exit_routing.sql", "claim_signals",
-        "e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing')))",
-        "e.status in ('claimed', 'executing')))",
+        "e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing'))",
+        "e.status in ('claimed', 'executing'))",
         ("tests/integration/sql/test_signal_kinds.py::"
          "test_an_exit_is_claimed_only_by_the_consumer_holding_its_entry",),
         "an exit signal is handed to a bot that does not hold its entry: it can only reject it, and the position "

@@ -6,7 +6,7 @@
 --     other consumers never see it;
 --   * resolves an exit whose entry is no longer an open position (closed, never filled, rejected, expired,
 --     deleted) as rejected, with the reason, instead of leaving it new until it expires;
---   * hands out the consumer's exits before entries and on top of max_count (at most one open exit per
+--   * hands out the consumer's exits on top of max_count (at most one open exit per
 --     entry, so they are bounded by the positions it holds): a bot whose slots are full still gets the
 --     exits that free them. max_count 0 asks for those exits only.
 -- Unclaimed exits still expire at expires_at like entries (the expiry update is unchanged).
@@ -22,7 +22,6 @@ set search_path = pg_catalog, public
 as $$
 declare
     fn constant text := 'claim_signals';
-    exits integer;
 begin
     if consumer is null or length(consumer) = 0 then
         perform queue_error(fn, 'consumer is required');
@@ -46,53 +45,51 @@ begin
     -- An exit whose entry is no longer an open position can never be executed: resolved, with the reason.
     update signals x
        set status = 'rejected', finished_at = now(), lease_until = null,
-           reject_reason = case
-               when e.id is null then 'its entry signal is gone: no position to exit'
-               when e.status = 'closed' and t.signal_id is null
-                   then format('entry %s closed without a fill: no position to exit', e.id)
-               when e.status = 'closed'
-                   then format('entry %s closed (%s) before its exit was claimed', e.id, t.exit_reason)
-               else format('entry %s is %s: no position to exit', e.id, e.status) end
-      from signals o
-      left join signals e on e.id = o.entry_signal_id
-      left join trades t on t.signal_id = e.id
-     where x.id = o.id
-       and x.kind = 'exit'
-       and (x.status = 'new' or (x.status = 'claimed' and x.lease_until < now()))
-       and (e.id is null or e.status not in ('claimed', 'executing'));
-
-    -- This consumer's claimable exits: they come on top of max_count.
-    select count(*) into exits
-      from signals x
-      join signals e on e.id = x.entry_signal_id
+           reject_reason = coalesce((
+               select case
+                   when e.status = 'closed' and t.signal_id is null
+                       then format('entry %s closed without a fill: no position to exit', e.id)
+                   when e.status = 'closed'
+                       then format('entry %s closed (%s) before its exit was claimed', e.id, t.exit_reason)
+                   else format('entry %s is %s: no position to exit', e.id, e.status) end
+                 from signals e
+                 left join trades t on t.signal_id = e.id
+                where e.id = x.entry_signal_id), 'its entry signal is gone: no position to exit')
      where x.kind = 'exit'
        and (x.status = 'new' or (x.status = 'claimed' and x.lease_until < now()))
-       and x.expires_at > now()
-       and e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing');
+       and not exists (select 1 from signals e where e.id = x.entry_signal_id and e.status in ('claimed', 'executing'));
 
     return query
-    with picked as (
+    with exits as (
+        -- this consumer's exits, on top of max_count: only the consumer holding the entry gets one
+        select x.id from signals x
+         where x.kind = 'exit'
+           and (x.status = 'new' or (x.status = 'claimed' and x.lease_until < now()))
+           and x.expires_at > now()
+           and exists (
+                   select 1 from signals e
+                    where e.id = x.entry_signal_id
+                      and e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing'))
+         order by x.created_at, x.id
+         for update of x skip locked
+    ), picked as (
         select s.id from signals s
          where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))
            and s.expires_at > now()
+           and s.kind = 'entry'
            and (markets is null or exists (
                    select 1 from jsonb_array_elements(markets) m
                     where m ->> 'exchange' = s.exchange
                       and (coalesce(jsonb_typeof(m -> 'symbols'), 'null') = 'null' or m -> 'symbols' ? s.symbol)))
-           -- an exit only to the consumer holding its entry
-           and (s.kind = 'entry' or exists (
-                   select 1 from signals e
-                    where e.id = s.entry_signal_id
-                      and e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing')))
-         order by s.kind = 'exit' desc, s.created_at, s.id
-         limit max_count + exits
+         order by s.created_at, s.id
+         limit max_count
          for update skip locked
     ), claimed as (
         update signals s
            set status = 'claimed', claimed_by = consumer, claimed_at = coalesce(s.claimed_at, now()),
                lease_until = now() + make_interval(secs => lease_seconds), claim_count = s.claim_count + 1
-          from picked
-         where s.id = picked.id
+          from (select id from exits union all select id from picked) p
+         where s.id = p.id
         returning s.*
     )
     select * from claimed order by created_at, id;
