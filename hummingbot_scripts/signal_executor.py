@@ -362,9 +362,9 @@ class QueueWorker:
             raise
 
     def _claim(self) -> None:
+        # With every slot held the claim still runs with max_count 0: the queue then hands out only the exits
+        # of this bot's positions (0018), which come on top of max_count and free slots when they close.
         count = self.slots.reserve(self.config.claim_batch)
-        if count <= 0:
-            return
         self.stats["claim_calls"] += 1
         try:
             signals = self._call(lambda: self.queue.claim(self.config.consumer, count, self.config.lease_s,
@@ -372,7 +372,9 @@ class QueueWorker:
         except CallError:
             self.slots.release(count)
             return  # not retried: a lost reply only leaves signals leased until the lease runs out
-        self.slots.release(count - len(signals))
+        exits = sum(1 for s in signals if s.kind == "exit")
+        self.slots.release(count - (len(signals) - exits))
+        self.slots.hold(exits)  # released when the exit is taken or rejected, like any claimed signal
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
@@ -462,6 +464,7 @@ class TrackedOrder:
     cancel_sent_at: float | None = None  # cancel_pending: asked, not yet confirmed
     replace: str | None = None           # what to place once the cancel is confirmed: "market", "reprice"
     reconciling_since: float | None = None  # handed to the connector's tracker to ask the exchange its status
+    level: int | None = None             # a DCA grid level (1 = nearest the entry): rests until filled or exit
 
 
 @dataclass
@@ -487,6 +490,7 @@ class Position:
     close_reason: str = "manual"     # the exit reason that close records: manual, or strategy_exit
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     closed: bool = False
+    grid_placed: bool = False        # the DCA grid's levels were placed (once, after the entry filled)
 
     @property
     def entry_price(self) -> Decimal:
@@ -500,6 +504,11 @@ class Position:
     def open_orders(self, purpose: str | None = None) -> list[TrackedOrder]:
         return [o for o in self.orders.values() if not o.done and (purpose is None or o.purpose == purpose)]
 
+    def busy(self) -> bool:
+        """An order is working or a cancel awaits confirmation: no exit may be placed. A resting grid level
+        alone leaves the position to its barriers."""
+        return any(o.level is None or o.cancel_sent_at is not None for o in self.open_orders())
+
 
 def barrier_hit(position: Position, bid: Decimal, now: float) -> str | None:
     """Which exit the price and clock call for: the shared exit rule on one tick (`bridge.exits`).
@@ -508,6 +517,18 @@ def barrier_hit(position: Position, bid: Decimal, now: float) -> str | None:
     held = now - position.opened_at if position.opened_at is not None else None
     hit, _ = exits.check(position.signal, position.entry_price, position.peak, bid, bid, bid, held)
     return hit.reason if hit is not None else None
+
+
+def grid_orders(signal: Signal, entry_price: Decimal,
+                scale: Decimal = Decimal(1)) -> list[tuple[int, Decimal, Decimal]]:
+    """The DCA grid of an entry filled at `entry_price`: (level, limit price, quote) for each resting limit buy,
+    level i at entry x (1 - i x spacing / 100), as the seed's evaluator replays it. `scale` follows a config
+    quote_amount that overrides the signal's amount, so the grid keeps its share of the entry."""
+    if not signal.grid_levels or signal.grid_spacing_pct is None or signal.grid_level_quote is None:
+        return []
+    return [(i, entry_price * (HUNDRED - i * signal.grid_spacing_pct) / HUNDRED, signal.grid_level_quote * scale)
+            for i in range(1, signal.grid_levels + 1)
+            if i * signal.grid_spacing_pct < HUNDRED]
 
 
 def fee_parts(fee: TradeFeeBase, side: TradeType, base: str, quote: str, price: Decimal,
@@ -708,9 +729,21 @@ class SignalExecutor(StrategyV2Base):
                     self.health["lost_reconciled"] += 1
                     self._report_order(position, order, "order_failed", now, reason="lost across a restart")
                     self._finish_order(position, order, now)
+            self._restore_grid(position)
             self.fates.append((str(signal.id)[:8], signal.symbol, "restored after a restart"))
             if signal.id in self.positions and position.entry_amount <= 0 and not position.open_orders("entry"):
                 self._close(position, now, traded=False)
+
+    def _restore_grid(self, position: Position) -> None:
+        """A restored entry that filled had its grid placed already (on the tick of its fill): the resting limit
+        buys it still has are the grid's levels, nearest the entry first; none is placed again."""
+        if position.signal.grid_levels is None or position.entry_amount <= 0:
+            return
+        position.grid_placed = True
+        resting = sorted((o for o in position.open_orders("entry") if o.price is not None),
+                         key=lambda o: o.price or ZERO, reverse=True)
+        for level, order in enumerate(resting, start=1):
+            order.level = level
 
     def _live_order_ids(self) -> set[str]:
         """Client ids of the orders the connector still works on. After a restart the strategy's own tracker is
@@ -785,6 +818,12 @@ class SignalExecutor(StrategyV2Base):
         if signal.expires_at.timestamp() <= now:
             self._reject(signal, "expired", f"expired at {signal.expires_at.isoformat()}")
             return
+        if signal.entry_signal_id in self.pending:  # the entry is still being sampled: it is not made at all
+            entry = self.pending.pop(signal.entry_signal_id).signal
+            self._reject(entry, "strategy_exit", f"exit signal {signal.id} came before the entry was placed")
+            self._ack(signal, "closed", None)
+            self.worker.slots.release()
+            return
         position = self.positions.get(signal.entry_signal_id) if signal.entry_signal_id else None
         if position is None or position.closed:
             self._reject(signal, "no_position", f"no open position of entry {signal.entry_signal_id} on this bot")
@@ -829,15 +868,22 @@ class SignalExecutor(StrategyV2Base):
         if problem := self._below_minimum(signal.symbol, amount, ask):
             quote = self.config.quote_amount or signal.quote_amount
             return "below_min_notional", f"an entry of {quote} {signal.symbol.split('-')[1]} is {problem}"
+        # the grid's levels rest on the same balance: the entry and every level must fit
+        grid_quote = sum((q for _, _, q in grid_orders(signal, ask, self._quote_scale(signal))), ZERO)
         candidate = OrderCandidate(trading_pair=signal.symbol, is_maker=self.config.entry_order_type == "limit",
-                                   order_type=self._entry_type(), order_side=TradeType.BUY, amount=amount, price=ask)
+                                   order_type=self._entry_type(), order_side=TradeType.BUY,
+                                   amount=amount + grid_quote / ask, price=ask)
         adjusted = self._connector().budget_checker.adjust_candidate(candidate, all_or_none=True)
         if adjusted.amount <= 0:
-            return "balance", f"balance too small for {amount} {signal.symbol.split('-')[0]} at {ask}"
+            grid = f" and its grid of {grid_quote:.8g} {signal.symbol.split('-')[1]}" if grid_quote else ""
+            return "balance", f"balance too small for {amount} {signal.symbol.split('-')[0]} at {ask}{grid}"
         return None
 
     def _entry_type(self) -> OrderType:
         return OrderType.MARKET if self.config.entry_order_type == "market" else OrderType.LIMIT
+
+    def _quote_scale(self, signal: Signal) -> Decimal:
+        return self.config.quote_amount / signal.quote_amount if self.config.quote_amount else Decimal(1)
 
     def _entry_amount(self, signal: Signal, price: Decimal) -> Decimal:
         quote = self.config.quote_amount or signal.quote_amount
@@ -900,16 +946,52 @@ class SignalExecutor(StrategyV2Base):
             bid = self._exit_price(position)  # what selling the position would get: the barriers' price
             position.peak = max(position.peak, bid)
             self._persist_peak(position, now)
-            if self._maker_take_profit(position, bid, now) or position.open_orders():
+            if not position.busy():
+                # before the maker take profit: while grid levels rest, the take profit is taken at market
+                self._place_grid(position, now)
+            if self._maker_take_profit(position, bid, now) or position.busy():
                 continue
             if self._is_flat(position, bid):
                 # nothing left that the exchange would take (e.g. restored after its exit filled): done
+                if self._cancel_grid(position, now):
+                    continue
                 position.exit_reason = position.exit_reason or "flat"
                 self._close(position, now, traded=True)
             elif position.exit_reason is None and now >= position.retry_at:
                 if reason := position.close_reason if position.manual_close else barrier_hit(position, bid, now):
                     position.exit_reason = reason
-                    self._exit(position, bid, now)
+                    if not self._cancel_grid(position, now):
+                        self._exit(position, bid, now)
+            elif position.exit_reason is not None and not position.open_orders():
+                self._exit(position, bid, now)  # the grid's cancels are confirmed: sell what the position holds
+
+    def _place_grid(self, position: Position, now: float) -> None:
+        """Once the entry has filled, rest the DCA grid's limit buys below it (once; none after an exit began).
+        Their fills add to the entry, so the barriers follow the average entry price."""
+        if position.grid_placed or position.exit_reason is not None or position.manual_close:
+            return
+        position.grid_placed = True
+        pair = position.signal.symbol
+        connector = self._connector()
+        for level, price, quote in grid_orders(position.signal, position.entry_price,
+                                               self._quote_scale(position.signal)):
+            price = _dec(connector.quantize_order_price(pair, price))
+            amount = _dec(connector.quantize_order_amount(pair, quote / price)) if price > 0 else ZERO
+            if problem := self._below_minimum(pair, amount, price):
+                logger.warning(f"grid level {level} of {position.signal.id} not placed: {amount} at {price} is "
+                               f"{problem}")
+                continue
+            if order_id := self._place(position, "entry", TradeType.BUY, amount, price, now):
+                position.orders[order_id].level = level
+
+    def _cancel_grid(self, position: Position, now: float) -> bool:
+        """Cancel the grid levels still resting; True while any is open (the exit waits for the confirmations:
+        a level that fills meanwhile is sold with the rest)."""
+        levels = [o for o in position.open_orders() if o.level is not None]
+        for order in levels:
+            if order.cancel_sent_at is None:
+                self._cancel(position, order, now, None)
+        return bool(levels)
 
     def _exit(self, position: Position, bid: Decimal, now: float) -> None:
         """Sell what the position holds, capped at what the wallet has (fees, other bots, a lagging balance)."""
@@ -1062,6 +1144,8 @@ class SignalExecutor(StrategyV2Base):
                         self._report_order(position, order, "order_failed", now, reason="lost by the connector")
                         self._finish_order(position, order, now)
                     continue
+                if order.level is not None:
+                    continue  # a grid level rests until it fills or the exit cancels it: never stale, never chased
                 if order.filled > 0:
                     # a partial fill is governed by its own age alone (shorter than the stale age by config)
                     if age >= self.config.partial_fill_max_age_s:

@@ -9,8 +9,8 @@ line and exits 1 when any mutant survives (or no longer applies: the function it
 The migrations themselves are never edited: the mutated text is built from the applied file in memory. Each
 mutant names the migration that holds the live definition of its function and the schema the function lives
 in now (0016 moved the queue functions, unchanged, to `queue_core` behind public wrappers that check the
-consumer): the mutant replaces that function, not the wrapper, and refuses to apply when the function in
-the migrated database is no longer the text it mutates.
+consumer; 0018 redefines `queue_core.claim_signals` there): the mutant replaces that function, not the
+wrapper, and refuses to apply when the function in the migrated database is no longer the text it mutates.
 """
 
 from __future__ import annotations
@@ -45,18 +45,26 @@ class SqlMutant:
 
 MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
-        "skip_locked_removed", "0006_queue.sql", "claim_signals",
+        "skip_locked_removed", "0018_exit_routing.sql", "claim_signals",
         "for update skip locked", "for update",
         ("tests/integration/sql/test_queue_concurrency.py::"
          "test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting",),
         "a claim waits behind another consumer's open claim instead of taking the next signal: bots serialise, "
         "and a slow one stalls the rest (the 8 x 1000 race test alone does not catch it)", "queue_core"),
     SqlMutant(
-        "lease_check_dropped", "0006_queue.sql", "claim_signals",
+        "lease_check_dropped", "0018_exit_routing.sql", "claim_signals",
         "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))\n           and s.expires_at",
         "where (s.status = 'new' or s.status = 'claimed')\n           and s.expires_at",
         ("tests/integration/sql/test_signal_contract.py", "tests/integration/sql/test_queue_contract.py"),
         "a signal under a live lease is handed to a second consumer: executed twice", "queue_core"),
+    SqlMutant(
+        "exit_routing_dropped", "0018_exit_routing.sql", "claim_signals",
+        "e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing'))",
+        "e.status in ('claimed', 'executing'))",
+        ("tests/integration/sql/test_signal_kinds.py::"
+         "test_an_exit_is_claimed_only_by_the_consumer_holding_its_entry",),
+        "an exit signal is handed to a bot that does not hold its entry: it can only reject it, and the position "
+        "the controller wanted closed stays open", "queue_core"),
     SqlMutant(
         "idempotency_key_ignored", "0012_executor_real_exchange.sql", "report_order_event",
         "values (coid, queue_text(fn, event, 'exchange_trade_id', true), sid,",
@@ -93,7 +101,7 @@ def by_name(name: str) -> SqlMutant:
 
 def function_statement(sql: str, function: str) -> str:
     """The last whole `create [or replace] function <function>(...) ... $$;` statement of a migration."""
-    matches = re.findall(rf"^create (?:or replace )?function {re.escape(function)}\(.*?^\$\$;$", sql,
+    matches = re.findall(rf"^create (?:or replace )?function (?:\w+\.)?{re.escape(function)}\(.*?^\$\$;$", sql,
                          re.DOTALL | re.MULTILINE)
     if not matches:
         raise ValueError(f"no `create function {function}(` ... `$$;` statement found")
@@ -113,7 +121,7 @@ def mutated_sql(mutant: SqlMutant) -> str:
     if found != 1:
         raise ValueError(f"SQL mutant {mutant.name}: expected the original text once in {mutant.function} "
                          f"({mutant.migration}), found it {found} times: update the mutant")
-    header = re.compile(rf"^create (?:or replace )?function {re.escape(mutant.function)}\(")
+    header = re.compile(rf"^create (?:or replace )?function (?:\w+\.)?{re.escape(mutant.function)}\(")
     return header.sub(f"create or replace function {mutant.schema}.{mutant.function}(",
                       statement.replace(mutant.original, mutant.mutated), count=1)
 

@@ -141,8 +141,11 @@ def find_stuck(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[st
             own = orders_of.get(str(s["id"]), [])
             if not own and started + thresholds.no_order_after < now:
                 stuck.append(_stuck(s, "executing without an order", started + thresholds.no_order_after, now))
+            # a DCA grid's levels rest below a filled entry until they fill or the exit cancels them: not stuck
+            grid_resting = bool(s.get("grid_levels")) and any(
+                o["purpose"] == "entry" and (o["filled_amount"] or 0) > 0 for o in own)
             for order in own:
-                if (order["purpose"] == "entry" and order["status"] in OPEN_ORDER_STATUSES
+                if (order["purpose"] == "entry" and order["status"] in OPEN_ORDER_STATUSES and not grid_resting
                         and order["created_at"] + thresholds.stale_entry_order < now):
                     stuck.append(_stuck(s, "entry order open too long", order["created_at"]
                                         + thresholds.stale_entry_order, now,
@@ -195,7 +198,7 @@ def analyze(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, 
 
 _SIGNALS = """
     select id, strategy, symbol, status, created_at, expires_at, claimed_by, claimed_at, lease_until, executing_at,
-           finished_at, reject_reason, time_limit_s
+           finished_at, reject_reason, time_limit_s, grid_levels
       from signals
      where created_at < %(end)s and (created_at >= %(start)s or status = any(%(open)s))
 """

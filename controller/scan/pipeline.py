@@ -78,8 +78,8 @@ class LoopConfig(Frozen):
     heartbeat_component: str = "controller"
     gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
     max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
-    exit_signals: bool = Field(False, description="send exit signals (kind exit) for open positions; on once "
-                                                 "the executor closes positions on them")
+    exit_signals: bool = Field(True, description="send exit signals (kind exit) for open positions; the queue "
+                                                "routes each to the bot holding its entry")
     validation: ValidationProfile = Field(ValidationProfile(), description="settings of the `profile` flag's "
                                                                            "`validation` value")
 

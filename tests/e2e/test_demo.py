@@ -35,21 +35,33 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp
     assert "phase 1: rules trading on paper" in result.stdout
 
     with psycopg.connect(migrated_db) as conn:
-        statuses = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
+        every = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
+        statuses = dict(conn.execute("select status, count(*) from signals where kind = 'entry' group by 1").fetchall())
+        exits = conn.execute("select x.status, x.reject_reason, t.exit_reason from signals x"
+                             " left join trades t on t.signal_id = x.entry_signal_id where x.kind = 'exit'").fetchall()
+        strategy_exits = conn.execute("select count(*) from trades t where t.exit_reason = 'strategy_exit' and not"
+                                      " exists (select 1 from signals x where x.entry_signal_id = t.signal_id"
+                                      " and x.kind = 'exit' and x.status = 'closed')").fetchone()[0]
         trades = conn.execute("select count(*), count(*) filter (where s.status = 'closed') from trades t"
                               " join signals s on s.id = t.signal_id").fetchone()[0:2]
         orders = conn.execute(
             "select t.signal_id, count(*) filter (where o.purpose = 'entry'),"
-            " count(*) filter (where o.purpose = 'exit') from trades t join orders o on o.signal_id = t.signal_id"
-            " group by 1").fetchall()
+            " count(*) filter (where o.purpose = 'exit'), coalesce(s.grid_levels, 0) from trades t"
+            " join signals s on s.id = t.signal_id join orders o on o.signal_id = t.signal_id"
+            " group by 1, s.grid_levels").fetchall()
         funnel = conn.execute("select sum(emitted), sum(claimed), sum(closed) from dashboard_signal_funnel").fetchone()
         fees = conn.execute("select count(*) filter (where fee_quote > 0), count(*) from fills").fetchone()
-    assert statuses.get("new", 0) == 0 and statuses.get("claimed", 0) == 0  # every signal reached the bot
-    # every closed signal has its trade (trades.signal_id is the primary key: one at most), and no other has one
+    assert every.get("new", 0) == 0 and every.get("claimed", 0) == 0  # every signal reached the bot
+    # every closed entry has its trade (trades.signal_id is the primary key: one at most), and no other has one
     assert trades[0] >= 3 and trades[0] == trades[1] == statuses.get("closed", 0)
-    assert all(entries == 1 and exits == 1 for _, entries, exits in orders)  # each executed once
-    assert funnel[0] == funnel[1] == sum(statuses.values())  # the view agrees: all emitted, all claimed
-    assert funnel[2] == statuses.get("closed", 0)
+    # each executed once: one entry order (plus the DCA grid's levels, at most) and one exit
+    assert all(1 <= entries <= 1 + levels and exits == 1 for _, entries, exits, levels in orders)
+    # strategy exits (on by default): each reached the bot holding its entry, or says why it could not act
+    assert all(status == "closed" or (status == "rejected" and reason.startswith("entry ")) or status == "expired"
+               for status, reason, _ in exits), exits
+    assert strategy_exits == 0  # a strategy_exit trade always comes from its closed exit signal
+    assert funnel[0] == funnel[1] == sum(every.values())  # the view agrees: all emitted, all claimed
+    assert funnel[2] == every.get("closed", 0)
     assert fees[0] == fees[1] > 0  # every fill paid a fee
 
     # `verify` on the demo run agrees with the database
@@ -59,10 +71,10 @@ def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     lines = {line.split("│")[1].strip(): line.split("│")[2].strip()
              for line in verify.stdout.splitlines() if line.count("│") >= 3}
-    assert int(lines["emitted"]) == sum(statuses.values())
+    assert int(lines["emitted"]) == sum(every.values())
     assert int(lines["claimed"]) == funnel[1]
-    assert int(lines["closed"]) == statuses.get("closed", 0)
-    assert int(lines["still open"]) == statuses.get("executing", 0)
+    assert int(lines["closed"]) == every.get("closed", 0)
+    assert int(lines["still open"]) == every.get("executing", 0)
     with psycopg.connect(migrated_db) as conn:  # the demo's trades close in paper-clock time, ahead of the wall's
         in_window = conn.execute("select count(*) from trades"
                                  " where closed_at >= now() - interval '1 hour' and closed_at <= now()").fetchone()[0]

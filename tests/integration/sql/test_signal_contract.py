@@ -367,7 +367,7 @@ def test_a_claim_whose_lease_ran_out_returns_to_the_queue_for_another_consumer(q
 
 
 @pytest.mark.parametrize(("args", "named"), [
-    pytest.param(("bot-a", 0, 60, None), "max_count", id="max-count-zero"),
+    pytest.param(("bot-a", -1, 60, None), "max_count", id="max-count-negative"),  # 0: exits only (0018)
     pytest.param(("bot-a", 1001, 60, None), "max_count", id="max-count-too-large"),
     pytest.param(("bot-a", 10, 0, None), "lease_seconds", id="lease-zero"),
     pytest.param(("bot-a", 10, None, None), "lease_seconds", id="lease-null"),

@@ -19,7 +19,7 @@ from controller.config import ControllerConfig
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.port import SignalRejected
 from controller.data.storage.postgres import PostgresStore
-from controller.scan.pipeline import Scanner
+from controller.scan.pipeline import LoopConfig, Scanner
 from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import load_strategies
@@ -69,6 +69,71 @@ def test_an_exit_for_an_executing_entry_is_queued_once_and_claimed_with_its_refe
         store.emit_signal(exit_for(entry_id))  # once: one open exit per entry
     [claimed] = queue.claim("hb-1", 5, 60)
     assert (claimed.id, claimed.kind, claimed.side, claimed.entry_signal_id) == (exit_id, "exit", "sell", entry_id)
+
+
+def test_an_exit_is_claimed_only_by_the_consumer_holding_its_entry(store: PostgresStore, queue: PostgresQueue) -> None:
+    """Two bots on one queue (migration 0018): the exit goes to the bot that holds the entry's position; the other
+    never sees it, even when it claims with room to spare."""
+    entry_id = store.emit_signal(entry())
+    executing(queue, entry_id)  # hb-1 holds the position
+    exit_id = store.emit_signal(exit_for(entry_id))
+    other = store.emit_signal(entry(symbol="LTC-BTC"))
+
+    assert [s.id for s in queue.claim("hb-2", 10, 60)] == [other]  # hb-2 gets the entry, not the exit
+    assert queue.claim("hb-2", 10, 60) == []
+    [claimed] = queue.claim("hb-1", 10, 60)
+    assert (claimed.id, claimed.claimed_by) == (exit_id, "hb-1")
+
+
+def test_a_bot_with_full_slots_still_gets_the_exits_of_its_positions(store: PostgresStore,
+                                                                   queue: PostgresQueue) -> None:
+    """Exits come on top of max_count, and max_count 0 asks for exits only: a bot at its position limit is handed
+    the exit that frees a slot, and no entry it would have to refuse."""
+    entry_id = store.emit_signal(entry())
+    executing(queue, entry_id)
+    waiting = store.emit_signal(entry(symbol="LTC-BTC"))
+    exit_id = store.emit_signal(exit_for(entry_id))
+
+    assert [s.id for s in queue.claim("hb-1", 0, 60)] == [exit_id]
+    assert queue.claim("hb-1", 0, 60) == []
+    assert [s.id for s in queue.claim("hb-1", 1, 60)] == [waiting]
+
+
+@pytest.mark.parametrize("fate", ["never filled", "closed by its barrier"])
+def test_an_exit_whose_position_closed_before_it_was_claimed_is_rejected_with_the_reason(
+        store: PostgresStore, queue: PostgresQueue, migrated_db: str, fate: str) -> None:
+    entry_id = store.emit_signal(entry())
+    executing(queue, entry_id)
+    exit_id = store.emit_signal(exit_for(entry_id))
+    if fate == "closed by its barrier":
+        with psycopg.connect(migrated_db) as conn:
+            conn.execute("insert into trades (signal_id, exchange, symbol, side, amount, entry_price, exit_price,"
+                         " pnl_quote, pnl_pct, exit_reason, opened_at, closed_at) values (%s, 'bittrex', 'ETH-BTC',"
+                         " 'buy', 1, 0.1, 0.104, 0.004, 4, 'take_profit', now(), now())", [entry_id])
+    queue.ack(entry_id, "hb-1", "closed")
+
+    assert queue.claim("hb-1", 10, 60) == [] and queue.claim("hb-2", 10, 60) == []
+    with psycopg.connect(migrated_db) as conn:
+        status, reason = conn.execute("select status, reject_reason from signals where id = %s",
+                                      [exit_id]).fetchone()
+    assert status == "rejected"
+    assert reason == (f"entry {entry_id} closed without a fill: no position to exit" if fate == "never filled"
+                      else f"entry {entry_id} closed (take_profit) before its exit was claimed")
+
+
+def test_an_exit_its_holder_never_claims_expires_like_an_entry(store: PostgresStore, queue: PostgresQueue,
+                                                              migrated_db: str) -> None:
+    from tests.support.clock import wait_for_database_time
+
+    entry_id = store.emit_signal(entry())
+    executing(queue, entry_id)
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    exit_id = store.emit_signal(exit_for(entry_id, expires_at=expires))
+    assert queue.claim("hb-2", 10, 60) == []  # not hers, and the holder does not claim
+    wait_for_database_time(migrated_db, expires)
+    assert queue.claim("hb-1", 10, 60) == []
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select status from signals where id = %s", [exit_id]).fetchone()[0] == "expired"
 
 
 @pytest.mark.parametrize(("bad", "message"), [
@@ -148,14 +213,15 @@ def test_a_scan_sends_an_exit_signal_for_the_open_position_of_its_strategy(store
                               sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.2)}))
     scan = Scanner(config=config, strategy_config=load_strategies(), store=store,
                    source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
-                   symbols=("ETH-BTC",), clock=clock.now, emit_exits=True)
+                   symbols=("ETH-BTC",), clock=clock.now)  # on by default: loop.exit_signals
     report = scan.scan()
     [exit_item] = [p for p in report.planned if p.outcome == "exit"]
     assert exit_item.decision.strategy == "channel" and exit_item.reason == "exit: test exit"
     assert exit_item.signal.entry_signal_id == entry_id
+    off = config.model_copy(update={"loop": LoopConfig(exit_signals=False)})
     assert not any(p.outcome == "exit" for p in Scanner(
-        config=config, strategy_config=load_strategies(), store=store, source=scan.source, exchange="bittrex",
-        symbols=("ETH-BTC",), clock=clock.now).scan().planned)  # off by default: loop.exit_signals
+        config=off, strategy_config=load_strategies(), store=store, source=scan.source, exchange="bittrex",
+        symbols=("ETH-BTC",), clock=clock.now).scan().planned)
     again = scan.scan()
     assert [p.outcome for p in again.planned if p.decision.strategy == "channel" and "exit" in p.reason] == [
         "blocked"]  # the first exit is still open: sent once

@@ -93,6 +93,20 @@ def test_executing_signals_are_stuck_without_an_order_with_a_stale_entry_or_past
     ])
 
 
+def test_the_resting_levels_of_a_filled_dca_grid_are_not_a_stale_entry() -> None:
+    """A grid's limit buys rest below the filled entry for as long as the position is open (issue 11); an entry
+    of a grid signal that never filled is still stale."""
+    grid = signal("executing", timedelta(hours=2), executing_at=NOW - timedelta(hours=2), grid_levels=3)
+    unfilled = signal("executing", timedelta(hours=3), executing_at=NOW - timedelta(hours=3), grid_levels=3)
+    orders = [order(grid["id"], "entry", "filled", timedelta(hours=2), "1"),
+              {**order(grid["id"], "entry", "created", timedelta(hours=2)), "client_order_id": "level-1"},
+              order(unfilled["id"], "entry", "created", timedelta(hours=3))]
+
+    stuck = find_stuck([grid, unfilled], orders, NOW, Thresholds())
+
+    assert [(s.signal_id, s.problem) for s in stuck] == [(unfilled["id"], "entry order open too long")]
+
+
 def test_analyze_counts_the_funnel_of_the_window_and_the_trades_closed_in_it() -> None:
     start = NOW - timedelta(hours=24)
     closed = signal("closed", timedelta(hours=5), claimed_at=NOW - timedelta(hours=5))
