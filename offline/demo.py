@@ -30,13 +30,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import psycopg
-from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
-from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from psycopg import sql
 from rich.console import Console
 from rich.table import Table
@@ -58,15 +55,10 @@ from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from ml.scoring import MlScorer
 from offline import phases as ml_and_shadow
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
-from offline.harness import Harness, executor_config, start, stop
+from offline.harness import BINANCE_FEES, Harness, PaperExchange, executor_config, start, stop
 
 DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
-FEE = Decimal("0.001")  # Binance's spot taker and maker fee, the buy fee taken out of the bought asset
-# The executor on this branch sells the filled amount, which the wallet lacks by the buy fee: each base asset
-# starts with a small float (this share of one position) so exits can close. Remove it once the executor sells
-# the fee-net amount (issue #10).
-BASE_FLOAT_SHARE = 0.05
 PHASE2_TARGET_TRADES = 50
 console = Console(width=140)
 
@@ -157,21 +149,39 @@ class Demo:
             return conn.execute("select count(*) from trades").fetchone()[0]
 
 
-def demo_database(config: ControllerConfig) -> str:
-    """A fresh `trading_demo` database on the embedded server (or the DATABASE_URL given), migrated."""
+class DemoBusy(Exception):
+    """Another demo run holds the demo database."""
+
+
+def _lock(url: str) -> psycopg.Connection:
+    """A session lock on the server of `url`, held by the returned connection for the whole run, so a second
+    demo started meanwhile stops with one line instead of dropping the first one's database under it."""
+    conn = psycopg.connect(url, autocommit=True)
+    if not conn.execute("select pg_try_advisory_lock(hashtext('offline.demo'))").fetchone()[0]:
+        conn.close()
+        raise DemoBusy("another offline demo is running on this database server (it uses the demo database); "
+                       "wait for it to finish, or give this one its own database with DATABASE_URL")
+    return conn
+
+
+def demo_database(config: ControllerConfig) -> tuple[str, psycopg.Connection]:
+    """A fresh `trading_demo` database on the embedded server (or the DATABASE_URL given), migrated; and the
+    connection holding the demo's lock (close it at the end of the run)."""
     secrets = load_secrets()
     if secrets.database_url is not None:
         url = secrets.database_url.get_secret_value()
+        lock = _lock(url)
         console.print("[yellow]DATABASE_URL is set: the demo writes its signals and trades into that database[/]")
     else:
         server = db.embedded(config.database).start()
+        lock = _lock(server.url_for("postgres"))
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DEMO_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DB)))
         url = server.url_for(DEMO_DB)
     with psycopg.connect(url) as conn:
         migrate(conn)
-    return url
+    return url, lock
 
 
 # --- phase 0: storage ----------------------------------------------------------------------------------
@@ -231,17 +241,13 @@ async def phase0(demo: Demo) -> None:
 
 # --- phases 1 and 2: the replay ----------------------------------------------------------------------------
 
-def fee_exchange(demo: Demo) -> MockPaperExchange:
-    """Hummingbot's paper exchange charging Binance's fees, funded in the selection's quote currency."""
-    exchange = MockPaperExchange(trade_fee_schema=TradeFeeSchema(
-        maker_percent_fee_decimal=FEE, taker_percent_fee_decimal=FEE, buy_percent_fee_deducted_from_returns=True))
+def fee_exchange(demo: Demo) -> PaperExchange:
+    """Hummingbot's paper exchange charging Binance's spot fees (0.1 %, the buy fee taken from the bought coin),
+    funded in the selection's quote currency only: the executor sells what a position holds net of that fee."""
+    exchange = PaperExchange(trade_fee_schema=BINANCE_FEES)
     exchange.set_balance(demo.selection.quote, demo.selection.balance)
     for symbol in demo.selection.symbols:
-        candles = demo.source.fetch_ohlcv(symbol, demo.selection.timeframe, demo.clock.now() - timedelta(days=2),
-                                          demo.clock.now())
-        mid = float(candles["close"].iloc[-1]) if not candles.empty else 0.0
-        exchange.set_balance(symbol.split("-")[0], demo.selection.amount() * BASE_FLOAT_SHARE / mid
-                             if mid else 0)
+        exchange.set_balance(symbol.split("-")[0], 0)
     return exchange
 
 
@@ -499,7 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     logs.configure("WARNING")
     logging.getLogger("controller.scan.pipeline").setLevel(logging.ERROR)  # per-symbol data notes would drown it
-    url = demo_database(config)
+    try:
+        url, lock = demo_database(config)
+    except DemoBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))
     with psycopg.connect(url) as conn:
         flags.sync(conn, specs, "demo")
@@ -513,7 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_phases(demo))
     finally:
         demo.seconds["total"] = time.monotonic() - started
-        finish(demo)
+        try:
+            finish(demo)
+        finally:
+            lock.close()
     return 0
 
 

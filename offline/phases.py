@@ -130,6 +130,18 @@ def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
             " name = 'CHAMPION' desc, name").fetchall()
 
 
+def top_rows(rows: list[tuple[Any, ...]], limit: int = 10) -> list[tuple[Any, ...]]:
+    """The rows worth reading first: each strategy's CHAMPION on its longest window, then the variations most
+    clearly different from it (lowest p-value), then those with the most trades."""
+    longest = {}
+    for row in rows:
+        longest[row[0]] = max(longest.get(row[0], row[2]), row[2])
+    champions = [r for r in rows if r[1] == "CHAMPION" and r[2] == longest[r[0]]]
+    others = sorted((r for r in rows if r not in champions),
+                    key=lambda r: (r[9] is None, r[9] if r[9] is not None else 0.0, -(r[3] or 0)))
+    return (champions + others)[:limit]
+
+
 async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
     strategies = _strategies(demo)
     spec = load_variation_file()
@@ -155,13 +167,17 @@ async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> 
     for note in e.notes:
         console.print(f"  note: {note}", highlight=False)
     rows = leaderboard(demo)
-    table = Table(title="shadow leaderboard (dashboard_shadow_leaderboard)")
+    shown = top_rows(rows)
+    table = Table(title=f"shadow leaderboard (dashboard_shadow_leaderboard): the top {len(shown)} of {len(rows)}")
     for column in ("strategy", "variation", "window h", "trades", "win %", "avg %", "total %", "paired n",
                    "diff % vs CHAMPION", "p"):
         table.add_column(column)
-    for row in rows:
+    for row in shown:
         table.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
+    if len(rows) > len(shown):
+        console.print(f"  ... and {len(rows) - len(shown)} more rows: `python -m controller shadow report` or the "
+                      "HTML report show them all")
     for strategy, result in report.recommendations.items():
         if isinstance(result, NoRecommendation):
             console.print(f"  shadow recommend {strategy}: none: {'; '.join(result.reasons)}", highlight=False)

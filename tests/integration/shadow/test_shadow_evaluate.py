@@ -28,10 +28,11 @@ def _env(url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(module_db: str) -> Iterator[str]:
+def demo(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # phases 0-2: the replay where the default puts it (phases 3-4 would move it to the data's end, leaving
     # no candles after the entries for their outcomes)
-    result = subprocess.run([sys.executable, "-m", "offline.demo", "--hours", "24", "--phases", "0-2"],
+    result = subprocess.run([sys.executable, "-m", "offline.demo", "--hours", "24", "--phases", "0-2",
+                             "--report", str(tmp_path_factory.mktemp("demo") / "demo-report.html")],
                             cwd=PROJECT_ROOT, env=_env(module_db), capture_output=True, text=True, timeout=600,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
