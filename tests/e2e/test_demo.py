@@ -15,6 +15,7 @@ import pytest
 from controller.config import PROJECT_ROOT
 from controller.data.market_data import ohlcv_dir
 from offline import demo
+from tests.conftest import DemoRun
 
 SHARED = ohlcv_dir()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
@@ -28,11 +29,14 @@ def run_demo(url: str, *args: str, timeout: int = 540) -> subprocess.CompletedPr
 
 
 @needs_data
-def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp_path: Path) -> None:
-    result = run_demo(migrated_db, "--phases", "1", "--hours", "12", "--report", str(tmp_path / "r.html"))
+def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) -> None:
+    result, migrated_db = demo_run.result, demo_run.url
     assert result.returncode == 0, result.stderr[-3000:]
     assert "signal funnel" in result.stdout and "P&L per strategy" in result.stdout
     assert "phase 1: rules trading on paper" in result.stdout
+    # phase 2 runs on the flag a user sets, `profile: validation`: the scan narrows itself to DCA at 0.4 x size
+    assert "phase 2: profile=validation (dca only" in result.stdout.replace("\n", "")
+    assert f"report: {demo_run.report}" in result.stdout.replace("\n", "")
 
     with psycopg.connect(migrated_db) as conn:
         statuses = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
