@@ -59,6 +59,7 @@ from ml.scoring import MlScorer
 from offline import phases as ml_and_shadow
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
 from offline.harness import BINANCE_FEES, Harness, PaperExchange, executor_config, start, stop
+from shadow.apply import ActiveParams
 
 DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
@@ -293,7 +294,8 @@ def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConf
     # Signals expire in the executor's time: here that is the paper clock, which runs ahead of the wall clock.
     return Scanner(config=config, strategy_config=strategies, store=demo.store, source=demo.source,
                    exchange=demo.selection.exchange, symbols=demo.selection.symbols, clock=demo.clock.now,
-                   wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values())
+                   wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values(),
+                   params_source=ActiveParams(demo.conn))  # as `controller run`: an applied recommendation trades
 
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
