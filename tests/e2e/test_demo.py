@@ -160,3 +160,14 @@ def test_options_that_cannot_work_stop_with_one_line_before_touching_a_database(
     assert demo.main([*data, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+@needs_data
+def test_a_second_demo_on_the_same_server_stops_with_one_line(migrated_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as running:  # what a first demo holds for its whole run
+        running.execute("select pg_advisory_lock(hashtext('offline.demo'))")
+        result = run_demo(migrated_db, "--phases", "1", "--quick", "--report", str(tmp_path / "r.html"), timeout=300)
+        signals = running.execute("select count(*) from signals").fetchone()[0]
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: another offline demo is running on this database server")
+    assert result.stderr.count("\n") == 1 and signals == 0  # it wrote nothing
