@@ -32,6 +32,9 @@ FILE_NAME = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-
 FINEST_NEEDED = "5m"
 # Quote units worth about 50 USD (the seed's $50 a trade) and a paper balance of 200 of them, per quote.
 USD_QUOTES = ("USD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "EUR")
+# A longer hole than this between two candles of a pair separates two recordings (Bittrex left gaps of up to an
+# hour in quiet markets; recordings of the same pair made months apart are separate stretches).
+MAX_GAP = timedelta(hours=6)
 QUOTE_UNIT = {**{q: 50.0 for q in USD_QUOTES}, "BTC": 0.002, "ETH": 0.03, "BNB": 0.2}
 
 
@@ -56,6 +59,9 @@ class Selection:
     start: datetime
     end: datetime
     quote: str
+    # where the recording of every pair is first interrupted after `start` (a gap of MAX_GAP or more, e.g.
+    # between two windows recorded months apart), else `end`: the data a replay can run on without a hole
+    stretch_end: datetime | None = None
 
     def amount(self, share: float = 1.0) -> float:
         """The seed's $50 a trade in this quote currency, times `share`."""
@@ -154,7 +160,19 @@ def select(folder: Path, exchange: str | None = None, symbols: Sequence[str] | N
                            f"of {', '.join(outside)} (recorded: "
                            + "; ".join(f"{s} {spans[s][0]:%Y-%m-%d %H:%M} to {spans[s][1]:%Y-%m-%d %H:%M}"
                                        for s in outside) + ")")
-    return Selection(folder, exchange, tuple(wanted), timeframe, begin, finish, quote)
+    stretch = min(_stretch_end(frames[s], begin) for s in wanted)
+    return Selection(folder, exchange, tuple(wanted), timeframe, begin, finish, quote, max(stretch, begin))
+
+
+def _stretch_end(frame: pd.DataFrame, moment: datetime) -> datetime:
+    """The last candle before the first hole of MAX_GAP or more after `moment` (the recording's end if none)."""
+    after = frame["ts"][frame["ts"] >= pd.Timestamp(moment)]
+    if after.empty:
+        return moment
+    holes = after.diff() >= pd.Timedelta(MAX_GAP)
+    if holes.any():
+        return after[holes.shift(-1, fill_value=False)].iloc[0].to_pydatetime()
+    return after.iloc[-1].to_pydatetime()
 
 
 def _default_symbols(spans: dict[str, tuple[datetime, datetime]], start: datetime | None,

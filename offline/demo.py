@@ -7,11 +7,13 @@
 1. rules: the controller replays the recorded candles and emits signals into Postgres; the Hummingbot signal
    executor claims them on Hummingbot's real Clock and MockPaperExchange (Binance-like fees of 0.1 %), whose
    book follows the replayed closes, and trades them;
-2. validation (seed 004 §2.1): one strategy, the selected top pairs, many small positions with tight exits,
-   replayed on until 50 trades of this phase have closed (or the data ends);
+2. validation (seed 004 §2.1): the phase-2 flags (`profile: validation`), so the scan itself runs one
+   strategy with small positions (`loop.validation`), the replay's pairs as its top pairs, replayed on until
+   50 trades of this phase have closed (or its cap, or the data's end);
 3. ML: trained on the candles before its window only, promoted or refused by the gate, then the window
-   replayed with ML scoring (boosted and control arms), and 4. shadows: the evaluator over the same replay,
-   its leaderboard, recommendation, apply and rollback monitor (offline/phases.py).
+   replayed with ML scoring (boosted and control arms), and 4. shadows: the evaluator beside the replay
+   (a pass every few replayed hours, so outcomes resolve on the later candles), its leaderboard, a
+   recommendation applied with `shadow.apply` and the rollback monitor (offline/phases.py).
 Each phase ends with its success criteria (`python -m controller phase check N`); the run ends with every
 checklist and an HTML report (`python -m controller report`).
 
@@ -24,26 +26,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import psycopg
-from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
-from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
 from bridge.queue_client import PostgresQueue
 from controller.cli.phase import checklist
-from controller.config import ControllerConfig, load_config, load_model, load_secrets
+from controller.config import PROJECT_ROOT, ControllerConfig, load_config, load_model, load_secrets
 from controller.data import db, flags
 from controller.data.market_data import SimClock, ohlcv_dir
 from controller.data.migrate import migrate
@@ -58,17 +58,23 @@ from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from ml.scoring import MlScorer
 from offline import phases as ml_and_shadow
 from offline.dataset import DatasetError, DatasetSource, Selection, load, parse_start, select
-from offline.harness import Harness, executor_config, start, stop
+from offline.harness import BINANCE_FEES, Harness, PaperExchange, executor_config, start, stop
+from shadow.apply import ActiveParams
 
 DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
-FEE = Decimal("0.001")  # Binance's spot taker and maker fee, the buy fee taken out of the bought asset
-# The executor on this branch sells the filled amount, which the wallet lacks by the buy fee: each base asset
-# starts with a small float (this share of one position) so exits can close. Remove it once the executor sells
-# the fee-net amount (issue #10).
-BASE_FLOAT_SHARE = 0.05
+PHASE1_TARGET_TRADES = 10  # the phase checklists' figures (controller.ops.phase_check)
 PHASE2_TARGET_TRADES = 50
 console = Console(width=140)
+
+
+def default_data() -> Path:
+    """The shared history recordings (`$OHLCV_HISTORY_DIR`, else `shared/data/ohlcv-history` beside the
+    project) where present, else the shared recordings (`ohlcv_dir()`). The history holds 20 days of up to 20
+    Bittrex pairs recorded together (2017-10-25 to 11-14), with earlier windows of the same pairs for ML to
+    learn from; the shared folder's five pairs trade too rarely in their last days for phase 1's ten trades."""
+    history = Path(os.environ.get("OHLCV_HISTORY_DIR", PROJECT_ROOT.parent / "shared" / "data" / "ohlcv-history"))
+    return history if history.is_dir() else ohlcv_dir()
 
 
 # --- the options ---------------------------------------------------------------------------------------
@@ -82,6 +88,7 @@ class Plan:
     phase1_hours: float
     phase2_max_hours: float
     phase3_hours: float
+    phase4_hours: float
     old_candle_days: int
     report: Path
 
@@ -105,18 +112,23 @@ def make_plan(args: argparse.Namespace) -> Plan:
     phases = parse_phases(args.phases)
     if args.hours is not None and args.hours <= 0:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
-    phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 24.0)
+    phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 36.0)
     phase2 = 8.0 if args.quick else 36.0  # a cap that keeps `make demo` within 10 minutes on 2 cores
-    phase3 = 3.0 if args.quick else 8.0  # the window ML scores, and the one phase 4 replays on for the shadows
-    replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase3 * (4 in phases)
+    phase3 = 3.0 if args.quick else 8.0  # the window ML scores
+    # phase 4 replays on while the evaluator runs: long enough for outcomes to reach their exits, a
+    # recommendation to be applied and trades to close after it for the rollback monitor
+    phase4 = 6.0 if args.quick else 24.0
+    replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase4 * (4 in phases)
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
     start = parse_start(args.start)
     if start is None and {3, 4} & set(phases):
         # ML learns from the candles before its window: replay the last hours of the data, train on the rest
-        last = select(Path(args.data), args.exchange, symbols, None, None).end
+        # (the end of the stretch recorded without a hole: windows recorded months later are not replayed)
+        last = select(Path(args.data), args.exchange, symbols, None, None).stretch_end
+        assert last is not None
         start = pd.Timestamp(last - timedelta(hours=replayed)).floor("5min").to_pydatetime()
     selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1)
-    return Plan(selection, phases, phase1, phase2, phase3, 7 if args.quick else 31, Path(args.report))
+    return Plan(selection, phases, phase1, phase2, phase3, phase4, 7 if args.quick else 31, Path(args.report))
 
 
 # --- the shared world of one run -----------------------------------------------------------------------
@@ -157,21 +169,39 @@ class Demo:
             return conn.execute("select count(*) from trades").fetchone()[0]
 
 
-def demo_database(config: ControllerConfig) -> str:
-    """A fresh `trading_demo` database on the embedded server (or the DATABASE_URL given), migrated."""
+class DemoBusy(Exception):
+    """Another demo run holds the demo database."""
+
+
+def _lock(url: str) -> psycopg.Connection:
+    """A session lock on the server of `url`, held by the returned connection for the whole run, so a second
+    demo started meanwhile stops with one line instead of dropping the first one's database under it."""
+    conn = psycopg.connect(url, autocommit=True)
+    if not conn.execute("select pg_try_advisory_lock(hashtext('offline.demo'))").fetchone()[0]:
+        conn.close()
+        raise DemoBusy("another offline demo is running on this database server (it uses the demo database); "
+                       "wait for it to finish, or give this one its own database with DATABASE_URL")
+    return conn
+
+
+def demo_database(config: ControllerConfig) -> tuple[str, psycopg.Connection]:
+    """A fresh `trading_demo` database on the embedded server (or the DATABASE_URL given), migrated; and the
+    connection holding the demo's lock (close it at the end of the run)."""
     secrets = load_secrets()
     if secrets.database_url is not None:
         url = secrets.database_url.get_secret_value()
+        lock = _lock(url)
         console.print("[yellow]DATABASE_URL is set: the demo writes its signals and trades into that database[/]")
     else:
         server = db.embedded(config.database).start()
+        lock = _lock(server.url_for("postgres"))
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DEMO_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DB)))
         url = server.url_for(DEMO_DB)
     with psycopg.connect(url) as conn:
         migrate(conn)
-    return url
+    return url, lock
 
 
 # --- phase 0: storage ----------------------------------------------------------------------------------
@@ -231,17 +261,13 @@ async def phase0(demo: Demo) -> None:
 
 # --- phases 1 and 2: the replay ----------------------------------------------------------------------------
 
-def fee_exchange(demo: Demo) -> MockPaperExchange:
-    """Hummingbot's paper exchange charging Binance's fees, funded in the selection's quote currency."""
-    exchange = MockPaperExchange(trade_fee_schema=TradeFeeSchema(
-        maker_percent_fee_decimal=FEE, taker_percent_fee_decimal=FEE, buy_percent_fee_deducted_from_returns=True))
+def fee_exchange(demo: Demo) -> PaperExchange:
+    """Hummingbot's paper exchange charging Binance's spot fees (0.1 %, the buy fee taken from the bought coin),
+    funded in the selection's quote currency only: the executor sells what a position holds net of that fee."""
+    exchange = PaperExchange(trade_fee_schema=BINANCE_FEES)
     exchange.set_balance(demo.selection.quote, demo.selection.balance)
     for symbol in demo.selection.symbols:
-        candles = demo.source.fetch_ohlcv(symbol, demo.selection.timeframe, demo.clock.now() - timedelta(days=2),
-                                          demo.clock.now())
-        mid = float(candles["close"].iloc[-1]) if not candles.empty else 0.0
-        exchange.set_balance(symbol.split("-")[0], demo.selection.amount() * BASE_FLOAT_SHARE / mid
-                             if mid else 0)
+        exchange.set_balance(symbol.split("-")[0], 0)
     return exchange
 
 
@@ -268,7 +294,8 @@ def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConf
     # Signals expire in the executor's time: here that is the paper clock, which runs ahead of the wall clock.
     return Scanner(config=config, strategy_config=strategies, store=demo.store, source=demo.source,
                    exchange=demo.selection.exchange, symbols=demo.selection.symbols, clock=demo.clock.now,
-                   wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values())
+                   wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values(),
+                   params_source=ActiveParams(demo.conn))  # as `controller run`: an applied recommendation trades
 
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
@@ -312,51 +339,63 @@ async def phase1(demo: Demo) -> None:
                                  demo.config.resolve(demo.config.loop.tiers_file))
     config = demo_config(demo, demo.selection.sizing())
     until = min(demo.clock.now() + timedelta(hours=demo.plan.phase1_hours), demo.selection.end)
-    console.print(f"phase 1: rules -> Hummingbot paper trades, {demo.plan.phase1_hours:g} h from "
-                  f"{demo.clock.now():%Y-%m-%d %H:%M}, {_sizes(demo.selection, 1.0)}")
-    scans = await _with_harness(demo, lambda: replay(demo, scanner_for(demo, strategies, config), until))
+    console.print(f"phase 1: rules -> Hummingbot paper trades from {demo.clock.now():%Y-%m-%d %H:%M} until "
+                  f"{PHASE1_TARGET_TRADES} trades have closed (its checklist's figure; at most "
+                  f"{demo.plan.phase1_hours:g} h), {_sizes(demo.selection, 1.0)}")
+    scans = await _with_harness(demo, lambda: replay(demo, scanner_for(demo, strategies, config), until,
+                                                     closed(demo, PHASE1_TARGET_TRADES)))
     console.print(f"  {scans} scans, {demo.emitted} signals emitted, {demo.trades()} trades closed")
     demo.finish_phase(1)
 
 
-def validation_strategies(demo: Demo) -> StrategiesConfig:
-    """Seed 004 §2.1 for the mechanics, not for profit: one strategy (DCA) on 5m candles with its entry bar
-    lowered (a 1 % dip, RSI up to 60, any volume) and tight exits (1 % either way, 3 h), so many small
-    positions open and close and both the stop loss and the take profit get exercised."""
-    strategies = load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
-                                 demo.config.resolve(demo.config.loop.tiers_file))
-    dca = strategies.dca
-    default = dca.params.default.model_copy(update={
-        "lookback_bars": 12, "min_drop_pct": 1.0, "rsi_min": 5.0, "rsi_max": 60.0, "volume_ratio_min": 0.0,
-        "take_profit_pct": 1.0, "stop_loss_pct": 1.0, "time_limit_s": 3 * 3600,
-        "trailing_activation_pct": 50.0, "trailing_delta_pct": 1.0})
-    params = dca.params.model_copy(update={"default": default, "tiers": {}})
-    return strategies.model_copy(update={
-        "dca": dca.model_copy(update={"enabled": True, "timeframe": "5m", "params": params}),
-        "swing": strategies.swing.model_copy(update={"enabled": False}),
-        "channel": strategies.channel.model_copy(update={"enabled": False})})
+def closed(demo: Demo, target: int) -> Callable[[], bool]:
+    """Whether `target` trades have closed since now (the count costs a query: looked at every 12 candles)."""
+    before = demo.trades()
+    calls = {"n": 0}
+
+    def enough() -> bool:
+        calls["n"] += 1
+        return calls["n"] % 12 == 0 and demo.trades() - before >= target
+
+    return enough
+
+
+def validation_config(demo: Demo) -> ControllerConfig:
+    """Phase 2 runs on the flag a user sets (`profile: validation`, which the phase-2 flags carry): the scan
+    itself narrows to the profile's strategies (DCA), scales sizes by its size factor and caps open positions
+    (`loop.validation` in conf/controller.yml). One setting differs, as a user replaying a recording would set it:
+    the profile's "top pairs" are the replay's own pairs (the config lists BTC and ETH, of which a BTC-quoted
+    recording holds one pair or none)."""
+    config = demo_config(demo, demo.selection.sizing())
+    bases = tuple(dict.fromkeys(s.split("-")[0] for s in demo.selection.symbols))
+    profile = config.loop.validation.model_copy(update={"bases": bases})
+    return config.model_copy(update={"loop": config.loop.model_copy(update={"validation": profile})})
 
 
 async def phase2(demo: Demo) -> None:
     demo.set_phase(2)
-    config = demo_config(demo, demo.selection.sizing(0.4, max_open_total=200, max_open_per_strategy=200,
-                                                     max_open_per_symbol=3))
+    with demo.conn() as conn:
+        profile_flag = flags.live_values(conn, demo.specs)["profile"]
+    config = validation_config(demo)
+    profile = config.loop.validation
     before = demo.trades()
     until = min(demo.clock.now() + timedelta(hours=demo.plan.phase2_max_hours), demo.selection.end)
-    console.print(f"phase 2: validation profile (DCA only, small positions, 1 % exits) on "
-                  f"{', '.join(demo.selection.symbols)} until {PHASE2_TARGET_TRADES} trades of this phase "
-                  f"(at most {demo.plan.phase2_max_hours:g} h), {_sizes(demo.selection, 0.4)}")
-    checked = {"at": 0}
-
-    def enough() -> bool:  # the trades count costs a query: look every 12 candles
-        checked["at"] += 1
-        return checked["at"] % 12 == 0 and demo.trades() - before >= PHASE2_TARGET_TRADES
-
-    scanner = scanner_for(demo, validation_strategies(demo), config)
-    scans = await _with_harness(demo, lambda: replay(demo, scanner, until, enough, "validation: "))
+    console.print(f"phase 2: profile={profile_flag} ({', '.join(profile.strategies)} only, on "
+                  f"{', '.join(demo.selection.symbols)}, sizes x{profile.size_factor:g}, at most "
+                  f"{profile.max_open_total} open, entries under confidence {profile.min_confidence:g} skipped) "
+                  f"until {PHASE2_TARGET_TRADES} trades of this phase (at most {demo.plan.phase2_max_hours:g} h), "
+                  f"{_sizes(demo.selection, profile.size_factor)}")
+    scanner = scanner_for(demo, _strategies(demo), config)
+    scans = await _with_harness(demo, lambda: replay(demo, scanner, until, closed(demo, PHASE2_TARGET_TRADES),
+                                                     "validation: "))
     console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.trades() - before} trades "
                   f"closed in this phase, {demo.trades()} in all")
     demo.finish_phase(2)
+
+
+def _strategies(demo: Demo) -> StrategiesConfig:
+    return load_strategies(demo.config.resolve(demo.config.loop.strategies_file),
+                           demo.config.resolve(demo.config.loop.tiers_file))
 
 
 async def _with_harness(demo: Demo, body: Callable[[], Awaitable[int]]) -> int:
@@ -410,8 +449,9 @@ async def phase3(demo: Demo) -> None:
 async def phase4(demo: Demo) -> None:
     """Shadows over the same replay, the leaderboard, a recommendation applied, a rollback when it fires."""
     demo.set_phase(4)
-    await ml_and_shadow.run_phase4(demo, demo.plan.phase3_hours, lambda h, label, s: replay_scored(demo, h, label, s),
-                            console)
+    harness_now = lambda: datetime.fromtimestamp(demo.harness.now if demo.harness else time.time(), UTC)  # noqa: E731
+    await ml_and_shadow.run_phase4(demo, demo.plan.phase4_hours,
+                                   lambda h, label, s: replay_scored(demo, h, label, s), console, harness_now)
     demo.finish_phase(4)
 
 
@@ -477,12 +517,14 @@ async def run_phases(demo: Demo) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m offline.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ohlcv_dir()), help="folder of recorded candles (default: %(default)s)")
+    parser.add_argument("--data", default=str(default_data()),
+                        help="folder of recorded candles (default: %(default)s)")
     parser.add_argument("--exchange", help="exchange of the recorded files (default: the one with most pairs)")
     parser.add_argument("--symbols", help="comma-separated pairs, e.g. ETH-BTC,LTC-BTC (default: up to 5 pairs "
                                           "of one quote recorded over the same time)")
     parser.add_argument("--start", help="replay start, ISO 8601 (default: a day after the pairs' data begins)")
-    parser.add_argument("--hours", type=float, help="hours of phase 1 (default 24, --quick 8)")
+    parser.add_argument("--hours", type=float, help="at most this many hours of phase 1; it stops once 10 trades "
+                                                      "closed (default 36, --quick 8)")
     parser.add_argument("--phases", default="0-4", help="which phases, e.g. 0-4, 1,2 (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="short windows (a few minutes in all)")
     parser.add_argument("--report", default="demo-report.html", help="HTML report to write (default %(default)s)")
@@ -499,7 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     logs.configure("WARNING")
     logging.getLogger("controller.scan.pipeline").setLevel(logging.ERROR)  # per-symbol data notes would drown it
-    url = demo_database(config)
+    try:
+        url, lock = demo_database(config)
+    except DemoBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))
     with psycopg.connect(url) as conn:
         flags.sync(conn, specs, "demo")
@@ -513,7 +559,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_phases(demo))
     finally:
         demo.seconds["total"] = time.monotonic() - started
-        finish(demo)
+        try:
+            finish(demo)
+        finally:
+            lock.close()
     return 0
 
 

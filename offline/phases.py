@@ -26,7 +26,7 @@ from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from ml.events import Recording, _btc_frames, events_from_series, load_candles, recordings
 from ml.retrain import train_and_register
 from ml.scoring import MlScorer
-from shadow.apply import ApplyRefused, apply
+from shadow.apply import ApplyRefused, apply, monitor
 from shadow.recommend import NoRecommendation
 from shadow.service import data_time, run_pass
 from shadow.variations import load as load_variation_file
@@ -130,62 +130,127 @@ def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
             " name = 'CHAMPION' desc, name").fetchall()
 
 
-async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any) -> None:
+def top_rows(rows: list[tuple[Any, ...]], limit: int = 10) -> list[tuple[Any, ...]]:
+    """The rows worth reading first: each strategy's CHAMPION on its longest window, then the variations most
+    clearly different from it (lowest p-value), then those with the most trades."""
+    longest = {}
+    for row in rows:
+        longest[row[0]] = max(longest.get(row[0], row[2]), row[2])
+    champions = [r for r in rows if r[1] == "CHAMPION" and r[2] == longest[r[0]]]
+    others = sorted((r for r in rows if r not in champions),
+                    key=lambda r: (r[9] is None, r[9] if r[9] is not None else 0.0, -(r[3] or 0)))
+    return (champions + others)[:limit]
+
+
+async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any, paper_now: Callable[[], datetime],
+                     every_h: float = 4.0) -> None:
+    """The evaluator beside the replay, as `controller run` schedules it beside the scan: a pass on the scans so
+    far, then one every `every_h` replayed hours (outcomes resolve as later candles arrive); a recommendation
+    is applied (the demo turns `shadow.apply` on, as a user would) and the rollback monitor watches the trades
+    closed after it."""
     strategies = _strategies(demo)
     spec = load_variation_file()
+    with demo.conn() as conn:
+        flags.set_many(conn, demo.specs, {"shadow.apply": True}, "demo")
     live = _flags(demo)
-    live["shadow.apply"] = True  # the demo applies the recommendation it gets (the flag stays as phase 4 set it)
+    console.print(f"phase 4: shadow.apply={live['shadow.apply']}; an evaluation pass on the scans so far, then "
+                  f"every {every_h:g} h of {hours:g} h replayed on (outcomes resolve on the candles that follow)")
+    state = Phase4()
     with demo.conn() as conn:
         now = data_time(conn)
-        if now is not None:  # the scans replayed so far decided: every variation's would-enter on them
-            console.print(f"phase 4: shadow decisions on the scans replayed to {now:%Y-%m-%d %H:%M}")
-            run_pass(conn, strategies, spec, live, now, recommend_now=False)
-            conn.commit()
-    # the outcomes resolve on the candles that follow: replay on, as the evaluator runs beside the live scan
-    console.print(f"phase 4: {hours:g} h more replayed so the shadow outcomes can reach their exits")
-    await replay(hours, "shadows: ", scorer(demo))
-    with demo.conn() as conn:
-        now = data_time(conn)
-        console.print(f"phase 4: shadow evaluation pass over the replayed scans to {now:%Y-%m-%d %H:%M}")
-        report = run_pass(conn, strategies, spec, live, now)
-        conn.commit()
+        if now is not None:
+            _pass(demo, conn, strategies, spec, live, now, paper_now, console, state)
+    left = hours
+    while left > 0 and demo.clock.now() < demo.selection.end:
+        await replay(min(every_h, left), "shadows: ", scorer(demo))
+        left -= every_h
+        with demo.conn() as conn:
+            now = data_time(conn)
+            _pass(demo, conn, strategies, spec, live, now, paper_now, console, state)
+    _print_leaderboard(demo, console)
+    e = state.last
+    if e is not None:
+        console.print(f"  shadow outcomes: {state.evaluated_total} evaluated, {e.still_pending} still pending "
+                      f"(their exits and time limits reach past the replayed candles), {e.performance_rows} "
+                      "leaderboard rows")
+    for strategy, what in state.recommendations.items():
+        console.print(f"  shadow recommend {strategy}: {what}", highlight=False)
+    if not state.applied:
+        console.print("  no rollback: nothing was applied, so there is nothing to monitor")
+    elif not state.rolled_back:
+        console.print(f"  no rollback: the monitor's triggers (win rate down {spec.rollback.win_rate_drop_points:g}"
+                      f" points, mean P&L down {spec.rollback.pnl_drop_pct:g} %, {spec.rollback.consecutive_stops} "
+                      f"stop losses in a row; after {spec.rollback.min_trades} trades) did not fire on the "
+                      f"{state.trades_after_apply} trades closed since the change")
+
+
+class Phase4:
+    """What the passes of phase 4 found, for its summary."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self.evaluated_total = 0
+        self.recommendations: dict[str, str] = {}  # strategy -> the last pass's recommendation or why none
+        self.applied: dict[int, int] = {}
+        self.rolled_back: list[tuple[int, str]] = []
+        self.trades_after_apply = 0
+        self.applied_at: datetime | None = None
+
+
+def _pass(demo: Demo, conn: psycopg.Connection, strategies: StrategiesConfig, spec: Any, live: dict[str, Any],
+          now: datetime, paper_now: Callable[[], datetime], console: Any, state: Phase4) -> None:
+    """One evaluation pass; a recommendation it writes is applied, and the monitor runs, on the executor's
+    clock: the paper trades close on that clock, so the change must be stamped on it for the monitor to tell
+    the trades before it from those after."""
+    report = run_pass(conn, strategies, spec, {**live, "shadow.apply": False}, now)
+    conn.commit()
     e = report.evaluation
-    console.print(f"  {e.candidates} candidates, {e.outcomes_written} outcomes written, {e.evaluated} evaluated, "
-                  f"{e.still_pending} pending, {e.performance_rows} leaderboard rows")
+    state.evaluated_total = conn.execute("select count(*) from shadow_outcomes where status = 'evaluated'"
+                                     " and would_enter").fetchone()[0]
+    state.last = e
+    line = (f"  pass at {now:%Y-%m-%d %H:%M}: {e.candidates} candidates, {e.evaluated} outcomes evaluated "
+            f"({state.evaluated_total} in all), {e.still_pending} pending")
+    for strategy, result in report.recommendations.items():
+        if isinstance(result, NoRecommendation):
+            state.recommendations.setdefault(strategy, f"none: {'; '.join(result.reasons)}")
+            if not state.recommendations[strategy].startswith("recommendation"):
+                state.recommendations[strategy] = f"none: {'; '.join(result.reasons)}"
+        else:
+            what = f"{result.variation} ({result.tier}) {result.changes}"
+            state.recommendations[strategy] = f"recommendation {what} at {now:%Y-%m-%d %H:%M}"
+            line += f"; {strategy}: recommends {what}"
+    console.print(line, highlight=False)
     for note in e.notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"    note: {note}", highlight=False)
+    for rec_id in report.written.values():
+        try:
+            version = apply(conn, rec_id, strategies, live, paper_now())
+            state.applied[rec_id] = version
+            state.applied_at = state.applied_at or paper_now()
+            console.print(f"  applied recommendation {rec_id} with shadow.apply: strategy_params version {version} "
+                          "active; the scan trades on it from now on", highlight=False)
+        except ApplyRefused as exc:
+            console.print(f"  not applied: {exc}", highlight=False)
+        conn.commit()
+    for rec_id, reason in [*report.rolled_back, *monitor(conn, strategies, spec.rollback, paper_now())]:
+        state.rolled_back.append((rec_id, reason))
+        console.print(f"  rolled back recommendation {rec_id}: {reason}", highlight=False)
+    conn.commit()
+    if state.applied_at is not None:
+        state.trades_after_apply = conn.execute("select count(*) from trades where closed_at >= %s",
+                                                (state.applied_at,)).fetchone()[0]
+
+
+def _print_leaderboard(demo: Demo, console: Any) -> None:
     rows = leaderboard(demo)
-    table = Table(title="shadow leaderboard (dashboard_shadow_leaderboard)")
+    shown = top_rows(rows)
+    table = Table(title=f"shadow leaderboard (dashboard_shadow_leaderboard): the top {len(shown)} of {len(rows)} rows")
     for column in ("strategy", "variation", "window h", "trades", "win %", "avg %", "total %", "paired n",
                    "diff % vs CHAMPION", "p"):
         table.add_column(column)
-    for row in rows:
+    for row in shown:
         table.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
-    for strategy, result in report.recommendations.items():
-        if isinstance(result, NoRecommendation):
-            console.print(f"  shadow recommend {strategy}: none: {'; '.join(result.reasons)}", highlight=False)
-        else:
-            console.print(f"  shadow recommend {strategy}: {result.variation} ({result.tier}) {result.changes}",
-                          highlight=False)
-    for rec_id, version in report.applied.items():
-        console.print(f"  applied recommendation {rec_id}: strategy_params version {version} active")
-    for note in report.notes:
-        console.print(f"  not applied: {note}", highlight=False)
-    if report.written and not report.applied and not report.notes:
-        with demo.conn() as conn:
-            for rec_id in report.written.values():
-                try:
-                    version = apply(conn, rec_id, strategies, live, now)
-                    console.print(f"  applied recommendation {rec_id}: version {version}")
-                except ApplyRefused as exc:
-                    console.print(f"  not applied: {exc}", highlight=False)
-            conn.commit()
-    if report.rolled_back:
-        for rec_id, reason in report.rolled_back:
-            console.print(f"  rolled back recommendation {rec_id}: {reason}", highlight=False)
-    elif report.applied:
-        console.print("  no rollback: the monitor's triggers did not fire on the trades since the change "
-                      f"(monitoring {spec.rollback.monitor_h:g} h)")
-    else:
-        console.print("  no rollback: nothing was applied, so there is nothing to monitor")
+    if len(rows) > len(shown):
+        console.print(f"  ... and {len(rows) - len(shown)} more rows: `python -m controller shadow report` or the "
+                      "HTML report show them all")

@@ -8,6 +8,8 @@ started in a temp folder and stopped by its pid at the end of the session.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from controller.config import PROJECT_ROOT
 from controller.data.embedded_db import EmbeddedPostgres
 from controller.data.migrate import migrate
 from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
@@ -95,3 +98,30 @@ def migrated_db(fresh_db: str) -> str:
         migrate(conn)
         apply_sql_mutant(conn)
     return fresh_db
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    url: str  # the database the demo wrote into
+    result: subprocess.CompletedProcess[str]
+    report: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """One run of the offline demo (phases 0-2, 12 h of phase 1, --quick) on the default recordings, shared by
+    the tests that read what it wrote: each demo run costs minutes. Its database is migrated first, as `make
+    demo` does. Tests that write into it must only add (the shadow tests add evaluation rows)."""
+    url = pg_server.create_database()
+    report = tmp_path_factory.mktemp("demo") / "demo-report.html"
+    try:
+        with psycopg.connect(url) as conn:
+            migrate(conn)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
+        env.update(DATABASE_URL=url, COLUMNS="200")
+        result = subprocess.run([sys.executable, "-m", "offline.demo", "--phases", "0-2", "--hours", "12", "--quick",
+                                 "--report", str(report)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                                timeout=600, check=False)
+        yield DemoRun(url, result, report)
+    finally:
+        pg_server.drop_database(url)

@@ -15,6 +15,7 @@ import pytest
 from controller.config import PROJECT_ROOT
 from controller.data.market_data import ohlcv_dir
 from offline import demo
+from tests.conftest import DemoRun
 
 SHARED = ohlcv_dir()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
@@ -28,11 +29,14 @@ def run_demo(url: str, *args: str, timeout: int = 540) -> subprocess.CompletedPr
 
 
 @needs_data
-def test_the_offline_demo_turns_signals_into_closed_trades(migrated_db: str, tmp_path: Path) -> None:
-    result = run_demo(migrated_db, "--phases", "1", "--hours", "12", "--report", str(tmp_path / "r.html"))
+def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) -> None:
+    result, migrated_db = demo_run.result, demo_run.url
     assert result.returncode == 0, result.stderr[-3000:]
     assert "signal funnel" in result.stdout and "P&L per strategy" in result.stdout
     assert "phase 1: rules trading on paper" in result.stdout
+    # phase 2 runs on the flag a user sets, `profile: validation`: the scan narrows itself to DCA at 0.4 x size
+    assert "phase 2: profile=validation (dca only" in result.stdout.replace("\n", "")
+    assert f"report: {demo_run.report}" in result.stdout.replace("\n", "")
 
     with psycopg.connect(migrated_db) as conn:
         every = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
@@ -98,7 +102,8 @@ def test_every_phase_on_a_usdt_pair_recorded_in_two_windows(migrated_db: str, tm
     out = result.stdout
     assert "binance BTC-USDT (5m candles, quoted in USDT)" in out
     assert "phase 0: storage bounded: holds" in out
-    assert "50 USDT a trade, paper balance 10000 USDT" in out and "20 USDT a trade" in out
+    flat = out.replace("\n", " ")  # rich wraps long lines at a space
+    assert "50 USDT a trade, paper balance 10000 USDT" in flat and "20 USDT a trade" in flat
     assert "phase 3: ML trained walk-forward on the candles before" in out
     assert "phase 4: shadow evaluation pass over the replayed scans" in out and "shadow leaderboard" in out
     final = out.split("success criteria over the whole run")[1]
@@ -167,3 +172,14 @@ def test_options_that_cannot_work_stop_with_one_line_before_touching_a_database(
     assert demo.main([*data, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+@needs_data
+def test_a_second_demo_on_the_same_server_stops_with_one_line(migrated_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as running:  # what a first demo holds for its whole run
+        running.execute("select pg_advisory_lock(hashtext('offline.demo'))")
+        result = run_demo(migrated_db, "--phases", "1", "--quick", "--report", str(tmp_path / "r.html"), timeout=300)
+        signals = running.execute("select count(*) from signals").fetchone()[0]
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: another offline demo is running on this database server")
+    assert result.stderr.count("\n") == 1 and signals == 0  # it wrote nothing

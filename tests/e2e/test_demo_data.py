@@ -33,6 +33,10 @@ def test_windows_of_one_pair_are_merged_and_sizes_follow_the_usdt_quote(tmp_path
     assert (selection.exchange, selection.symbols, selection.quote) == ("binance", ("BTC-USDT",), "USDT")
     assert selection.start == utc(first["timestamp"].iloc[0]) + timedelta(hours=24)
     assert selection.end == utc(second["timestamp"].iloc[-1])  # the later window is part of the series
+    # ... but a replay that must not cross the hole between them ends with the first (phases 3-4 of the demo
+    # put their window at the end of the stretch recorded without a hole, and train on what came before)
+    assert selection.stretch_end == utc(first["timestamp"].iloc[-1])
+    assert select(tmp_path, start=utc(second["timestamp"].iloc[300])).stretch_end == utc(second["timestamp"].iloc[-1])
     assert selection.sizing().quotes["USDT"].amount == 50 and selection.sizing().quotes["USDT"].balance == 10_000
     source = DatasetSource(selection, clock=SimClock(utc(second["timestamp"].iloc[-1]) + timedelta(hours=1)))
     candles = source.fetch_ohlcv("BTC-USDT", "5m", utc(first["timestamp"].iloc[0]), None)

@@ -19,6 +19,7 @@ from controller.scan.strategy_params import load_strategies
 from shadow.evaluate import EvaluationReport, calibrate, read_candles
 from shadow.service import data_time, run_pass
 from shadow.variations import load
+from tests.conftest import DemoRun
 
 
 def _env(url: str) -> dict[str, str]:
@@ -28,19 +29,15 @@ def _env(url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(module_db: str) -> Iterator[str]:
-    # phases 0-2: the replay where the default puts it (phases 3-4 would move it to the data's end, leaving
-    # no candles after the entries for their outcomes)
-    result = subprocess.run([sys.executable, "-m", "offline.demo", "--hours", "24", "--phases", "0-2"],
-                            cwd=PROJECT_ROOT, env=_env(module_db), capture_output=True, text=True, timeout=600,
-                            check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with psycopg.connect(module_db) as conn:
+def demo(demo_run: DemoRun) -> Iterator[str]:
+    # the session's demo run (phases 0-2, where the default replay puts them: candles follow the entries)
+    assert demo_run.result.returncode == 0, demo_run.result.stderr[-3000:]
+    with psycopg.connect(demo_run.url) as conn:
         conn.execute("update flags set value = 'true' where name = 'shadow.enabled'")
         report = run_pass(conn, load_strategies(), load(), {"shadow.enabled": True}, data_time(conn),
                           recommend_now=False)
     assert report.evaluation.evaluated > 0
-    yield module_db
+    yield demo_run.url
 
 
 def test_every_candidate_has_one_outcome_per_variation(demo: str) -> None:
