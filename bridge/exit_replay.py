@@ -99,6 +99,12 @@ def _first_at_or_above(series: np.ndarray, levels: np.ndarray) -> np.ndarray:
     k, n = levels.shape
     out = np.full((k, n), NO_HIT, dtype=np.int64)
     h = series.shape[1]
+    if k == 1:  # one variation (the ML labels): count the values below the level, all entries at once
+        with np.errstate(invalid="ignore"):
+            idx = (series < levels[0][:, None]).sum(axis=1)
+        ok = np.isfinite(levels[0]) & (idx < h)
+        out[0, ok] = idx[ok]
+        return out
     for j in range(n):  # one binary search per entry, over all K variations at once
         col = levels[:, j]
         idx = np.searchsorted(series[j], col, side="left")

@@ -61,11 +61,13 @@ _CANDLE_DTYPES = {"timestamp": "int64", "open": "float64", "high": "float64", "l
 
 
 def load_candles(path: Path) -> pd.DataFrame:
-    header = pd.read_csv(path, nrows=0).columns
-    missing = set(_CANDLE_DTYPES) - set(header)
-    if missing:
-        raise ValueError(f"{path.name} lacks columns {sorted(missing)}")
-    raw = pd.read_csv(path, usecols=list(_CANDLE_DTYPES), dtype=_CANDLE_DTYPES)
+    try:
+        raw = pd.read_csv(path, usecols=list(_CANDLE_DTYPES), dtype=_CANDLE_DTYPES)
+    except ValueError as exc:
+        if "Usecols do not match columns" not in str(exc):
+            raise
+        missing = set(_CANDLE_DTYPES) - set(pd.read_csv(path, nrows=0).columns)
+        raise ValueError(f"{path.name} lacks columns {sorted(missing)}") from None
     stamps = raw["timestamp"].to_numpy()
     if len(stamps) > 1 and not (np.diff(stamps) > 0).all():  # recorded files are sorted and unique: rarely needed
         raw = raw.drop_duplicates("timestamp", keep="last").sort_values("timestamp", kind="stable")
