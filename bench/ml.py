@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 from _support import PROJECT_ROOT, migrated_database, postgres_server
+from threadpoolctl import threadpool_limits
 
 from controller.config import ControllerConfig
 from controller.data import flags
@@ -38,7 +39,6 @@ from ml.config import CostParams, TrainParams
 from ml.events import _for_strategy, build_events, evaluate, load_candles, recordings
 from ml.features import FEATURES, build, regime_series
 from ml.train import fit
-from threadpoolctl import threadpool_limits
 
 HISTORY = Path(os.environ.get("OHLCV_HISTORY_DIR", PROJECT_ROOT.parent / "shared" / "data" / "ohlcv-history"))
 BATCH = 200
