@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,19 @@ def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[lis
                               Path(f"store/{exchange}_{symbol}_{timeframe}"))
         series.append((recording, candles.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})))
     return series, _btc_frames([(r, c) for r, c in series])
+
+
+def series_before(folder: Path, before: datetime, exchange: str | None = None) -> list[tuple[Recording, pd.DataFrame]]:
+    """The recorded series of `folder` (of `exchange`, plus any BTC reference for the regime features), cut to
+    the candles closed by `before`: what was known then, for training ahead of a replayed window."""
+    out = []
+    cutoff = pd.Timestamp(before)
+    for recording in recordings(folder):
+        if exchange is not None and recording.exchange != exchange and not _is_btc_reference(recording):
+            continue
+        candles = load_candles(recording.path)
+        step = pd.Timedelta(seconds=timeframe_seconds(recording.timeframe))
+        candles = candles[candles["ts"] + step <= cutoff].reset_index(drop=True)
+        if len(candles) >= 60:
+            out.append((recording, candles))
+    return out
