@@ -14,7 +14,7 @@ WORKDIR /app
 
 COPY requirements/ requirements/
 RUN pip install --only-binary=:all: -c requirements/constraints.txt -r requirements/project.in \
-        numpy pandas TA-Lib PyYAML typer requests pydantic \
+        numpy pandas numba TA-Lib PyYAML typer requests pydantic \
     && python -c "import talib, ccxt, psycopg, pandas"
 
 COPY bridge/ bridge/

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from controller.scan import indicators, strategies
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from ml import features as ml_features
 from ml.config import CostParams
-from ml.labels import label_entries
+from ml.labels import BARRIER_COLUMNS, label_positions
 
 _FILE = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])"
                    r"(?:_(?P<start>\d{8}))?\.csv$")
@@ -56,17 +57,26 @@ def recordings(folder: Path) -> list[Recording]:
     return found
 
 
+_CANDLE_DTYPES = {"timestamp": "int64", "open": "float64", "high": "float64", "low": "float64", "close": "float64",
+                  "volume": "float64"}
+
+
 def load_candles(path: Path) -> pd.DataFrame:
-    raw = pd.read_csv(path, dtype={"timestamp": "int64"})
-    missing = {"timestamp", "open", "high", "low", "close", "volume"} - set(raw.columns)
-    if missing:
-        raise ValueError(f"{path.name} lacks columns {sorted(missing)}")
-    frame = raw[["timestamp", "open", "high", "low", "close", "volume"]].astype({"open": "float64", "high": "float64",
-                                                                               "low": "float64", "close": "float64",
-                                                                               "volume": "float64"})
-    frame["ts"] = pd.to_datetime(frame.pop("timestamp"), unit="ms", utc=True)
-    frame = frame.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable").reset_index(drop=True)
-    return frame[["ts", "open", "high", "low", "close", "volume"]]
+    try:
+        raw = pd.read_csv(path, usecols=list(_CANDLE_DTYPES), dtype=_CANDLE_DTYPES)
+    except ValueError as exc:
+        if "Usecols do not match columns" not in str(exc):
+            raise
+        missing = set(_CANDLE_DTYPES) - set(pd.read_csv(path, nrows=0).columns)
+        raise ValueError(f"{path.name} lacks columns {sorted(missing)}") from None
+    stamps = raw["timestamp"].to_numpy()
+    if len(stamps) > 1 and not (np.diff(stamps) > 0).all():  # recorded files are sorted and unique: rarely needed
+        raw = raw.drop_duplicates("timestamp", keep="last").sort_values("timestamp", kind="stable")
+        stamps = raw["timestamp"].to_numpy()
+    frame = pd.DataFrame({"ts": pd.to_datetime(stamps, unit="ms", utc=True)})
+    for column in ("open", "high", "low", "close", "volume"):
+        frame[column] = raw[column].to_numpy()
+    return frame
 
 
 def _is_btc_reference(recording: Recording) -> bool:
@@ -95,37 +105,49 @@ def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recor
 
     The series are stacked into one frame, each under its own key `BASE-QUOTE<k>`: the same base asset (so
     the same tier and parameters) and a block of its own, so no indicator reaches from one window into
-    another. Labels walk each window's own candles."""
+    another. Labels walk each window's own candles (a walk stops at its window's end), all windows at once."""
     if not series:
         return pd.DataFrame()
     tf_s = timeframe_seconds(section.timeframe)
-    keyed = [candles.assign(symbol=f"{recording.symbol}{k}") for k, (recording, candles) in enumerate(series)]
-    stacked = pd.concat(keyed, ignore_index=True)
+    sizes = np.array([len(c) for _, c in series], dtype=np.int64)
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    window_of = np.repeat(np.arange(len(series)), sizes)
+    stacked = pd.concat([c for _, c in series], ignore_index=True)
+    stacked["symbol"] = np.asarray([f"{r.symbol}{k}" for k, (r, _) in enumerate(series)], dtype=object)[window_of]
     evaluated = evaluate(name, section, stacked)
-    decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
     entry = evaluated["entry"].to_numpy(dtype=bool)
     if not entry.any():
         return pd.DataFrame()
+    decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
     feats = ml_features.build(name, evaluated, section.params, ml_features.regime_series(btc, decided), tf_s)
-    bounds = np.cumsum([0, *(len(c) for c in keyed)])
-    parts = []
-    for k, (recording, candles) in enumerate(series):
-        rows = slice(bounds[k], bounds[k + 1])
-        entries = evaluated.iloc[rows][entry[rows]]
-        if entries.empty:
-            continue
-        labels = label_entries(candles, entries.set_index(entries.index - bounds[k]), tf_s, costs)
-        if labels.empty:
-            continue
-        index = labels.index + bounds[k]
-        limit = evaluated.loc[index, "time_limit_s"].to_numpy(dtype=np.float64)
-        meta = pd.DataFrame({
-            "strategy": name, "exchange": recording.exchange, "symbol": recording.symbol,
-            "window": recording.window, "decided_at": decided.loc[index].to_numpy(),
-            "horizon_end": (decided.loc[index] + pd.to_timedelta(limit, unit="s")).to_numpy(),
-        }, index=index)
-        parts.append(pd.concat([meta, feats.loc[index], labels.set_index(index)], axis=1))
-    return pd.concat(parts) if parts else pd.DataFrame()
+    at = np.flatnonzero(entry)
+    times = stacked["ts"].to_numpy(dtype="datetime64[s]").view(np.int64).astype(np.float64)
+    labels = label_positions(times, stacked["high"].to_numpy(dtype=np.float64),
+                             stacked["low"].to_numpy(dtype=np.float64), stacked["close"].to_numpy(dtype=np.float64),
+                             at, bounds[window_of[at] + 1],
+                             {c: evaluated[c].to_numpy(dtype=np.float64)[at] for c in BARRIER_COLUMNS}, tf_s, costs)
+    keep = labels["labelled"]
+    if not keep.any():
+        return pd.DataFrame()
+    rows = at[keep]
+    window = window_of[rows]
+    decided_s = times[rows] + tf_s
+    limit = evaluated["time_limit_s"].to_numpy(dtype=np.float64)[rows]
+    meta = pd.DataFrame({
+        "strategy": name,
+        "exchange": np.asarray([r.exchange for r, _ in series], dtype=object)[window],
+        "symbol": np.asarray([r.symbol for r, _ in series], dtype=object)[window],
+        "window": np.asarray([r.window for r, _ in series], dtype=object)[window],
+        "decided_at": pd.to_datetime(decided_s, unit="s", utc=True),
+        "horizon_end": pd.to_datetime(decided_s + limit, unit="s", utc=True),
+    }, index=rows)
+    label_frame = pd.DataFrame({
+        "label": labels["label"][keep], "net_return_pct": labels["net_return_pct"][keep],
+        "exit_reason": labels["exit_reason"][keep],
+        "exit_ts": pd.to_datetime(labels["exit_ts"][keep], unit="s", utc=True), "held_s": labels["held_s"][keep],
+    }, index=rows)
+    features = pd.DataFrame(feats.to_numpy(dtype=np.float64)[rows], columns=feats.columns, index=rows)
+    return pd.concat([meta, features, label_frame], axis=1)
 
 
 def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
@@ -216,3 +238,19 @@ def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[lis
                               Path(f"store/{exchange}_{symbol}_{timeframe}"))
         series.append((recording, candles.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})))
     return series, _btc_frames([(r, c) for r, c in series])
+
+
+def series_before(folder: Path, before: datetime, exchange: str | None = None) -> list[tuple[Recording, pd.DataFrame]]:
+    """The recorded series of `folder` (of `exchange`, plus any BTC reference for the regime features), cut to
+    the candles closed by `before`: what was known then, for training ahead of a replayed window."""
+    out = []
+    cutoff = pd.Timestamp(before)
+    for recording in recordings(folder):
+        if exchange is not None and recording.exchange != exchange and not _is_btc_reference(recording):
+            continue
+        candles = load_candles(recording.path)
+        step = pd.Timedelta(seconds=timeframe_seconds(recording.timeframe))
+        candles = candles[candles["ts"] + step <= cutoff].reset_index(drop=True)
+        if len(candles) >= 60:
+            out.append((recording, candles))
+    return out

@@ -118,9 +118,10 @@ def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, 
         "close", "rsi", "macd_hist", "bb_lower", "bb_upper", "bb_width", "atr", "adx", "roc", "volume",
         "volume_sma", "sma_20", "sma_50", "ema_fast", "ema_slow", "vwap")}
     close = f["close"]
-    decided = evaluated["ts"] + pd.Timedelta(seconds=timeframe_s)
-    hour = (decided.dt.hour + decided.dt.minute / 60.0).to_numpy(dtype=np.float64)
-    dow = decided.dt.day_of_week.to_numpy(dtype=np.float64)
+    # decision time in UTC seconds; day 0 (1970-01-01) was a Thursday, day_of_week 3 (Monday = 0)
+    decided_s = evaluated["ts"].to_numpy(dtype="datetime64[s]").view(np.int64) + timeframe_s
+    hour = (decided_s % 86400 // 60) / 60.0  # whole minutes, as hour + minute / 60
+    dow = ((decided_s // 86400 + 3) % 7).astype(np.float64)
     columns: dict[str, np.ndarray] = {
         "rule_confidence": evaluated["confidence"].to_numpy(dtype=np.float64),
         "threshold_distance": _threshold_distance(name, evaluated, params),

@@ -162,7 +162,10 @@ class MlScorer:
             conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
 
     def progress(self) -> dict[str, Any]:
+        too_old = timedelta(days=self.config.max_age_days)
+        now = self.wall_clock()
         return {"models": {s: m.version for s, m in self.models.items()}, "cycles": self.counters["cycles"],
+                "stale_models": sorted(m.version for m in self.models.values() if now - m.created_at > too_old),
                 "scored": self.counters["scored"],
                 "boosted": self.counters["boosted"], "control": self.counters["control"],
                 "ood": self.counters["ood"], "stale": self.counters["stale"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -115,8 +117,21 @@ def flags_set(ctx: typer.Context, name: str, value: str) -> None:
 
 
 @flags_app.command("phase")
-def flags_phase(ctx: typer.Context, number: int) -> None:
-    """Set the flags of phase 0-4 (see conf/flags.yml and the README)."""
+def flags_phase(
+    ctx: typer.Context,
+    number: int,
+    replay: Annotated[Path | None, typer.Option("--replay", help="phase 3: folder of recorded candles to train on "
+                                                                "and replay (default: ml.retrain.replay, else the "
+                                                                "recorded candles beside the project)")] = None,
+    exchange: Annotated[str | None, typer.Option(help="phase 3: the exchange to replay (default: the one with "
+                                                      "the most recorded pairs)")] = None,
+    hours: Annotated[float, typer.Option(help="phase 3: hours at the recordings' end replayed with ML")] = 24.0,
+    ml_setup: Annotated[bool, typer.Option("--ml/--flags-only", help="phase 3: train, gate and scan with ML "
+                                                                     "(default), or only set the flags")] = True,
+) -> None:
+    """Set the flags of phase 0-4 (see conf/flags.yml and the README). Phase 3 then trains a model per strategy
+    on recorded candles, applies the promotion gate (printing why it promotes or refuses) and replays the
+    recordings' last `--hours` with ML on."""
     specs = load_specs(ctx.obj)
     with connect(ctx.obj) as conn:
         require_schema(conn)
@@ -125,3 +140,7 @@ def flags_phase(ctx: typer.Context, number: int) -> None:
         except flags.FlagError as exc:
             raise fail(str(exc)) from None
     _print_changes(changes)
+    if number == 3 and ml_setup:
+        from controller.cli.ml import phase3_setup
+
+        raise typer.Exit(phase3_setup(ctx.obj, replay, exchange, hours))

@@ -10,7 +10,8 @@ Both end with one line of JSON.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -281,3 +282,86 @@ def list_cmd(ctx: typer.Context) -> None:
     console.print(table)
     if not models:
         console.print("no models yet: python -m controller ml train --replay DIR")
+
+
+def phase3_setup(context: Context, replay: Path | None, exchange: str | None, hours: float) -> int:
+    """What `flags phase 3` does after setting the flags, offline on recorded candles: train a model per strategy
+    on what was known before the last `hours` of the recordings (labels ending before that window), register
+    it and apply the promotion gate (the reason printed either way), then replay that window with ML on.
+    Returns 0 when the scans ran (with or without an active model), 1 when they could not."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from controller import wiring as app_wiring
+    from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir, timeframe_seconds
+    from controller.data.migrate import MigrationError
+    from controller.scan import pipeline
+    from controller.scan.strategy_params import load_strategies
+    from ml.events import _btc_frames, events_from_series, series_before
+    from ml.retrain import train_and_register
+
+    config = context.config
+    folder = replay or config.ml.retrain.replay or ohlcv_dir()
+    try:
+        strategies = load_strategies(config.resolve(config.loop.strategies_file),
+                                     config.resolve(config.loop.tiers_file))
+        probe = ReplaySource(folder, None, clock=SimClock(datetime.now(UTC)))
+    except (ConfigError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    counts = {e: len(ReplaySource(folder, e, clock=probe.clock).symbols()) for e in probe.exchanges()}
+    if not counts:
+        raise fail(f"no recorded candles in {folder}")
+    exchange = exchange or max(sorted(counts), key=lambda e: counts[e])  # the exchange with the most pairs
+    source = ReplaySource(folder, exchange, clock=probe.clock)
+    ends = []
+    for symbol in source.symbols():
+        timeframe = source.timeframes(symbol)[0]
+        ends.append(source.span(symbol, timeframe)[1] + timedelta(seconds=timeframe_seconds(timeframe)))
+    end = min(ends)  # every pair still has candles up to here
+    start = end - timedelta(hours=hours)
+
+    console.print(f"phase 3: training on {folder} before {start:%Y-%m-%d %H:%M} ({exchange}), then "
+                  f"{hours:g} h replayed with ml.enabled up to {end:%Y-%m-%d %H:%M}")
+    series = series_before(folder, start, exchange)
+    events, candles = events_from_series(series, _btc_frames(series), strategies, config.ml.costs)
+    if not events.empty:  # a label whose horizon reaches into the window would leak it
+        events = events[pd.to_datetime(events["horizon_end"], utc=True) < pd.Timestamp(start)].reset_index(drop=True)
+    console.print(f"{len(events)} labelled entries from {candles} candles")
+    with connect(context) as conn:
+        require_schema(conn)
+        threshold = _threshold(context, conn)
+        outcome = train_and_register(conn, events, config.ml, threshold, actor=actor(), promote=True)
+        conn.commit()
+        active = dict(conn.execute("select strategy, version from ml_models where active").fetchall())
+    _print_table("walk-forward, out of sample (before the window)", outcome.results, outcome.verdicts)
+    for name in sorted(n for n, _ in strategies.items() if n not in outcome.results):
+        console.print(f"[yellow]{name}[/yellow]: not trained: no labelled entries before the window")
+    if active:
+        console.print("active models: " + ", ".join(f"{s} {v}" for s, v in sorted(active.items())), highlight=False)
+    else:
+        console.print("no active model: the scans below score nothing and trade on the rules alone")
+
+    try:
+        wiring = app_wiring.build(config, context.secrets, replay=folder, exchange=exchange, start=start)
+    except (ConfigError, FileNotFoundError, MigrationError) as exc:
+        raise fail(str(exc)) from None
+    if wiring.clock is None:
+        raise fail("internal: a replay without a simulated clock")
+    try:
+        reports = pipeline.run_replay(wiring.scanner, wiring.clock.advance, wiring.clock.now, end,
+                                      wiring.base_timeframe_s(), threading.Event())
+    finally:
+        wiring.store.close()
+    arms = {k.removeprefix("ml_"): v for k, v in sorted(wiring.scanner.counters.items())
+            if k.startswith("ml_") and k not in ("ml_failures", "ml_record_failures")}
+    failures = wiring.scanner.counters["ml_failures"]
+    console.print(f"replayed {len(reports)} scans with ML: {sum(r.emitted for r in reports)} signal(s) emitted; "
+                  f"candidates scored by arm: {', '.join(f'{a} {n}' for a, n in arms.items()) or 'none'}"
+                  + (f"; scoring failed {failures} time(s)" if failures else ""), highlight=False)
+    print(json.dumps({"phase": 3, "exchange": exchange, "window_start": start.isoformat(),
+                      "window_end": end.isoformat(), "events": len(events), "active": active,
+                      "verdicts": outcome.verdicts,
+                      "refused": {n: r["refused"] for n, r in outcome.results.items() if "refused" in r},
+                      "scans": len(reports), "emitted": sum(r.emitted for r in reports), "arms": arms}))
+    return 0 if reports else 1

@@ -113,6 +113,7 @@ class ComponentHealth:
     last_seen: datetime | None = None
     last_progress_at: datetime | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # figures shown beside the reasons that do not change the state
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,26 @@ def assess_heartbeat(heartbeat: Heartbeat, now: datetime, config: HealthConfig, 
         breaker = heartbeat.progress.get("queue_breaker")
         if breaker not in (None, "closed"):
             reasons.append(f"queue circuit breaker {breaker}")
+    notes: tuple[str, ...] = ()
+    if kind is Kind.ML:
+        ml_reasons, notes = _ml_progress(heartbeat.progress)
+        reasons += ml_reasons
     state = State.DEGRADED if reasons else State.HEALTHY
-    return ComponentHealth(heartbeat.component, kind, state, tuple(reasons), **common)
+    return ComponentHealth(heartbeat.component, kind, state, tuple(reasons), notes=notes, **common)
+
+
+def _ml_progress(progress: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+    """What the ML booster's heartbeat says: an active model refused (hash or features) or stale (older than
+    ml.max_age_days, so its scores have no effect) degrades it; the arm counts, out-of-distribution and stale
+    included, are shown as figures."""
+    reasons = [f"active model of {strategy} refused: {why}"
+               for strategy, why in sorted(dict(progress.get("refused_models") or {}).items())]
+    reasons += [f"model {version} is stale: its scores have no effect"
+                for version in progress.get("stale_models") or ()]
+    if "scored" not in progress:
+        return reasons, ()
+    counts = ", ".join(f"{arm} {int(progress.get(arm) or 0)}" for arm in ("boosted", "control", "ood", "stale"))
+    return reasons, (f"scored {int(progress.get('scored') or 0)}: {counts}",)
 
 
 def _disabled_by_flag(kind: Kind, flags: Mapping[str, Any]) -> str | None:
@@ -425,7 +444,7 @@ def render_table(report: HealthReport) -> Table:
         table.add_column(column, overflow="fold")
     for c in report.components:
         table.add_row(c.name, c.kind.value, f"[{STYLE[c.state]}]{c.state.value}[/]", _when(c.last_seen, report.at),
-                      _when(c.last_progress_at, report.at), "; ".join(c.reasons) or "-")
+                      _when(c.last_progress_at, report.at), "; ".join((*c.reasons, *c.notes)) or "-")
     return table
 
 

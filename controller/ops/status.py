@@ -15,6 +15,7 @@ def report_json(report: HealthReport) -> str:
     return json.dumps({
         "at": report.at.isoformat(), "state": report.state.value,
         "components": [{"name": c.name, "kind": c.kind.value, "state": c.state.value, "reasons": list(c.reasons),
+                        "notes": list(c.notes),
                         "last_seen": c.last_seen.isoformat() if c.last_seen else None,
                         "last_progress_at": c.last_progress_at.isoformat() if c.last_progress_at else None}
                        for c in report.components],

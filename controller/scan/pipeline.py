@@ -37,7 +37,7 @@ from controller.scan.regime import (
     symbol_block,
     unknown,
 )
-from controller.scan.signals import Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
+from controller.scan.signals import Boost, Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
@@ -396,8 +396,10 @@ class Scanner:
         open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
         wall_now = now if self.simulated else self.wall_clock()
         entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
+        boosts = {key: Boost(v.confidence, v.size_multiplier) for key, v in verdicts.items() if v.arm == "boosted"}
         planned = plan(decisions, report.regime, OpenBook.from_signals(entries),
-                       sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops)
+                       sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops,
+                       boosts=boosts)
         planned += plan_exits(decisions, open_now, now, wall_now, sizing)
         report.planned, scans = [], []
         timeframe_of = {n: s.timeframe for n, s in self.strategy_config.items()}
@@ -563,11 +565,8 @@ def _ml_veto(decision: Decision, verdict: MlVerdict | None) -> Decision:
 
 
 def _ml_signal(signal: NewSignal, verdict: MlVerdict) -> NewSignal:
-    """The signal with its ML score; only the boosted arm changes its size."""
-    update: dict[str, Any] = {"ml_confidence": verdict.confidence, "model_version": verdict.model_version}
-    if verdict.arm == "boosted":
-        update["quote_amount"] = signal.quote_amount * verdict.size_multiplier
-    return signal.model_copy(update=update)
+    """The signal with its ML score (the boosted arm's size was set by `plan`, within the caps)."""
+    return signal.model_copy(update={"ml_confidence": verdict.confidence, "model_version": verdict.model_version})
 
 
 def _json_number(value: Any) -> Any:

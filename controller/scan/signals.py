@@ -134,9 +134,20 @@ class Planned:
     signal: NewSignal | None = None
 
 
+@dataclass(frozen=True)
+class Boost:
+    """What the ML booster asks for one entry (its boosted arm only): its place in the cycle's order (by the
+    model's confidence instead of the rule's) and a size multiplier, applied before the caps."""
+
+    confidence: float
+    multiplier: float = 1.0
+
+
 def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
-             sizing: SizingParams) -> tuple[float, str]:
-    """The amount in the pair's quote currency for an entry (0.0 when refused) and why."""
+             sizing: SizingParams, boost: float = 1.0) -> tuple[float, str]:
+    """The amount in the pair's quote currency for an entry (0.0 when refused) and why. `boost` (the ML size
+    multiplier) scales the amount before the exposure cap is applied: a boost never exceeds the cap, it is cut
+    to it; an entry whose unboosted size does not fit is refused as without ML."""
     if regime.blocks_entries:
         if regime.regime is Regime.UNKNOWN:
             return 0.0, regime.reason
@@ -153,21 +164,37 @@ def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
                      f"({sizing.max_open_per_strategy})")
     if book.by_symbol[decision.symbol] >= sizing.max_open_per_symbol:
         return 0.0, f"max open positions for {decision.symbol} reached ({sizing.max_open_per_symbol})"
-    amount = rule.amount * regime.size_multiplier
+    base = rule.amount * regime.size_multiplier
+    amount = base * boost
     allowed = rule.balance * sizing.max_balance_share
-    if amount * (1 + grid_share(decision)) > allowed - book.exposure:  # the whole grid may fill
-        return 0.0, f"exposure cap: {book.exposure:g} {quote} open of {allowed:g} {quote} allowed"
+    room = (allowed - book.exposure) / (1 + grid_share(decision))  # the whole grid may fill
     note = "" if regime.size_multiplier == 1 else f" (x{regime.size_multiplier:g} for {regime.regime.value})"
+    if boost != 1:
+        note += f" (ml x{boost:.3g})"
+    if amount > room:
+        if not (boost > 1 and base <= room):
+            return 0.0, f"exposure cap: {book.exposure:g} {quote} open of {allowed:g} {quote} allowed"
+        amount = room
+        note += f", cut to the exposure cap ({allowed:g} {quote})"
     return amount, f"{decision.reason}; size {amount:g} {quote}{note}"
 
 
 def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, sizing: SizingParams,
          blocked_symbols: Mapping[str, str], sim_now: datetime, wall_now: datetime,
-         stops: StopWidening | None = None) -> list[Planned]:
+         stops: StopWidening | None = None, boosts: Mapping[tuple[str, str], Boost] | None = None) -> list[Planned]:
     """Decide what to emit. `sim_now` is the scan's clock (replayed or live), `wall_now` the database's:
-    a signal stays valid for as long after `wall_now` as its candle leaves it in scan time."""
+    a signal stays valid for as long after `wall_now` as its candle leaves it in scan time.
+
+    Entries take the caps in order of confidence, the highest first: the ML confidence for an entry in
+    `boosts` (keyed (strategy, symbol)), the rule's otherwise; a boost also scales the size (within the caps)."""
+    boosts = boosts or {}
+
+    def order(d: Decision) -> tuple[float, str, str]:
+        boost = boosts.get((d.strategy, d.symbol))
+        return (-(boost.confidence if boost is not None else d.confidence), d.strategy, d.symbol)
+
     planned: list[Planned] = []
-    for decision in sorted(decisions, key=lambda d: (-d.confidence, d.strategy, d.symbol)):
+    for decision in sorted(decisions, key=order):
         if not decision.entry:
             planned.append(Planned(decision, "skip", decision.reason))
             continue
@@ -184,7 +211,8 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
         if quote_of(decision.symbol) not in sizing.quotes:
             planned.append(Planned(decision, "skip", f"no sizing for quote {quote_of(decision.symbol)}"))
             continue
-        amount, why = size_for(decision, regime, book, sizing)
+        boost = boosts.get((decision.strategy, decision.symbol))
+        amount, why = size_for(decision, regime, book, sizing, boost.multiplier if boost is not None else 1.0)
         if amount <= 0:
             planned.append(Planned(decision, "blocked", why))
             continue

@@ -107,18 +107,52 @@ def test_a_trailing_stop_follows_the_peak() -> None:
     assert row.net_return_pct == pytest.approx((102.6 * 0.99 / 100 - 1) * 100)
 
 
-def test_labels_go_through_the_shared_exit_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = exits.walk
+def test_labels_equal_the_executor_rule_walked_entry_by_entry_on_recorded_candles() -> None:
+    """The vectorised labels against `bridge.exits.walk` (the rule the executor applies), entry by entry, on
+    a recorded series with every third candle an entry and barriers drawn at random (some missing)."""
+    candles = load_recorded("5m")
+    candles = candles[candles["symbol"] == "ETH-BTC"].head(1500).reset_index(drop=True)
+    rng = np.random.default_rng(11)
+    rows = np.arange(0, len(candles), 3)
+    entries = pd.DataFrame({
+        "ts": candles["ts"].iloc[rows].to_numpy(),
+        "take_profit_pct": np.where(rng.uniform(size=len(rows)) < 0.1, np.nan, rng.uniform(0.2, 3, len(rows))),
+        "stop_loss_pct": np.where(rng.uniform(size=len(rows)) < 0.1, np.nan, rng.uniform(0.2, 3, len(rows))),
+        "time_limit_s": rng.choice([np.nan, 1800.0, 7200.0, 43200.0], len(rows)),
+        "trailing_activation_pct": rng.choice([np.nan, 0.3, 1.0], len(rows)),
+        "trailing_delta_pct": rng.choice([np.nan, 0.2, 0.5], len(rows)),
+    }, index=rows * 10)
+    costs = CostParams(fee_pct=0.1, slippage_pct=0.05)
+    labels = label_entries(candles, entries, 300, costs)
 
-    def spy(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
+    times = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64).astype(float).tolist()
+    highs, lows, closes = (candles[c].astype(float).tolist() for c in ("high", "low", "close"))
+    expected = {}
+    for index, row in entries.iterrows():
+        at = times.index(row["ts"].timestamp())
+        barriers = exits_barriers(row)
+        outcome = exits.walk(barriers, closes[at], times[at] + 300, times[at + 1:], highs[at + 1:], lows[at + 1:],
+                             closes[at + 1:], 300)
+        if outcome.hit is not None:
+            expected[index] = (outcome.hit.reason, net_return_pct(closes[at], outcome.hit.price, costs),
+                               times[at + 1 + outcome.index] + 300 - (times[at] + 300))
+    assert list(labels.index) == list(expected)  # the same entries labelled, the incomplete ones left out
+    assert len(expected) < len(entries)  # the last entries' horizons run past the data
+    assert set(labels["exit_reason"]) == {"stop_loss", "trailing_stop", "take_profit", "time_limit"}
+    for index, (reason, ret, held) in expected.items():
+        got = labels.loc[index]
+        assert (got["exit_reason"], got["net_return_pct"], got["held_s"]) == (reason, ret, held)
+        assert got["label"] == int(ret > 0)
 
-    monkeypatch.setattr(exits, "walk", spy)
-    candles = _candles([(100, 100, 100), (110, 90, 100)])
-    label_entries(candles, _entry(candles), 300, NO_COSTS)
-    assert len(calls) == 1
+
+def exits_barriers(row: pd.Series) -> object:
+    from types import SimpleNamespace
+
+    def opt(value: float) -> float | None:
+        return None if not np.isfinite(value) else float(value)
+
+    return SimpleNamespace(**{c: opt(row[c]) for c in ("take_profit_pct", "stop_loss_pct", "time_limit_s",
+                                                         "trailing_activation_pct", "trailing_delta_pct")})
 
 
 @pytest.mark.parametrize("target", ["15m", "1h"])

@@ -121,3 +121,27 @@ def test_a_feature_that_appears_only_in_the_latest_events_is_unused_not_a_crash(
     events.loc[events.index < 700, "btc_change_4h_pct"] = np.nan  # e.g. a BTC reference recorded only lately
     model = fit(events, PARAMS)
     assert set(model.unused) == {"btc_change_1h_pct", "btc_change_4h_pct"}
+
+
+def test_the_compiled_forest_scores_exactly_as_scikit_learn_including_missing_values() -> None:
+    events = synthetic_events(1500, informative=True, seed=3)
+    events.loc[events.index % 5 == 0, "rsi"] = np.nan  # missing in training: the trees learn a NaN branch
+    model = fit(events, TrainParams(folds=3, min_events=100, max_iter=120))
+    rows = synthetic_events(300, informative=True, seed=4)
+    rows.loc[rows.index % 3 == 0, "rsi"] = np.nan
+    rows.loc[rows.index % 7 == 0, "roc"] = np.nan  # never missing in training: the trees' default branch
+    expected = model.classifier.predict_proba(model.matrix(rows))[:, 1]
+    got = model.predict(rows)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert got.std() > 0.05  # the rows really fall into different leaves
+
+
+def test_a_model_saved_and_loaded_again_scores_the_same() -> None:
+    import pickle
+
+    model = fit(synthetic_events(800, informative=True), PARAMS)
+    rows = synthetic_events(50, informative=True, seed=9)
+    before = model.predict(rows)
+    again = pickle.loads(pickle.dumps(model))  # noqa: S301 - our own bytes, just written
+    assert "_forest" not in again.__dict__  # the artefact holds the classifier; the forest is rebuilt from it
+    np.testing.assert_array_equal(again.predict(rows), before)
