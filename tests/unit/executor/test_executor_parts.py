@@ -227,8 +227,8 @@ BTC, USDT = "BTC", "USDT"
     (DeductedFromReturnsTradeFee(flat_fees=[TokenAmount(BTC, D("0.0005"))]), TradeType.SELL,
      (BTC, D("0.0005"), D(0))),
 ])
-def test_fee_parts_names_the_asset_the_amount_and_what_left_the_position(fee: Any, side: TradeType,
-                                                                         expected: tuple[str, Decimal, Decimal]) -> None:
+def test_fee_parts_names_the_asset_the_amount_and_what_left_the_position(
+        fee: Any, side: TradeType, expected: tuple[str, Decimal, Decimal]) -> None:
     assert fee_parts(fee, side, BTC, USDT, price=D(100), amount=D(2)) == expected
 
 
