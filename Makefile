@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(PY) -m offline.demo $(DEMO_ARGS)
 
 # Mutation testing of the money paths (exit rule, sizing and caps, regime guard and cooldowns, config models,
+# the executor's outbox, slots and fee/exit arithmetic,
 # retention reporting) with mutmut, then the hand-written SQL mutants. Slow (tens of minutes): not part of
 # `make test`. Prints a table and a last JSON line each; fails when an SQL mutant survives.
 mutation: $(STAMP)
