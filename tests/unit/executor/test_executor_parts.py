@@ -202,8 +202,9 @@ BTC, USDT = "BTC", "USDT"
     (DeductedFromReturnsTradeFee(percent=D("0.001")), TradeType.SELL, (USDT, D("0.2"), D(0))),
     # a fee added to the cost is paid in quote
     (AddedToCostTradeFee(percent=D("0.001")), TradeType.BUY, (USDT, D("0.2"), D(0))),
-    # no fee at all
+    # no fee at all: nothing taken, named in quote
     (AddedToCostTradeFee(), TradeType.BUY, (USDT, D(0), D(0))),
+    (DeductedFromReturnsTradeFee(), TradeType.BUY, (USDT, D(0), D(0))),
     # a flat fee alone is in its own token (BNB)
     (AddedToCostTradeFee(flat_fees=[TokenAmount("BNB", D("0.01"))]), TradeType.BUY, ("BNB", D("0.01"), D(0))),
     # a flat fee in the asset of the percent fee adds to it
@@ -235,6 +236,7 @@ def test_fee_parts_names_the_asset_the_amount_and_what_left_the_position(
 def test_instability_is_the_range_over_the_low_in_percent() -> None:
     assert instability_pct([D(100), D(101), D(99)]) == D(2) / D(99) * 100
     assert instability_pct([D(50)]) == 0
+    assert instability_pct([D("0.5"), D("0.51")]) == D(2)  # a price below 1 (many altcoins, BTC quotes)
     assert instability_pct([D(0), D(1)]) == 100  # no price to divide by: as unstable as it gets
     assert instability_pct([D(-1), D(1)]) == 100
 
@@ -250,6 +252,15 @@ def test_conversions_of_the_queue_values() -> None:
     assert _timestamp("2026-03-04T05:06:07.25+00:00") == moment.timestamp()
     assert _iso(moment.timestamp()) == "2026-03-04T05:06:07.250000+00:00"
     assert _iso(0.0) == "1970-01-01T00:00:00.000000+00:00"
+    assert _iso(0.1234569) == "1970-01-01T00:00:00.123456+00:00"  # cut to the microsecond, not rounded up
+
+
+def test_the_config_fields_hummingbot_asks_for_when_a_config_is_created() -> None:
+    asked = {name: field.json_schema_extra for name, field in SignalExecutorConfig.model_fields.items()
+             if field.json_schema_extra}
+    assert asked["connector"] == {"prompt": "Connector to trade on", "prompt_on_new": True}
+    assert set(asked) >= {"connector", "exchange", "trading_pairs", "consumer"}
+    assert all(extra["prompt_on_new"] is True and extra["prompt"] for extra in asked.values())
 
 
 def test_the_config_refuses_a_partial_fill_age_past_the_stale_age_and_adds_its_pairs() -> None:
