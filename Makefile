@@ -6,7 +6,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test demo bench lint lock clean-db mutation
+.PHONY: setup test test-repeat demo bench lint lock clean-db mutation
 
 setup: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/proje
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The suite N times, each on a fresh clone of HEAD: one line per run, a summary naming any test that failed in
+# some runs only (flaky), a last JSON line. `make test-repeat N=10` is the check that the suite is stable.
+N ?= 10
+test-repeat: $(STAMP)
+	bash scripts/repeat_tests.sh $(N)
+
 # Seed 004's phases 0-4 offline: retention, then the controller on recorded candles and the Hummingbot
 # executor on its real Clock and paper exchange, both on the embedded Postgres; ends with every phase's
 # checklist and the path of demo-report.html. DEMO_ARGS passes options, e.g. DEMO_ARGS="--quick".
@@ -26,6 +32,7 @@ demo: $(STAMP)
 	$(PY) -m offline.demo $(DEMO_ARGS)
 
 # Mutation testing of the money paths (exit rule, sizing and caps, regime guard and cooldowns, config models,
+# the executor's outbox, slots and fee/exit arithmetic,
 # retention reporting) with mutmut, then the hand-written SQL mutants. Slow (tens of minutes): not part of
 # `make test`. Prints a table and a last JSON line each; fails when an SQL mutant survives.
 mutation: $(STAMP)

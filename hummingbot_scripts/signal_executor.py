@@ -242,7 +242,7 @@ class Slots:
             return self._held
 
 
-class QueueWorker:
+class QueueWorker:  # pragma: no mutate block (threads and the network: tests/integration/executor)
     """A background thread that claims signals, delivers the outbox in order and sends heartbeats.
 
     It starts with the strategy's first clock tick (never in `__init__`, so a strategy that fails to start
@@ -603,7 +603,7 @@ class PendingSignal:
     started_at: float
 
 
-class SignalExecutor(StrategyV2Base):
+class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tests/integration/executor)
     """Executes claimed signals; see the module docstring."""
 
     @classmethod

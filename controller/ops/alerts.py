@@ -208,7 +208,9 @@ class Alerter:
         thread = threading.Thread(target=target, name="alert-webhook", daemon=True)
         thread.start()
         thread.join(self.config.timeout_s)
-        if thread.is_alive():
+        if thread.is_alive() or _timed_out(box.get("error")):
+            # the join and the request's own socket timeout share the limit; which ends first is a race, the
+            # outcome (and so the message) is the same
             error = f"no answer within {self.config.timeout_s:g} s"
         elif "error" in box:
             error = redact(f"{type(box['error']).__name__}: {box['error']}", [url])
@@ -223,6 +225,11 @@ class Alerter:
         logger.warning("alert webhook failed", extra={"error": error,
                                                       "elapsed_s": round(time.monotonic() - started, 3)})
         return False
+
+
+def _timed_out(error: object) -> bool:
+    """Whether the request gave up on its socket timeout (raised as is, or wrapped by urllib as the reason)."""
+    return isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
 
 
 def _span(seconds: float) -> str:

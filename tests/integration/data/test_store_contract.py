@@ -18,12 +18,13 @@ import pytest
 from bridge.schemas import NewSignal
 from controller.config import PROJECT_ROOT, load_model
 from controller.data import flags
+from controller.data.market_data import ohlcv_dir
 from controller.data.storage import SignalRejected, Store
 from controller.data.storage.postgres import PostgresStore
 from controller.data.storage.supabase import SupabaseStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
-OHLCV = PROJECT_ROOT.parent / "shared" / "data" / "ohlcv"
+OHLCV = ohlcv_dir()  # $OHLCV_DIR, else the shared recordings beside the project
 JWT_SECRET = "contract-test-secret-at-least-32-bytes-long"
 
 

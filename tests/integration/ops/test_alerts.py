@@ -165,6 +165,23 @@ def test_a_dead_webhook_costs_at_most_the_timeout_and_raises_nothing(caplog: pyt
     assert "no answer within 0.5 s" in logged(caplog)
 
 
+@pytest.mark.parametrize("timed_out", [TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out"))],
+                         ids=["read", "connect"])
+def test_a_socket_timeout_that_ends_before_the_wait_reads_the_same_as_no_answer(
+        timed_out: Exception, caplog: pytest.LogCaptureFixture) -> None:
+    """The request's socket timeout and the wait for it share the limit: on a loaded box either ends first (the
+    dead-webhook test above once saw the socket's). Both are the same outcome, reported the same way."""
+    def post(url: str, body: bytes, timeout_s: float) -> int:
+        raise timed_out
+
+    alerter = Alerter("http://127.0.0.1:9/hooks/T000-SECRET-PATH", AlertConfig(timeout_s=0.5), clock=FakeClock(),
+                      post=post)
+    caplog.set_level(logging.INFO)
+    assert alerter.on_report(report(store=State.DOWN)) is False
+    assert alerter.failed == 1 and alerter.sent == 0
+    assert "no answer within 0.5 s" in logged(caplog) and "TimeoutError" not in logged(caplog)
+
+
 def test_a_refused_connection_or_an_error_status_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -45,10 +45,12 @@ def store(migrated_db: str) -> Iterator[PostgresStore]:
 
 
 def scanner(store: PostgresStore, at: datetime, *, strategy_config: StrategiesConfig | None = None,
-            strategy_fns: dict[str, Callable[..., pd.DataFrame]] | None = None, timeout_s: float = 5.0,
+            strategy_fns: dict[str, Callable[..., pd.DataFrame]] | None = None, timeout_s: float = 60.0,
             symbols: tuple[str, ...] = ("ADA-BTC", "ETH-BTC"), config: ControllerConfig | None = None,
             folder: Path | None = None, exchange: str = "bittrex") -> tuple[Scanner, SimClock]:
     clock = SimClock(at)
+    # timeout_s: a deadline for a strategy stalled by a loaded 2-core box, never a speed check (the hang test
+    # sets its own)
     config = config or ControllerConfig(loop=LoopConfig(strategy_timeout_s=timeout_s), regime=ACT_AS_CAUTION,
                                         sizing=BTC_SIZING)
     return Scanner(config=config, strategy_config=strategy_config or load_strategies(), store=store,
