@@ -592,10 +592,6 @@ class PriceWindow:
         samples = self._samples[pair]
         return max(instability_pct([bid for _, bid, _ in samples]), instability_pct([ask for _, _, ask in samples]))
 
-    def covered_s(self, pair: str, now: float) -> float:
-        samples = self._samples.get(pair)
-        return now - samples[0][0] if samples else 0.0
-
 
 @dataclass
 class PendingSignal:
@@ -1289,7 +1285,7 @@ class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tes
 
     def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
         if (found := self._position_of(event.order_id)) and self._is_take_profit_order(found[1]):
-            found[0].exit_reason = found[0].exit_reason or "take_profit"  # the maker take profit filled
+            found[0].exit_reason = "take_profit"  # the maker take profit filled (even if a cancel came too late)
         self._completed(event.order_id, event.timestamp, event.exchange_order_id)
 
     def _completed(self, order_id: str, ts: float, exchange_order_id: str | None) -> None:
@@ -1395,7 +1391,8 @@ class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tes
 
 
 class ScriptRedactor(RedactingFilter):
-    """The script's redacting filter (its own class, so a restarted script replaces it instead of stacking)."""
+    """The script's redacting filter: a restarted script replaces it instead of stacking another (found by
+    class name, since Hummingbot reloads the script module and with it this class)."""
 
 
 def _guard_logs(config: SignalExecutorConfig) -> tuple[str, ...]:
@@ -1411,7 +1408,7 @@ def _guard_logs(config: SignalExecutorConfig) -> tuple[str, ...]:
                                       if isinstance(lg, logging.Logger))]
     handlers = {id(h): h for lg in loggers for h in lg.handlers}
     for target in [logger, SignalExecutor.logger(), *handlers.values()]:
-        for old in [f for f in target.filters if isinstance(f, ScriptRedactor)]:
+        for old in [f for f in target.filters if type(f).__name__ == ScriptRedactor.__name__]:
             target.removeFilter(old)
         target.addFilter(redactor)
     return tuple(part for s in secrets if s for part in secret_parts(s))
