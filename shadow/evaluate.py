@@ -313,6 +313,12 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
 # --------------------------------------------------------------------------------------- calibration
 
 
+# A DCA trade whose grid levels filled has an averaged entry and barriers on that average; the replay here is
+# one entry at the signal's price, so such trades are left out of the calibration (issue 11: the grid).
+GRID_AVERAGED = ("(s.grid_levels is not null and (select count(*) from orders o where o.signal_id = t.signal_id"
+                 " and o.purpose = 'entry' and o.filled_amount > 0) > 1)")
+
+
 def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport, *,
               closes_only: bool = False) -> dict[str, Calibration]:
     """Replay CHAMPION (the barriers the real signal carried) from the candle each real closed trade's
@@ -330,6 +336,7 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
         "       coalesce((select min(sc.candle_ts) from scans sc where sc.signal_id = s.id), t.opened_at) as decided_at"
         "  from trades t join signals s on s.id = t.signal_id"
         " where t.exit_reason in ('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
+        f"  and not {GRID_AVERAGED}"
         " order by t.closed_at").fetchall()
     rows = []
     for trade in trades:

@@ -16,7 +16,7 @@ import pytest
 from bridge import exits
 from controller.config import PROJECT_ROOT
 from controller.scan.strategy_params import load_strategies
-from shadow.evaluate import EvaluationReport, calibrate, read_candles
+from shadow.evaluate import GRID_AVERAGED, EvaluationReport, calibrate, read_candles
 from shadow.service import data_time, run_pass
 from shadow.variations import load
 from tests.conftest import DemoRun
@@ -88,8 +88,9 @@ def test_replayed_outcomes_are_the_exit_rule_on_the_stored_candles(demo: str) ->
 def test_champion_is_calibrated_against_the_executors_paper_trades(demo: str) -> None:
     settings = load().settings
     with psycopg.connect(demo) as conn:
-        trades = conn.execute("select count(*) from trades where exit_reason in"
-                              " ('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')").fetchone()[0]
+        trades = conn.execute("select count(*) from trades t join signals s on s.id = t.signal_id where exit_reason in"
+                              " ('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
+                              f" and not {GRID_AVERAGED}").fetchone()[0]
         # the demo's paper book follows the candle closes: replayed on those prices, the rule must agree
         on_closes = calibrate(conn, settings, EvaluationReport(), closes_only=True)
         closes_rows = conn.execute("select real_exit_reason, sim_exit_reason from shadow_calibration").fetchall()
