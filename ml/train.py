@@ -160,8 +160,16 @@ class ConfidenceModel:
     low: np.ndarray  # 0.5 % quantile per feature (NaN where unused)
     high: np.ndarray  # 99.5 % quantile per feature
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        x = np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The feature columns in the model's order, as one float array (one block copy when the frame holds
+        exactly those columns, as `ml.features.build` returns them; else column by column)."""
+        if tuple(frame.columns) == self.features:
+            return frame.to_numpy(dtype=np.float64, copy=True)
+        return np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+
+    def matrix(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """What the classifier reads: the raw features with the unused ones zeroed."""
+        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else np.array(frame, dtype=np.float64)
         for name in self.unused:
             x[:, self.features.index(name)] = 0.0
         return x
@@ -181,16 +189,21 @@ class ConfidenceModel:
         """P(win) per row, one batch: the compiled forest (equal to `classifier.predict_proba`)."""
         return self.forest.predict(self.matrix(frame))
 
-    def dissimilarity(self, frame: pd.DataFrame) -> np.ndarray:
+    def dissimilarity(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Share of the used features outside the training set's 0.5-99.5 % range (or missing where training
         always had them): 0 looks like the training data, 1 like nothing it saw."""
-        x = np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else frame
         used = np.isfinite(self.low) & np.isfinite(self.high)
         if not used.any():
-            return np.zeros(len(frame))
+            return np.zeros(len(x))
         xs = x[:, used]
         outside = ~np.isfinite(xs) | (xs < self.low[used]) | (xs > self.high[used])
         return outside.mean(axis=1)
+
+    def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` and `dissimilarity` of one batch, reading the frame once (what the scan calls)."""
+        x = self.raw(frame)
+        return self.forest.predict(self.matrix(x)), self.dissimilarity(x)
 
 
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
