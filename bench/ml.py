@@ -171,8 +171,8 @@ def main() -> None:
           f"{scoring['tree_walk_compile_s']:.1f} s once")
     print(f"events over {files} files of {HISTORY.name}: {events['event_candles']:,} candles evaluated, "
           f"{events['events']:,} labelled entries in {events['event_seconds']:.1f} s = "
-          f"{events['event_candles_per_s']:,.0f} candles/s (goal >= {GOAL_CANDLES_PER_S:,}; without the labels' "
-          f"walk through bridge.exits: {events['features_only_candles_per_s']:,.0f}/s); the scan loop: "
+          f"{events['event_candles_per_s']:,.0f} candles/s (goal >= {GOAL_CANDLES_PER_S:,}; indicators, rules and "
+          f"features alone, files already read: {events['features_only_candles_per_s']:,.0f}/s); the scan loop: "
           f"{loop['loop_ms_per_step']:.1f} ms per step on one pair = {loop['loop_candles_per_s']:.1f} candles/s "
           f"({ratio:,.0f}x)")
     print(f"training: {training['train_s_per_10k_events']:.2f} s per 10k events (one calibrated fit)")
