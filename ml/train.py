@@ -71,13 +71,8 @@ class Forest:
     probabilities of the calibrated members are averaged, as `CalibratedClassifierCV.predict_proba` does.
     `tests/unit/ml` holds it equal to `predict_proba` (to float rounding) on rows with missing values."""
 
-    feature: np.ndarray  # per node of all trees, concatenated
-    threshold: np.ndarray
-    missing_left: np.ndarray
-    left: np.ndarray  # global node index; a leaf's own index
-    right: np.ndarray
-    value: np.ndarray
-    is_leaf: np.ndarray
+    nodes: np.ndarray  # int64 (node, 4): feature, left, right, flags (1: NaN goes left, 2: leaf); all trees
+    splits: np.ndarray  # float64 (node, 2): threshold, leaf value (packed: one cache line per visited node)
     roots: np.ndarray  # (members, trees): each tree's first node
     baseline: np.ndarray  # (members,)
     slope: np.ndarray  # (members,) calibrator a
@@ -111,45 +106,45 @@ class Forest:
                            [len(p) for p in parts])
         own = np.arange(len(nodes))
         leaf = nodes["is_leaf"].astype(bool)
-        return cls(feature=np.where(leaf, 0, nodes["feature_idx"]).astype(np.intp),
-                   threshold=nodes["num_threshold"].astype(np.float64),
-                   missing_left=nodes["missing_go_to_left"].astype(bool),
-                   left=np.where(leaf, own, nodes["left"] + starts).astype(np.intp),
-                   right=np.where(leaf, own, nodes["right"] + starts).astype(np.intp),
-                   value=nodes["value"].astype(np.float64), is_leaf=leaf, roots=np.asarray(roots, dtype=np.intp),
-                   baseline=np.asarray(baseline), slope=np.asarray(slope), intercept=np.asarray(intercept))
+        packed = np.stack([np.where(leaf, 0, nodes["feature_idx"]), np.where(leaf, own, nodes["left"] + starts),
+                           np.where(leaf, own, nodes["right"] + starts),
+                           nodes["missing_go_to_left"].astype(np.int64) | (leaf.astype(np.int64) << 1)],
+                          axis=1).astype(np.int64)
+        return cls(nodes=packed, splits=np.stack([nodes["num_threshold"], nodes["value"]], axis=1).astype(np.float64),
+                   roots=np.asarray(roots, dtype=np.int64), baseline=np.asarray(baseline), slope=np.asarray(slope),
+                   intercept=np.asarray(intercept))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """P(class 1) per row of `x` (n, features)."""
-        raw = _tree_sums(np.ascontiguousarray(x, dtype=np.float64), self.roots, self.feature, self.threshold,
-                         self.missing_left, self.left, self.right, self.value, self.is_leaf) + self.baseline
+        raw = _tree_sums(np.ascontiguousarray(x, dtype=np.float64), self.roots, self.nodes, self.splits, self.baseline)
         return (1.0 / (1.0 + np.exp(self.slope * raw + self.intercept))).mean(axis=1)
 
 
 @numba.njit(nogil=True, cache=False)
-def _tree_sums(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
-               missing_left: np.ndarray, left: np.ndarray, right: np.ndarray, value: np.ndarray,
-               is_leaf: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled; tested through Forest.predict
-    """Sum of each member's leaf values per row: the tree walk, compiled (NumPy's per-step fancy indexing
-    was 3-5x slower for 200 rows x 200 trees; scikit-learn's own loop 10x)."""
+def _tree_sums(x: np.ndarray, roots: np.ndarray, nodes: np.ndarray, splits: np.ndarray,
+               baseline: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled; tested through Forest.predict
+    """Raw score per row and member: baseline plus the leaf values in tree order (scikit-learn's sum), the walk
+    compiled, one tree at a time over all rows (its nodes stay in cache). NumPy's per-step fancy indexing was
+    3-5x slower for 200 rows x 200 trees; separate node arrays (one load each) 2x slower than packed rows."""
     n = x.shape[0]
     members, trees = roots.shape
-    out = np.zeros((n, members))
-    for i in range(n):
-        for m in range(members):
-            total = 0.0
-            for t in range(trees):
-                node = roots[m, t]
-                while not is_leaf[node]:
-                    v = x[i, feature[node]]
+    out = np.empty((n, members))
+    for m in range(members):
+        out[:, m] = baseline[m]
+    for m in range(members):
+        for t in range(trees):
+            root = roots[m, t]
+            for i in range(n):
+                node = root
+                while not nodes[node, 3] & 2:
+                    v = x[i, nodes[node, 0]]
                     if np.isnan(v):
-                        node = left[node] if missing_left[node] else right[node]
-                    elif v <= threshold[node]:
-                        node = left[node]
+                        node = nodes[node, 1] if nodes[node, 3] & 1 else nodes[node, 2]
+                    elif v <= splits[node, 0]:
+                        node = nodes[node, 1]
                     else:
-                        node = right[node]
-                total += value[node]
-            out[i, m] = total
+                        node = nodes[node, 2]
+                out[i, m] += splits[node, 1]
     return out
 
 
@@ -165,8 +160,16 @@ class ConfidenceModel:
     low: np.ndarray  # 0.5 % quantile per feature (NaN where unused)
     high: np.ndarray  # 99.5 % quantile per feature
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        x = np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The feature columns in the model's order, as one float array (one block copy when the frame holds
+        exactly those columns, as `ml.features.build` returns them; else column by column)."""
+        if tuple(frame.columns) == self.features:
+            return frame.to_numpy(dtype=np.float64, copy=True)
+        return np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+
+    def matrix(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """What the classifier reads: the raw features with the unused ones zeroed."""
+        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else np.array(frame, dtype=np.float64)
         for name in self.unused:
             x[:, self.features.index(name)] = 0.0
         return x
@@ -186,16 +189,21 @@ class ConfidenceModel:
         """P(win) per row, one batch: the compiled forest (equal to `classifier.predict_proba`)."""
         return self.forest.predict(self.matrix(frame))
 
-    def dissimilarity(self, frame: pd.DataFrame) -> np.ndarray:
+    def dissimilarity(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Share of the used features outside the training set's 0.5-99.5 % range (or missing where training
         always had them): 0 looks like the training data, 1 like nothing it saw."""
-        x = np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in self.features])
+        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else frame
         used = np.isfinite(self.low) & np.isfinite(self.high)
         if not used.any():
-            return np.zeros(len(frame))
+            return np.zeros(len(x))
         xs = x[:, used]
         outside = ~np.isfinite(xs) | (xs < self.low[used]) | (xs > self.high[used])
         return outside.mean(axis=1)
+
+    def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` and `dissimilarity` of one batch, reading the frame once (what the scan calls)."""
+        x = self.raw(frame)
+        return self.forest.predict(self.matrix(x)), self.dissimilarity(x)
 
 
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:

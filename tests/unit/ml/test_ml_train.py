@@ -145,3 +145,13 @@ def test_a_model_saved_and_loaded_again_scores_the_same() -> None:
     again = pickle.loads(pickle.dumps(model))  # noqa: S301 - our own bytes, just written
     assert "_forest" not in again.__dict__  # the artefact holds the classifier; the forest is rebuilt from it
     np.testing.assert_array_equal(again.predict(rows), before)
+
+
+def test_score_reads_the_batch_once_and_agrees_with_predict_and_dissimilarity() -> None:
+    model = fit(synthetic_events(800, informative=True), PARAMS)
+    rows = synthetic_events(40, informative=True, seed=5)
+    features_only = rows[list(FEATURES)]  # the frame the scan builds: the fast path
+    p, d = model.score(features_only)
+    np.testing.assert_array_equal(p, model.predict(rows))
+    np.testing.assert_array_equal(d, model.dissimilarity(rows))
+    assert features_only["btc_change_1h_pct"].isna().all()  # scoring zeroed a copy, not the caller's frame
