@@ -22,6 +22,7 @@ from psycopg import sql
 
 from controller.config import PROJECT_ROOT
 from controller.data.embedded_db import EmbeddedPostgres
+from controller.data.market_data import ohlcv_dir
 from controller.data.migrate import migrate
 from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
 
@@ -131,9 +132,10 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """One run of the offline demo (phases 0-2, 12 h of phase 1, --quick) on the default recordings, shared by
-    the tests that read what it wrote: each demo run costs minutes. Its database is migrated first, as `make
-    demo` does. Tests that write into it must only add (the shadow tests add evaluation rows)."""
+    """One run of the offline demo (phases 0-2, at most 24 h of phase 1) on the shared recordings (`ohlcv_dir()`,
+    January 2018: the shadow tests' figures need its CHANNEL entries), shared by the tests that read what it
+    wrote: each demo run costs minutes. Its database is migrated first, as `make demo` does. Tests that write
+    into it must only add (the shadow tests add evaluation rows)."""
     url = pg_server.create_database()
     report = tmp_path_factory.mktemp("demo") / "demo-report.html"
     try:
@@ -141,9 +143,9 @@ def demo_run(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> I
             migrate(conn)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
         env.update(DATABASE_URL=url, COLUMNS="200")
-        result = subprocess.run([sys.executable, "-m", "offline.demo", "--phases", "0-2", "--hours", "12", "--quick",
-                                 "--report", str(report)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                                timeout=600, check=False)
+        result = subprocess.run([sys.executable, "-m", "offline.demo", "--data", str(ohlcv_dir()), "--phases", "0-2",
+                                 "--hours", "24", "--report", str(report)], cwd=PROJECT_ROOT, env=env,
+                                capture_output=True, text=True, timeout=900, check=False)
         yield DemoRun(url, result, report)
     finally:
         pg_server.drop_database(url)
