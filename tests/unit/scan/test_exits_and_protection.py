@@ -109,3 +109,63 @@ def test_a_tier_without_a_cap_gets_the_widest_cap_and_no_caps_at_all_keep_the_ba
     assert widened_stop(2.0, panic, "large", params) == 5.0
     assert widened_stop(2.0, panic, "mid", params) == 8.0
     assert widened_stop(2.0, panic, "mid", StopWidening(regime_factor={Regime.PANIC: 10.0}, cap_pct={})) == 2.0
+
+
+# --- sizing and planning defaults and edges -----------------------------------------------------------------
+
+def test_the_seed_defaults_for_sizing_and_volatility_gates() -> None:
+    from controller.scan.regime import RegimeParams, VolatilityGate
+    from controller.scan.signals import QuoteSizing, SizingParams
+
+    assert SizingParams().quotes == {q: QuoteSizing(amount=50.0, balance=10_000.0) for q in ("USDT", "USD", "USDC")}
+    assert RegimeParams().volatility_gates == {
+        "channel": VolatilityGate(off_at_pct=8.0, on_at_pct=6.0, on_after_h=2.0),
+        "swing": VolatilityGate(off_at_pct=15.0), "dca": VolatilityGate(off_at_pct=20.0)}
+
+
+def test_the_quote_is_the_part_after_the_last_dash_in_capitals() -> None:
+    from controller.scan.signals import quote_of
+
+    assert quote_of("eth-usdt") == "USDT"
+    assert quote_of("1000-PEPE-USDT") == "USDT"
+    assert quote_of("BTC") == "BTC"
+
+
+def test_a_pair_whose_quote_has_no_rule_is_sized_zero_and_skipped_with_its_decision() -> None:
+    from controller.scan.signals import OpenBook, size_for
+    from tests.unit.scan.test_signals import NORMAL, run
+
+    assert size_for(decision("ETH-EUR"), NORMAL, OpenBook(), SIZING) == (0.0, "no sizing for quote EUR")
+    eur = decision("ETH-EUR")
+    [item] = run([eur])
+    assert (item.decision, item.outcome, item.reason) == (eur, "skip", "no sizing for quote EUR")
+
+
+def test_a_blocked_entry_does_not_stop_the_next_one() -> None:
+    from controller.scan.signals import OpenBook
+    from tests.unit.scan.test_signals import run
+
+    book = OpenBook()
+    for _ in range(2):
+        book.add("swing", "ETH-USDT", 10)  # ETH-USDT at its cap of 2 per symbol
+    first, second = run([decision("ETH-USDT", confidence=0.9), decision("SOL-USDT", confidence=0.5)], book=book)
+    assert (first.outcome, second.outcome) == ("blocked", "enter")
+
+
+def test_the_stop_is_widened_up_to_the_cap_of_the_decisions_tier_small_when_unsaid() -> None:
+    from tests.unit.scan.test_signals import run
+
+    wide = StopWidening(regime_factor={Regime.NORMAL: 10.0}, cap_pct={"large": 6.0, "small": 9.0, "meme": 12.0})
+    [large] = run([decision(thresholds={"tier": "large"})], stops=wide)
+    [unsaid] = run([decision(thresholds={})], stops=wide)
+    assert (large.signal.stop_loss_pct, unsaid.signal.stop_loss_pct) == (6.0, 9.0)
+
+
+def test_a_planned_grid_counts_against_the_book_in_full() -> None:
+    from controller.scan.signals import OpenBook, grid_share
+    from tests.unit.scan.test_signals import GRID, run
+
+    book = OpenBook()
+    [item] = run([decision(grid=GRID)], book=book)
+    assert item.outcome == "enter" and book.of("USDT").exposure == 50 * (1 + 3)
+    assert grid_share(decision(grid={**GRID, "grid_level_share": 0.5})) == 1.5
