@@ -169,3 +169,10 @@ def test_a_planned_grid_counts_against_the_book_in_full() -> None:
     [item] = run([decision(grid=GRID)], book=book)
     assert item.outcome == "enter" and book.of("USDT").exposure == 50 * (1 + 3)
     assert grid_share(decision(grid={**GRID, "grid_level_share": 0.5})) == 1.5
+
+
+def test_a_grid_levels_quote_is_its_share_of_the_entry_and_its_spacing_is_rounded_to_six_places() -> None:
+    from tests.unit.scan.test_signals import GRID, run
+
+    [item] = run([decision(grid={**GRID, "grid_level_share": 0.5, "grid_spacing_pct": 1.23456789})])
+    assert (item.signal.grid_level_quote, item.signal.grid_spacing_pct) == (25.0, 1.234568)
