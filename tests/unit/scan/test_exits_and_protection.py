@@ -176,3 +176,47 @@ def test_a_grid_levels_quote_is_its_share_of_the_entry_and_its_spacing_is_rounde
 
     [item] = run([decision(grid={**GRID, "grid_level_share": 0.5, "grid_spacing_pct": 1.23456789})])
     assert (item.signal.grid_level_quote, item.signal.grid_spacing_pct) == (25.0, 1.234568)
+
+
+# --- volatility gates: off at a level, back on after a calm spell -------------------------------------------
+
+def gates():
+    from controller.scan.regime import VolatilityGate
+
+    return {"channel": VolatilityGate(off_at_pct=8.0, on_at_pct=6.0, on_after_h=2.0),
+            "dca": VolatilityGate(off_at_pct=20.0)}
+
+
+def vol(*readings: float):
+    """Hourly BTC volatility readings; the last one is `now`."""
+    import pandas as pd
+
+    index = pd.date_range(end=pd.Timestamp(CLOSE), periods=len(readings), freq="h")
+    return pd.Series(readings, index=index, dtype=float)
+
+
+def off(*readings: float) -> dict[str, str]:
+    import pandas as pd
+
+    from controller.scan.regime import disabled_strategies
+
+    return disabled_strategies(vol(*readings), pd.Timestamp(CLOSE), gates())
+
+
+def test_a_strategy_is_off_at_its_level_and_the_one_without_hysteresis_is_back_below_it() -> None:
+    assert off(5.0, 8.0) == {"channel": "BTC volatility 8.00% >= 8% turns channel off"}
+    assert off(25.0, 19.0) == {"channel": "BTC volatility 19.00% >= 8% turns channel off"}  # dca back at once
+    assert off(20.0) == {"channel": "BTC volatility 20.00% >= 8% turns channel off",
+                         "dca": "BTC volatility 20.00% >= 20% turns dca off"}
+    assert off(5.0, 7.9) == {}  # never reached its level: nothing to wait for
+
+
+def test_after_a_breach_a_strategy_comes_back_only_after_every_reading_of_the_spell_was_calm() -> None:
+    waiting = "channel off since BTC volatility reached 8%: back on at <= 6% for 2 h (now {:.2f}%)"
+    assert off(9.0, 6.0, 6.0, 6.0) == {}                                # calm for 2 h exactly (readings at <= 6)
+    assert off(9.0, 7.0, 6.0, 6.0) == {"channel": waiting.format(6.0)}  # calm for 1 h only
+    assert off(9.0, 5.0, 5.0, 7.0) == {"channel": waiting.format(7.0)}  # not calm now
+    assert off(9.0, 5.0, 7.0, 5.0) == {"channel": waiting.format(5.0)}  # a reading inside the spell was not calm
+    assert off(9.0, 5.0, 5.0, 5.0, 5.0) == {}
+    assert off(8.0, 9.0, 5.0, 5.0, 5.0) == {}                           # the last breach counts
+    assert off(9.0, 5.0, 5.0, 8.5, 5.0, 5.0) == {"channel": waiting.format(5.0)}
