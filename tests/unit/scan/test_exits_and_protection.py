@@ -220,3 +220,30 @@ def test_after_a_breach_a_strategy_comes_back_only_after_every_reading_of_the_sp
     assert off(9.0, 5.0, 5.0, 5.0, 5.0) == {}
     assert off(8.0, 9.0, 5.0, 5.0, 5.0) == {}                           # the last breach counts
     assert off(9.0, 5.0, 5.0, 8.5, 5.0, 5.0) == {"channel": waiting.format(5.0)}
+
+
+# --- the regime's triggers, one at a time -------------------------------------------------------------------
+
+QUIET = {"panic_peak_decline_24h_pct": 50, "panic_peak_decline_48h_pct": 50, "caution_volatility_pct": 50,
+         "panic_volatility_pct": 50}  # only the change under test can decide
+
+
+@pytest.mark.parametrize(("closes", "expected"), [
+    ([(24, 100), (4, 104), (1, 100.1), (0, 100)], Regime.CAUTION),  # down 3.8 % over 4 h only
+    ([(24, 104), (4, 100), (1, 100.1), (0, 100)], Regime.CAUTION),  # down 3.8 % over 24 h only
+    ([(24, 106), (4, 100), (1, 100.1), (0, 100)], Regime.PANIC),    # down 5.7 % over 24 h only
+    ([(24, 100), (4, 100), (1, 100.1), (0, 100)], Regime.NORMAL),
+])
+def test_each_falling_trigger_alone_decides(closes: list[tuple[float, float]], expected: Regime) -> None:
+    from tests.unit.scan.test_regime_edges import at, candles
+
+    assert at(QUIET, candles([(h, c, c, c) for h, c in closes])) == expected
+
+
+def test_the_24_hour_peak_is_taken_strictly_inside_the_last_24_hours() -> None:
+    from controller.scan.regime import classify
+    from tests.unit.scan.test_regime_edges import NOW, PARAMS, candles
+
+    reading = classify(candles([(24, 110, 110, 110), (23, 105, 105, 105), (0, 100, 100, 100)]), NOW, PARAMS)
+    assert reading.peak_decline_24h_pct == pytest.approx(100 * (105 - 100) / 105)
+    assert reading.peak_decline_48h_pct == pytest.approx(100 * (110 - 100) / 110)
