@@ -34,14 +34,14 @@ def test_every_open_position_is_looked_at_even_after_rows_that_get_no_exit() -> 
     rows = [{**OPEN_ENTRY, "status": "new", "id": "a"},   # skipped: not held
             {**OPEN_ENTRY, "strategy": "dca", "id": "b"},  # skipped: no exit decision for dca
             {**OPEN_ENTRY, "exchange": "bybit", "id": "c"},  # skipped: another exchange's position
-            OPEN_ENTRY, OTHER_ENTRY]
+            OTHER_ENTRY, OPEN_ENTRY]
     planned = plan_exits([wants_out(), wants_out("SOL-USDT", candle_close=CLOSE - timedelta(hours=1))], rows,
                          CLOSE, CLOSE, SIZING)
     # SOL's decision is an hour old (stale), ETH's is sent: the rows after a skipped one are still read
     assert [str(p.signal.entry_signal_id) for p in planned] == [OPEN_ENTRY["id"]]
     planned = plan_exits([wants_out(), wants_out("SOL-USDT")], [*rows, {**OPEN_ENTRY, "kind": "exit"}],
                          CLOSE, CLOSE, SIZING)
-    assert [str(p.signal.entry_signal_id) for p in planned] == [OPEN_ENTRY["id"], OTHER_ENTRY["id"]]
+    assert [str(p.signal.entry_signal_id) for p in planned] == [OTHER_ENTRY["id"], OPEN_ENTRY["id"]]
 
 
 def test_a_row_without_kind_or_exchange_is_an_entry_on_the_decisions_exchange() -> None:
@@ -150,6 +150,8 @@ def test_a_blocked_entry_does_not_stop_the_next_one() -> None:
         book.add("swing", "ETH-USDT", 10)  # ETH-USDT at its cap of 2 per symbol
     first, second = run([decision("ETH-USDT", confidence=0.9), decision("SOL-USDT", confidence=0.5)], book=book)
     assert (first.outcome, second.outcome) == ("blocked", "enter")
+    first, second = run([decision("ETH-EUR", confidence=0.9), decision("SOL-USDT", confidence=0.5)])
+    assert (first.outcome, second.outcome) == ("skip", "enter")  # nor does a pair without a sizing rule
 
 
 def test_the_stop_is_widened_up_to_the_cap_of_the_decisions_tier_small_when_unsaid() -> None:
