@@ -185,8 +185,9 @@ def test_a_grid_levels_quote_is_its_share_of_the_entry_and_its_spacing_is_rounde
 def gates():
     from controller.scan.regime import VolatilityGate
 
-    return {"channel": VolatilityGate(off_at_pct=8.0, on_at_pct=6.0, on_after_h=2.0),
-            "dca": VolatilityGate(off_at_pct=20.0)}
+    # dca (no hysteresis) and swing (never reached in these tests) come first: channel is still looked at
+    return {"dca": VolatilityGate(off_at_pct=20.0), "swing": VolatilityGate(off_at_pct=30.0, on_at_pct=25.0),
+            "channel": VolatilityGate(off_at_pct=8.0, on_at_pct=6.0, on_after_h=2.0)}
 
 
 def vol(*readings: float):
@@ -208,8 +209,8 @@ def off(*readings: float) -> dict[str, str]:
 def test_a_strategy_is_off_at_its_level_and_the_one_without_hysteresis_is_back_below_it() -> None:
     assert off(5.0, 8.0) == {"channel": "BTC volatility 8.00% >= 8% turns channel off"}
     assert off(25.0, 19.0) == {"channel": "BTC volatility 19.00% >= 8% turns channel off"}  # dca back at once
-    assert off(20.0) == {"channel": "BTC volatility 20.00% >= 8% turns channel off",
-                         "dca": "BTC volatility 20.00% >= 20% turns dca off"}
+    assert off(20.0) == {"dca": "BTC volatility 20.00% >= 20% turns dca off",
+                         "channel": "BTC volatility 20.00% >= 8% turns channel off"}
     assert off(5.0, 7.9) == {}  # never reached its level: nothing to wait for
 
 
@@ -222,6 +223,8 @@ def test_after_a_breach_a_strategy_comes_back_only_after_every_reading_of_the_sp
     assert off(9.0, 5.0, 5.0, 5.0, 5.0) == {}
     assert off(8.0, 9.0, 5.0, 5.0, 5.0) == {}                           # the last breach counts
     assert off(9.0, 5.0, 5.0, 8.5, 5.0, 5.0) == {"channel": waiting.format(5.0)}
+    assert off(8.0, 7.0) == {"channel": waiting.format(7.0)}           # reaching the level exactly is a breach
+    assert off(9.0, 5.0, 7.0, 5.0, 5.0) == {}  # calm since 3 h, and every reading after now - 2 h was calm
 
 
 # --- the regime's triggers, one at a time -------------------------------------------------------------------
