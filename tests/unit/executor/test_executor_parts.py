@@ -106,7 +106,8 @@ def test_outbox_marks_delivery_in_order_and_reopens_with_only_what_was_not_sent(
     assert not path.with_name(path.name + ".tmp").exists()  # the rewrite replaced the file
 
 
-def test_outbox_reopening_skips_blank_lines_and_a_torn_last_line_but_refuses_damage_inside(tmp_path: Path) -> None:
+def test_outbox_reopening_skips_blank_lines_and_a_torn_last_line_but_refuses_damage_inside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "outbox.jsonl"
     first = {"seq": 5, "kind": "ack", "n": 0}
     second = {"seq": 9, "kind": "report", "n": 1}
@@ -114,14 +115,22 @@ def test_outbox_reopening_skips_blank_lines_and_a_torn_last_line_but_refuses_dam
     outbox = Outbox(path)
     assert len(outbox) == 2 and outbox.peek() == first
     assert lines(path) == [first, second]  # the torn line is gone and the file ends with a newline
+    assert f"outbox {path}: skipped a torn last line (a crash while writing it)" in caplog.text
     outbox.append("ack", {"n": 2})
     assert lines(path)[-1] == {"seq": 10, "kind": "ack", "n": 2}
 
     path.write_text(json.dumps(first) + "\n{oops\n" + json.dumps(second) + "\n")
     with pytest.raises(ValueError) as raised:
         Outbox(path)
-    assert f"outbox {path}, line 2: not JSON; move the file aside to start" in str(raised.value)
+    assert str(raised.value) == (f"outbox {path}, line 2: not JSON; move the file aside to start (its undelivered "
+                                 "events would then be lost)")
     assert path.read_text().count("\n") == 3  # the damaged file is left as it was, for a person to look at
+
+
+def test_a_mark_for_an_empty_outbox_changes_nothing(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.jsonl")
+    outbox.mark_sent(1)  # a mark repeated after a restart that found everything delivered
+    assert len(outbox) == 0 and outbox.peek() is None and (tmp_path / "outbox.jsonl").read_text() == ""
 
 
 def test_outbox_reopened_after_everything_was_sent_starts_empty(tmp_path: Path) -> None:
