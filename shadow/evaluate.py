@@ -36,6 +36,7 @@ from shadow.variations import CHAMPION, Variation
 logger = logging.getLogger(__name__)
 
 FALLBACK = (("1m", 60), ("5m", 300))
+COARSER = (("15m", 900), ("1h", 3600))
 Progress = Callable[[str, int], None]  # (task, items done) for the CLI's progress bars
 
 
@@ -87,9 +88,10 @@ def read_candles(conn: psycopg.Connection, exchange: str, symbol: str, timeframe
 
 
 def path_for(conn: psycopg.Connection, exchange: str, symbol: str, entry_at: datetime,
-             end: datetime) -> tuple[str, int, pd.DataFrame] | None:
+             end: datetime, *, coarser: bool = False) -> tuple[str, int, pd.DataFrame] | None:
     """Candles from the entry up to `end`: 1m where they cover the whole span, else 5m (from the entry on,
-    as far as they go); None when neither starts at the entry.
+    as far as they go); with `coarser`, else 15m or 1h (the first that starts at the entry); None when none
+    starts at the entry. Shadow outcomes stay on 1m/5m (their table allows no other); calibration may go coarser.
 
     An exit found in candles that stop before the horizon is final (the rule only looks back); no exit in
     them leaves the outcome pending."""
@@ -102,7 +104,16 @@ def path_for(conn: psycopg.Connection, exchange: str, symbol: str, entry_at: dat
             return timeframe, seconds, frame
         if timeframe == "5m":
             fallback = (timeframe, seconds, frame)
-    return fallback
+    if fallback is not None or not coarser:
+        return fallback
+    # no 1m or 5m candles from the entry on (a run that scanned only the 15m strategies stores only the
+    # timeframes it built): the strategies' own coarser candles are the best path left, on the same terms
+    for timeframe, seconds in COARSER:
+        frame = read_candles(conn, exchange, symbol, timeframe, entry_at, end)
+        if frame.empty or frame["ts"].iloc[0].to_pydatetime() - entry_at >= timedelta(seconds=seconds):
+            continue
+        return timeframe, seconds, frame
+    return None
 
 
 # --------------------------------------------------------------------------------------- decisions
@@ -342,7 +353,8 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
     for trade in trades:
         limit = float(trade["time_limit_s"] or 30 * 86400)
         entry_at = trade["decided_at"]
-        found = path_for(conn, trade["exchange"], trade["symbol"], entry_at, entry_at + timedelta(seconds=limit))
+        found = path_for(conn, trade["exchange"], trade["symbol"], entry_at, entry_at + timedelta(seconds=limit),
+                         coarser=True)
         sim_reason = sim_exit = sim_pnl = None
         sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
         if found is not None:
