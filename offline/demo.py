@@ -505,11 +505,32 @@ def finish(demo: Demo) -> None:
     console.print(f"report: {demo.plan.report.resolve()}", highlight=False, soft_wrap=True)
 
 
+async def close_open_positions(demo: Demo) -> None:
+    """The replay has ended: ask the bot to exit what it still holds at market (reason manual, as `python -m
+    controller close --all` does), so the run ends with no position open and every trade's fees and net P&L
+    on the books."""
+    if demo.harness is None:
+        return
+    with demo.conn() as conn:
+        flagged = conn.execute("select * from request_close(null, 'offline demo: end of the replay')").fetchall()
+    if not flagged:
+        return
+
+    def none_open() -> bool:
+        with demo.conn() as conn:
+            return conn.execute("select count(*) from signals where status = 'executing'").fetchone()[0] == 0
+
+    await demo.harness.until(none_open, timeout_s=120)
+    await demo.harness.drained(timeout_s=60)
+    console.print(f"end of the replay: {len(flagged)} open position(s) closed at market (reason manual)")
+
+
 async def run_phases(demo: Demo) -> None:
     try:
         for phase in demo.plan.phases:
             console.rule(f"phase {phase}")
             await PHASES[phase](demo)
+        await close_open_positions(demo)
     finally:
         if demo.harness is not None:
             stop(demo.harness)  # inside the loop: Hummingbot schedules its network stop on it
