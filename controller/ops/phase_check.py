@@ -283,7 +283,8 @@ def read_facts(conn: psycopg.Connection) -> Facts:
     strategies = tuple(r[0] for r in conn.execute("select distinct strategy from signals order by 1").fetchall())
     orders = {(p, s): n for p, s, n in conn.execute(
         "select purpose, status, count(*) from orders group by 1, 2").fetchall()}
-    orphans = conn.execute("select count(*) from signals s where s.status = 'closed'"
+    # an exit signal closes its entry's position: the trade row is the entry's, never its own
+    orphans = conn.execute("select count(*) from signals s where s.status = 'closed' and s.kind = 'entry'"
                            " and not exists (select 1 from trades t where t.signal_id = s.id)").fetchone()[0]
     trades = tuple(TradeRow(*row) for row in conn.execute("""
         select s.strategy, t.pnl_quote::float8, t.pnl_pct::float8, t.exit_reason, t.side, t.amount::float8,

@@ -33,14 +33,17 @@ def pnl_cycle(i: int) -> float:
 def test_phase_1_holds_with_ten_logged_trades_and_every_signal_claimed(migrated_db: str, capsys) -> None:
     with psycopg.connect(migrated_db) as conn:
         h = History(conn)
-        for i in range(10):
-            h.trade(pnl_cycle(i))
+        ids = [h.trade(pnl_cycle(i)) for i in range(10)]
         h.signal(status="executing")  # one position still open: tracked, not a failure
+        # a strategy exit that closed the first position: the trade row is its entry's, not its own
+        exit_id = h.signal(status="closed")
+        conn.execute("update signals set kind = 'exit', entry_signal_id = %s where id = %s", (ids[0], exit_id))
     code, report = run(migrated_db, [1], capsys)
     assert code == 0, report
     checks = lines(report, 1)
     assert checks["10+ trades"] == (True, "10 closed trades")
-    assert checks["signals reaching Hummingbot"][1].startswith("11 of 11 signals claimed")
+    assert checks["signals reaching Hummingbot"][1].startswith("12 of 12 signals claimed")
+    assert "0 closed signals without one" in checks["positions tracked"][1]
     assert checks["orders placed"] == (True, "10 entry and 10 exit orders")
     assert "1 open" in checks["positions tracked"][1]
     assert checks["P&L calculated"][0] and "0 disagree" in checks["P&L calculated"][1]
