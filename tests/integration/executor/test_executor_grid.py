@@ -8,43 +8,20 @@ and the exit cancels the levels still resting (confirmed) before it sells everyt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 
 from bridge.queue_client import PostgresQueue
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
 from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
+from tests.support.executor import FEE, rows, wallet
 
-FEE = Decimal("0.001")
 GRID = {"grid_levels": 3, "grid_spacing_pct": 1.4, "grid_level_quote": 20.0}
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox.jsonl"
-
-
-def rows(url: str, query: str, *params: Any) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def wallet(harness: Harness) -> tuple[Decimal, Decimal]:
-    return (Decimal(str(harness.exchange.get_balance("USDT"))), Decimal(str(harness.exchange.get_balance("BTC"))))
 
 
 def fills(url: str, signal_id: UUID) -> list[tuple]:

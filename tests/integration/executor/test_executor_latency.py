@@ -5,14 +5,12 @@ waiting for the claim poll. Hummingbot's real Clock on the paper exchange, a rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
-import pytest
 
 from bridge.queue_client import PostgresQueue
 from bridge.resilience import RetryPolicy
@@ -22,13 +20,6 @@ from offline.harness import Harness, executor_config, start, stop
 
 NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
 HOUR = 3600.0  # a claim poll this long never fires during a test: only a notification can wake the claimer
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
 
 
 def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:

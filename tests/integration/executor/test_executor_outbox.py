@@ -4,7 +4,6 @@ bot, a delivered outbox is compacted, each bot has its own file."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,13 +14,6 @@ from controller.data.storage.postgres import PostgresStore
 from hummingbot_scripts.signal_executor import Outbox, SignalExecutorConfig
 from offline.harness import executor_config, start, stop
 from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
 
 
 def test_an_expired_key_keeps_every_event_until_the_key_works_again(store: PostgresStore, migrated_db: str,

@@ -8,7 +8,6 @@ or never, and a balance that lags the wallet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,29 +26,7 @@ from bridge.schemas import OrderEvent
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, PaperExchange, executor_config, start, stop
 from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
-
-FEE = Decimal("0.001")
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox.jsonl"
-
-
-def rows(url: str, query: str, *params: Any) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def wallet(harness: Harness) -> tuple[Decimal, Decimal]:
-    return (Decimal(str(harness.exchange.get_balance("USDT"))), Decimal(str(harness.exchange.get_balance("BTC"))))
+from tests.support.executor import FEE, rows, wallet
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,13 +24,6 @@ from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
 
 NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
 
 
 def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:
@@ -58,11 +50,6 @@ def orders_of(url: str, signal_id: UUID) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute("select purpose, side, status, filled_amount from orders where signal_id = %s"
                             " order by created_at, purpose", (signal_id,)).fetchall()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox.jsonl"
 
 
 def run(coro: Any) -> Any:
