@@ -6,8 +6,9 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,3 +66,14 @@ def recorded_candles(path: Path, exchange: str, symbol: str, timeframe: str) -> 
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], times: int) -> tuple[list[float], ...]:
+    """Milliseconds of each call, the two alternating so that the box's noise falls on both alike."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(times):
+        for work, out in ((first, samples[0]), (second, samples[1])):
+            start = time.perf_counter()
+            work()
+            out.append((time.perf_counter() - start) * 1000)
+    return samples

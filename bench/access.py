@@ -16,29 +16,16 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from _support import migrated_database, percentile, postgres_server
+from _support import interleaved, migrated_database, percentile, postgres_server
 from psycopg.types.json import Jsonb
 
 TRADES = 5_000
 READS = 200
 CYCLES = 300
 MEMBER = "5d9f4a8e-0000-4000-8000-0000000000b1"
-
-
-def interleaved(first: Callable[[], object], second: Callable[[], object], times: int) -> tuple[list[float], ...]:
-    """Milliseconds of each call, the two alternating so that the box's noise falls on both alike."""
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(times):
-        for work, out in ((first, samples[0]), (second, samples[1])):
-            start = time.perf_counter()
-            work()
-            out.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 def seed_trades(conn: psycopg.Connection) -> None:

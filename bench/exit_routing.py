@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import time
 from collections.abc import Callable
 
 import psycopg
-from _support import PROJECT_ROOT, migrated_database, percentile, postgres_server
+from _support import PROJECT_ROOT, interleaved, migrated_database, percentile, postgres_server
 
 from tests.sql_mutants import function_statement
 
@@ -25,16 +24,6 @@ HISTORY = 20_000
 CLOSED_EXITS = 5_000
 OPEN = 20  # positions per bot
 CYCLES = 300
-
-
-def interleaved(first: Callable[[], object], second: Callable[[], object], times: int) -> tuple[list[float], ...]:
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(times):
-        for work, out in ((first, samples[0]), (second, samples[1])):
-            start = time.perf_counter()
-            work()
-            out.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 def seed(conn: psycopg.Connection) -> None:
