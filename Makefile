@@ -14,14 +14,17 @@ $(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/proje
 	bash scripts/setup.sh
 	touch $@
 
+# Two workers (pytest-xdist), each with its own embedded Postgres; a test file stays on one worker, and the
+# tests that read the shared demo run (fixture demo_run) share one (tests/conftest.py). TEST_ARGS= runs serially.
+TEST_ARGS ?= -n 2 --dist loadgroup
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 # The suite N times, each on a fresh clone of HEAD: one line per run, a summary naming any test that failed in
 # some runs only (flaky), a last JSON line. `make test-repeat N=10` is the check that the suite is stable.
 N ?= 10
 test-repeat: $(STAMP)
-	bash scripts/repeat_tests.sh $(N)
+	bash scripts/repeat_tests.sh $(N) $(TEST_ARGS)
 
 # Seed 004's phases 0-4 offline: retention, then the controller on recorded candles and the Hummingbot
 # executor on its real Clock and paper exchange, both on the embedded Postgres; ends with every phase's

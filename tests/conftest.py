@@ -30,6 +30,16 @@ from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-o
 CRON_DB = "cron_test"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Which tests share a worker under `pytest -n 2 --dist loadgroup` (what `make test` runs): each test file is
+    one group, so a module's fixtures are built once; and every test that reads `demo_run` (a session fixture,
+    minutes per run, built once per worker) is in one group, so the demo runs once, not once per worker.
+    Without xdist the marks do nothing."""
+    for item in items:
+        group = "demo_run" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @dataclass(frozen=True)
 class PgServer:
     admin_url: str  # a URL to a maintenance database, for CREATE / DROP DATABASE
