@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from controller.scan.strategy_params import StrategiesConfig
 from ml import features as ml_features
 from ml import registry
 from ml.config import MlConfig
-from ml.train import multiplier
+from ml.train import multiplier, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ class MlScorer:
         self.models: dict[str, registry.LoadedModel] = {}
         self.counters: Counter[str] = Counter()
         self.problems: dict[str, str] = {}
+        # the tree walk is compiled (or loaded from numba's disk cache) beside the scan loop, not in its first
+        # scored cycle; that cycle waits only for what is left of it
+        self.warming = threading.Thread(target=warm_up, name="ml-warm-up", daemon=True)
+        self.warming.start()
 
     def _refresh(self, conn: psycopg.Connection) -> None:
         active = registry.active_versions(conn)
