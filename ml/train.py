@@ -232,9 +232,10 @@ def warm_up() -> None:
     Idempotent; `ml.scoring.MlScorer` runs it in a background thread when it starts."""
     if _WARM.is_set():
         return
-    one = np.zeros(1, dtype=np.int64)
-    _tree_sums(np.zeros((1, 3)), np.zeros((1, 1), dtype=np.int64), one, np.full(1, 2, dtype=np.int64),
-               np.full(1, np.inf), one, np.zeros(1), np.zeros(1))
+    # the argument types `Forest.predict` passes (one leaf that reads the zero column), so this is its compile
+    one = np.zeros((1, 1), dtype=np.int64)
+    _tree_sums(np.zeros((1, 3)), one, one, np.full(1, 2, dtype=np.int64), np.full(1, np.inf),
+               np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
     _WARM.set()
 
 
