@@ -108,23 +108,28 @@ def regime_series(btc: pd.DataFrame, at: pd.Series) -> dict[str, np.ndarray]:
 
 
 def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, np.ndarray],
-          timeframe_s: int) -> pd.DataFrame:
-    """One row of `FEATURES` per row of `evaluated` (same index), for strategy `name`.
+          timeframe_s: int, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row of `FEATURES` per row of `evaluated` (same index), for strategy `name`; with `rows` (positions),
+    for those rows only: the same values, without computing and framing every candle (a scan cycle scores its
+    latest entries, event building its entries: a few of the rows).
 
     `evaluated`: indicators + decision columns, sorted by symbol then ts (as the scan builds it). `regime`:
     `REGIME_FEATURES` columns aligned with the rows (`regime_columns` live, `regime_series` in replay).
     The decision time of a row is its candle's close (ts + timeframe)."""
-    f = {c: evaluated[c].to_numpy(dtype=np.float64) for c in (
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if rows is None else values[rows]
+
+    f = {c: take(evaluated[c].to_numpy(dtype=np.float64)) for c in (
         "close", "rsi", "macd_hist", "bb_lower", "bb_upper", "bb_width", "atr", "adx", "roc", "volume",
         "volume_sma", "sma_20", "sma_50", "ema_fast", "ema_slow", "vwap")}
     close = f["close"]
     # decision time in UTC seconds; day 0 (1970-01-01) was a Thursday, day_of_week 3 (Monday = 0)
-    decided_s = evaluated["ts"].to_numpy(dtype="datetime64[s]").view(np.int64) + timeframe_s
+    decided_s = take(evaluated["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)) + timeframe_s
     hour = (decided_s % 86400 // 60) / 60.0  # whole minutes, as hour + minute / 60
     dow = ((decided_s // 86400 + 3) % 7).astype(np.float64)
     columns: dict[str, np.ndarray] = {
-        "rule_confidence": evaluated["confidence"].to_numpy(dtype=np.float64),
-        "threshold_distance": _threshold_distance(name, evaluated, params),
+        "rule_confidence": take(evaluated["confidence"].to_numpy(dtype=np.float64)),
+        "threshold_distance": take(_threshold_distance(name, evaluated, params)),  # trailing windows: all rows
         "rsi": f["rsi"],
         "macd_hist_rel": _ratio(f["macd_hist"], close),
         "bb_position": _ratio(close - f["bb_lower"], f["bb_upper"] - f["bb_lower"]),
@@ -137,8 +142,9 @@ def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, 
         "sma20_vs_sma50": _ratio(f["sma_20"], f["sma_50"]) - 1.0,
         "ema_spread": _ratio(f["ema_fast"], f["ema_slow"]) - 1.0,
         "close_vs_vwap": _ratio(close, f["vwap"]) - 1.0,
-        **{k: np.asarray(regime[k], dtype=np.float64) for k in REGIME_FEATURES},
+        **{k: take(np.asarray(regime[k], dtype=np.float64)) for k in REGIME_FEATURES},
         "hour_sin": np.sin(2 * np.pi * hour / 24), "hour_cos": np.cos(2 * np.pi * hour / 24),
         "dow_sin": np.sin(2 * np.pi * dow / 7), "dow_cos": np.cos(2 * np.pi * dow / 7),
     }
-    return pd.DataFrame({k: columns[k] for k in FEATURES}, index=evaluated.index)
+    index = evaluated.index if rows is None else evaluated.index[rows]
+    return pd.DataFrame({k: columns[k] for k in FEATURES}, index=index)

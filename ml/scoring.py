@@ -129,7 +129,8 @@ class MlScorer:
                 continue
             tf_s = timeframe_seconds(section.timeframe)
             regime_cols = ml_features.regime_columns(regime.features(), len(evaluated))
-            feats = ml_features.build(name, evaluated, section.params, regime_cols, tf_s).loc[candidates.index]
+            feats = ml_features.build(name, evaluated, section.params, regime_cols, tf_s,
+                                      rows=evaluated.index.get_indexer(candidates.index))
             confidence, dissimilarity = loaded.model.score(feats)  # one batch per model
             closes = [(pd.Timestamp(t) + timedelta(seconds=tf_s)).to_pydatetime() for t in candidates["ts"]]
             keys = [signal_key(name, self.exchange, str(s), c) for s, c in zip(candidates["symbol"], closes,
