@@ -36,7 +36,7 @@ from controller.model import load_model
 from controller.scan.pipeline import Scanner
 from controller.scan.strategy_params import load_strategies
 from ml.config import CostParams, TrainParams
-from ml.events import _for_strategy, build_events, evaluate, load_candles, recordings
+from ml.events import _for_strategy, build_events, evaluate, load_candles, load_many, recordings, stack
 from ml.features import FEATURES, build, regime_series
 from ml.train import fit
 
@@ -104,14 +104,12 @@ def bench_events() -> tuple[dict[str, float], str]:
     elapsed = time.perf_counter() - start
     # the same series without labels (indicators, rules, features), to show where the time goes
     found = recordings(HISTORY)
-    series = [(r, load_candles(r.path)) for r in found]
+    series = list(zip(found, load_many([r.path for r in found]), strict=True))
     start = time.perf_counter()
     for name, section in config.items():
         tf_s = timeframe_seconds(section.timeframe)
         prepared = list(_for_strategy(series, section))
-        stacked = pd.concat([c.assign(symbol=f"{r.symbol}{k}") for k, (r, c) in enumerate(prepared)],
-                            ignore_index=True)
-        evaluated = evaluate(name, section, stacked)
+        evaluated = evaluate(name, section, stack(prepared))
         decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
         build(name, evaluated, section.params, regime_series(pd.DataFrame(), decided), tf_s)
     unlabelled = time.perf_counter() - start

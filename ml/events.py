@@ -144,21 +144,40 @@ def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.Da
     return frame.join(strategies.STRATEGIES[name](frame, section.params))
 
 
-def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, pd.DataFrame]],
+Columns = dict[str, np.ndarray]  # one series as arrays: ts (datetime64[ns], UTC) and the OHLCV floats
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _columns(candles: pd.DataFrame) -> Columns:
+    return {"ts": candles["ts"].to_numpy(dtype="datetime64[ns]"),
+            **{k: candles[k].to_numpy(dtype=np.float64) for k in _OHLCV}}
+
+
+def stack(series: list[tuple[Recording, Columns]]) -> pd.DataFrame:
+    """The series as one candle frame, each under its own key `BASE-QUOTE<k>` (column `symbol`): the same base
+    asset (so the same tier and parameters) and a block of its own, so no indicator reaches from one window into
+    another. One frame built from the concatenated arrays (a frame per series and `pd.concat` cost more than
+    the indicators)."""
+    sizes = np.array([len(c["ts"]) for _, c in series], dtype=np.int64)
+    keys = np.asarray([f"{r.symbol}{k}" for k, (r, _) in enumerate(series)], dtype=object)
+    return pd.DataFrame({"ts": pd.to_datetime(np.concatenate([c["ts"] for _, c in series]), utc=True),
+                         **{k: np.concatenate([c[k] for _, c in series]) for k in _OHLCV},
+                         "symbol": np.repeat(keys, sizes)})
+
+
+def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, Columns]],
                     btc: pd.DataFrame, costs: CostParams) -> pd.DataFrame:
     """Features and labels of every entry of strategy `name` over `series` (already at its timeframe).
 
-    The series are stacked into one frame, each under its own key `BASE-QUOTE<k>`: the same base asset (so
-    the same tier and parameters) and a block of its own, so no indicator reaches from one window into
-    another. Labels walk each window's own candles (a walk stops at its window's end), all windows at once."""
+    The series are stacked into one frame (`stack`). Labels walk each window's own candles (a walk stops at
+    its window's end), all windows at once."""
     if not series:
         return pd.DataFrame()
     tf_s = timeframe_seconds(section.timeframe)
-    sizes = np.array([len(c) for _, c in series], dtype=np.int64)
+    sizes = np.array([len(c["ts"]) for _, c in series], dtype=np.int64)
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     window_of = np.repeat(np.arange(len(series)), sizes)
-    stacked = pd.concat([c for _, c in series], ignore_index=True)
-    stacked["symbol"] = np.asarray([f"{r.symbol}{k}" for k, (r, _) in enumerate(series)], dtype=object)[window_of]
+    stacked = stack(series)
     evaluated = evaluate(name, section, stacked)
     entry = evaluated["entry"].to_numpy(dtype=bool)
     if not entry.any():
@@ -196,6 +215,19 @@ def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recor
     return pd.concat([meta, features, label_frame], axis=1)
 
 
+def _resample_columns(candles: Columns, base_s: int, target_s: int) -> Columns:
+    ns = candles["ts"].view(np.int64)
+    step = target_s * 1_000_000_000
+    bucket = ns - ns % step
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)]))
+    full = (ends - starts) == target_s // base_s  # incomplete buckets left out
+    return {"ts": bucket[starts[full]].view("datetime64[ns]"), "open": candles["open"][starts[full]],
+            "high": np.maximum.reduceat(candles["high"], starts)[full],
+            "low": np.minimum.reduceat(candles["low"], starts)[full], "close": candles["close"][ends[full] - 1],
+            "volume": np.add.reduceat(candles["volume"], starts)[full]}
+
+
 def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
     """`controller.data.market_data.resample` for candles already sorted and unique by ts, in NumPy: the same
     epoch-aligned buckets (open first, high max, low min, close last, volume sum), incomplete buckets left
@@ -205,31 +237,24 @@ def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: st
         raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
     if candles.empty:
         return candles.iloc[0:0]
-    seconds = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)
-    bucket = seconds - seconds % target_s
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
-    ends = np.concatenate((starts[1:], [len(bucket)]))
-    full = (ends - starts) == target_s // base_s
-    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-    return pd.DataFrame({  # the incomplete buckets dropped from the arrays: one frame built, none filtered
-        "ts": pd.to_datetime(bucket[starts[full]], unit="s", utc=True),
-        "open": o[starts[full]], "high": np.maximum.reduceat(h, starts)[full],
-        "low": np.minimum.reduceat(lo, starts)[full], "close": c[ends[full] - 1],
-        "volume": np.add.reduceat(v, starts)[full]})
+    out = _resample_columns(_columns(candles), base_s, target_s)
+    return pd.DataFrame({"ts": pd.to_datetime(out["ts"], utc=True), **{k: out[k] for k in _OHLCV}})
 
 
 def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
-                  section: StrategyConfig) -> Iterator[tuple[Recording, pd.DataFrame]]:
-    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped)."""
+                  section: StrategyConfig) -> Iterator[tuple[Recording, Columns]]:
+    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped),
+    as arrays: no frame per series (see `stack`)."""
     target = timeframe_seconds(section.timeframe)
     for recording, candles in series:
         base = timeframe_seconds(recording.timeframe)
         if base > target or target % base:
             continue
-        if base < target:
-            candles = resample_sorted(candles, recording.timeframe, section.timeframe)
-        if len(candles) >= 60:
-            yield recording, candles
+        columns = _columns(candles)
+        if base < target and len(candles):
+            columns = _resample_columns(columns, base, target)
+        if len(columns["ts"]) >= 60:
+            yield recording, columns
 
 
 def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.DataFrame, config: StrategiesConfig,
@@ -244,7 +269,7 @@ def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.Dat
         if only is not None and name != only:
             continue
         prepared = list(_for_strategy(series, section))
-        evaluated_candles += sum(len(c) for _, c in prepared)
+        evaluated_candles += sum(len(c["ts"]) for _, c in prepared)
         part = strategy_events(name, section, prepared, btc, costs)
         if not part.empty:
             parts.append(part)
