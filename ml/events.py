@@ -83,16 +83,25 @@ def load_candles(path: Path) -> pd.DataFrame:
 _HEADER = ",".join(_CANDLE_DTYPES).encode()
 
 
-def load_many(paths: list[Path]) -> list[pd.DataFrame]:
-    """`load_candles` of each path, the same frames, parsed in one `read_csv` call: the files' bodies are joined
+Columns = dict[str, np.ndarray]  # one series as arrays: ts (naive UTC datetime64) and the OHLCV floats
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _columns(candles: pd.DataFrame) -> Columns:
+    return {"ts": candles["ts"].to_numpy(dtype="datetime64[ns]"),
+            **{k: candles[k].to_numpy(dtype=np.float64) for k in _OHLCV}}
+
+
+def load_columns(paths: list[Path]) -> list[Columns]:
+    """The candles of each path as arrays (`Columns`), parsed in one `read_csv` call: the files' bodies are joined
     (each file's header checked), so pandas' per-call set-up (most of the time for a few thousand rows) is paid
-    once, not per file. A file with another header, or blank lines, is read on its own by `load_candles`."""
+    once, not per file. A file with another header, blank lines or rows out of order is read on its own by
+    `load_candles` (which names missing columns and repairs the order)."""
     bodies: list[bytes] = []
     counts: list[int] = []
     for path in paths:
         head, _, body = Path(path).read_bytes().partition(b"\n")
         if head.strip() != _HEADER or not body.strip():
-            bodies.append(b"")
             counts.append(-1)  # read alone below
             continue
         body = body if body.endswith(b"\n") else body + b"\n"
@@ -105,23 +114,34 @@ def load_many(paths: list[Path]) -> list[pd.DataFrame]:
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         raw = None  # an empty or malformed value: each file alone, for load_candles' own message
     if raw is None or len(raw) != rows or raw.isna().to_numpy().any():  # a blank or partial line
-        return [load_candles(path) for path in paths]
+        return [_columns(load_candles(path)) for path in paths]
     stamps = raw["timestamp"].to_numpy()
-    ts = pd.to_datetime(stamps, unit="ms", utc=True)
-    values = {c: raw[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
-    out = []
+    # the instants load_candles makes (same unit), as naive UTC datetime64: one conversion for every file
+    ts = np.asarray(pd.to_datetime(stamps, unit="ms", utc=True).tz_localize(None))
+    values = {c: raw[c].to_numpy() for c in _OHLCV}
+    out: list[Columns] = []
     start = 0
     for path, count in zip(paths, counts, strict=True):
-        if count < 0:
-            out.append(load_candles(path))
-            continue
-        stop = start + count
-        if count > 1 and not (np.diff(stamps[start:stop]) > 0).all():
-            out.append(load_candles(path))  # unsorted or duplicated: load_candles repairs it
+        stop = start + max(count, 0)
+        if count < 0 or (count > 1 and not (np.diff(stamps[start:stop]) > 0).all()):
+            out.append(_columns(load_candles(path)))
         else:
-            out.append(pd.DataFrame({"ts": ts[start:stop], **{c: v[start:stop] for c, v in values.items()}}))
+            out.append({"ts": ts[start:stop], **{c: v[start:stop] for c, v in values.items()}})
         start = stop
     return out
+
+
+def frame_of(columns: Columns) -> pd.DataFrame:
+    return pd.DataFrame({"ts": pd.to_datetime(columns["ts"], utc=True), **{k: columns[k] for k in _OHLCV}})
+
+
+def load_many(paths: list[Path]) -> list[pd.DataFrame]:
+    """`load_candles` of each path (the same frames), read as `load_columns` reads them."""
+    return [frame_of(c) for c in load_columns(paths)]
+
+
+def _as_columns(candles: pd.DataFrame | Columns) -> Columns:
+    return candles if isinstance(candles, dict) else _columns(candles)
 
 
 def _is_btc_reference(recording: Recording) -> bool:
@@ -129,9 +149,10 @@ def _is_btc_reference(recording: Recording) -> bool:
     return base == "BTC" and quote in ("USD", "USDT", "USDC") and timeframe_seconds(recording.timeframe) <= 3600
 
 
-def _btc_frames(series: list[tuple[Recording, pd.DataFrame]]) -> pd.DataFrame:
+def _btc_frames(series: list[tuple[Recording, pd.DataFrame | Columns]]) -> pd.DataFrame:
     """BTC against a dollar quote, for the regime features (empty when there is none)."""
-    frames = [candles for recording, candles in series if _is_btc_reference(recording)]
+    frames = [frame_of(candles) if isinstance(candles, dict) else candles for recording, candles in series
+              if _is_btc_reference(recording)]
     if not frames:
         return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
     return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
@@ -142,15 +163,6 @@ def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.Da
     series contiguous and in time order): the scan's computation, over all rows at once."""
     frame = indicators.compute(candles[list(indicators.CANDLE_COLUMNS)], section.indicators)
     return frame.join(strategies.STRATEGIES[name](frame, section.params))
-
-
-Columns = dict[str, np.ndarray]  # one series as arrays: ts (datetime64[ns], UTC) and the OHLCV floats
-_OHLCV = ("open", "high", "low", "close", "volume")
-
-
-def _columns(candles: pd.DataFrame) -> Columns:
-    return {"ts": candles["ts"].to_numpy(dtype="datetime64[ns]"),
-            **{k: candles[k].to_numpy(dtype=np.float64) for k in _OHLCV}}
 
 
 def stack(series: list[tuple[Recording, Columns]]) -> pd.DataFrame:
@@ -216,7 +228,7 @@ def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recor
 
 
 def _resample_columns(candles: Columns, base_s: int, target_s: int) -> Columns:
-    ns = candles["ts"].view(np.int64)
+    ns = candles["ts"].astype("datetime64[ns]", copy=False).view(np.int64)
     step = target_s * 1_000_000_000
     bucket = ns - ns % step
     starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
@@ -241,7 +253,7 @@ def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: st
     return pd.DataFrame({"ts": pd.to_datetime(out["ts"], utc=True), **{k: out[k] for k in _OHLCV}})
 
 
-def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
+def _for_strategy(series: list[tuple[Recording, pd.DataFrame | Columns]],
                   section: StrategyConfig) -> Iterator[tuple[Recording, Columns]]:
     """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped),
     as arrays: no frame per series (see `stack`)."""
@@ -250,21 +262,22 @@ def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
         base = timeframe_seconds(recording.timeframe)
         if base > target or target % base:
             continue
-        columns = _columns(candles)
-        if base < target and len(candles):
+        columns = _as_columns(candles)
+        if base < target and len(columns["ts"]):
             columns = _resample_columns(columns, base, target)
         if len(columns["ts"]) >= 60:
             yield recording, columns
 
 
-def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.DataFrame, config: StrategiesConfig,
-                       costs: CostParams, *, only: str | None = None,
+def events_from_series(series: list[tuple[Recording, pd.DataFrame | Columns]], btc: pd.DataFrame,
+                       config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
                        progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Every labelled entry of every strategy (or `only` one) over `series` (one pair-window each, candles
     sorted by open time); and the number of candles evaluated. Runs a strategy even when its section is
     disabled in the config: training may prepare a model for it."""
     parts: list[pd.DataFrame] = []
     evaluated_candles = 0
+    series = [(r, _as_columns(c)) for r, c in series]  # once, not once per strategy
     for name, section in config.items():
         if only is not None and name != only:
             continue
@@ -285,7 +298,7 @@ def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, o
                  progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
     """`events_from_series` over every recorded file of `folder` (each file read once)."""
     found = recordings(folder)
-    series = list(zip(found, load_many([r.path for r in found]), strict=True))
+    series = list(zip(found, load_columns([r.path for r in found]), strict=True))
     return events_from_series(series, _btc_frames(series), config, costs, only=only, progress=progress)
 
 
