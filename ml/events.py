@@ -88,7 +88,10 @@ _OHLCV = ("open", "high", "low", "close", "volume")
 
 
 def _columns(candles: pd.DataFrame) -> Columns:
-    return {"ts": candles["ts"].to_numpy(dtype="datetime64[ns]"),
+    ts = candles["ts"]
+    if ts.dt.tz is not None:  # naive UTC, in the frame's own unit (so `frame_of` gives the frame back)
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return {"ts": ts.to_numpy(),
             **{k: candles[k].to_numpy(dtype=np.float64) for k in _OHLCV}}
 
 
