@@ -38,13 +38,20 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _rolling_max(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing max over `window` rows of one symbol, NaN until the window is full."""
-    return pd.Series(values).rolling(window, min_periods=window).max().to_numpy()
+def _rolling_max(values: np.ndarray, window: int, ends: np.ndarray | None = None) -> np.ndarray:
+    """Trailing max over `window` rows of one symbol, NaN until the window is full (or holds a NaN): at every
+    row, or, with `ends`, only at those positions (a gather of `window` values each: cheaper than a rolling
+    pass when a few rows are wanted; the same values)."""
+    if ends is None:
+        return pd.Series(values).rolling(window, min_periods=window).max().to_numpy()
+    full = ends >= window - 1
+    picks = np.maximum(ends[:, None] - np.arange(window)[None, :], 0)
+    return np.where(full, values[picks].max(axis=1) if len(ends) else np.empty(0), np.nan)
 
 
-def _threshold_distance(name: str, frame: pd.DataFrame, params: Any) -> np.ndarray:
-    """How far the deciding quantity is past (positive) or short of (negative) its entry threshold.
+def _threshold_distance(name: str, frame: pd.DataFrame, params: Any, rows: np.ndarray | None = None) -> np.ndarray:
+    """How far the deciding quantity is past (positive) or short of (negative) its entry threshold, at every
+    row (or only at `rows`, the others left NaN).
 
     DCA: drop from the recent high minus `min_drop_pct` (percent points). CHANNEL: `buy_zone` minus the
     channel position. SWING: close / previous high minus `breakout_factor`. The same definitions as the rules
@@ -55,19 +62,33 @@ def _threshold_distance(name: str, frame: pd.DataFrame, params: Any) -> np.ndarr
     close = frame["close"].to_numpy(dtype=np.float64)
     high = frame["high"].to_numpy(dtype=np.float64)
     symbols = frame["symbol"].to_numpy()
+    wanted = None if rows is None else np.unique(rows)
+    lower = upper = None
     for start, stop in itertools.pairwise(bounds):
         p = params.for_symbol(str(symbols[start])) if isinstance(params, TieredParams) else params
+        if wanted is None:
+            at, sel = np.arange(start, stop), None
+        else:
+            at = wanted[np.searchsorted(wanted, start):np.searchsorted(wanted, stop)]
+            if not len(at):
+                continue
+            sel = at - start
         c, h = close[start:stop], high[start:stop]
+        c_at = c if sel is None else c[sel]
         if isinstance(p, DcaParams):
-            drop = (1.0 - _ratio(c, _rolling_max(h, p.lookback_bars))) * 100.0
-            out[start:stop] = drop - p.min_drop_pct
+            drop = (1.0 - _ratio(c_at, _rolling_max(h, p.lookback_bars, sel))) * 100.0
+            out[at] = drop - p.min_drop_pct
         elif isinstance(p, ChannelParams):
-            lower = frame["bb_lower"].to_numpy(dtype=np.float64)[start:stop]
-            upper = frame["bb_upper"].to_numpy(dtype=np.float64)[start:stop]
-            out[start:stop] = p.buy_zone - _ratio(c - lower, upper - lower)
+            if lower is None:
+                lower = frame["bb_lower"].to_numpy(dtype=np.float64)
+                upper = frame["bb_upper"].to_numpy(dtype=np.float64)
+            out[at] = p.buy_zone - _ratio(close[at] - lower[at], upper[at] - lower[at])
         elif isinstance(p, SwingParams):
-            previous = np.concatenate(([np.nan], _rolling_max(h, p.lookback_bars)[:-1]))
-            out[start:stop] = _ratio(c, previous) - p.breakout_factor
+            if sel is None:
+                previous = np.concatenate(([np.nan], _rolling_max(h, p.lookback_bars)[:-1]))
+            else:
+                previous = _rolling_max(h, p.lookback_bars, sel - 1)  # row -1: the window is not full
+            out[at] = _ratio(c_at, previous) - p.breakout_factor
         else:
             raise ValueError(f"no threshold distance defined for strategy {name!r} ({type(p).__name__})")
     return out
@@ -129,7 +150,7 @@ def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, 
     dow = ((decided_s // 86400 + 3) % 7).astype(np.float64)
     columns: dict[str, np.ndarray] = {
         "rule_confidence": take(evaluated["confidence"].to_numpy(dtype=np.float64)),
-        "threshold_distance": take(_threshold_distance(name, evaluated, params)),  # trailing windows: all rows
+        "threshold_distance": take(_threshold_distance(name, evaluated, params, rows)),
         "rsi": f["rsi"],
         "macd_hist_rel": _ratio(f["macd_hist"], close),
         "bb_position": _ratio(close - f["bb_lower"], f["bb_upper"] - f["bb_lower"]),
