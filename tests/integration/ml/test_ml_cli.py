@@ -1,4 +1,5 @@
-"""`python -m controller ml …` as a user runs it, against a real migrated Postgres and recorded candles."""
+"""`python -m controller ml …` as a user runs it (the same typer app, in this process), against a real migrated
+Postgres and recorded candles."""
 
 from __future__ import annotations
 
