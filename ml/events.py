@@ -9,6 +9,7 @@ for a strategy is skipped for it.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,14 +80,82 @@ def load_candles(path: Path) -> pd.DataFrame:
     return frame
 
 
+_HEADER = ",".join(_CANDLE_DTYPES).encode()
+
+
+Columns = dict[str, np.ndarray]  # one series as arrays: ts (naive UTC datetime64) and the OHLCV floats
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _columns(candles: pd.DataFrame) -> Columns:
+    ts = candles["ts"]
+    if ts.dt.tz is not None:  # naive UTC, in the frame's own unit (so `frame_of` gives the frame back)
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return {"ts": ts.to_numpy(),
+            **{k: candles[k].to_numpy(dtype=np.float64) for k in _OHLCV}}
+
+
+def load_columns(paths: list[Path]) -> list[Columns]:
+    """The candles of each path as arrays (`Columns`), parsed in one `read_csv` call: the files' bodies are joined
+    (each file's header checked), so pandas' per-call set-up (most of the time for a few thousand rows) is paid
+    once, not per file. A file with another header, blank lines or rows out of order is read on its own by
+    `load_candles` (which names missing columns and repairs the order)."""
+    bodies: list[bytes] = []
+    counts: list[int] = []
+    for path in paths:
+        head, _, body = Path(path).read_bytes().partition(b"\n")
+        if head.strip() != _HEADER or not body.strip():
+            counts.append(-1)  # read alone below
+            continue
+        body = body if body.endswith(b"\n") else body + b"\n"
+        bodies.append(body)
+        counts.append(body.count(b"\n"))
+    rows = sum(c for c in counts if c > 0)
+    try:
+        raw = pd.read_csv(io.BytesIO(b"".join(bodies)), header=None, names=list(_CANDLE_DTYPES),
+                          dtype=_CANDLE_DTYPES, skip_blank_lines=False)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raw = None  # an empty or malformed value: each file alone, for load_candles' own message
+    if raw is None or len(raw) != rows or raw.isna().to_numpy().any():  # a blank or partial line
+        return [_columns(load_candles(path)) for path in paths]
+    stamps = raw["timestamp"].to_numpy()
+    # the instants load_candles makes (same unit), as naive UTC datetime64: one conversion for every file
+    ts = np.asarray(pd.to_datetime(stamps, unit="ms", utc=True).tz_localize(None))
+    values = {c: raw[c].to_numpy() for c in _OHLCV}
+    out: list[Columns] = []
+    start = 0
+    for path, count in zip(paths, counts, strict=True):
+        stop = start + max(count, 0)
+        if count < 0 or (count > 1 and not (np.diff(stamps[start:stop]) > 0).all()):
+            out.append(_columns(load_candles(path)))
+        else:
+            out.append({"ts": ts[start:stop], **{c: v[start:stop] for c, v in values.items()}})
+        start = stop
+    return out
+
+
+def frame_of(columns: Columns) -> pd.DataFrame:
+    return pd.DataFrame({"ts": pd.to_datetime(columns["ts"], utc=True), **{k: columns[k] for k in _OHLCV}})
+
+
+def load_many(paths: list[Path]) -> list[pd.DataFrame]:
+    """`load_candles` of each path (the same frames), read as `load_columns` reads them."""
+    return [frame_of(c) for c in load_columns(paths)]
+
+
+def _as_columns(candles: pd.DataFrame | Columns) -> Columns:
+    return candles if isinstance(candles, dict) else _columns(candles)
+
+
 def _is_btc_reference(recording: Recording) -> bool:
     base, quote = recording.symbol.split("-")
     return base == "BTC" and quote in ("USD", "USDT", "USDC") and timeframe_seconds(recording.timeframe) <= 3600
 
 
-def _btc_frames(series: list[tuple[Recording, pd.DataFrame]]) -> pd.DataFrame:
+def _btc_frames(series: list[tuple[Recording, pd.DataFrame | Columns]]) -> pd.DataFrame:
     """BTC against a dollar quote, for the regime features (empty when there is none)."""
-    frames = [candles for recording, candles in series if _is_btc_reference(recording)]
+    frames = [frame_of(candles) if isinstance(candles, dict) else candles for recording, candles in series
+              if _is_btc_reference(recording)]
     if not frames:
         return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
     return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
@@ -99,28 +168,39 @@ def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.Da
     return frame.join(strategies.STRATEGIES[name](frame, section.params))
 
 
-def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, pd.DataFrame]],
+def stack(series: list[tuple[Recording, Columns]]) -> pd.DataFrame:
+    """The series as one candle frame, each under its own key `BASE-QUOTE<k>` (column `symbol`): the same base
+    asset (so the same tier and parameters) and a block of its own, so no indicator reaches from one window into
+    another. One frame built from the concatenated arrays (a frame per series and `pd.concat` cost more than
+    the indicators)."""
+    sizes = np.array([len(c["ts"]) for _, c in series], dtype=np.int64)
+    keys = np.asarray([f"{r.symbol}{k}" for k, (r, _) in enumerate(series)], dtype=object)
+    return pd.DataFrame({"ts": pd.to_datetime(np.concatenate([c["ts"] for _, c in series]), utc=True),
+                         **{k: np.concatenate([c[k] for _, c in series]) for k in _OHLCV},
+                         "symbol": np.repeat(keys, sizes)})
+
+
+def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recording, Columns]],
                     btc: pd.DataFrame, costs: CostParams) -> pd.DataFrame:
     """Features and labels of every entry of strategy `name` over `series` (already at its timeframe).
 
-    The series are stacked into one frame, each under its own key `BASE-QUOTE<k>`: the same base asset (so
-    the same tier and parameters) and a block of its own, so no indicator reaches from one window into
-    another. Labels walk each window's own candles (a walk stops at its window's end), all windows at once."""
+    The series are stacked into one frame (`stack`). Labels walk each window's own candles (a walk stops at
+    its window's end), all windows at once."""
     if not series:
         return pd.DataFrame()
     tf_s = timeframe_seconds(section.timeframe)
-    sizes = np.array([len(c) for _, c in series], dtype=np.int64)
+    sizes = np.array([len(c["ts"]) for _, c in series], dtype=np.int64)
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     window_of = np.repeat(np.arange(len(series)), sizes)
-    stacked = pd.concat([c for _, c in series], ignore_index=True)
-    stacked["symbol"] = np.asarray([f"{r.symbol}{k}" for k, (r, _) in enumerate(series)], dtype=object)[window_of]
+    stacked = stack(series)
     evaluated = evaluate(name, section, stacked)
     entry = evaluated["entry"].to_numpy(dtype=bool)
     if not entry.any():
         return pd.DataFrame()
     decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
-    feats = ml_features.build(name, evaluated, section.params, ml_features.regime_series(btc, decided), tf_s)
     at = np.flatnonzero(entry)
+    feats = ml_features.build(name, evaluated, section.params, ml_features.regime_series(btc, decided), tf_s,
+                              rows=at)
     times = stacked["ts"].to_numpy(dtype="datetime64[s]").view(np.int64).astype(np.float64)
     labels = label_positions(times, stacked["high"].to_numpy(dtype=np.float64),
                              stacked["low"].to_numpy(dtype=np.float64), stacked["close"].to_numpy(dtype=np.float64),
@@ -146,8 +226,21 @@ def strategy_events(name: str, section: StrategyConfig, series: list[tuple[Recor
         "exit_reason": labels["exit_reason"][keep],
         "exit_ts": pd.to_datetime(labels["exit_ts"][keep], unit="s", utc=True), "held_s": labels["held_s"][keep],
     }, index=rows)
-    features = pd.DataFrame(feats.to_numpy(dtype=np.float64)[rows], columns=feats.columns, index=rows)
+    features = pd.DataFrame(feats.to_numpy(dtype=np.float64)[keep], columns=feats.columns, index=rows)
     return pd.concat([meta, features, label_frame], axis=1)
+
+
+def _resample_columns(candles: Columns, base_s: int, target_s: int) -> Columns:
+    ns = candles["ts"].astype("datetime64[ns]", copy=False).view(np.int64)
+    step = target_s * 1_000_000_000
+    bucket = ns - ns % step
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)]))
+    full = (ends - starts) == target_s // base_s  # incomplete buckets left out
+    return {"ts": bucket[starts[full]].view("datetime64[ns]"), "open": candles["open"][starts[full]],
+            "high": np.maximum.reduceat(candles["high"], starts)[full],
+            "low": np.minimum.reduceat(candles["low"], starts)[full], "close": candles["close"][ends[full] - 1],
+            "volume": np.add.reduceat(candles["volume"], starts)[full]}
 
 
 def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.DataFrame:
@@ -159,46 +252,40 @@ def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: st
         raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
     if candles.empty:
         return candles.iloc[0:0]
-    seconds = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)
-    bucket = seconds - seconds % target_s
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
-    ends = np.concatenate((starts[1:], [len(bucket)]))
-    full = (ends - starts) == target_s // base_s
-    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-    out = pd.DataFrame({
-        "ts": pd.to_datetime(bucket[starts], unit="s", utc=True),
-        "open": o[starts], "high": np.maximum.reduceat(h, starts), "low": np.minimum.reduceat(lo, starts),
-        "close": c[ends - 1], "volume": np.add.reduceat(v, starts)})
-    return out[full].reset_index(drop=True)
+    out = _resample_columns(_columns(candles), base_s, target_s)
+    return pd.DataFrame({"ts": pd.to_datetime(out["ts"], utc=True), **{k: out[k] for k in _OHLCV}})
 
 
-def _for_strategy(series: list[tuple[Recording, pd.DataFrame]],
-                  section: StrategyConfig) -> Iterator[tuple[Recording, pd.DataFrame]]:
-    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped)."""
+def _for_strategy(series: list[tuple[Recording, pd.DataFrame | Columns]],
+                  section: StrategyConfig) -> Iterator[tuple[Recording, Columns]]:
+    """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped),
+    as arrays: no frame per series (see `stack`)."""
     target = timeframe_seconds(section.timeframe)
     for recording, candles in series:
         base = timeframe_seconds(recording.timeframe)
         if base > target or target % base:
             continue
-        if base < target:
-            candles = resample_sorted(candles, recording.timeframe, section.timeframe)
-        if len(candles) >= 60:
-            yield recording, candles
+        columns = _as_columns(candles)
+        if base < target and len(columns["ts"]):
+            columns = _resample_columns(columns, base, target)
+        if len(columns["ts"]) >= 60:
+            yield recording, columns
 
 
-def events_from_series(series: list[tuple[Recording, pd.DataFrame]], btc: pd.DataFrame, config: StrategiesConfig,
-                       costs: CostParams, *, only: str | None = None,
+def events_from_series(series: list[tuple[Recording, pd.DataFrame | Columns]], btc: pd.DataFrame,
+                       config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
                        progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Every labelled entry of every strategy (or `only` one) over `series` (one pair-window each, candles
     sorted by open time); and the number of candles evaluated. Runs a strategy even when its section is
     disabled in the config: training may prepare a model for it."""
     parts: list[pd.DataFrame] = []
     evaluated_candles = 0
+    series = [(r, _as_columns(c)) for r, c in series]  # once, not once per strategy
     for name, section in config.items():
         if only is not None and name != only:
             continue
         prepared = list(_for_strategy(series, section))
-        evaluated_candles += sum(len(c) for _, c in prepared)
+        evaluated_candles += sum(len(c["ts"]) for _, c in prepared)
         part = strategy_events(name, section, prepared, btc, costs)
         if not part.empty:
             parts.append(part)
@@ -214,7 +301,7 @@ def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, o
                  progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
     """`events_from_series` over every recorded file of `folder` (each file read once)."""
     found = recordings(folder)
-    series = [(r, load_candles(r.path)) for r in found]
+    series = list(zip(found, load_columns([r.path for r in found]), strict=True))
     return events_from_series(series, _btc_frames(series), config, costs, only=only, progress=progress)
 
 

@@ -38,13 +38,20 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _rolling_max(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing max over `window` rows of one symbol, NaN until the window is full."""
-    return pd.Series(values).rolling(window, min_periods=window).max().to_numpy()
+def _rolling_max(values: np.ndarray, window: int, ends: np.ndarray | None = None) -> np.ndarray:
+    """Trailing max over `window` rows of one symbol, NaN until the window is full (or holds a NaN): at every
+    row, or, with `ends`, only at those positions (a gather of `window` values each: cheaper than a rolling
+    pass when a few rows are wanted; the same values)."""
+    if ends is None:
+        return pd.Series(values).rolling(window, min_periods=window).max().to_numpy()
+    full = ends >= window - 1
+    picks = np.maximum(ends[:, None] - np.arange(window)[None, :], 0)
+    return np.where(full, values[picks].max(axis=1) if len(ends) else np.empty(0), np.nan)
 
 
-def _threshold_distance(name: str, frame: pd.DataFrame, params: Any) -> np.ndarray:
-    """How far the deciding quantity is past (positive) or short of (negative) its entry threshold.
+def _threshold_distance(name: str, frame: pd.DataFrame, params: Any, rows: np.ndarray | None = None) -> np.ndarray:
+    """How far the deciding quantity is past (positive) or short of (negative) its entry threshold, at every
+    row (or only at `rows`, the others left NaN).
 
     DCA: drop from the recent high minus `min_drop_pct` (percent points). CHANNEL: `buy_zone` minus the
     channel position. SWING: close / previous high minus `breakout_factor`. The same definitions as the rules
@@ -55,19 +62,33 @@ def _threshold_distance(name: str, frame: pd.DataFrame, params: Any) -> np.ndarr
     close = frame["close"].to_numpy(dtype=np.float64)
     high = frame["high"].to_numpy(dtype=np.float64)
     symbols = frame["symbol"].to_numpy()
+    wanted = None if rows is None else np.unique(rows)
+    lower = upper = None
     for start, stop in itertools.pairwise(bounds):
         p = params.for_symbol(str(symbols[start])) if isinstance(params, TieredParams) else params
+        if wanted is None:
+            at, sel = np.arange(start, stop), None
+        else:
+            at = wanted[np.searchsorted(wanted, start):np.searchsorted(wanted, stop)]
+            if not len(at):
+                continue
+            sel = at - start
         c, h = close[start:stop], high[start:stop]
+        c_at = c if sel is None else c[sel]
         if isinstance(p, DcaParams):
-            drop = (1.0 - _ratio(c, _rolling_max(h, p.lookback_bars))) * 100.0
-            out[start:stop] = drop - p.min_drop_pct
+            drop = (1.0 - _ratio(c_at, _rolling_max(h, p.lookback_bars, sel))) * 100.0
+            out[at] = drop - p.min_drop_pct
         elif isinstance(p, ChannelParams):
-            lower = frame["bb_lower"].to_numpy(dtype=np.float64)[start:stop]
-            upper = frame["bb_upper"].to_numpy(dtype=np.float64)[start:stop]
-            out[start:stop] = p.buy_zone - _ratio(c - lower, upper - lower)
+            if lower is None:
+                lower = frame["bb_lower"].to_numpy(dtype=np.float64)
+                upper = frame["bb_upper"].to_numpy(dtype=np.float64)
+            out[at] = p.buy_zone - _ratio(close[at] - lower[at], upper[at] - lower[at])
         elif isinstance(p, SwingParams):
-            previous = np.concatenate(([np.nan], _rolling_max(h, p.lookback_bars)[:-1]))
-            out[start:stop] = _ratio(c, previous) - p.breakout_factor
+            if sel is None:
+                previous = np.concatenate(([np.nan], _rolling_max(h, p.lookback_bars)[:-1]))
+            else:
+                previous = _rolling_max(h, p.lookback_bars, sel - 1)  # row -1: the window is not full
+            out[at] = _ratio(c_at, previous) - p.breakout_factor
         else:
             raise ValueError(f"no threshold distance defined for strategy {name!r} ({type(p).__name__})")
     return out
@@ -108,23 +129,28 @@ def regime_series(btc: pd.DataFrame, at: pd.Series) -> dict[str, np.ndarray]:
 
 
 def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, np.ndarray],
-          timeframe_s: int) -> pd.DataFrame:
-    """One row of `FEATURES` per row of `evaluated` (same index), for strategy `name`.
+          timeframe_s: int, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row of `FEATURES` per row of `evaluated` (same index), for strategy `name`; with `rows` (positions),
+    for those rows only: the same values, without computing and framing every candle (a scan cycle scores its
+    latest entries, event building its entries: a few of the rows).
 
     `evaluated`: indicators + decision columns, sorted by symbol then ts (as the scan builds it). `regime`:
     `REGIME_FEATURES` columns aligned with the rows (`regime_columns` live, `regime_series` in replay).
     The decision time of a row is its candle's close (ts + timeframe)."""
-    f = {c: evaluated[c].to_numpy(dtype=np.float64) for c in (
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if rows is None else values[rows]
+
+    f = {c: take(evaluated[c].to_numpy(dtype=np.float64)) for c in (
         "close", "rsi", "macd_hist", "bb_lower", "bb_upper", "bb_width", "atr", "adx", "roc", "volume",
         "volume_sma", "sma_20", "sma_50", "ema_fast", "ema_slow", "vwap")}
     close = f["close"]
     # decision time in UTC seconds; day 0 (1970-01-01) was a Thursday, day_of_week 3 (Monday = 0)
-    decided_s = evaluated["ts"].to_numpy(dtype="datetime64[s]").view(np.int64) + timeframe_s
+    decided_s = take(evaluated["ts"].to_numpy(dtype="datetime64[s]").view(np.int64)) + timeframe_s
     hour = (decided_s % 86400 // 60) / 60.0  # whole minutes, as hour + minute / 60
     dow = ((decided_s // 86400 + 3) % 7).astype(np.float64)
     columns: dict[str, np.ndarray] = {
-        "rule_confidence": evaluated["confidence"].to_numpy(dtype=np.float64),
-        "threshold_distance": _threshold_distance(name, evaluated, params),
+        "rule_confidence": take(evaluated["confidence"].to_numpy(dtype=np.float64)),
+        "threshold_distance": take(_threshold_distance(name, evaluated, params, rows)),
         "rsi": f["rsi"],
         "macd_hist_rel": _ratio(f["macd_hist"], close),
         "bb_position": _ratio(close - f["bb_lower"], f["bb_upper"] - f["bb_lower"]),
@@ -137,8 +163,9 @@ def build(name: str, evaluated: pd.DataFrame, params: Any, regime: Mapping[str, 
         "sma20_vs_sma50": _ratio(f["sma_20"], f["sma_50"]) - 1.0,
         "ema_spread": _ratio(f["ema_fast"], f["ema_slow"]) - 1.0,
         "close_vs_vwap": _ratio(close, f["vwap"]) - 1.0,
-        **{k: np.asarray(regime[k], dtype=np.float64) for k in REGIME_FEATURES},
+        **{k: take(np.asarray(regime[k], dtype=np.float64)) for k in REGIME_FEATURES},
         "hour_sin": np.sin(2 * np.pi * hour / 24), "hour_cos": np.cos(2 * np.pi * hour / 24),
         "dow_sin": np.sin(2 * np.pi * dow / 7), "dow_cos": np.cos(2 * np.pi * dow / 7),
     }
-    return pd.DataFrame({k: columns[k] for k in FEATURES}, index=evaluated.index)
+    index = evaluated.index if rows is None else evaluated.index[rows]
+    return pd.DataFrame({k: columns[k] for k in FEATURES}, index=index)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from controller.scan.strategy_params import StrategiesConfig
 from ml import features as ml_features
 from ml import registry
 from ml.config import MlConfig
-from ml.train import multiplier
+from ml.train import multiplier, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ class MlScorer:
         self.models: dict[str, registry.LoadedModel] = {}
         self.counters: Counter[str] = Counter()
         self.problems: dict[str, str] = {}
+        # the tree walk is compiled (or loaded from numba's disk cache) beside the scan loop, not in its first
+        # scored cycle; that cycle waits only for what is left of it
+        self.warming = threading.Thread(target=warm_up, name="ml-warm-up", daemon=True)
+        self.warming.start()
 
     def _refresh(self, conn: psycopg.Connection) -> None:
         active = registry.active_versions(conn)
@@ -124,7 +129,8 @@ class MlScorer:
                 continue
             tf_s = timeframe_seconds(section.timeframe)
             regime_cols = ml_features.regime_columns(regime.features(), len(evaluated))
-            feats = ml_features.build(name, evaluated, section.params, regime_cols, tf_s).loc[candidates.index]
+            feats = ml_features.build(name, evaluated, section.params, regime_cols, tf_s,
+                                      rows=evaluated.index.get_indexer(candidates.index))
             confidence, dissimilarity = loaded.model.score(feats)  # one batch per model
             closes = [(pd.Timestamp(t) + timedelta(seconds=tf_s)).to_pydatetime() for t in candidates["ts"]]
             keys = [signal_key(name, self.exchange, str(s), c) for s, c in zip(candidates["symbol"], closes,

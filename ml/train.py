@@ -16,12 +16,14 @@ by spending more.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
@@ -59,93 +61,182 @@ def check_target(labels: pd.Series | np.ndarray, params: TrainParams, what: str 
                               f"{params.min_minority_share:.0%} of them)")
 
 
+# The scikit-learn internals `Forest.of` reads. They are private, so scikit-learn is pinned
+# (requirements/constraints.txt) and `check_internals` names what changed instead of failing somewhere deep.
+_PRIVATE_ATTRIBUTES = ("_predictors", "_baseline_prediction", "n_trees_per_iteration_")
+_NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf",
+                "is_categorical")
+
+
+class ForestUnsupported(TypeError):
+    """The fitted classifier cannot be flattened into a `Forest`: scikit-learn's private tree internals changed
+    (an upgrade past the pinned version), or a model kind the walk does not implement."""
+
+
+def check_internals(booster: HistGradientBoostingClassifier) -> None:
+    """Raise `ForestUnsupported` naming the missing private attribute or node field of a fitted booster."""
+    missing = [name for name in _PRIVATE_ATTRIBUTES if not hasattr(booster, name)]
+    if not missing:
+        predictors = booster._predictors
+        nodes = getattr(predictors[0][0], "nodes", None) if predictors and predictors[0] else None
+        fields = () if nodes is None or nodes.dtype.names is None else nodes.dtype.names
+        missing = [f"nodes[{f!r}]" for f in _NODE_FIELDS if f not in fields]
+    if missing:
+        raise ForestUnsupported(
+            f"scikit-learn {sklearn.__version__}: HistGradientBoostingClassifier lacks {', '.join(missing)}, "
+            "which ml.train.Forest reads to score batches; pin scikit-learn to the version in "
+            "requirements/constraints.txt or update Forest.of")
+
+
+def _flat_tree(nodes: np.ndarray, n_features: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                         np.ndarray, int]:
+    """One tree's nodes re-laid breadth first so that each split's two children are adjacent (right = left + 1):
+    the walk then steps `child + (x > threshold)` without a branch. NaN follows `missing_go_to_left` by the
+    column read: `feature` of the extended input holds NaN as -inf (goes left), `n_features + feature` as +inf
+    (goes right). A leaf reads the constant-zero column `2 * n_features` against +inf and is its own child, so
+    walking on from a leaf stays there. Returns column, threshold, child, value per node and the tree's depth."""
+    order, child_of, depth = [0], {}, {0: 0}
+    for old in order:  # the list grows while it is read: breadth first
+        if not nodes["is_leaf"][old]:
+            left, right = int(nodes["left"][old]), int(nodes["right"][old])
+            child_of[old] = len(order)
+            order += [left, right]
+            depth[left] = depth[right] = depth[old] + 1
+    o = np.asarray(order)
+    leaf = nodes["is_leaf"][o].astype(bool)
+    nan_right = ~nodes["missing_go_to_left"][o].astype(bool)
+    column = np.where(leaf, 2 * n_features, nodes["feature_idx"][o].astype(np.int64) + n_features * nan_right)
+    threshold = np.where(leaf, np.inf, nodes["num_threshold"][o])
+    child = np.asarray([child_of.get(old, new) + offset for new, old in enumerate(order)], dtype=np.int64)
+    return (column.astype(np.int64), threshold.astype(np.float64), child, nodes["value"][o].astype(np.float64),
+            max(depth.values()))
+
+
 @dataclass(frozen=True)
 class Forest:
     """A fitted `CalibratedClassifierCV(HistGradientBoostingClassifier, sigmoid)` as flat NumPy arrays, so a
-    batch is scored by walking all trees at once instead of scikit-learn's Python loop over 200 trees (plus
-    input validation and an OpenMP thread team per call: 20-40 ms for 200 rows, most of it overhead).
+    batch is scored by one compiled walk instead of scikit-learn's Python loop over 200 trees (plus input
+    validation and an OpenMP thread team per call: 20-40 ms for 200 rows, most of it overhead).
 
-    The walk is scikit-learn's `_predict_one_from_raw_data` for numeric splits: NaN follows `missing_go_to_left`,
-    else `x <= threshold` goes left; compiled with numba (in Hummingbot's runtime set, so already installed).
-    Raw score = baseline + the sum of the leaves; each calibrator maps it with expit(-(a * raw + b)); the
-    probabilities of the calibrated members are averaged, as `CalibratedClassifierCV.predict_proba` does.
+    Same decisions as scikit-learn's `_predict_one_from_raw_data` for numeric splits (NaN follows
+    `missing_go_to_left`, else `x <= threshold` goes left), laid out by `_flat_tree` so that a step is
+    branch-free. Raw score = baseline + the sum of the leaves; each calibrator maps it with expit(-(a * raw + b));
+    the probabilities of the calibrated members are averaged, as `CalibratedClassifierCV.predict_proba` does.
     `tests/unit/ml` holds it equal to `predict_proba` (to float rounding) on rows with missing values."""
 
-    nodes: np.ndarray  # int64 (node, 4): feature, left, right, flags (1: NaN goes left, 2: leaf); all trees
-    splits: np.ndarray  # float64 (node, 2): threshold, leaf value (packed: one cache line per visited node)
+    n_features: int
+    column: np.ndarray  # int64 per node: column of the extended input to compare
+    threshold: np.ndarray  # float64 per node (+inf at leaves)
+    child: np.ndarray  # int64 per node: the left child (right = left + 1); a leaf's own index
+    value: np.ndarray  # float64 per node: the leaf value
     roots: np.ndarray  # (members, trees): each tree's first node
+    depths: np.ndarray  # (members, trees): steps from the root to the deepest leaf
     baseline: np.ndarray  # (members,)
     slope: np.ndarray  # (members,) calibrator a
     intercept: np.ndarray  # (members,) calibrator b
 
     @classmethod
     def of(cls, calibrated: CalibratedClassifierCV) -> Forest:
-        parts: list[np.ndarray] = []
-        roots, baseline, slope, intercept = [], [], [], []
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+        roots, depths, baseline, slope, intercept = [], [], [], [], []
         offset = 0
+        n_features = int(calibrated.n_features_in_)
         for member in calibrated.calibrated_classifiers_:
             base = member.estimator
             base = getattr(base, "estimator", base)  # FrozenEstimator wraps the booster
-            if not isinstance(base, HistGradientBoostingClassifier) or base.n_trees_per_iteration_ != 1:
-                raise TypeError("Forest compiles a binary HistGradientBoostingClassifier only")
+            if not isinstance(base, HistGradientBoostingClassifier):
+                raise ForestUnsupported("Forest compiles a HistGradientBoostingClassifier only")
+            check_internals(base)
+            if base.n_trees_per_iteration_ != 1:
+                raise ForestUnsupported("Forest compiles a binary HistGradientBoostingClassifier only")
             [calibrator] = member.calibrators
-            member_roots = []
+            member_roots, member_depths = [], []
             for [predictor] in base._predictors:
-                nodes = predictor.nodes
-                if nodes["is_categorical"].any():
-                    raise TypeError("Forest does not compile categorical splits")
+                if predictor.nodes["is_categorical"].any():
+                    raise ForestUnsupported("Forest does not compile categorical splits")
+                part = _flat_tree(predictor.nodes, n_features, offset)
                 member_roots.append(offset)
-                parts.append(nodes)
-                offset += len(nodes)
+                member_depths.append(part[4])
+                parts.append(part)
+                offset += len(part[0])
             roots.append(member_roots)
+            depths.append(member_depths)
             baseline.append(float(np.ravel(base._baseline_prediction)[0]))
             slope.append(float(calibrator.a_))
             intercept.append(float(calibrator.b_))
-        nodes = np.concatenate(parts)
-        starts = np.repeat(np.asarray([r for member in roots for r in member]),
-                           [len(p) for p in parts])
-        own = np.arange(len(nodes))
-        leaf = nodes["is_leaf"].astype(bool)
-        packed = np.stack([np.where(leaf, 0, nodes["feature_idx"]), np.where(leaf, own, nodes["left"] + starts),
-                           np.where(leaf, own, nodes["right"] + starts),
-                           nodes["missing_go_to_left"].astype(np.int64) | (leaf.astype(np.int64) << 1)],
-                          axis=1).astype(np.int64)
-        return cls(nodes=packed, splits=np.stack([nodes["num_threshold"], nodes["value"]], axis=1).astype(np.float64),
-                   roots=np.asarray(roots, dtype=np.int64), baseline=np.asarray(baseline), slope=np.asarray(slope),
-                   intercept=np.asarray(intercept))
+        column, threshold, child, value = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        return cls(n_features=n_features, column=column, threshold=threshold, child=child, value=value,
+                   roots=np.asarray(roots, dtype=np.int64), depths=np.asarray(depths, dtype=np.int64),
+                   baseline=np.asarray(baseline), slope=np.asarray(slope), intercept=np.asarray(intercept))
+
+    def extended(self, x: np.ndarray) -> np.ndarray:
+        """`x` (n, features) as the walk reads it: NaN as -inf, NaN as +inf, a zero column (see `_flat_tree`)."""
+        n, f = x.shape
+        out = np.empty((n, 2 * f + 1))
+        nan = np.isnan(x)
+        out[:, :f] = x
+        out[:, f:2 * f] = x
+        out[:, :f][nan] = -np.inf
+        out[:, f:2 * f][nan] = np.inf
+        out[:, 2 * f] = 0.0
+        return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """P(class 1) per row of `x` (n, features)."""
-        raw = _tree_sums(np.ascontiguousarray(x, dtype=np.float64), self.roots, self.nodes, self.splits, self.baseline)
+        raw = _tree_sums(self.extended(np.asarray(x, dtype=np.float64)), self.roots, self.depths, self.column,
+                         self.threshold, self.child, self.value, self.baseline)
         return (1.0 / (1.0 + np.exp(self.slope * raw + self.intercept))).mean(axis=1)
 
 
-@numba.njit(nogil=True, cache=False)
-def _tree_sums(x: np.ndarray, roots: np.ndarray, nodes: np.ndarray, splits: np.ndarray,
+def _cached_njit(function: Any) -> Any:
+    """numba's compiled `function`, cached on disk (next to this file, or numba's user cache) so that only the
+    first process after an install pays the compile (seconds); without a writable cache, compiled per process."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, cache=False)(function)
+
+
+@_cached_njit
+def _tree_sums(x: np.ndarray, roots: np.ndarray, depths: np.ndarray, column: np.ndarray, threshold: np.ndarray,
+               child: np.ndarray, value: np.ndarray,
                baseline: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled; tested through Forest.predict
-    """Raw score per row and member: baseline plus the leaf values in tree order (scikit-learn's sum), the walk
-    compiled, one tree at a time over all rows (its nodes stay in cache). NumPy's per-step fancy indexing was
-    3-5x slower for 200 rows x 200 trees; separate node arrays (one load each) 2x slower than packed rows."""
+    """Raw score per row and member: baseline plus the leaf values in tree order (scikit-learn's sum). One tree
+    at a time over all rows, one depth level at a time: every row's step is independent and branch-free, so the
+    CPU overlaps the loads of many rows (2-4x faster than walking one row to its leaf with a branch per step)."""
     n = x.shape[0]
     members, trees = roots.shape
     out = np.empty((n, members))
+    node = np.empty(n, np.int64)
     for m in range(members):
-        out[:, m] = baseline[m]
-    for m in range(members):
+        for i in range(n):
+            out[i, m] = baseline[m]
         for t in range(trees):
             root = roots[m, t]
             for i in range(n):
-                node = root
-                while not nodes[node, 3] & 2:
-                    v = x[i, nodes[node, 0]]
-                    if np.isnan(v):
-                        node = nodes[node, 1] if nodes[node, 3] & 1 else nodes[node, 2]
-                    elif v <= splits[node, 0]:
-                        node = nodes[node, 1]
-                    else:
-                        node = nodes[node, 2]
-                out[i, m] += splits[node, 1]
+                node[i] = root
+            for _ in range(depths[m, t]):
+                for i in range(n):
+                    at = node[i]
+                    node[i] = child[at] + (x[i, column[at]] > threshold[at])
+            for i in range(n):
+                out[i, m] += value[node[i]]
     return out
+
+
+_WARM = threading.Event()
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the tree walk on a one-tree forest, so a scan cycle never pays it.
+    Idempotent; `ml.scoring.MlScorer` runs it in a background thread when it starts."""
+    if _WARM.is_set():
+        return
+    # the argument types `Forest.predict` passes (one leaf that reads the zero column), so this is its compile
+    one = np.zeros((1, 1), dtype=np.int64)
+    _tree_sums(np.zeros((1, 3)), one, one, np.full(1, 2, dtype=np.int64), np.full(1, np.inf),
+               np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
+    _WARM.set()
 
 
 @dataclass

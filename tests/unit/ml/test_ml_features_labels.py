@@ -52,6 +52,42 @@ def test_features_at_t_ignore_every_candle_after_t(name: str) -> None:
                            equal_nan=True)
 
 
+@pytest.mark.parametrize("name", ["dca", "swing", "channel"])
+def test_features_of_some_rows_equal_those_rows_of_all_features(name: str) -> None:
+    candles = load_recorded("5m")
+    section = dict(load_strategies().items())[name]
+    evaluated = compute(candles, section.indicators)
+    evaluated = evaluated.join(STRATEGIES[name](evaluated, loose(name)))
+    regime = ml_features.regime_series(candles, evaluated["ts"] + pd.Timedelta(minutes=5))
+    every = ml_features.build(name, evaluated, loose(name), regime, 300)
+    rows = np.flatnonzero(np.arange(len(evaluated)) % 7 == 3)  # rows of every symbol, as event building takes
+    some = ml_features.build(name, evaluated, loose(name), regime, 300, rows=rows)
+    pd.testing.assert_frame_equal(some, every.iloc[rows])
+    assert some["threshold_distance"].notna().sum() > len(rows) // 2  # the trailing windows were really read
+
+
+def test_reading_many_recordings_at_once_gives_each_file_as_read_alone(tmp_path) -> None:
+    from ml.events import load_candles, load_many
+
+    paths = sorted(ohlcv_dir().glob("*.csv"))[:3]
+    if len(paths) < 3:
+        pytest.skip("fewer than three recorded files")
+    odd = tmp_path / "x_ETH-BTC_5m.csv"  # unsorted, duplicated, columns in another order: read alone
+    odd.write_text("open,timestamp,high,low,close,volume\n1,3000,1,1,1,1\n2,1000,2,2,2,2\n3,3000,3,3,3,3\n")
+    unsorted = tmp_path / "y_ETH-BTC_5m.csv"  # the expected header, rows out of order: repaired alone
+    unsorted.write_text("timestamp,open,high,low,close,volume\n2000,1,1,1,1,1\n1000,2,2,2,2,2\n")
+    files = [paths[0], odd, paths[1], unsorted, paths[2]]
+    many = load_many(files)
+    assert len(many) == len(files)
+    for path, frame in zip(files, many, strict=True):
+        pd.testing.assert_frame_equal(frame, load_candles(path))
+    assert many[1]["close"].tolist() == [2.0, 3.0]  # the duplicate kept its last row, sorted
+    blank = tmp_path / "z_ETH-BTC_5m.csv"  # a blank line inside: every file read alone, same frames
+    blank.write_text("timestamp,open,high,low,close,volume\n1000,1,1,1,1,1\n\n2000,2,2,2,2,2\n")
+    for path, frame in zip([paths[0], blank], load_many([paths[0], blank]), strict=True):
+        pd.testing.assert_frame_equal(frame, load_candles(path))
+
+
 def _candles(rows: list[tuple[float, float, float]], start: str = "2024-01-01", step_s: int = 300) -> pd.DataFrame:
     """(high, low, close) per candle; the first row is the decision candle."""
     ts = pd.date_range(start, periods=len(rows), freq=f"{step_s}s", tz="UTC")

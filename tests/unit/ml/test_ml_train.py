@@ -9,13 +9,18 @@ import pytest
 from ml.config import TrainParams
 from ml.features import FEATURES
 from ml.train import (
+    Forest,
+    ForestUnsupported,
     TrainingRefused,
+    _tree_sums,
     beats_rules,
+    check_internals,
     check_target,
     fit,
     multiplier,
     walk_forward,
     walk_forward_folds,
+    warm_up,
 )
 
 PARAMS = TrainParams(folds=3, min_events=100, max_iter=60)
@@ -155,3 +160,30 @@ def test_score_reads_the_batch_once_and_agrees_with_predict_and_dissimilarity() 
     np.testing.assert_array_equal(p, model.predict(rows))
     np.testing.assert_array_equal(d, model.dissimilarity(rows))
     assert features_only["btc_change_1h_pct"].isna().all()  # scoring zeroed a copy, not the caller's frame
+
+
+def test_the_forest_sends_a_value_equal_to_a_threshold_left_as_scikit_learn_does() -> None:
+    model = fit(synthetic_events(1200, informative=True, seed=6), PARAMS)
+    forest = model.forest
+    splits = np.flatnonzero(forest.column < forest.n_features)  # NaN-left splits, read from the plain column
+    rows = synthetic_events(len(splits), informative=True, seed=7)[list(FEATURES)].to_numpy(dtype=np.float64)
+    rows[np.arange(len(splits)), forest.column[splits]] = forest.threshold[splits]  # exactly on a split
+    expected = model.classifier.predict_proba(model.matrix(rows))[:, 1]
+    np.testing.assert_allclose(model.forest.predict(model.matrix(rows)), expected, rtol=0, atol=1e-12)
+
+
+def test_changed_scikit_learn_internals_are_named_not_a_deep_crash() -> None:
+    model = fit(synthetic_events(800, informative=True), PARAMS)
+    booster = model.classifier.calibrated_classifiers_[0].estimator.estimator
+    check_internals(booster)  # the pinned scikit-learn has them
+    del booster._predictors  # what an upgrade that renames the private trees would look like
+    with pytest.raises(ForestUnsupported, match=r"lacks _predictors.*requirements/constraints.txt"):
+        Forest.of(model.classifier)
+
+
+def test_warming_up_compiles_the_walk_scoring_uses() -> None:
+    warm_up()
+    compiled = list(_tree_sums.signatures)
+    model = fit(synthetic_events(800, informative=True), PARAMS)
+    model.predict(synthetic_events(30, informative=True, seed=8))
+    assert compiled and list(_tree_sums.signatures) == compiled  # scoring found its compiled walk: no new compile
