@@ -291,7 +291,7 @@ def test_a_restart_with_a_pending_outbox_delivers_it_before_restoring_the_positi
             assert not second.strategy.positions and not second.strategy.worker.restore_done.is_set()
             assert len(second.strategy.outbox) == len(pending)
             proxy.restore()
-            await second.until(lambda: signal_id in second.strategy.positions, timeout_s=30)
+            await second.until(lambda: signal_id in second.strategy.positions)
             restored = second.strategy.positions[signal_id]
             assert restored.peak == pytest.approx(Decimal("101.995"), abs=Decimal("0.01"))  # the replayed peak
             second.book("BTC-USDT", 101.2)  # 0.78 % under the peak: past the 0.5 % trailing delta

@@ -244,9 +244,9 @@ def test_a_queue_outage_during_a_position_loses_nothing_and_doubles_nothing(pg_s
                 assert harness.strategy.worker.stats["delivered"] == 0
                 assert not harness.strategy.worker.restore_done.is_set() and not harness.strategy.positions
                 outage.restore()
-            await harness.drained(timeout_s=30)
+            await harness.drained()
             await harness.step(5)  # restored after the replay: the closed position is not brought back
-            await harness.drained(timeout_s=30)
+            await harness.drained()
             if outage:
                 worker = harness.strategy.worker
                 assert worker.stats["delivered"] == len(EXIT_EVENTS) and worker.stats["refused"] == 0
@@ -440,7 +440,7 @@ def test_a_partial_fill_on_the_shipped_config_is_completed_after_five_minutes(st
     async def scenario() -> tuple[Harness, Decimal]:
         harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT))
         try:
-            await harness.until(lambda: signal_id in harness.strategy.positions, timeout_s=20)
+            await harness.until(lambda: signal_id in harness.strategy.positions)
             position = harness.strategy.positions[signal_id]
             [entry] = position.orders.values()
             assert entry.price is not None and not entry.done  # resting at the bid
@@ -450,7 +450,7 @@ def test_a_partial_fill_on_the_shipped_config_is_completed_after_five_minutes(st
                 AddedToCostTradeFee(), exchange_trade_id="partial-1"))
             await harness.step(270)  # past limit_timeout_s, short of partial_fill_max_age_s
             assert not entry.done and entry.cancel_sent_at is None and len(position.orders) == 1
-            await harness.until(lambda: entry.done and not position.open_orders("entry"), timeout_s=30)
+            await harness.until(lambda: entry.done and not position.open_orders("entry"))
             await harness.step(3)
             await harness.drained()
             return harness, entry.amount
