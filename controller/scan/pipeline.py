@@ -34,6 +34,7 @@ from controller.scan.regime import (
     unknown,
 )
 from controller.scan.settings import LoopConfig, ValidationProfile
+from controller.scan.settings import UniverseConfig as UniverseConfig  # re-exported: its old home
 from controller.scan.signals import Boost, Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
