@@ -30,8 +30,8 @@ from controller.model import (
 from controller.ops.alerts import AlertConfig, MetricsConfig
 from controller.ops.health import HealthConfig
 from controller.ops.supervisor import SupervisorConfig
-from controller.scan.pipeline import LoopConfig, UniverseConfig
 from controller.scan.regime import ProtectionParams, RegimeParams
+from controller.scan.settings import LoopConfig, UniverseConfig
 from controller.scan.signals import SizingParams
 from ml.config import MlConfig
 

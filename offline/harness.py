@@ -31,6 +31,10 @@ from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorCon
 
 CONNECTOR = "mock"
 
+# How long `until` and `drained` wait, in real time, before they fail. Only a failing wait ever lasts this
+# long (a passing one returns as soon as its condition holds), so it is sized for a loaded 2-core machine.
+WAIT_S = 120.0
+
 # Binance's spot schema: 0.1 % maker and taker, the buy fee taken from the bought coin.
 BINANCE_FEES = TradeFeeSchema(maker_percent_fee_decimal=Decimal("0.001"), taker_percent_fee_decimal=Decimal("0.001"),
                               buy_percent_fee_deducted_from_returns=True)
@@ -108,7 +112,7 @@ class Harness:
             self.clock.backtest_til(self.now)
             await asyncio.sleep(real_pause)
 
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 10.0, tick: bool = True) -> None:
+    async def until(self, condition: Callable[[], bool], timeout_s: float = WAIT_S, tick: bool = True) -> None:
         """Tick (or just wait) until `condition` holds, failing after `timeout_s` of real time."""
         deadline = time.monotonic() + timeout_s
         while not condition():
@@ -120,7 +124,7 @@ class Harness:
             else:
                 await asyncio.sleep(0.02)
 
-    async def drained(self, timeout_s: float = 10.0) -> None:
+    async def drained(self, timeout_s: float = WAIT_S) -> None:
         """Wait until every ack and report has been delivered."""
         await self.until(lambda: len(self.strategy.outbox) == 0, timeout_s, tick=False)
 

@@ -29,6 +29,12 @@ from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-o
 # The one database of the test server in which pg_cron may be created (cron.database_name).
 CRON_DB = "cron_test"
 
+# How long a run of the offline demo may take before its test fails: minutes on a quiet box, many more with two
+# test processes and other work on the same 2 cores. A bound for a failure only; tests that run the demo (or
+# set up `demo_run`, which the whole-test pytest timeout also counts) carry DEMO_TEST_TIMEOUT.
+DEMO_S = 1500
+DEMO_TEST_TIMEOUT = pytest.mark.timeout(DEMO_S + 300)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Which tests share a worker under `pytest -n 2 --dist loadgroup` (what `make test` runs): each test file is
@@ -155,7 +161,7 @@ def demo_run(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> I
         env.update(DATABASE_URL=url, COLUMNS="200")
         result = subprocess.run([sys.executable, "-m", "offline.demo", "--data", str(ohlcv_dir()), "--phases", "0-2",
                                  "--hours", "24", "--report", str(report)], cwd=PROJECT_ROOT, env=env,
-                                capture_output=True, text=True, timeout=900, check=False)
+                                capture_output=True, text=True, timeout=DEMO_S, check=False)
         yield DemoRun(url, result, report)
     finally:
         pg_server.drop_database(url)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
-import jwt
 import psycopg
 import typer
 from pydantic import Field, SecretStr
@@ -150,6 +149,8 @@ def mint_executor_token(secret: str, consumer: str, days: int, now: datetime) ->
     if len(secret) < MIN_SECRET_CHARS or "CHANGE-ME" in secret:
         raise ValueError(f"the JWT secret must be at least {MIN_SECRET_CHARS} characters and not the "
                          ".env.example placeholder")
+    import jwt  # here: PyJWT pulls in cryptography, which no other command needs
+
     issued = int(now.timestamp())
     return jwt.encode({"role": "executor", "consumer": consumer, "iat": issued,
                        "exp": issued + int(timedelta(days=days).total_seconds())}, secret, algorithm="HS256")

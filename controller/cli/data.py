@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,20 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bridge.redaction import redact
 from bridge.resilience import CallError
 from controller.cli.base import Context, ReplayOption, fail
-from controller.data.market_data import (
-    BackfillProgress,
-    CcxtSource,
-    MarketDataSource,
-    ReplaySource,
-    SimClock,
-    backfill,
-    floor_time,
-    normalize_symbol,
-    timeframe_seconds,
-    utc_now,
-)
-from controller.data.storage import open_store
 from controller.model import ConfigError
+
+if TYPE_CHECKING:
+    from controller.data.market_data import BackfillProgress, MarketDataSource, ReplaySource
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +40,8 @@ def backfill_cmd(
 
 def _replay_source(folder: Path, exchange: str, symbols: list[str], timeframe: str) -> tuple[ReplaySource, datetime]:
     """The replay source and the end of its data: recorded files end in the past, so "now" is their end."""
+    from controller.data.market_data import ReplaySource, SimClock, timeframe_seconds, utc_now
+
     try:
         source = ReplaySource(folder, exchange, clock=SimClock(utc_now()))
     except FileNotFoundError as exc:
@@ -70,6 +62,17 @@ def backfill_command(ctx_obj: Context, exchange: str, symbols: list[str], timefr
     Live, the window ends at the open of the candle now forming; with `replay`, at the end of the
     recorded files. Only candles missing from the store are fetched, so a second run writes nothing.
     """
+    # imported here, not at the top: market data pulls pandas and ccxt, which `--help` or `migrate` never need
+    from controller.data.market_data import (
+        CcxtSource,
+        backfill,
+        floor_time,
+        normalize_symbol,
+        timeframe_seconds,
+        utc_now,
+    )
+    from controller.data.storage import open_store
+
     console = console or Console()
     try:
         timeframe_seconds(timeframe)

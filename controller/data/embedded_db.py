@@ -83,10 +83,22 @@ def find_binaries() -> tuple[str, Path]:
     )
 
 
+PORT_TRIES = 5
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _lost_port_race(log_file: Path, port: int) -> bool:
+    """Whether the server's last start failed because its port was taken (Postgres logs the bind error)."""
+    try:
+        log = log_file.read_text(errors="replace")
+    except OSError:
+        return False
+    return f"port {port}" in log and "Address already in use" in log
 
 
 def _pid_alive(pid: int) -> bool:
@@ -195,9 +207,18 @@ class EmbeddedPostgres:
                                 "--locale=C", "--auth=trust"])
             self._write_settings(pgdata, pg_cron)
         log_file = pgdata.parent / "server.log"
-        port = free_port()
-        self._run_as_owner([str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
-                            "-t", str(int(timeout_s)), "-o", f"-p {port}", "start"])
+        for attempt in range(PORT_TRIES):
+            port = free_port()
+            try:
+                self._run_as_owner([str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
+                                    "-t", str(int(timeout_s)), "-o", f"-p {port}", "start"])
+                break
+            except EmbeddedDbError:
+                # The port was free when picked, but another process (e.g. a second test worker starting its
+                # own server at the same moment) bound it first: pick another. Any other failure is raised.
+                if attempt == PORT_TRIES - 1 or not _lost_port_race(log_file, port):
+                    raise
+                logger.warning("embedded postgres port taken before it started, trying another", extra={"port": port})
         pid = int((pgdata / "postmaster.pid").read_text().split()[0])
         return ServerInfo(kind, pid, port, str(pgdata), self.dbname, pg_cron)
 

@@ -8,24 +8,20 @@ cycle. Each cycle ends with a heartbeat that carries progress, not just liveness
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
-from pydantic import Field, field_validator
 
 from bridge.resilience import CallError
 from bridge.schemas import NewSignal
 from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
-from controller.model import Frozen
 from controller.scan import indicators, strategies
 from controller.scan.params_source import ParamsSource, active_or_conf
 from controller.scan.regime import (
@@ -37,6 +33,8 @@ from controller.scan.regime import (
     symbol_block,
     unknown,
 )
+from controller.scan.settings import LoopConfig, ValidationProfile
+from controller.scan.settings import UniverseConfig as UniverseConfig  # re-exported: its old home
 from controller.scan.signals import Boost, Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
@@ -44,44 +42,6 @@ logger = logging.getLogger(__name__)
 
 REGIME_TIMEFRAMES = ("5m", "1h")  # 5m where recorded or served; 1h where only coarser candles exist
 EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct", "time_limit_s", "trailing_activation_pct", "trailing_delta_pct")
-
-
-class UniverseConfig(Frozen):
-    exchange: str = Field("binance", description="ccxt id of the exchange whose public candles are scanned")
-    backup_exchange: str | None = Field("kraken", description="ccxt id used while the primary's breaker is open")
-    symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), min_length=1, description="pairs as BASE-QUOTE")
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [s for s in symbols if not re.fullmatch(r"[A-Z0-9]+-[A-Z0-9]+", s)]
-        if bad:
-            raise ValueError(f"pairs must be BASE-QUOTE in capitals, e.g. BTC-USDT: {', '.join(bad)}")
-        return symbols
-
-
-class ValidationProfile(Frozen):
-    """The phase-2 `validation` profile (seed 004 §2.1): many small positions, one strategy, top pairs."""
-
-    min_confidence: float = Field(0.4, ge=0, le=1, description="entries below this confidence are skipped")
-    size_factor: float = Field(0.4, gt=0, le=1, description="every quote amount x this (seed: $20 of $50)")
-    max_open_total: int = Field(20, ge=1, description="per quote currency")
-    strategies: tuple[str, ...] = Field(("dca",), min_length=1, description="the only strategies that run")
-    bases: tuple[str, ...] = Field(("BTC", "ETH"), min_length=1, description="top pairs: these base assets only")
-
-
-class LoopConfig(Frozen):
-    strategy_timeout_s: float = Field(5.0, gt=0, le=300, description="a strategy slower than this is skipped")
-    lookback_candles: int = Field(300, ge=60, le=5000, description="candles per symbol fed to the indicators")
-    strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
-    tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
-    heartbeat_component: str = "controller"
-    gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
-    max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
-    exit_signals: bool = Field(True, description="send exit signals (kind exit) for open positions; the queue "
-                                                "routes each to the bot holding its entry")
-    validation: ValidationProfile = Field(ValidationProfile(), description="settings of the `profile` flag's "
-                                                                           "`validation` value")
 
 
 class ScanSettings(Protocol):

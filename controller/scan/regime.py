@@ -25,12 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-import pandas as pd
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from controller.model import Frozen
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Regime(StrEnum):
@@ -170,6 +172,7 @@ class RegimeReading:
 
 def _change_pct(closes: pd.Series, now: pd.Timestamp, hours: float) -> float | None:
     """Percent change from the last close at or before now-hours to the last close."""
+    import pandas as pd  # here: controller.config imports this module, and every CLI command would pay for pandas
     past = closes[closes.index <= now - pd.Timedelta(hours=hours)]
     if past.empty:
         return None
@@ -178,6 +181,7 @@ def _change_pct(closes: pd.Series, now: pd.Timestamp, hours: float) -> float | N
 
 def _decline_pct(seen: pd.DataFrame, now: pd.Timestamp, hours: float) -> float | None:
     """Percent the last close lies below the highest close of the last `hours` (None without that history)."""
+    import pandas as pd  # here: controller.config imports this module, and every CLI command would pay for pandas
     if seen["ts"].iloc[0] > now - pd.Timedelta(hours=hours * 0.5):
         return None
     peak = seen.loc[seen["ts"] > now - pd.Timedelta(hours=hours), "close"].max()
@@ -197,6 +201,7 @@ def classify(btc: pd.DataFrame, now: datetime, params: RegimeParams, market: str
              timeframe_s: int = 300) -> RegimeReading:
     """The regime at `now` from the regime market's candles (columns ts = open time, high, low, close;
     ideally 48 h of them), using only candles up to `now`."""
+    import pandas as pd  # here: controller.config imports this module, and every CLI command would pay for pandas
     now_ts = pd.Timestamp(now)
     seen = btc[btc["ts"] <= now_ts] if not btc.empty else btc
     if seen.empty:
@@ -242,6 +247,7 @@ def classify(btc: pd.DataFrame, now: datetime, params: RegimeParams, market: str
 
 def _volatility_series(seen: pd.DataFrame) -> pd.Series:
     """The 24 h high-low range as a percentage of the close, at every candle (trailing window)."""
+    import pandas as pd  # here: controller.config imports this module, and every CLI command would pay for pandas
     frame = seen.set_index(pd.DatetimeIndex(seen["ts"]))
     high = frame["high"].rolling("24h").max()
     low = frame["low"].rolling("24h").min()
@@ -251,6 +257,7 @@ def _volatility_series(seen: pd.DataFrame) -> pd.Series:
 def disabled_strategies(volatility: pd.Series, now: pd.Timestamp,
                         gates: Mapping[str, VolatilityGate]) -> dict[str, str]:
     """Strategies that BTC volatility turns off at `now`, with why (hysteresis read from the history)."""
+    import pandas as pd  # here: controller.config imports this module, and every CLI command would pay for pandas
     current = float(volatility.iloc[-1])
     off: dict[str, str] = {}
     for name, gate in gates.items():

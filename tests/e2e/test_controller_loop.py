@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 
 from controller.config import PROJECT_ROOT
 from controller.data.market_data import ohlcv_dir
+from tests.support.clock import WAIT_S, wait_until
 
 
 def env_for(url: str) -> dict[str, str]:
@@ -63,16 +63,15 @@ def test_run_stops_cleanly_on_sigterm_after_the_current_cycle(migrated_db: str) 
                    "--start", "2018-01-11T00:00:00Z", "--until", "2018-01-29T00:00:00Z"),
         cwd=PROJECT_ROOT, env=env_for(migrated_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        cycles = 0
-        while time.monotonic() < deadline and cycles < 3:
-            time.sleep(0.2)
+        def cycles() -> int:
             with psycopg.connect(migrated_db) as conn:
                 row = conn.execute("select progress ->> 'cycles' from heartbeats").fetchone()
-            cycles = int(row[0]) if row else 0
-        assert cycles >= 3, "the loop made no progress"
+            return int(row[0]) if row else 0
+
+        wait_until(lambda: process.poll() is not None or cycles() >= 3, "three cycles of the loop")
+        assert cycles() >= 3, "the loop made no progress"
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
+        stdout, stderr = process.communicate(timeout=WAIT_S)
     finally:
         if process.poll() is None:
             process.kill()

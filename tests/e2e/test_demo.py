@@ -15,13 +15,14 @@ import pytest
 from controller.config import PROJECT_ROOT
 from controller.data.market_data import ohlcv_dir
 from offline import demo
-from tests.conftest import DemoRun
+from tests.conftest import DEMO_S, DEMO_TEST_TIMEOUT, DemoRun
 
 SHARED = ohlcv_dir()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
+pytestmark = DEMO_TEST_TIMEOUT
 
 
-def run_demo(url: str, *args: str, timeout: int = 540) -> subprocess.CompletedProcess[str]:
+def run_demo(url: str, *args: str, timeout: int = DEMO_S) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
     env.update(DATABASE_URL=url, COLUMNS="160")
     return subprocess.run([sys.executable, "-m", "offline.demo", *args], cwd=PROJECT_ROOT, env=env,
@@ -185,7 +186,7 @@ def test_options_that_cannot_work_stop_with_one_line_before_touching_a_database(
 def test_a_second_demo_on_the_same_server_stops_with_one_line(migrated_db: str, tmp_path: Path) -> None:
     with psycopg.connect(migrated_db, autocommit=True) as running:  # what a first demo holds for its whole run
         running.execute("select pg_advisory_lock(hashtext('offline.demo'))")
-        result = run_demo(migrated_db, "--phases", "1", "--quick", "--report", str(tmp_path / "r.html"), timeout=300)
+        result = run_demo(migrated_db, "--phases", "1", "--quick", "--report", str(tmp_path / "r.html"))
         signals = running.execute("select count(*) from signals").fetchone()[0]
     assert result.returncode == 2
     assert result.stderr.startswith("error: another offline demo is running on this database server")

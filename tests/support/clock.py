@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -44,3 +45,31 @@ def wait_for_database_time(db: Any, moment: object, deadline_s: float = 30.0) ->
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the database clock did not pass {moment} within {deadline_s} s")
             time.sleep(0.02)
+
+
+# A bound on how long a test waits for something that should happen soon. Only a failing test ever waits
+# this long; a passing one returns as soon as the condition holds, so it is generous for a loaded 2-core box.
+WAIT_S = 120.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = WAIT_S) -> None:
+    """Poll `condition` (from a plain thread) until it holds; fail after `deadline_s` of real time."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {deadline_s} s")
+        time.sleep(0.02)
+
+
+async def eventually(condition: Callable[[], bool], what: str, deadline_s: float = WAIT_S) -> None:
+    """`wait_until` inside an event loop: polls without blocking the loop."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {deadline_s} s")
+        await asyncio.sleep(0.02)

@@ -50,7 +50,7 @@ def walk_grid(store: PostgresStore, migrated_db: str, outbox: Path, path: list[f
                 await harness.step(3)
                 if signal_id in harness.strategy.positions:
                     seen.setdefault("averages", []).append(harness.strategy.positions[signal_id].entry_price)
-            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
             await harness.step(5)  # more ticks: nothing is sold or placed again
             await harness.drained()
             seen["after"] = wallet(harness)
@@ -219,7 +219,7 @@ def test_a_restarted_bot_keeps_the_grid_it_placed_and_places_none_again(
             second.book("BTC-USDT", 98.4)
             await second.until(lambda: len(second.exchange.limit_orders) == 2)
             second.book("BTC-USDT", 101.5)
-            await second.until(lambda: signal_id not in second.strategy.positions, timeout_s=30)
+            await second.until(lambda: signal_id not in second.strategy.positions)
             await second.drained()
             return second, levels
         finally:

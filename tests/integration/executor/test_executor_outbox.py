@@ -36,7 +36,7 @@ def test_an_expired_key_keeps_every_event_until_the_key_works_again(store: Postg
             assert trade_row(migrated_db, signal_id) is None and signal_row(migrated_db, signal_id)["status"] == \
                 "executing"
             harness.strategy.worker.queue = good  # the key is fixed
-            await harness.drained(timeout_s=60)
+            await harness.drained()
             return kept, harness.strategy.worker.stats["refused"]
         finally:
             stop(harness)

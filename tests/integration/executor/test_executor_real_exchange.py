@@ -57,7 +57,7 @@ def test_each_exit_closes_the_trade_once_with_binance_fees_and_no_base_coin(
             for mid in moves:
                 harness.book("BTC-USDT", mid)
                 await harness.step(2)
-            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
             await harness.step(5)  # more ticks: nothing is sold again
             await harness.drained()
             return before, wallet(harness)
@@ -198,7 +198,7 @@ def test_an_exit_that_keeps_failing_stops_after_max_order_retries_and_marks_the_
             harness.exchange.set_balance("BTC", held / 2)
             harness.exchange.stale_balances["BTC"] = held
             harness.book("BTC-USDT", 97.5)  # stop loss
-            await harness.until(lambda: harness.strategy.positions[signal_id].stuck is not None, timeout_s=60)
+            await harness.until(lambda: harness.strategy.positions[signal_id].stuck is not None)
             await harness.step(30)  # no more tries
             await harness.drained()
             return harness
@@ -272,7 +272,7 @@ def test_a_restart_keeps_the_trailing_stop_armed(store: PostgresStore, migrated_
         second = start(config, PostgresQueue(migrated_db, retry=NO_WAIT), exchange=first.exchange)
         second.book("BTC-USDT", 101.3)
         try:
-            await second.until(lambda: signal_row(migrated_db, signal_id)["status"] == "closed", timeout_s=30)
+            await second.until(lambda: signal_row(migrated_db, signal_id)["status"] == "closed")
         finally:
             stop(second)
 
@@ -372,7 +372,7 @@ def test_a_market_exit_that_never_gets_a_final_event_is_marked_lost_and_the_posi
             harness.book("BTC-USDT", 97.5)
             await harness.step(5)
             assert not lost.done  # within the timeout: it may still come
-            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
             await harness.drained()
             return harness
         finally:
@@ -526,11 +526,11 @@ def test_a_market_exit_with_no_final_event_is_asked_of_the_exchange_before_it_is
             harness.strategy.order_index[lost.order_id] = signal_id
             position.exit_reason = "stop_loss"
             harness.book("BTC-USDT", 97.5)
-            await harness.until(lambda: exchange.asked == [lost.order_id], timeout_s=30)
+            await harness.until(lambda: exchange.asked == [lost.order_id])
             await harness.step(15)  # past the timeout again: the exchange is being asked, nothing is re-sent
             assert not lost.done and [o.order_id for o in position.open_orders()] == [lost.order_id]
             exchange.answer(lost.order_id, (Decimal("97.5"), lost.amount))
-            await harness.until(lambda: signal_id not in harness.strategy.positions, timeout_s=30)
+            await harness.until(lambda: signal_id not in harness.strategy.positions)
             await harness.step(3)
             await harness.drained()
             return harness

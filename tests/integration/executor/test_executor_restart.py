@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from decimal import Decimal
 from pathlib import Path
@@ -67,21 +66,23 @@ def test_a_resting_entry_survives_a_restart_and_its_later_fill_reaches_the_posit
 
 def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -> None:
     """Hummingbot awaits on_stop on its event loop: it must not wait for a queue call that hangs (here a
-    server that never answers, 5 s timeout). The worker ends on its own and closes its client."""
+    server that never answers, 120 s timeout). The worker ends by itself once that call ends (the server
+    goes away) and closes its client."""
     from tests.integration.sql.test_queue_contract import BlackHole
+    from tests.support.clock import eventually
 
     hole = BlackHole()
     ONE_TRY = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)
 
     async def scenario() -> tuple[bool, bool]:
         harness = start(executor_config(tmp_path / "outbox.jsonl"),
-                        PostgrestQueue(f"http://127.0.0.1:{hole.port}", "key", timeout_s=5, retry=ONE_TRY))
+                        PostgrestQueue(f"http://127.0.0.1:{hole.port}", "key", timeout_s=120, retry=ONE_TRY))
         await harness.step(2)
-        while not hole.accepted:  # the worker is inside a call that will not be answered
-            await asyncio.sleep(0.02)
+        await eventually(lambda: bool(hole.accepted), "the worker calls the queue")  # a call that will hang
         await harness.strategy.on_stop()
         hanging_after_stop = harness.strategy.worker._thread.is_alive()
-        harness.strategy.worker.join(30)
+        hole.close()  # the call ends (connection closed); the worker, asked to stop, ends without a new call
+        harness.strategy.worker.join(120)
         ended = not harness.strategy.worker._thread.is_alive()
         harness.clock.__exit__(None, None, None)
         return hanging_after_stop, ended
@@ -107,6 +108,7 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     from hummingbot.core.trading_core import TradingCore
 
     from controller.model import PROJECT_ROOT
+    from tests.support.clock import eventually
     from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
     signal_id = emit(store)
@@ -130,7 +132,10 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
             core = TradingCore(ClientConfigAdapter(ClientConfigMap()), scripts_path=scripts)
             started = await core.start_strategy("signal_executor", str(conf), "conf_signal_executor.yml")
             strategy = core.strategy
-            await asyncio.sleep(4)  # several real ticks of the shipped 1 s clock
+            # several real ticks of the shipped 1 s clock: polled, as a loaded machine may tick late
+            await eventually(lambda: strategy.worker.started, "the clock's first tick starts the worker")
+            first = strategy.current_timestamp
+            await eventually(lambda: strategy.current_timestamp >= first + 3, "three more ticks")
             status = strategy.format_status()
             worker_started = strategy.worker.started
             await core.stop_strategy()
@@ -286,7 +291,7 @@ def test_a_restart_with_a_pending_outbox_delivers_it_before_restoring_the_positi
             assert not second.strategy.positions and not second.strategy.worker.restore_done.is_set()
             assert len(second.strategy.outbox) == len(pending)
             proxy.restore()
-            await second.until(lambda: signal_id in second.strategy.positions, timeout_s=30)
+            await second.until(lambda: signal_id in second.strategy.positions)
             restored = second.strategy.positions[signal_id]
             assert restored.peak == pytest.approx(Decimal("101.995"), abs=Decimal("0.01"))  # the replayed peak
             second.book("BTC-USDT", 101.2)  # 0.78 % under the peak: past the 0.5 % trailing delta

@@ -16,13 +16,18 @@ from ml.config import MlConfig, RetrainConfig
 from ml.retrain import Retrainer, TrainOutcome
 from ml.train import TrainingRefused, fit
 from tests.integration.ml.test_ml_registry_and_scan import PARAMS, _save
+from tests.support.clock import WAIT_S
 from tests.unit.ml.test_ml_train import synthetic_events
 
-CONFIG = MlConfig(retrain=RetrainConfig(interval_h=24, min_new_labels=3, timeout_s=0.5))
+# A retrain that should finish gets a deadline a loaded 2-core box never reaches; only the hang test, whose
+# job never returns, uses a short one (so it is abandoned quickly, whatever the load).
+CONFIG = MlConfig(retrain=RetrainConfig(interval_h=24, min_new_labels=3, timeout_s=WAIT_S))
+HANG_CONFIG = MlConfig(retrain=RetrainConfig(interval_h=24, min_new_labels=3, timeout_s=0.5))
 
 
-def _retrainer(url: str, alerts: list[tuple[str, str]], train=None, now: datetime | None = None) -> Retrainer:
-    return Retrainer(CONFIG, load_strategies(), lambda: psycopg.connect(url), lambda c, t: alerts.append((c, t)),
+def _retrainer(url: str, alerts: list[tuple[str, str]], train=None, now: datetime | None = None,
+               config: MlConfig = CONFIG) -> Retrainer:
+    return Retrainer(config, load_strategies(), lambda: psycopg.connect(url), lambda c, t: alerts.append((c, t)),
                      threshold=lambda: 0.6, clock=lambda: now or datetime.now(UTC), train=train)
 
 
@@ -83,7 +88,7 @@ def test_a_hung_retrain_is_abandoned_at_its_timeout(migrated_db: str, tmp_path: 
         return TrainOutcome()
 
     try:
-        assert _retrainer(migrated_db, alerts, train=hang).run_once("test") is False
+        assert _retrainer(migrated_db, alerts, train=hang, config=HANG_CONFIG).run_once("test") is False
         assert "StrategyTimeout" in alerts[0][1]
         with psycopg.connect(migrated_db) as conn:
             assert registry.active_versions(conn) == {"dca": version}

@@ -19,6 +19,7 @@ import pytest
 
 from controller.ops.retention import RetentionRow, run_retention
 from tests.integration.ops.test_retention import SEED
+from tests.support.clock import WAIT_S
 
 NOW = datetime(2025, 6, 15, tzinfo=UTC)
 # 2025-04 is rewritten at NOW: its 1m rows move to the archive, its 15m / 1h / 1d rows stay hot.
@@ -55,7 +56,7 @@ def test_a_row_written_during_retention_into_the_partition_it_rewrites_is_kept(s
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         pid = retention.info.backend_pid
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + WAIT_S
         blocked = False
         while time.monotonic() < deadline and thread.is_alive() and not blocked:
             blocked = waiting_on_a_lock(seeded_db, pid)

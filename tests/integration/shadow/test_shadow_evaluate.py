@@ -19,7 +19,9 @@ from controller.scan.strategy_params import load_strategies
 from shadow.evaluate import GRID_AVERAGED, EvaluationReport, calibrate, read_candles
 from shadow.service import data_time, run_pass
 from shadow.variations import load
-from tests.conftest import DemoRun
+from tests.conftest import DEMO_S, DEMO_TEST_TIMEOUT, DemoRun
+
+pytestmark = DEMO_TEST_TIMEOUT  # its fixture runs the demo
 
 
 def _env(url: str) -> dict[str, str]:
@@ -116,12 +118,13 @@ def test_champion_is_calibrated_against_the_executors_paper_trades(demo: str) ->
 
 def test_shadow_recommend_prints_a_recommendation_or_why_none(demo: str) -> None:
     result = subprocess.run([sys.executable, "-m", "controller", "shadow", "recommend"], cwd=PROJECT_ROOT,
-                            env=_env(demo), capture_output=True, text=True, timeout=300, check=False)
+                            env=_env(demo), capture_output=True, text=True, timeout=DEMO_S, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "calibration" in result.stdout
     for strategy in ("dca", "channel"):
         assert f"{strategy}: recommendation" in result.stdout or f"{strategy}: no recommendation" in result.stdout
     report = subprocess.run([sys.executable, "-m", "controller", "shadow", "report", "--window", "72"],
-                            cwd=PROJECT_ROOT, env=_env(demo), capture_output=True, text=True, timeout=300, check=False)
+                            cwd=PROJECT_ROOT, env=_env(demo), capture_output=True, text=True, timeout=DEMO_S,
+                            check=False)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "CHAMPION" in report.stdout and "CONSERVATIVE" in report.stdout and "AGGRESSIVE" in report.stdout

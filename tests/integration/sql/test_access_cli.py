@@ -71,15 +71,18 @@ def test_an_email_is_looked_up_in_auth_users_as_on_supabase(migrated_db: str) ->
 
 
 def test_a_minted_token_is_printed_once_to_stdout_and_nowhere_else(tmp_path: Path) -> None:
+    before = datetime.now(UTC).timestamp()
     result = run("token", "executor", "--consumer", "bot-a", "--days", "7", cwd=tmp_path,
                  SUPABASE_JWT_SECRET=SECRET, CONTROLLER_LOG__LEVEL="DEBUG")
+    after = datetime.now(UTC).timestamp()
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     token = lines[0]
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert (claims["role"], claims["consumer"]) == ("executor", "bot-a")
-    assert abs(claims["exp"] - (datetime.now(UTC).timestamp() + 7 * 86400)) < 300
+    # 7 days from when it was minted, which is between the two readings (however long the command took)
+    assert int(before) + 7 * 86400 <= claims["exp"] <= after + 7 * 86400 and claims["exp"] - claims["iat"] == 7 * 86400
     assert token not in result.stderr and token.split(".")[2] not in result.stderr
     assert "executor token minted consumer=bot-a" in result.stderr  # the log line says what, not the token
     assert list(tmp_path.iterdir()) == []  # written nowhere

@@ -15,7 +15,11 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.support.clock import wait_for_database_time
+from tests.support.clock import WAIT_S, wait_for_database_time
+
+# A hang is what these tests would show a lost lock as; the bound only ends a failing test, so it is sized for
+# a loaded 2-core box (the run-wide pytest timeout is longer still).
+HANG_S = 3 * WAIT_S
 
 N_SIGNALS = 1000
 N_CONSUMERS = 8
@@ -54,17 +58,17 @@ def drain(url: str, consumers: list[str], lease_seconds: int = 300) -> dict[str,
     def run(consumer: str) -> list[uuid.UUID]:
         got: list[uuid.UUID] = []
         with executor_conn(url) as conn:
-            start.wait(timeout=30)
+            start.wait(timeout=WAIT_S)
             while batch := claim(conn, consumer, BATCH, lease_seconds):
                 got.extend(batch)
         return got
 
     with ThreadPoolExecutor(max_workers=len(consumers)) as pool:
         futures = {c: pool.submit(run, c) for c in consumers}
-        return {c: f.result(timeout=60) for c, f in futures.items()}
+        return {c: f.result(timeout=WAIT_S) for c, f in futures.items()}
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_S)
 def test_eight_consumers_claim_each_of_a_thousand_signals_exactly_once(migrated_db: str) -> None:
     emitted = emit_many(migrated_db, [f"S{i:04d}-USDT" for i in range(N_SIGNALS)])
     assert len(set(emitted)) == N_SIGNALS
@@ -87,7 +91,7 @@ def latest_lease(url: str) -> datetime:
         return conn.execute("select max(lease_until) from signals").fetchone()[0]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_S)
 def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_ack_is_refused(
         migrated_db: str) -> None:
     emitted = emit_many(migrated_db, [f"L{i:02d}-USDT" for i in range(10)])
@@ -119,7 +123,7 @@ def test_a_stopped_consumers_signals_go_to_another_after_the_lease_and_its_late_
     assert rows == [("closed", "bot-other", 2, True, True)] * len(emitted)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_S)
 def test_signals_of_a_stopped_consumer_are_reclaimed_exactly_once_by_racing_consumers(migrated_db: str) -> None:
     emitted = emit_many(migrated_db, [f"R{i:03d}-USDT" for i in range(200)])
     with executor_conn(migrated_db) as stopped:
@@ -136,14 +140,14 @@ def test_signals_of_a_stopped_consumer_are_reclaimed_exactly_once_by_racing_cons
     assert rows == {signal_id: (consumer, 2) for consumer, ids in received.items() for signal_id in ids}
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_S)
 def test_racing_emits_of_the_same_signal_store_exactly_one(migrated_db: str) -> None:
     start = threading.Barrier(N_CONSUMERS)
 
     def emit_once(_: int) -> str:
         with psycopg.connect(migrated_db, autocommit=True) as conn:
             conn.execute("set role service_role")
-            start.wait(timeout=30)
+            start.wait(timeout=WAIT_S)
             try:
                 conn.execute("select emit_signal(%s)", [Jsonb(signal("BTC-USDT"))])
             except psycopg.errors.UniqueViolation:
@@ -151,14 +155,14 @@ def test_racing_emits_of_the_same_signal_store_exactly_one(migrated_db: str) -> 
             return "stored"
 
     with ThreadPoolExecutor(max_workers=N_CONSUMERS) as pool:
-        outcomes = Counter(pool.map(emit_once, range(N_CONSUMERS), timeout=60))
+        outcomes = Counter(pool.map(emit_once, range(N_CONSUMERS), timeout=WAIT_S))
 
     assert outcomes == {"stored": 1, "duplicate": N_CONSUMERS - 1}
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("select count(*) from signals").fetchone()[0] == 1
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_S)
 def test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting(migrated_db: str) -> None:
     # Deterministic form of the race: A's claim holds its row locks (its transaction is still open) while B
     # claims. B must get the next signal at once; waiting on A's lock is what losing SKIP LOCKED looks like.

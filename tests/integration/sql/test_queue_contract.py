@@ -20,6 +20,7 @@ from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, Signa
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
+from tests.support.net import refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 JWT_SECRET = "queue-contract-secret-at-least-32-bytes"
@@ -223,20 +224,14 @@ def test_a_claim_is_never_retried(black_hole: BlackHole) -> None:
     assert len(black_hole.accepted) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_refused_connection_is_a_connection_error_on_both_transports() -> None:
-    port = free_port()  # nothing listens there
-    http = PostgrestQueue(f"http://127.0.0.1:{port}", "key", timeout_s=0.5, retry=NO_WAIT)
-    direct = PostgresQueue(f"postgresql://executor@127.0.0.1:{port}/none", timeout_s=1, retry=NO_WAIT)
-    for queue in (http, direct):
-        with pytest.raises(CallError) as failed:
-            queue.heartbeat("bot", {})
-        assert failed.value.kind == ErrorKind.CONNECTION
+    with refusing_port() as port:
+        http = PostgrestQueue(f"http://127.0.0.1:{port}", "key", timeout_s=0.5, retry=NO_WAIT)
+        direct = PostgresQueue(f"postgresql://executor@127.0.0.1:{port}/none", timeout_s=1, retry=NO_WAIT)
+        for queue in (http, direct):
+            with pytest.raises(CallError) as failed:
+                queue.heartbeat("bot", {})
+            assert failed.value.kind == ErrorKind.CONNECTION
 
 
 def test_positions_lists_what_the_consumer_is_executing(transport: tuple[SignalQueue, object],

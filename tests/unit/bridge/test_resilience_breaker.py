@@ -18,7 +18,7 @@ from bridge.resilience import (
     RetryPolicy,
     TokenBucket,
 )
-from tests.support.clock import FakeClock
+from tests.support.clock import WAIT_S, FakeClock
 
 
 def server_error() -> CallError:
@@ -259,7 +259,7 @@ def test_only_one_of_many_threads_gets_the_probe() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=5)
+        t.join(WAIT_S)
 
     assert len(admitted) == 1
     assert breaker.refused == 15

@@ -205,3 +205,22 @@ def test_a_win_between_stops_resets_the_streak() -> None:
 
 def test_a_single_cooldown_number_applies_to_every_tier() -> None:
     assert ProtectionParams(cooldown_after_stop_h=5).cooldown_h("meme") == 5.0
+
+
+def spiked_path(spike_hours_ago: float, hours: int = 48) -> pd.DataFrame:
+    """Calm 5-minute BTC candles ending at NOW (0.5 % range) but one, `spike_hours_ago`, whose high is 12 %
+    above its close: BTC's 24 h volatility is about 12 % while that candle is in the window, calm after."""
+    frame = btc_path({1: 0.0, 4: 0.0, 24: 0.0}, hours=hours)
+    spike = (NOW - frame["ts"]).dt.total_seconds() / 3600 == spike_hours_ago
+    frame.loc[spike, "high"] = frame.loc[spike, "close"] * 1.12
+    return frame
+
+
+def test_classify_brings_a_strategy_back_only_after_its_calm_hours_at_the_reading_s_time() -> None:
+    """The hysteresis judged from the candles `classify` is given, at the time it is asked about: channel went
+    off when the spike entered the 24 h window. It left the window 6 h ago: channel is back on. It left 1 h
+    ago: still off (2 h at or below 6 % needed)."""
+    assert classify(spiked_path(30), NOW, PARAMS).disabled == {}
+    still_off = classify(spiked_path(25), NOW, PARAMS).disabled
+    assert set(still_off) == {"channel"}
+    assert still_off["channel"].startswith("channel off since BTC volatility reached 8%: back on at <= 6% for 2 h")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from shadow.service import Scheduler
+from tests.support.clock import WAIT_S
 
 
 def test_a_slow_pass_runs_in_its_own_thread_and_never_blocks_the_caller() -> None:
@@ -14,11 +15,11 @@ def test_a_slow_pass_runs_in_its_own_thread_and_never_blocks_the_caller() -> Non
     def job() -> None:
         seen.append(threading.current_thread().name)
         started.set()
-        release.wait(30)  # a pass far longer than a scan
+        release.wait(WAIT_S)  # a pass far longer than a scan
 
     scheduler = Scheduler(job, 0.01, lambda: True)
     scheduler.start()
-    assert started.wait(30)
+    assert started.wait(WAIT_S)
     # the caller (the scan loop) goes on while the pass is still running
     assert scheduler.thread.is_alive() and not release.is_set()
     release.set()
@@ -47,7 +48,7 @@ def test_nothing_runs_while_the_flag_is_off_and_a_failure_is_counted_not_fatal()
 
     scheduler = Scheduler(job, 0.01, flag)
     scheduler.start()
-    assert done.wait(30)
+    assert done.wait(WAIT_S)
     scheduler.stop()
     assert checks[:5] == [False] * 5 and len(calls) >= 2
     assert scheduler.failures == 1 and scheduler.last_error == "database went away"
