@@ -37,6 +37,7 @@ class Demo(Protocol):
 
     config: Any
     specs: flags.FlagsFile
+    store: Any  # its pool lends the scan's per-cycle lookups a connection
 
     @property
     def selection(self) -> Any: ...
@@ -119,7 +120,7 @@ async def run_phase3(demo: Demo, hours: float, replay: Replay, console: Any) -> 
 
 def scorer(demo: Demo) -> MlScorer:
     """The ML booster of the scan: it scores only with ml.enabled and an active model."""
-    return MlScorer(demo.conn, _strategies(demo), demo.config.ml, demo.selection.exchange)
+    return MlScorer(demo.store.pool.connection, _strategies(demo), demo.config.ml, demo.selection.exchange)
 
 
 def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
