@@ -45,14 +45,14 @@ from bridge.queue_client import PostgresQueue
 from controller.cli.phase import checklist
 from controller.config import PROJECT_ROOT, ControllerConfig, load_config, load_model, load_secrets
 from controller.data import db, flags
-from controller.data.market_data import SimClock, ohlcv_dir
+from controller.data.market_data import SimClock, ohlcv_dir, timeframe_seconds
 from controller.data.migrate import migrate
 from controller.data.storage.postgres import PostgresStore
 from controller.ops import logs
 from controller.ops.phase_check import Check, PhaseResult, check
 from controller.ops.report import build_html, read_report
 from controller.ops.retention import human_bytes, run_retention, storage_report
-from controller.scan.pipeline import Scanner
+from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.signals import SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from ml.scoring import MlScorer
@@ -65,6 +65,8 @@ DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
 PHASE1_TARGET_TRADES = 10  # the phase checklists' figures (controller.ops.phase_check)
 PHASE2_TARGET_TRADES = 50
+CORE_PAIRS = 5  # the default run's pairs for phases 1, 3 and 4 (the longest records)
+PHASE2_PAIRS = 15  # the default run's validation universe: every pair recorded over the same stretch, up to this
 console = Console(width=140)
 
 
@@ -83,7 +85,8 @@ def default_data() -> Path:
 class Plan:
     """What the user asked for, checked against the data."""
 
-    selection: Selection
+    selection: Selection  # every pair the run replays (phase 2's validation universe)
+    core: tuple[str, ...]  # the pairs phases 1, 3 and 4 scan
     phases: tuple[int, ...]
     phase1_hours: float
     phase2_max_hours: float
@@ -113,22 +116,31 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.hours is not None and args.hours <= 0:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 36.0)
-    phase2 = 8.0 if args.quick else 36.0  # a cap that keeps `make demo` within 10 minutes on 2 cores
+    phase2 = 8.0 if args.quick else 48.0  # a cap: it stops at 50 trades (on 15 pairs, about a day and a half)
     phase3 = 3.0 if args.quick else 8.0  # the window ML scores
     # phase 4 replays on while the evaluator runs: long enough for outcomes to reach their exits, a
     # recommendation to be applied and trades to close after it for the rollback monitor
     phase4 = 6.0 if args.quick else 24.0
     replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase4 * (4 in phases)
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+    # Without --symbols, phase 2 (the validation profile: one strategy, many small positions) trades every pair
+    # recorded over the same stretch (up to PHASE2_PAIRS) so that 50 trades close within its cap; the other
+    # phases scan the CORE_PAIRS longest records. With --symbols, every phase scans those.
+    wide = PHASE2_PAIRS if symbols is None and 2 in phases and not args.quick else CORE_PAIRS
     start = parse_start(args.start)
     if start is None and {3, 4} & set(phases):
         # ML learns from the candles before its window: replay the last hours of the data, train on the rest
         # (the end of the stretch recorded without a hole: windows recorded months later are not replayed)
-        last = select(Path(args.data), args.exchange, symbols, None, None).stretch_end
+        last = select(Path(args.data), args.exchange, symbols, None, None, max_symbols=wide).stretch_end
         assert last is not None
         start = pd.Timestamp(last - timedelta(hours=replayed)).floor("5min").to_pydatetime()
-    selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1)
-    return Plan(selection, phases, phase1, phase2, phase3, phase4, 7 if args.quick else 31, Path(args.report))
+    selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1, max_symbols=wide)
+    core = selection.symbols
+    if wide != CORE_PAIRS:
+        longest = select(Path(args.data), args.exchange, None, start, replayed or phase1).symbols
+        core = tuple(s for s in selection.symbols if s in longest)
+    return Plan(selection, core, phases, phase1, phase2, phase3, phase4, 7 if args.quick else 31,
+                Path(args.report))
 
 
 # --- the shared world of one run -----------------------------------------------------------------------
@@ -150,6 +162,10 @@ class Demo:
     @property
     def selection(self) -> Selection:
         return self.plan.selection
+
+    @property
+    def core(self) -> tuple[str, ...]:
+        return self.plan.core
 
     def conn(self) -> psycopg.Connection:
         return psycopg.connect(self.url)
@@ -214,7 +230,7 @@ def old_candles(demo: Demo, days: int, now: datetime) -> pd.DataFrame:
     past the 5m tier's 180-day limit, so retention must drop or archive them."""
     selection = demo.selection
     series = next(s for (sym, tf), s in demo.source.series.items()
-                  if sym == selection.symbols[0] and tf == selection.timeframe)
+                  if sym == demo.core[0] and tf == selection.timeframe)
     recorded = load(series)
     step = pd.Timedelta(selection.timeframe)
     count = int(pd.Timedelta(days=days) / step)
@@ -222,7 +238,7 @@ def old_candles(demo: Demo, days: int, now: datetime) -> pd.DataFrame:
     frame = pd.concat([recorded] * repeats, ignore_index=True).iloc[:count].copy()
     end = pd.Timestamp(now - timedelta(days=200)).floor(step)
     frame["ts"] = [end - step * (count - 1 - i) for i in range(count)]
-    return frame.assign(exchange=selection.exchange, symbol=selection.symbols[0], timeframe=selection.timeframe)
+    return frame.assign(exchange=selection.exchange, symbol=demo.core[0], timeframe=selection.timeframe)
 
 
 async def phase0(demo: Demo) -> None:
@@ -250,7 +266,7 @@ async def phase0(demo: Demo) -> None:
     ok_loaded = written > 0
     ok_bounded = expired == 0 and after["candles"].rows < before["candles"].rows
     result = PhaseResult(0, "storage bounded", (
-        Check("a month of old candles loaded", ok_loaded, f"{written:,} candles of {demo.selection.symbols[0]} "
+        Check("a month of old candles loaded", ok_loaded, f"{written:,} candles of {demo.core[0]} "
                                                            f"{demo.selection.timeframe}, 200+ days old"),
         Check("retention moved or dropped them", ok_bounded,
                f"candles {before['candles'].rows:,} -> {after['candles'].rows:,} rows; {moved:,} rows moved or "
@@ -291,12 +307,13 @@ def demo_config(demo: Demo, sizing: SizingParams) -> ControllerConfig:
         "sizing": sizing, "regime": demo.config.regime.model_copy(update={"on_missing": "caution"})})
 
 
-def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConfig) -> Scanner:
+def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConfig,
+                symbols: tuple[str, ...] | None = None) -> Scanner:
     harness = demo.harness
     assert harness is not None
     # Signals expire in the executor's time: here that is the paper clock, which runs ahead of the wall clock.
     return Scanner(config=config, strategy_config=strategies, store=demo.store, source=demo.source,
-                   exchange=demo.selection.exchange, symbols=demo.selection.symbols, clock=demo.clock.now,
+                   exchange=demo.selection.exchange, symbols=symbols or demo.core, clock=demo.clock.now,
                    wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values(),
                    # as `controller run`: an applied recommendation trades (its lookup on the store's pool: a
                    # connection per scan and strategy cost more than the query)
@@ -304,17 +321,22 @@ def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConf
 
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
-                 label: str = "") -> int:
-    """Scan and trade one candle at a time until `until` or `done()`; returns the scans made."""
+                 label: str = "", scan_every_s: int = STEP_S) -> int:
+    """Trade one 5-minute candle at a time (the paper book follows each close) until `until` or `done()`,
+    scanning at each close of `scan_every_s` (the loop scans at the closes of the shortest timeframe it
+    runs); returns the scans made."""
     harness = demo.harness
     assert harness is not None
     scans, timing = 0, demo.seconds
     while demo.clock.now() < until and not done():
         demo.clock.advance(STEP_S)
         t0 = time.monotonic()
-        report = scanner.scan()
+        if demo.clock.now().timestamp() % scan_every_s == 0:
+            report = scanner.scan()
+            scans += 1
+        else:
+            report = CycleReport(at=demo.clock.now())
         t1 = time.monotonic()
-        scans += 1
         demo.emitted += report.emitted
         follow(demo, demo.clock.now())
         if report.emitted:
@@ -331,7 +353,7 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
         timing["scan"] = timing.get("scan", 0.0) + t1 - t0
         timing["claim"] = timing.get("claim", 0.0) + t2 - t1
         timing["execute"] = timing.get("execute", 0.0) + t3 - t2
-        if scans % 48 == 0:
+        if demo.clock.now().timestamp() % (4 * 3600) == 0:
             console.print(f"  {label}replayed to {demo.clock.now():%Y-%m-%d %H:%M}: {demo.emitted} signals, "
                           f"{harness.strategy.worker.stats['claimed']} claimed, "
                           f"{len(harness.strategy.positions)} open positions, {demo.trades()} trades closed")
@@ -412,10 +434,14 @@ async def phase2(demo: Demo) -> None:
                   f"{profile.max_open_total} open, entries under confidence {profile.min_confidence:g} skipped) "
                   f"until {PHASE2_TARGET_TRADES} trades of this phase (at most {demo.plan.phase2_max_hours:g} h), "
                   f"{_sizes(demo.selection, profile.size_factor)}")
-    scanner = scanner_for(demo, _strategies(demo), config)
-    scans = await _with_harness(demo, lambda: replay(demo, scanner, until, closed(demo, PHASE2_TARGET_TRADES),
-                                                     "validation: "))
-    console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.trades() - before} trades "
+    # the profile runs one strategy: the loop scans at the closes of its timeframe (DCA's 15m), while the paper
+    # book still follows every 5-minute close
+    every = min(timeframe_seconds(s.timeframe) for n, s in _strategies(demo).items() if n in profile.strategies)
+    scans = await _with_harness(demo, lambda: replay(
+        demo, scanner_for(demo, _strategies(demo), config, demo.selection.symbols), until,
+        closed(demo, PHASE2_TARGET_TRADES), "validation: ", scan_every_s=every))
+    console.print(f"  {scans} scans (one per {every // 60} min candle) to {demo.clock.now():%Y-%m-%d %H:%M}, "
+                  f"{demo.trades() - before} trades "
                   f"closed in this phase, {demo.trades()} in all")
     demo.finish_phase(2)
 
@@ -558,7 +584,9 @@ async def run_phases(demo: Demo) -> None:
     try:
         for phase in demo.plan.phases:
             console.rule(f"phase {phase}")
+            began = time.monotonic()
             await PHASES[phase](demo)
+            demo.seconds[f"phase {phase}"] = time.monotonic() - began
         await close_open_positions(demo)
     finally:
         if demo.harness is not None:

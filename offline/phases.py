@@ -43,6 +43,9 @@ class Demo(Protocol):
     def selection(self) -> Any: ...
 
     @property
+    def core(self) -> tuple[str, ...]: ...
+
+    @property
     def clock(self) -> Any: ...
 
     def conn(self) -> psycopg.Connection: ...
@@ -63,9 +66,9 @@ def _flags(demo: Demo) -> dict[str, Any]:
 
 
 def training_series(demo: Demo, before: datetime) -> list[tuple[Recording, pd.DataFrame]]:
-    """The selection's recorded pairs (and any BTC reference) cut to the candles closed before `before`."""
+    """The recorded pairs phases 3 and 4 scan (and any BTC reference) cut to the candles closed before `before`."""
     selection = demo.selection
-    wanted = set(selection.symbols)
+    wanted = set(demo.core)  # the pairs phases 3 and 4 scan
     out = []
     for recording in recordings(selection.folder):
         mine = recording.exchange == selection.exchange and recording.symbol in wanted
