@@ -633,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"offline demo on {selection.folder}: {selection.exchange} {', '.join(selection.symbols)} "
                   f"({selection.timeframe} candles, quoted in {selection.quote}) from {selection.start:%Y-%m-%d %H:%M}"
                   f" UTC; phases {', '.join(map(str, plan.phases))}")
+    if plan.core != selection.symbols:
+        console.print(f"phases 1, 3 and 4 scan the {len(plan.core)} longest records ({', '.join(plan.core)}); "
+                      f"phase 2's validation profile trades all {len(selection.symbols)} pairs")
     try:
         asyncio.run(run_phases(demo))
     finally:
