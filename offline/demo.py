@@ -157,6 +157,7 @@ class Demo:
     harness: Harness | None = None
     emitted: int = 0
     results: dict[int, PhaseResult | str] = field(default_factory=dict)
+    recorded_until: dict[str, pd.Timestamp] = field(default_factory=dict)  # per pair, the last candle `record` wrote
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -300,6 +301,23 @@ def follow(demo: Demo, now: datetime) -> None:
             demo.harness.book(symbol, mid, spread_step=mid * 0.0002, volume=1e9 / 1e4)
 
 
+def record(demo: Demo, symbols: tuple[str, ...], now: datetime) -> None:
+    """Store the replayed candles of `symbols` that closed by `now` (the selection's 5m or 1m). The scan stores
+    only the candles it reads: phase 2's scans read DCA's 15m candles, and phases 1, 3 and 4 do not scan the
+    validation-only pairs; the shadow evaluator resolves outcomes on 1m/5m candles, so without these the
+    outcomes of phase 2's candidates would stay pending."""
+    timeframe, frames = demo.selection.timeframe, []
+    for symbol in symbols:
+        last = demo.recorded_until.get(symbol)
+        since = last + pd.Timedelta(timeframe.replace("m", "min")) if last is not None else now - timedelta(hours=1)
+        candles = demo.source.fetch_ohlcv(symbol, timeframe, since, now)
+        if not candles.empty:
+            demo.recorded_until[symbol] = candles["ts"].iloc[-1]
+            frames.append(candles.assign(exchange=demo.selection.exchange, symbol=symbol, timeframe=timeframe))
+    if frames:
+        demo.store.write_candles(pd.concat(frames, ignore_index=True))
+
+
 def demo_config(demo: Demo, sizing: SizingParams) -> ControllerConfig:
     """The controller config with the selection's sizing. Recordings without the regime's BTC market (the 2018
     Bittrex files) leave the regime unknown: the demo acts as CAUTION there instead of blocking every entry."""
@@ -321,13 +339,16 @@ def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConf
 
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
-                 label: str = "", scan_every_s: int = STEP_S) -> int:
+                 label: str = "", scan_every_s: int = STEP_S, recorded: tuple[str, ...] | None = None) -> int:
     """Trade one 5-minute candle at a time (the paper book follows each close) until `until` or `done()`,
     scanning at each close of `scan_every_s` (the loop scans at the closes of the shortest timeframe it
-    runs); returns the scans made."""
+    runs); `recorded`: the pairs whose candles `record` stores (default: those the scan does not read);
+    returns the scans made."""
     harness = demo.harness
     assert harness is not None
     scans, timing = 0, demo.seconds
+    unscanned = recorded if recorded is not None else tuple(s for s in demo.selection.symbols
+                                                            if s not in scanner.symbols)
     while demo.clock.now() < until and not done():
         demo.clock.advance(STEP_S)
         t0 = time.monotonic()
@@ -339,6 +360,8 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
         t1 = time.monotonic()
         demo.emitted += report.emitted
         follow(demo, demo.clock.now())
+        if unscanned:
+            record(demo, unscanned, demo.clock.now())
         if report.emitted:
             # let the executor claim what was just emitted before its clock moves on
             try:
@@ -439,7 +462,7 @@ async def phase2(demo: Demo) -> None:
     every = min(timeframe_seconds(s.timeframe) for n, s in _strategies(demo).items() if n in profile.strategies)
     scans = await _with_harness(demo, lambda: replay(
         demo, scanner_for(demo, _strategies(demo), config, demo.selection.symbols), until,
-        closed(demo, PHASE2_TARGET_TRADES), "validation: ", scan_every_s=every))
+        closed(demo, PHASE2_TARGET_TRADES), "validation: ", scan_every_s=every, recorded=demo.selection.symbols))
     console.print(f"  {scans} scans (one per {every // 60} min candle) to {demo.clock.now():%Y-%m-%d %H:%M}, "
                   f"{demo.trades() - before} trades "
                   f"closed in this phase, {demo.trades()} in all")

@@ -119,6 +119,9 @@ async def run_phase3(demo: Demo, hours: float, replay: Replay, console: Any) -> 
     with demo.conn() as conn:
         arms = conn.execute("select arm, count(*) from ml_predictions group by 1 order by 1").fetchall()
     console.print("  ml_predictions by arm: " + (", ".join(f"{a} {n}" for a, n in arms) or "none"))
+    if not active:
+        console.print("  [yellow]so the checklist's 100+ ML-influenced trades cannot hold on this data: with no "
+                      "active model no signal is boosted (each strategy's reason is printed above)[/]")
 
 
 def scorer(demo: Demo) -> MlScorer:
