@@ -3,6 +3,7 @@ the shared recordings cut into the shapes users have (several windows of a pair,
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from controller.data.market_data import SimClock, ohlcv_dir, window
+from offline import demo
 from offline.dataset import DatasetError, DatasetSource, select
 
 SHARED = ohlcv_dir()
@@ -116,3 +118,27 @@ def test_the_replay_reveals_exactly_the_closed_candles_of_each_window_it_is_aske
                 assert got.empty or got["ts"].iloc[-1] + pd.Timedelta(timeframe.replace("m", "min")) <= now
                 seen += len(got)
     assert seen > 10_000  # the windows held candles, not only empty frames
+
+
+def plan_for(folder: Path, **options: object) -> demo.Plan:
+    """The plan of `python -m offline.demo --data folder` with these options (as argparse gives them)."""
+    values = {"data": str(folder), "exchange": None, "symbols": None, "start": None, "hours": None,
+              "phases": "0-4", "quick": False, "report": "r.html"}
+    return demo.make_plan(argparse.Namespace(**{**values, **options}))
+
+
+def test_phase_2_trades_every_pair_of_the_stretch_and_the_other_phases_the_five_longest(tmp_path: Path) -> None:
+    # seven BTC pairs over one stretch: the five full records and two recorded from two days later
+    for name in ("ADA", "ETC", "ETH", "LTC", "XLM"):
+        copy(f"bittrex_{name}-BTC_5m.csv", tmp_path)
+    for name, like in (("NEO", "ETH"), ("OMG", "LTC")):
+        copy(f"bittrex_{like}-BTC_5m.csv", tmp_path, f"bittrex_{name}-BTC_5m.csv", slice(576, None))
+    plan = plan_for(tmp_path)
+    assert set(plan.selection.symbols) == {"ADA-BTC", "ETC-BTC", "ETH-BTC", "LTC-BTC", "XLM-BTC", "NEO-BTC",
+                                           "OMG-BTC"}
+    assert plan.core == ("ADA-BTC", "ETC-BTC", "ETH-BTC", "LTC-BTC", "XLM-BTC")
+    # the pairs a user names, and a --quick run, are scanned by every phase
+    named = plan_for(tmp_path, symbols="ETH-BTC,NEO-BTC")
+    assert named.core == named.selection.symbols == ("ETH-BTC", "NEO-BTC")
+    quick = plan_for(tmp_path, quick=True)
+    assert quick.core == quick.selection.symbols and len(quick.core) == 5
