@@ -116,17 +116,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.hours is not None and args.hours <= 0:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 36.0)
-    phase2 = 8.0 if args.quick else 48.0  # a cap: it stops at 50 trades (on 15 pairs, about a day and a half)
+    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+    wide = PHASE2_PAIRS if symbols is None and 2 in phases and not args.quick else CORE_PAIRS
+    # a cap: phase 2 stops at 50 trades (on 15 pairs about two days; five pairs close about 14 in 36 h)
+    phase2 = 8.0 if args.quick else 48.0 if wide != CORE_PAIRS else 36.0
     phase3 = 3.0 if args.quick else 8.0  # the window ML scores
     # phase 4 replays on while the evaluator runs: long enough for outcomes to reach their exits, a
     # recommendation to be applied and trades to close after it for the rollback monitor
     phase4 = 6.0 if args.quick else 24.0
     replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase4 * (4 in phases)
-    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
     # Without --symbols, phase 2 (the validation profile: one strategy, many small positions) trades every pair
     # recorded over the same stretch (up to PHASE2_PAIRS) so that 50 trades close within its cap; the other
     # phases scan the CORE_PAIRS longest records. With --symbols, every phase scans those.
-    wide = PHASE2_PAIRS if symbols is None and 2 in phases and not args.quick else CORE_PAIRS
     start = parse_start(args.start)
     if start is None and {3, 4} & set(phases):
         # ML learns from the candles before its window: replay the last hours of the data, train on the rest
@@ -136,6 +137,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         start = pd.Timestamp(last - timedelta(hours=replayed)).floor("5min").to_pydatetime()
     selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1, max_symbols=wide)
     core = selection.symbols
+    if len(selection.symbols) <= CORE_PAIRS:
+        phase2 = min(phase2, 36.0)  # the folder had no more pairs: the five-pair cap (the window ends later, unused)
     if wide != CORE_PAIRS:
         longest = select(Path(args.data), args.exchange, None, start, replayed or phase1).symbols
         core = tuple(s for s in selection.symbols if s in longest)
