@@ -363,8 +363,8 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
         t1 = time.monotonic()
         demo.emitted += report.emitted
         follow(demo, demo.clock.now())
-        if unscanned:
-            record(demo, unscanned, demo.clock.now())
+        if unscanned and demo.clock.now().timestamp() % 3600 == 0:
+            record(demo, unscanned, demo.clock.now())  # an hour's candles in one write
         if report.emitted:
             # let the executor claim what was just emitted before its clock moves on
             try:
@@ -383,6 +383,8 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
             console.print(f"  {label}replayed to {demo.clock.now():%Y-%m-%d %H:%M}: {demo.emitted} signals, "
                           f"{harness.strategy.worker.stats['claimed']} claimed, "
                           f"{len(harness.strategy.positions)} open positions, {demo.trades()} trades closed")
+    if unscanned:
+        record(demo, unscanned, demo.clock.now())  # the rest, before a shadow pass reads them
     return scans
 
 
