@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from controller.data.market_data import (
@@ -21,8 +22,11 @@ from controller.data.market_data import (
     RecordedFile,
     ReplaySource,
     SimClock,
+    _ms,
+    _ts_ms,
     normalize_symbol,
     timeframe_seconds,
+    window,
 )
 from controller.scan.signals import QuoteSizing, SizingParams
 
@@ -212,6 +216,7 @@ class DatasetSource(ReplaySource):
         self.series = {(s.symbol, s.timeframe): s for s in catalog(selection.folder)
                        if s.exchange == selection.exchange and s.symbol in selection.symbols}
         super().__init__(selection.folder, selection.exchange, clock=clock)
+        self._open_ms: dict[int, np.ndarray | None] = {}  # id of a cached frame -> its sorted open times (ms)
 
     def _scan(self) -> list[RecordedFile]:
         return [RecordedFile(s.exchange, s.symbol, s.timeframe, s.paths[0]) for s in self.series.values()]
@@ -221,6 +226,32 @@ class DatasetSource(ReplaySource):
             if recorded.path not in self._cache:
                 self._cache[recorded.path] = load(self.series[(recorded.symbol, recorded.timeframe)])
             return self._cache[recorded.path]
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, since: datetime,
+                    until: datetime | None = None) -> pd.DataFrame:
+        """`window` of the series, found by binary search on its sorted open times (converted once per series)
+        instead of comparing every candle on each call: the replay asks each pair's window every scan."""
+        frame = self._candles(symbol, timeframe)
+        key = id(frame)
+        with self._lock:
+            ms = self._open_ms.get(key)
+        if ms is None:
+            ms = frame_ms(frame)
+            with self._lock:
+                self._open_ms[key] = ms
+        if ms is None or len(ms) == 0:  # unsorted or empty: the plain filter
+            return window(frame, timeframe, since, until, self.clock.now())
+        high = _ms(until) if until is not None else None
+        closed_by = _ms(self.clock.now()) - timeframe_seconds(timeframe) * 1000  # opened by then = closed by now
+        high = closed_by + 1 if high is None else min(high, closed_by + 1)
+        lo, hi = np.searchsorted(ms, _ms(since), "left"), np.searchsorted(ms, high, "left")
+        return frame.iloc[lo:max(lo, hi)].reset_index(drop=True)
+
+
+def frame_ms(frame: pd.DataFrame) -> np.ndarray | None:
+    """The open times of `frame` in ms, or None when they are not strictly increasing."""
+    ms = _ts_ms(frame["ts"])
+    return ms if len(ms) < 2 or bool(np.all(np.diff(ms) > 0)) else None
 
 
 def parse_start(text: str | None) -> datetime | None:

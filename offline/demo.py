@@ -45,14 +45,14 @@ from bridge.queue_client import PostgresQueue
 from controller.cli.phase import checklist
 from controller.config import PROJECT_ROOT, ControllerConfig, load_config, load_model, load_secrets
 from controller.data import db, flags
-from controller.data.market_data import SimClock, ohlcv_dir
+from controller.data.market_data import SimClock, ohlcv_dir, timeframe_seconds
 from controller.data.migrate import migrate
 from controller.data.storage.postgres import PostgresStore
 from controller.ops import logs
 from controller.ops.phase_check import Check, PhaseResult, check
 from controller.ops.report import build_html, read_report
 from controller.ops.retention import human_bytes, run_retention, storage_report
-from controller.scan.pipeline import Scanner
+from controller.scan.pipeline import CycleReport, Scanner
 from controller.scan.signals import SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from ml.scoring import MlScorer
@@ -65,6 +65,8 @@ DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
 PHASE1_TARGET_TRADES = 10  # the phase checklists' figures (controller.ops.phase_check)
 PHASE2_TARGET_TRADES = 50
+CORE_PAIRS = 5  # the default run's pairs for phases 1, 3 and 4 (the longest records)
+PHASE2_PAIRS = 15  # the default run's validation universe: every pair recorded over the same stretch, up to this
 console = Console(width=140)
 
 
@@ -83,7 +85,8 @@ def default_data() -> Path:
 class Plan:
     """What the user asked for, checked against the data."""
 
-    selection: Selection
+    selection: Selection  # every pair the run replays (phase 2's validation universe)
+    core: tuple[str, ...]  # the pairs phases 1, 3 and 4 scan
     phases: tuple[int, ...]
     phase1_hours: float
     phase2_max_hours: float
@@ -113,22 +116,34 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.hours is not None and args.hours <= 0:
         raise DatasetError(f"--hours must be positive, got {args.hours:g}")
     phase1 = args.hours if args.hours is not None else (8.0 if args.quick else 36.0)
-    phase2 = 8.0 if args.quick else 36.0  # a cap that keeps `make demo` within 10 minutes on 2 cores
+    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+    wide = PHASE2_PAIRS if symbols is None and 2 in phases and not args.quick else CORE_PAIRS
+    # a cap: phase 2 stops at 50 trades (on 15 pairs about two days; five pairs close about 14 in 36 h)
+    phase2 = 8.0 if args.quick else 48.0 if wide != CORE_PAIRS else 36.0
     phase3 = 3.0 if args.quick else 8.0  # the window ML scores
     # phase 4 replays on while the evaluator runs: long enough for outcomes to reach their exits, a
     # recommendation to be applied and trades to close after it for the rollback monitor
     phase4 = 6.0 if args.quick else 24.0
     replayed = phase1 * (1 in phases) + phase2 * (2 in phases) + phase3 * (3 in phases) + phase4 * (4 in phases)
-    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+    # Without --symbols, phase 2 (the validation profile: one strategy, many small positions) trades every pair
+    # recorded over the same stretch (up to PHASE2_PAIRS) so that 50 trades close within its cap; the other
+    # phases scan the CORE_PAIRS longest records. With --symbols, every phase scans those.
     start = parse_start(args.start)
     if start is None and {3, 4} & set(phases):
         # ML learns from the candles before its window: replay the last hours of the data, train on the rest
         # (the end of the stretch recorded without a hole: windows recorded months later are not replayed)
-        last = select(Path(args.data), args.exchange, symbols, None, None).stretch_end
+        last = select(Path(args.data), args.exchange, symbols, None, None, max_symbols=wide).stretch_end
         assert last is not None
         start = pd.Timestamp(last - timedelta(hours=replayed)).floor("5min").to_pydatetime()
-    selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1)
-    return Plan(selection, phases, phase1, phase2, phase3, phase4, 7 if args.quick else 31, Path(args.report))
+    selection = select(Path(args.data), args.exchange, symbols, start, replayed or phase1, max_symbols=wide)
+    core = selection.symbols
+    if len(selection.symbols) <= CORE_PAIRS:
+        phase2 = min(phase2, 36.0)  # the folder had no more pairs: the five-pair cap (the window ends later, unused)
+    if wide != CORE_PAIRS:
+        longest = select(Path(args.data), args.exchange, None, start, replayed or phase1).symbols
+        core = tuple(s for s in selection.symbols if s in longest)
+    return Plan(selection, core, phases, phase1, phase2, phase3, phase4, 7 if args.quick else 31,
+                Path(args.report))
 
 
 # --- the shared world of one run -----------------------------------------------------------------------
@@ -145,11 +160,16 @@ class Demo:
     harness: Harness | None = None
     emitted: int = 0
     results: dict[int, PhaseResult | str] = field(default_factory=dict)
+    recorded_until: dict[str, pd.Timestamp] = field(default_factory=dict)  # per pair, the last candle `record` wrote
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def selection(self) -> Selection:
         return self.plan.selection
+
+    @property
+    def core(self) -> tuple[str, ...]:
+        return self.plan.core
 
     def conn(self) -> psycopg.Connection:
         return psycopg.connect(self.url)
@@ -198,6 +218,9 @@ def demo_database(config: ControllerConfig) -> tuple[str, psycopg.Connection]:
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DEMO_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DB)))
+            # a throwaway database: a commit need not wait for its WAL flush (a crash loses the last few
+            # commits of a demo, never their consistency); the replay commits after every scan and claim
+            conn.execute(sql.SQL("alter database {} set synchronous_commit = off").format(sql.Identifier(DEMO_DB)))
         url = server.url_for(DEMO_DB)
     with psycopg.connect(url) as conn:
         migrate(conn)
@@ -211,7 +234,7 @@ def old_candles(demo: Demo, days: int, now: datetime) -> pd.DataFrame:
     past the 5m tier's 180-day limit, so retention must drop or archive them."""
     selection = demo.selection
     series = next(s for (sym, tf), s in demo.source.series.items()
-                  if sym == selection.symbols[0] and tf == selection.timeframe)
+                  if sym == demo.core[0] and tf == selection.timeframe)
     recorded = load(series)
     step = pd.Timedelta(selection.timeframe)
     count = int(pd.Timedelta(days=days) / step)
@@ -219,7 +242,7 @@ def old_candles(demo: Demo, days: int, now: datetime) -> pd.DataFrame:
     frame = pd.concat([recorded] * repeats, ignore_index=True).iloc[:count].copy()
     end = pd.Timestamp(now - timedelta(days=200)).floor(step)
     frame["ts"] = [end - step * (count - 1 - i) for i in range(count)]
-    return frame.assign(exchange=selection.exchange, symbol=selection.symbols[0], timeframe=selection.timeframe)
+    return frame.assign(exchange=selection.exchange, symbol=demo.core[0], timeframe=selection.timeframe)
 
 
 async def phase0(demo: Demo) -> None:
@@ -247,7 +270,7 @@ async def phase0(demo: Demo) -> None:
     ok_loaded = written > 0
     ok_bounded = expired == 0 and after["candles"].rows < before["candles"].rows
     result = PhaseResult(0, "storage bounded", (
-        Check("a month of old candles loaded", ok_loaded, f"{written:,} candles of {demo.selection.symbols[0]} "
+        Check("a month of old candles loaded", ok_loaded, f"{written:,} candles of {demo.core[0]} "
                                                            f"{demo.selection.timeframe}, 200+ days old"),
         Check("retention moved or dropped them", ok_bounded,
                f"candles {before['candles'].rows:,} -> {after['candles'].rows:,} rows; {moved:,} rows moved or "
@@ -281,6 +304,23 @@ def follow(demo: Demo, now: datetime) -> None:
             demo.harness.book(symbol, mid, spread_step=mid * 0.0002, volume=1e9 / 1e4)
 
 
+def record(demo: Demo, symbols: tuple[str, ...], now: datetime) -> None:
+    """Store the replayed candles of `symbols` that closed by `now` (the selection's 5m or 1m). The scan stores
+    only the candles it reads: phase 2's scans read DCA's 15m candles, and phases 1, 3 and 4 do not scan the
+    validation-only pairs; the shadow evaluator resolves outcomes on 1m/5m candles, so without these the
+    outcomes of phase 2's candidates would stay pending."""
+    timeframe, frames = demo.selection.timeframe, []
+    for symbol in symbols:
+        last = demo.recorded_until.get(symbol)
+        since = last + pd.Timedelta(timeframe.replace("m", "min")) if last is not None else now - timedelta(hours=1)
+        candles = demo.source.fetch_ohlcv(symbol, timeframe, since, now)
+        if not candles.empty:
+            demo.recorded_until[symbol] = candles["ts"].iloc[-1]
+            frames.append(candles.assign(exchange=demo.selection.exchange, symbol=symbol, timeframe=timeframe))
+    if frames:
+        demo.store.write_candles(pd.concat(frames, ignore_index=True))
+
+
 def demo_config(demo: Demo, sizing: SizingParams) -> ControllerConfig:
     """The controller config with the selection's sizing. Recordings without the regime's BTC market (the 2018
     Bittrex files) leave the regime unknown: the demo acts as CAUTION there instead of blocking every entry."""
@@ -288,30 +328,43 @@ def demo_config(demo: Demo, sizing: SizingParams) -> ControllerConfig:
         "sizing": sizing, "regime": demo.config.regime.model_copy(update={"on_missing": "caution"})})
 
 
-def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConfig) -> Scanner:
+def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConfig,
+                symbols: tuple[str, ...] | None = None) -> Scanner:
     harness = demo.harness
     assert harness is not None
     # Signals expire in the executor's time: here that is the paper clock, which runs ahead of the wall clock.
     return Scanner(config=config, strategy_config=strategies, store=demo.store, source=demo.source,
-                   exchange=demo.selection.exchange, symbols=demo.selection.symbols, clock=demo.clock.now,
+                   exchange=demo.selection.exchange, symbols=symbols or demo.core, clock=demo.clock.now,
                    wall_clock=lambda: datetime.fromtimestamp(harness.now, UTC), flag_defaults=demo.store.flag_values(),
-                   params_source=ActiveParams(demo.conn))  # as `controller run`: an applied recommendation trades
+                   # as `controller run`: an applied recommendation trades (its lookup on the store's pool: a
+                   # connection per scan and strategy cost more than the query)
+                   params_source=ActiveParams(demo.store.pool.connection))
 
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
-                 label: str = "") -> int:
-    """Scan and trade one candle at a time until `until` or `done()`; returns the scans made."""
+                 label: str = "", scan_every_s: int = STEP_S, recorded: tuple[str, ...] | None = None) -> int:
+    """Trade one 5-minute candle at a time (the paper book follows each close) until `until` or `done()`,
+    scanning at each close of `scan_every_s` (the loop scans at the closes of the shortest timeframe it
+    runs); `recorded`: the pairs whose candles `record` stores (default: those the scan does not read);
+    returns the scans made."""
     harness = demo.harness
     assert harness is not None
     scans, timing = 0, demo.seconds
+    unscanned = recorded if recorded is not None else tuple(s for s in demo.selection.symbols
+                                                            if s not in scanner.symbols)
     while demo.clock.now() < until and not done():
         demo.clock.advance(STEP_S)
         t0 = time.monotonic()
-        report = scanner.scan()
+        if demo.clock.now().timestamp() % scan_every_s == 0:
+            report = scanner.scan()
+            scans += 1
+        else:
+            report = CycleReport(at=demo.clock.now())
         t1 = time.monotonic()
-        scans += 1
         demo.emitted += report.emitted
         follow(demo, demo.clock.now())
+        if unscanned and demo.clock.now().timestamp() % 3600 == 0:
+            record(demo, unscanned, demo.clock.now())  # an hour's candles in one write
         if report.emitted:
             # let the executor claim what was just emitted before its clock moves on
             try:
@@ -321,16 +374,40 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
                 console.print(f"  [yellow]the executor has not claimed every signal after 10 s at "
                               f"{demo.clock.now():%Y-%m-%d %H:%M}; going on[/]")
         t2 = time.monotonic()
-        await harness.step(STEP_S, real_pause=0.0005)
+        await advance(harness, STEP_S, busy=report.emitted > 0)
         t3 = time.monotonic()
         timing["scan"] = timing.get("scan", 0.0) + t1 - t0
         timing["claim"] = timing.get("claim", 0.0) + t2 - t1
         timing["execute"] = timing.get("execute", 0.0) + t3 - t2
-        if scans % 48 == 0:
+        if demo.clock.now().timestamp() % (4 * 3600) == 0:
             console.print(f"  {label}replayed to {demo.clock.now():%Y-%m-%d %H:%M}: {demo.emitted} signals, "
                           f"{harness.strategy.worker.stats['claimed']} claimed, "
                           f"{len(harness.strategy.positions)} open positions, {demo.trades()} trades closed")
+    if unscanned:
+        record(demo, unscanned, demo.clock.now())  # the rest, before a shadow pass reads them
     return scans
+
+
+def in_flight(harness: Harness) -> bool:
+    """Whether the executor is between a claim and its outcome: claimed signals not yet taken, orders not yet
+    filled, close requests not yet acted on, acks and reports not yet delivered."""
+    strategy = harness.strategy
+    worker = strategy.worker
+    return bool(strategy.pending) or not worker.claimed.empty() or not worker.close_requests.empty() \
+        or not worker.restored.empty() or len(strategy.outbox) > 0
+
+
+async def advance(harness: Harness, seconds: float, busy: bool) -> None:
+    """Move Hummingbot's clock `seconds` on. It ticks every `tick_size` either way (backtest_til runs each tick's
+    on_tick, order checks and fills); while the executor has work in flight each tick is followed by a moment of
+    real time for its queue thread, as `Harness.step` does; when it has none (positions resting on their
+    exits, or none open), the ticks run back to back: the thread has nothing to hand over between them."""
+    if busy or in_flight(harness):
+        await harness.step(seconds, real_pause=0.0005)
+        return
+    harness.now += seconds
+    harness.clock.backtest_til(harness.now)
+    await asyncio.sleep(0)
 
 
 async def phase1(demo: Demo) -> None:
@@ -385,10 +462,14 @@ async def phase2(demo: Demo) -> None:
                   f"{profile.max_open_total} open, entries under confidence {profile.min_confidence:g} skipped) "
                   f"until {PHASE2_TARGET_TRADES} trades of this phase (at most {demo.plan.phase2_max_hours:g} h), "
                   f"{_sizes(demo.selection, profile.size_factor)}")
-    scanner = scanner_for(demo, _strategies(demo), config)
-    scans = await _with_harness(demo, lambda: replay(demo, scanner, until, closed(demo, PHASE2_TARGET_TRADES),
-                                                     "validation: "))
-    console.print(f"  {scans} scans to {demo.clock.now():%Y-%m-%d %H:%M}, {demo.trades() - before} trades "
+    # the profile runs one strategy: the loop scans at the closes of its timeframe (DCA's 15m), while the paper
+    # book still follows every 5-minute close
+    every = min(timeframe_seconds(s.timeframe) for n, s in _strategies(demo).items() if n in profile.strategies)
+    scans = await _with_harness(demo, lambda: replay(
+        demo, scanner_for(demo, _strategies(demo), config, demo.selection.symbols), until,
+        closed(demo, PHASE2_TARGET_TRADES), "validation: ", scan_every_s=every, recorded=demo.selection.symbols))
+    console.print(f"  {scans} scans (one per {every // 60} min candle) to {demo.clock.now():%Y-%m-%d %H:%M}, "
+                  f"{demo.trades() - before} trades "
                   f"closed in this phase, {demo.trades()} in all")
     demo.finish_phase(2)
 
@@ -405,7 +486,9 @@ async def _with_harness(demo: Demo, body: Callable[[], Awaitable[int]]) -> int:
         executor = executor_config(outbox, exchange=demo.selection.exchange,
                                    trading_pairs=list(demo.selection.symbols), consumer="demo-bot",
                                    max_open_positions=50, max_open_per_pair=3, stability_window_s=5,
-                                   claim_interval_s=0.02, heartbeat_interval_s=2)
+                                   # the scan's signals wake it at once (LISTEN): the poll is a fallback, and a
+                                   # fast one costs the 2-core machine three queries every 20 ms
+                                   claim_interval_s=0.1, heartbeat_interval_s=2)
         demo.harness = start(executor, PostgresQueue(demo.url), exchange=fee_exchange(demo), books={}, tick_size=5.0)
         follow(demo, demo.clock.now())
     scans = await body()
@@ -529,7 +612,9 @@ async def run_phases(demo: Demo) -> None:
     try:
         for phase in demo.plan.phases:
             console.rule(f"phase {phase}")
+            began = time.monotonic()
             await PHASES[phase](demo)
+            demo.seconds[f"phase {phase}"] = time.monotonic() - began
         await close_open_positions(demo)
     finally:
         if demo.harness is not None:
@@ -576,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"offline demo on {selection.folder}: {selection.exchange} {', '.join(selection.symbols)} "
                   f"({selection.timeframe} candles, quoted in {selection.quote}) from {selection.start:%Y-%m-%d %H:%M}"
                   f" UTC; phases {', '.join(map(str, plan.phases))}")
+    if plan.core != selection.symbols:
+        console.print(f"phases 1, 3 and 4 scan the {len(plan.core)} longest records ({', '.join(plan.core)}); "
+                      f"phase 2's validation profile trades all {len(selection.symbols)} pairs")
     try:
         asyncio.run(run_phases(demo))
     finally:

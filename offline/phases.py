@@ -37,9 +37,13 @@ class Demo(Protocol):
 
     config: Any
     specs: flags.FlagsFile
+    store: Any  # its pool lends the scan's per-cycle lookups a connection
 
     @property
     def selection(self) -> Any: ...
+
+    @property
+    def core(self) -> tuple[str, ...]: ...
 
     @property
     def clock(self) -> Any: ...
@@ -62,9 +66,9 @@ def _flags(demo: Demo) -> dict[str, Any]:
 
 
 def training_series(demo: Demo, before: datetime) -> list[tuple[Recording, pd.DataFrame]]:
-    """The selection's recorded pairs (and any BTC reference) cut to the candles closed before `before`."""
+    """The recorded pairs phases 3 and 4 scan (and any BTC reference) cut to the candles closed before `before`."""
     selection = demo.selection
-    wanted = set(selection.symbols)
+    wanted = set(demo.core)  # the pairs phases 3 and 4 scan
     out = []
     for recording in recordings(selection.folder):
         mine = recording.exchange == selection.exchange and recording.symbol in wanted
@@ -115,11 +119,14 @@ async def run_phase3(demo: Demo, hours: float, replay: Replay, console: Any) -> 
     with demo.conn() as conn:
         arms = conn.execute("select arm, count(*) from ml_predictions group by 1 order by 1").fetchall()
     console.print("  ml_predictions by arm: " + (", ".join(f"{a} {n}" for a, n in arms) or "none"))
+    if not active:
+        console.print("  [yellow]so the checklist's 100+ ML-influenced trades cannot hold on this data: with no "
+                      "active model no signal is boosted (each strategy's reason is printed above)[/]")
 
 
 def scorer(demo: Demo) -> MlScorer:
     """The ML booster of the scan: it scores only with ml.enabled and an active model."""
-    return MlScorer(demo.conn, _strategies(demo), demo.config.ml, demo.selection.exchange)
+    return MlScorer(demo.store.pool.connection, _strategies(demo), demo.config.ml, demo.selection.exchange)
 
 
 def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:

@@ -3,13 +3,15 @@ the shared recordings cut into the shapes users have (several windows of a pair,
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from controller.data.market_data import SimClock, ohlcv_dir
+from controller.data.market_data import SimClock, ohlcv_dir, window
+from offline import demo
 from offline.dataset import DatasetError, DatasetSource, select
 
 SHARED = ohlcv_dir()
@@ -93,3 +95,50 @@ def test_a_file_without_candles_or_columns_is_named(tmp_path: Path) -> None:
     (tmp_path / "bittrex_ETH-BTC_5m.csv").write_text("timestamp,close\n1516423980000,0.09\n")
     with pytest.raises(DatasetError, match=r"bittrex_ETH-BTC_5m\.csv lacks the columns high, low, open, volume"):
         select(tmp_path)
+
+
+def test_the_replay_reveals_exactly_the_closed_candles_of_each_window_it_is_asked(tmp_path: Path) -> None:
+    # the source finds a window by binary search on the series' open times: it must return what the plain
+    # filter (`window`) returns, for 5m as recorded and 15m/1h built from it, across the hole between two windows
+    copy("binanceusdm_BTC-USDT_5m.csv", tmp_path, "binance_BTC-USDT_5m_20230102.csv", slice(0, 2000))
+    copy("binanceusdm_BTC-USDT_5m.csv", tmp_path, "binance_BTC-USDT_5m_20230115.csv", slice(3000, 5000))
+    selection = select(tmp_path)
+    clock = SimClock(selection.start)
+    source = DatasetSource(selection, clock=clock)
+    seen = 0
+    for step in [0, 60, 300, 900, 3600, 7 * 3600, 24 * 3600] * 12:
+        clock.advance(step)
+        now = clock.now()
+        for timeframe in ("5m", "15m", "1h"):
+            for since, until in ((now - timedelta(hours=25), None), (now - timedelta(minutes=47), now),
+                                 (now - timedelta(hours=3), now - timedelta(minutes=7))):
+                got = source.fetch_ohlcv("BTC-USDT", timeframe, since, until)
+                expected = window(source._candles("BTC-USDT", timeframe), timeframe, since, until, now)
+                pd.testing.assert_frame_equal(got, expected)
+                assert got.empty or got["ts"].iloc[-1] + pd.Timedelta(timeframe.replace("m", "min")) <= now
+                seen += len(got)
+    assert seen > 10_000  # the windows held candles, not only empty frames
+
+
+def plan_for(folder: Path, **options: object) -> demo.Plan:
+    """The plan of `python -m offline.demo --data folder` with these options (as argparse gives them)."""
+    values = {"data": str(folder), "exchange": None, "symbols": None, "start": None, "hours": None,
+              "phases": "0-4", "quick": False, "report": "r.html"}
+    return demo.make_plan(argparse.Namespace(**{**values, **options}))
+
+
+def test_phase_2_trades_every_pair_of_the_stretch_and_the_other_phases_the_five_longest(tmp_path: Path) -> None:
+    # seven BTC pairs over one stretch: the five full records and two recorded from two days later
+    for name in ("ADA", "ETC", "ETH", "LTC", "XLM"):
+        copy(f"bittrex_{name}-BTC_5m.csv", tmp_path)
+    for name, like in (("NEO", "ETH"), ("OMG", "LTC")):
+        copy(f"bittrex_{like}-BTC_5m.csv", tmp_path, f"bittrex_{name}-BTC_5m.csv", slice(576, None))
+    plan = plan_for(tmp_path)
+    assert set(plan.selection.symbols) == {"ADA-BTC", "ETC-BTC", "ETH-BTC", "LTC-BTC", "XLM-BTC", "NEO-BTC",
+                                           "OMG-BTC"}
+    assert plan.core == ("ADA-BTC", "ETC-BTC", "ETH-BTC", "LTC-BTC", "XLM-BTC")
+    # the pairs a user names, and a --quick run, are scanned by every phase
+    named = plan_for(tmp_path, symbols="ETH-BTC,NEO-BTC")
+    assert named.core == named.selection.symbols == ("ETH-BTC", "NEO-BTC")
+    quick = plan_for(tmp_path, quick=True)
+    assert quick.core == quick.selection.symbols and len(quick.core) == 5
