@@ -15,8 +15,8 @@ $(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/proje
 	touch $@
 
 # Two workers (pytest-xdist), each with its own embedded Postgres; a test file stays on one worker, and the
-# tests that read the shared demo run (fixture demo_run) share one (tests/conftest.py). TEST_ARGS= runs serially.
-TEST_ARGS ?= -n 2 --dist loadgroup
+# files that read the shared demo run (fixture demo_run) share one (tests/conftest.py). TEST_ARGS= runs serially.
+TEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS)
 

@@ -36,14 +36,33 @@ DEMO_S = 1500
 DEMO_TEST_TIMEOUT = pytest.mark.timeout(DEMO_S + 300)
 
 
+# The test files that read the session's demo run (`demo_run`, minutes per run, built once per worker). Under
+# `make test` (`pytest -n 2 --dist loadfile`) they go to one worker as one unit, so the demo runs once; every
+# other file is its own unit, so a module's fixtures are built once. A reader elsewhere fails the collection.
+DEMO_RUN_FILES = ("tests/e2e/test_demo.py", "tests/integration/shadow/test_shadow_evaluate.py")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; optional: none without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """xdist's scheduler for `--dist loadfile`, with the demo readers' files as one unit (xdist's own
+    `loadgroup` marks do not reach the test ids under pytest 9.2)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class DemoRunOnce(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "demo_run" if path in DEMO_RUN_FILES else path
+
+    return DemoRunOnce(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Which tests share a worker under `pytest -n 2 --dist loadgroup` (what `make test` runs): each test file is
-    one group, so a module's fixtures are built once; and every test that reads `demo_run` (a session fixture,
-    minutes per run, built once per worker) is in one group, so the demo runs once, not once per worker.
-    Without xdist the marks do nothing."""
-    for item in items:
-        group = "demo_run" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    stray = sorted({item.nodeid.split("::", 1)[0] for item in items if "demo_run" in getattr(item, "fixturenames", ())}
+                   - set(DEMO_RUN_FILES))
+    if stray:
+        raise pytest.UsageError(f"{', '.join(stray)} read demo_run: add them to DEMO_RUN_FILES in tests/conftest.py")
 
 
 @dataclass(frozen=True)
@@ -165,3 +184,5 @@ def demo_run(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> I
         yield DemoRun(url, result, report)
     finally:
         pg_server.drop_database(url)
+
+
