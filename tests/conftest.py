@@ -24,6 +24,7 @@ from controller.config import PROJECT_ROOT
 from controller.data.embedded_db import EmbeddedPostgres
 from controller.data.market_data import ohlcv_dir
 from controller.data.migrate import migrate
+from controller.data.storage.postgres import PostgresStore
 from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
 
 # The one database of the test server in which pg_cron may be created (cron.database_name).
@@ -156,6 +157,15 @@ def migrated_db(pg_server: PgServer, migrated_template: str) -> Iterator[str]:
         yield url
     finally:
         pg_server.drop_database(url)
+
+
+@pytest.fixture
+def store(migrated_db: str) -> Iterator[PostgresStore]:
+    """The controller's Postgres store on a migrated database (test modules that need flags set first define
+    their own)."""
+    adapter = PostgresStore(migrated_db)
+    yield adapter
+    adapter.close()
 
 
 @dataclass(frozen=True)

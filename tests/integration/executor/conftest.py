@@ -1,21 +1,11 @@
-"""Fixtures every executor test uses: the real Postgres store the controller writes signals with, and the
-script's outbox file in the test's own folder."""
+"""Fixtures every executor test uses: the script's outbox file in the test's own folder (the real Postgres store
+the controller writes signals with is `store` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from controller.data.storage.postgres import PostgresStore
-
-
-@pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
 
 
 @pytest.fixture

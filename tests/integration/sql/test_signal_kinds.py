@@ -28,13 +28,6 @@ NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=3)
 
 
 @pytest.fixture
-def store(migrated_db: str) -> Iterator[PostgresStore]:
-    adapter = PostgresStore(migrated_db)
-    yield adapter
-    adapter.close()
-
-
-@pytest.fixture
 def queue(migrated_db: str) -> Iterator[PostgresQueue]:
     client = PostgresQueue(migrated_db, retry=NO_WAIT)
     yield client
