@@ -10,4 +10,6 @@ once. Pure functions of arrays: no I/O, and nothing here imports the rest of the
   statistic; paired differences.
 - `stats.multiple`: Holm and Benjamini-Hochberg adjustments (statsmodels).
 - `stats.power`: trades needed, minimum detectable effect and power for win rates and mean P&L.
+- `stats.rates`: an observed rate with its Wilson interval.
+- `stats.scores`: Brier score and Brier skill.
 """

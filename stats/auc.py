@@ -59,4 +59,5 @@ def delong(y: np.ndarray, score: np.ndarray, confidence: float = 0.95) -> AucInt
         p = 0.0 if auc > 0.5 else 1.0
     else:
         p = float(norm.sf((auc - 0.5) / se))
-    return AucInterval(auc, se, max(0.0, auc - z * se), min(1.0, auc + z * se), m, n, PValue(p, 0.0, "DeLong"))
+    return AucInterval(auc, se, float(max(0.0, auc - z * se)), float(min(1.0, auc + z * se)), m, n,
+                       PValue(p, 0.0, "DeLong"))

@@ -203,3 +203,12 @@ def test_brier_skill_is_zero_for_the_base_rate_and_one_for_certainty() -> None:
     assert scores.brier_skill(y, np.full(8, y.mean())) == pytest.approx(0.0)
     assert scores.brier_skill(y, y.astype(float)) == pytest.approx(1.0)
     assert scores.brier_skill(y, np.full(8, 0.9)) < 0
+
+
+def test_wilson_interval_of_none_in_two_hundred() -> None:
+    from stats.rates import wilson
+
+    low, high = wilson(0, 200)
+    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.0188, abs=0.0005)
+    low, high = wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=0.0005) and high == pytest.approx(0.5962, abs=0.0005)
