@@ -212,3 +212,17 @@ def test_wilson_interval_of_none_in_two_hundred() -> None:
     assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.0188, abs=0.0005)
     low, high = wilson(50, 100)
     assert low == pytest.approx(0.4038, abs=0.0005) and high == pytest.approx(0.5962, abs=0.0005)
+
+
+def test_the_rate_difference_interval_excludes_zero_at_about_five_percent_under_no_difference() -> None:
+    from stats.rates import rate_difference
+
+    diff, low, high = rate_difference(90, 120, 24, 60)
+    assert diff == pytest.approx(0.35) and 0.19 < low < 0.21 and 0.47 < high < 0.51
+    rng = np.random.default_rng(13)
+    fired = 0
+    for _ in range(1000):
+        a, b = rng.binomial(100, 0.45), rng.binomial(25, 0.45)
+        _, low, high = rate_difference(a, 100, b, 25)
+        fired += low > 0 or high < 0
+    assert 0.03 < fired / 1000 < 0.07
