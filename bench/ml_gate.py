@@ -13,6 +13,10 @@ the project's strategies and costs. Then:
      their link to the features: the null the block bootstrap must survive.
    The false-promotion rate per strategy is the share of runs the gate would have promoted that strategy,
    with its Wilson 95 % interval; each figure's own firing rate is reported beside it.
+3. Planted runs (`--nulls planted`, reported as power, not as false promotions): outcomes drawn from the
+   entries' own rule confidence (log-odds of a win = the base rate's + 1 x its z-score, AUC about 0.75), a win
+   paying the strategy's mean winning net return and a loss its mean losing one: how often the gate
+   promotes a model when there is something to learn (a gate that never promotes also has no false ones).
 
 Goal: false-promotion rate <= 1 % per strategy. Last line: one JSON object. One thread for the boosted
 trees (the box is shared); a run of all three strategies takes a few seconds.
@@ -46,6 +50,7 @@ HISTORY = Path(os.environ.get("OHLCV_HISTORY_DIR", PROJECT_ROOT.parent / "shared
 THRESHOLD = 0.6  # the ml.min_confidence flag's default
 GOAL_MAX_RATE = 0.01
 NULLS = ("shuffled", "shifted")
+KINDS = (*NULLS, "planted")
 
 
 def retrain(groups: dict[str, pd.DataFrame], config: MlConfig) -> dict[str, dict[str, Any]]:
@@ -88,13 +93,29 @@ def null_outcomes(group: pd.DataFrame, kind: str, rng: np.random.Generator) -> p
     return out
 
 
+def planted_outcomes(group: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """`group` with outcomes that its rule confidence really predicts (see the module's docstring)."""
+    y = group["label"].to_numpy()
+    r = group["net_return_pct"].to_numpy()
+    x = np.nan_to_num(group["rule_confidence"].to_numpy(dtype=np.float64), nan=0.0)
+    z = (x - x.mean()) / (x.std() or 1.0)
+    base = np.log(y.mean() / (1 - y.mean()))
+    label = (rng.uniform(size=len(y)) < 1 / (1 + np.exp(-(base + z)))).astype(np.int64)
+    out = group.copy()
+    out["label"] = label
+    out["net_return_pct"] = np.where(label == 1, r[y == 1].mean(), r[y == 0].mean())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="null retrains per kind (at least 200 for the goal)")
-    parser.add_argument("--nulls", default=",".join(NULLS), help="comma-separated: shuffled, shifted")
+    parser.add_argument("--nulls", default=",".join(NULLS), help="comma-separated: shuffled, shifted, planted")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     kinds = [k for k in args.nulls.split(",") if k]
+    if unknown := set(kinds) - set(KINDS):
+        parser.error(f"unknown --nulls {sorted(unknown)}: choose from {', '.join(KINDS)}")
     config = MlConfig()
     started = time.perf_counter()
     events, candles = build_events(HISTORY, load_strategies(), config.costs)
@@ -116,7 +137,8 @@ def main() -> None:
             fired: dict[str, dict[str, int]] = {n: {} for n in groups}
             t0 = time.perf_counter()
             for run in range(args.runs):
-                decided = retrain({n: null_outcomes(g, kind, rng) for n, g in groups.items()}, config)
+                decided = retrain({n: planted_outcomes(g, rng) if kind == "planted" else null_outcomes(g, kind, rng)
+                                   for n, g in groups.items()}, config)
                 for name, r in decided.items():
                     promoted[name] += r["promoted"]
                     for figure, ok in r.get("checks", {}).items():
@@ -132,12 +154,15 @@ def main() -> None:
                                      "rate_ci95": [round(low, 4), round(high, 4)],
                                      "figure_pass_rates": {f: round(k / args.runs, 4)
                                                            for f, k in sorted(fired[name].items())}}
-                print(f"{kind:8s} {name:8s} false promotions {promoted[name]}/{args.runs} "
+                what = "promotions (power)" if kind == "planted" else "false promotions"
+                print(f"{kind:8s} {name:8s} {what} {promoted[name]}/{args.runs} "
                       f"({promoted[name] / args.runs:.1%}, 95 % {low:.1%}-{high:.1%}); each figure passes: "
                       + ", ".join(f"{f} {k / args.runs:.1%}" for f, k in sorted(fired[name].items())), flush=True)
+    planted = nulls.pop("planted", None)
     worst = max((r["rate"] for kind in nulls.values() for r in kind.values()), default=None)
     print(json.dumps({"history": HISTORY.name, "events": {n: len(g) for n, g in groups.items()},
                       "runs_per_null": args.runs, "false_promotion": nulls, "max_false_promotion_rate": worst,
+                      "planted_power": planted,
                       "goal_max_rate": GOAL_MAX_RATE, "goal_met": worst is not None and worst <= GOAL_MAX_RATE,
                       "real_gate": {n: {"promoted": r["promoted"], "failing": r["failing"], **r.get("figures", {})}
                                     for n, r in real.items()},
