@@ -17,7 +17,6 @@ Conventions the checks rely on (what the executor, the ML scorer and the shadow 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +26,6 @@ import psycopg
 PHASES = (1, 2, 3, 4)
 CHAMPION = "CHAMPION"  # shadow.variations.CHAMPION (controller does not import the shadow package)
 SIGNIFICANCE = 0.05  # two-sided p-value below which two result sets count as different
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -102,16 +100,6 @@ class Facts:
 
 
 # --- statistics ----------------------------------------------------------------------------------
-
-def win_rate_difference(wins_a: int, n_a: int, wins_b: int, n_b: int) -> tuple[float, float, float] | None:
-    """Difference of two win rates in points (a - b) with its 95% Wald interval; None when a side is empty."""
-    if n_a == 0 or n_b == 0:
-        return None
-    p_a, p_b = wins_a / n_a, wins_b / n_b
-    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
-    diff = (p_a - p_b) * 100
-    return diff, diff - Z95 * se * 100, diff + Z95 * se * 100
-
 
 def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p-value of Welch's t-test; None when either side has fewer than two values."""
