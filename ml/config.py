@@ -31,6 +31,18 @@ class TrainParams(Frozen):
     seed: int = 0
 
 
+class GateParams(Frozen):
+    """What a model must show out of sample before `ml promote` activates it (`ml.gate`)."""
+
+    min_out_of_sample: int = Field(300, ge=30, description="fewer pooled out-of-sample entries than this: refuse")
+    min_held_back: int = Field(100, ge=20, description="fewer held-back-asset entries than this: refuse")
+    held_back_share: float = Field(0.25, gt=0, lt=0.5, description="share of base assets held back from training")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided level of the AUC interval; the edge's "
+                                                               "lower bound is its one-sided counterpart")
+    family_alpha: float = Field(0.05, gt=0, lt=0.5, description="Holm level across the strategies of one retrain")
+    resamples: int = Field(2000, ge=200, le=100_000, description="bootstrap resamples of the edge")
+
+
 class RetrainConfig(Frozen):
     enabled: bool = Field(False, description="run the retrainer beside `run` (its own thread and timeout)")
     replay: Path | None = Field(None, description="folder of recorded candles the retrainer trains on (none: off)")
@@ -48,4 +60,5 @@ class MlConfig(Frozen):
                                                      "a candidate is out of distribution: no effect")
     costs: CostParams = CostParams()
     train: TrainParams = TrainParams()
+    gate: GateParams = GateParams()
     retrain: RetrainConfig = RetrainConfig()

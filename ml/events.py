@@ -153,12 +153,23 @@ def _is_btc_reference(recording: Recording) -> bool:
 
 
 def _btc_frames(series: list[tuple[Recording, pd.DataFrame | Columns]]) -> pd.DataFrame:
-    """BTC against a dollar quote, for the regime features (empty when there is none)."""
-    frames = [frame_of(candles) if isinstance(candles, dict) else candles for recording, candles in series
-              if _is_btc_reference(recording)]
+    """BTC against a dollar quote, for the regime features (empty when there is none), with each candle's own
+    close time (`closed` = open time + its recording's timeframe): references of different timeframes are
+    merged by when each candle closed, never by a candle length guessed from the merged gaps (a 1h candle
+    would count as closed 5 minutes after it opened). Where two close at the same instant the finer one stays."""
+    frames = []
+    for recording, candles in series:
+        if not _is_btc_reference(recording):
+            continue
+        frame = frame_of(candles) if isinstance(candles, dict) else candles.copy()
+        step_s = timeframe_seconds(recording.timeframe)
+        frame["closed"] = frame["ts"] + pd.Timedelta(seconds=step_s)
+        frame["step_s"] = step_s
+        frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
-    return pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
+        return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume", "closed", "step_s"])
+    merged = pd.concat(frames).sort_values(["closed", "step_s"], kind="stable")
+    return merged.drop_duplicates("closed", keep="first").reset_index(drop=True)
 
 
 def evaluate(name: str, section: StrategyConfig, candles: pd.DataFrame) -> pd.DataFrame:

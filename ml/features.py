@@ -103,13 +103,19 @@ def regime_series(btc: pd.DataFrame, at: pd.Series) -> dict[str, np.ndarray]:
     """The regime reading at each time of `at` from BTC candles (ts = open time, as recorded), vectorised.
 
     Same definitions as `controller.scan.regime.classify`: percent change from the last close at or before
-    t - h to the last close at or before t, and the 24 h high-low range over the last close. Only candles
-    that closed by t are used."""
+    t - h to the last close at or before t, and the 24 h high-low range of the candles closed in (t - 24 h, t].
+    Only candles that closed by t are used: a candle's close time is its `closed` column (what
+    `ml.events._btc_frames` gives, each reference with its own timeframe), or, for one series without it,
+    open time + the series' candle length."""
     n = len(at)
     if btc is None or btc.empty or n == 0:
         return {k: np.full(n, np.nan) for k in REGIME_FEATURES}
-    step = btc["ts"].diff().dropna().min() if len(btc) > 1 else pd.Timedelta(hours=1)
-    closed = (btc["ts"] + step).to_numpy(dtype="datetime64[s]").view(np.int64)
+    if "closed" not in btc.columns:
+        step = btc["ts"].diff().dropna().min() if len(btc) > 1 else pd.Timedelta(hours=1)
+        btc = btc.assign(closed=btc["ts"] + step)
+    btc = btc.sort_values("closed", kind="stable")
+    closed_at = pd.to_datetime(btc["closed"], utc=True)
+    closed = closed_at.to_numpy(dtype="datetime64[s]").view(np.int64)
     close = btc["close"].to_numpy(dtype=np.float64)
     t = at.to_numpy(dtype="datetime64[s]").view(np.int64)
     last = np.searchsorted(closed, t, side="right") - 1
@@ -119,10 +125,10 @@ def regime_series(btc: pd.DataFrame, at: pd.Series) -> dict[str, np.ndarray]:
     for key, hours in (("btc_change_1h_pct", 1), ("btc_change_4h_pct", 4), ("btc_change_24h_pct", 24)):
         past = np.searchsorted(closed, t - hours * 3600, side="right") - 1
         out[key] = np.where(fresh & (past >= 0), (now_close / close[np.maximum(past, 0)] - 1) * 100, np.nan)
-    # 24 h range: rolling max/min of high/low over a day of candles ending at `last`
-    per_day = max(1, round(86400 / step.total_seconds()))
-    hi = pd.Series(btc["high"].to_numpy(dtype=np.float64)).rolling(per_day, min_periods=1).max().to_numpy()
-    lo = pd.Series(btc["low"].to_numpy(dtype=np.float64)).rolling(per_day, min_periods=1).min().to_numpy()
+    # 24 h range: max high / min low of the candles that closed in the day ending at `last`'s close
+    index = pd.DatetimeIndex(closed_at.to_numpy())
+    hi = pd.Series(btc["high"].to_numpy(dtype=np.float64), index=index).rolling("24h").max().to_numpy()
+    lo = pd.Series(btc["low"].to_numpy(dtype=np.float64), index=index).rolling("24h").min().to_numpy()
     idx = np.maximum(last, 0)
     out["btc_volatility_24h_pct"] = np.where(fresh, (hi[idx] - lo[idx]) / now_close * 100, np.nan)
     return out

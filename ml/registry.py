@@ -5,8 +5,9 @@ A model is saved as `<model_dir>/<version>.joblib` (a dict with the version, str
 refuses an artefact whose hash differs from the row's, or whose feature list differs (by name and order) from
 the row's or from the features this code computes: a model never silently reads the wrong columns.
 
-Promotion makes a model the active one of its strategy only when its walk-forward trading figure beats rules
-only (beyond bootstrap noise) and beats the active model's; a forced promotion records who forced it.
+Promotion makes a model the active one of its strategy only when every figure of the promotion gate
+(`ml.gate`) holds on its stored metrics and evaluations, and it beats the active model's trading figure; a
+forced promotion records who forced it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from controller.model import resolve
+from ml import gate as promotion_gate
+from ml.config import GateParams
 from ml.features import FEATURES
-from ml.train import ConfidenceModel, beats_rules
+from ml.train import ConfidenceModel
 
 
 class ArtefactMismatch(Exception):
@@ -135,13 +138,15 @@ def _per_unit(metrics: dict[str, Any]) -> float | None:
         return None
 
 
-def gate(conn: psycopg.Connection, version: str) -> tuple[bool, str]:
-    """Whether `version` may replace its strategy's active model on the walk-forward trading figure."""
+def gate(conn: psycopg.Connection, version: str, params: GateParams | None = None) -> tuple[bool, str]:
+    """Whether `version` may replace its strategy's active model: every gate figure of its stored metrics and
+    evaluations (`ml.gate.decide`), then the trading figure against the active model's."""
     row = _row(conn, version)
     metrics = dict(row["metrics"])
     if "out_of_sample" not in metrics:
-        return False, "no walk-forward metrics recorded: run ml evaluate first"
-    ok, why = beats_rules(metrics)
+        return False, "refused: no walk-forward metrics recorded with this model: train it again"
+    ok, why = promotion_gate.verdict(promotion_gate.decide(metrics, list(row["evaluations"] or []),
+                                                           params or GateParams()))
     if not ok:
         return False, why
     current = active_versions(conn).get(str(row["strategy"]))
@@ -154,10 +159,10 @@ def gate(conn: psycopg.Connection, version: str) -> tuple[bool, str]:
 
 
 def promote(conn: psycopg.Connection, version: str, *, actor: str, force: bool = False,
-            note: str | None = None) -> tuple[bool, str]:
+            note: str | None = None, params: GateParams | None = None) -> tuple[bool, str]:
     """Make `version` its strategy's active model if the gate passes (or `force`); return (promoted, why)."""
     row = _row(conn, version)
-    ok, why = gate(conn, version)
+    ok, why = gate(conn, version, params)
     if not ok and not force:
         return False, why
     reason = why if ok else f"forced by {actor} against the gate ({why})" + (f": {note}" if note else "")
@@ -176,5 +181,12 @@ def add_evaluation(conn: psycopg.Connection, version: str, evaluation: dict[str,
                  (_json([evaluation]), version))
 
 
-def set_metrics(conn: psycopg.Connection, version: str, metrics: dict[str, Any]) -> None:
-    conn.execute("update ml_models set metrics = %s where version = %s", (_json(metrics), version))
+def record_evaluation(conn: psycopg.Connection, strategy: str, replay: str, metrics: dict[str, Any], *,
+                      actor: str) -> int:
+    """Store a walk-forward run of freshly fitted models (`ml evaluate` without a model) as its own record;
+    no registered model's metrics change. Returns the record's id."""
+    row = conn.execute("insert into ml_evaluations (strategy, replay, events, metrics, created_by) values"
+                       " (%s, %s, %s, %s, %s) returning id",
+                       (strategy, replay, int(metrics.get("events", 0)), _json(metrics), actor)).fetchone()
+    return int(row[0])
+

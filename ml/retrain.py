@@ -25,6 +25,7 @@ from controller.scan.strategy_params import StrategiesConfig
 from ml import registry
 from ml.config import MlConfig
 from ml.events import build_events, events_from_series, series_from_store
+from ml.gate import with_family
 from ml.train import TrainingRefused, fit, walk_forward
 
 logger = logging.getLogger(__name__)
@@ -43,27 +44,34 @@ def train_and_register(conn: psycopg.Connection, events: pd.DataFrame, config: M
     """Per strategy: purged walk-forward metrics, a model fitted on all its events, registered (inactive), and
     with `promote` the gate applied. A refused strategy is reported with its reason and registers nothing."""
     outcome = TrainOutcome()
+    fitted: dict[str, tuple[Any, pd.DataFrame]] = {}
     for name, group in events.groupby("strategy", sort=True):
         name = str(name)
         try:
             metrics = walk_forward(group, config.train, threshold,
-                                   progress=(lambda k, n=name: progress(n, k)) if progress else None)
+                                   progress=(lambda k, n=name: progress(n, k)) if progress else None,
+                                   gate=config.gate)
             model = fit(group, config.train)
         except TrainingRefused as exc:
             outcome.results[name] = {"refused": str(exc)}
             outcome.verdicts[name] = "not trained"
             continue
         outcome.results[name] = metrics
+        fitted[name] = (model, group)
+    # the strategies of this retrain are one family: each model's metrics carry every p (Holm reads them)
+    with_family(outcome.results, datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+    for name, (model, group) in fitted.items():
+        metrics = outcome.results[name]
         version = registry.save(conn, model, strategy=name, metrics=metrics,
                                 training_start=group["decided_at"].min().to_pydatetime(),
                                 training_end=group["horizon_end"].max().to_pydatetime(), model_dir=config.model_dir)
         conn.commit()
         outcome.versions[name] = version
         if promote:
-            promoted, why = registry.promote(conn, version, actor=actor)
+            promoted, why = registry.promote(conn, version, actor=actor, params=config.gate)
             outcome.verdicts[name] = f"{version}: {'promoted' if promoted else 'kept inactive'} ({why})"
         else:
-            ok, why = registry.gate(conn, version)
+            ok, why = registry.gate(conn, version, config.gate)
             outcome.verdicts[name] = f"{version}: registered, gate {'passes' if ok else 'refuses'} ({why})"
     return outcome
 

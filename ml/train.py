@@ -5,13 +5,13 @@ value, not an error), calibrated with a sigmoid fitted on the latest fifth of it
 order, never shuffled), so a confidence of 0.7 means about 70 % of such entries won.
 
 Walk-forward: events sorted by decision time are cut into `folds + 1` consecutive blocks; fold k tests block
-k on a model trained only on events whose label horizon (decision + time limit) ended before block k began:
-that purges every training label that overlaps the test block and embargoes the time limit before it.
+k on a model trained only on events whose label ended (the later of decision + time limit and the real exit)
+before block k began: that purges every training label that overlaps the test block.
 
 The trading figures compare, on the same out-of-sample entries: rules only (every entry at size 1), and rules +
 ML as deployed (size x `multiplier(confidence)` in [0.5, 1.5]; with the veto on, entries below the threshold
 dropped). Returns are per unit of capital (sum of size x net return / sum of size), so sizing up cannot win
-by spending more.
+by spending more. The promotion gate's figures (`ml.gate`) are computed on the pooled predictions.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-from ml.config import TrainParams
+from ml.config import GateParams, TrainParams
 from ml.features import FEATURES
+from ml.gate import figures as gate_figures
+from ml.gate import held_back_split
 
 
 class TrainingRefused(ValueError):
@@ -334,7 +336,7 @@ class Fold:
 def walk_forward_folds(events: pd.DataFrame, folds: int) -> list[Fold]:
     """Purged, embargoed, expanding-window folds over `events` sorted by `decided_at`."""
     decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
-    horizon = events["horizon_end"].to_numpy(dtype="datetime64[ns]")
+    horizon = _label_ends(events)  # purged by when each label really ended
     n = len(events)
     edges = np.linspace(0, n, folds + 2).astype(int)
     out = []
@@ -366,21 +368,6 @@ def _sizes(p: np.ndarray, threshold: float, veto: bool) -> np.ndarray:
     return np.where(p >= threshold, size, 0.0) if veto else size
 
 
-def edge_lower_bound(returns: np.ndarray, p: np.ndarray, threshold: float, veto: bool = False,
-                     resamples: int = 1000, seed: int = 0) -> float:
-    """5th percentile of (rules+ML minus rules-only) return per unit over a paired bootstrap of the entries:
-    above zero means the edge is unlikely to be noise."""
-    if len(returns) == 0:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    size = _sizes(p, threshold, veto)
-    picks = rng.integers(0, len(returns), size=(resamples, len(returns)))
-    r, s = returns[picks], size[picks]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        edge = (s * r).sum(axis=1) / s.sum(axis=1) - r.mean(axis=1)
-    return float(np.nanquantile(edge, 0.05))
-
-
 def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
                     veto: bool = False) -> dict[str, float | int]:
     """Rules only vs rules + ML on the same entries: trades, win rate, net return per unit of capital."""
@@ -400,7 +387,6 @@ def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold
         "ml_return_per_unit_pct": round(ml_pnl / float(size.sum()), 4) if size.sum() > 0 else 0.0,
         "above_threshold_trades": int(above.sum()),
         "above_threshold_win_rate": round(float(y[above].mean()), 4) if above.any() else 0.0,
-        "edge_per_unit_p05_pct": round(edge_lower_bound(returns, p, threshold, veto), 4),
     }
 
 
@@ -421,10 +407,43 @@ def scores(y: np.ndarray, p: np.ndarray, returns: np.ndarray, threshold: float, 
     }
 
 
+def _label_ends(events: pd.DataFrame) -> np.ndarray:
+    """When each label really ended: the later of its time limit and its exit (an exit across a gap in the
+    candles can come after the limit)."""
+    horizon = events["horizon_end"].to_numpy(dtype="datetime64[ns]")
+    if "exit_ts" not in events:
+        return horizon
+    return np.maximum(horizon, events["exit_ts"].to_numpy(dtype="datetime64[ns]"))
+
+
+def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams, threshold: float) -> dict[str, Any]:
+    """The held-back-asset check (`ml.gate.held_back_split`): trading figures and AUC on the held-back assets'
+    later entries of a model fitted without them."""
+    train, test, assets = held_back_split(events, gate.held_back_share, params.seed)
+    if not assets:
+        return {"skipped": "one base asset only: nothing to hold back"}
+    if not len(test):
+        return {"skipped": f"no entries of the held-back assets ({', '.join(assets)}) in the later half"}
+    try:
+        model = fit(events.iloc[train], params)
+    except TrainingRefused as exc:
+        return {"skipped": f"the training window without {', '.join(assets)}: {exc}"}
+    tested = events.iloc[test]
+    p = model.predict(tested)
+    y = tested["label"].to_numpy(dtype=np.int64)
+    r = tested["net_return_pct"].to_numpy(dtype=np.float64)
+    both = len(np.unique(y)) == 2
+    return {"assets": assets, "train": len(train), "n": len(test),
+            "auc": round(float(roc_auc_score(y, p)), 4) if both else None,
+            "trading": trading_figures(r, y, p, threshold)}
+
+
 def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
-                 progress: Any = None) -> dict[str, Any]:
-    """Out-of-sample metrics over purged walk-forward folds; folds whose training window is refused are
-    reported as skipped, never silently dropped."""
+                 progress: Any = None, gate: GateParams | None = None) -> dict[str, Any]:
+    """Out-of-sample metrics over purged walk-forward folds, the promotion gate's figures on the pooled
+    predictions, and the held-back-asset check; folds whose training window is refused are reported as
+    skipped, never silently dropped."""
+    gate = gate or GateParams()
     check_target(events["label"], params)
     events = events.sort_values("decided_at", kind="stable").reset_index(drop=True)
     y_all = events["label"].to_numpy(dtype=np.int64)
@@ -453,22 +472,8 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
     idx = np.concatenate(tested)
     p = np.concatenate(predicted)
     pooled = scores(y_all[idx], p, r_all[idx], threshold)
+    decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
+    pooled["gate"] = gate_figures(y_all[idx], p, r_all[idx], _sizes(p, threshold, False), decided[idx],
+                                  _label_ends(events)[idx], gate, seed=params.seed)
     return {"out_of_sample": pooled, "folds": per_fold, "skipped_folds": skipped, "threshold": threshold,
-            "events": len(events)}
-
-
-def beats_rules(metrics: dict[str, Any], min_auc: float = 0.55) -> tuple[bool, str]:
-    """Whether the walk-forward figures favour rules + ML over rules only, and why. All three must hold out of
-    sample: the model ranks entries (AUC at least `min_auc`), rules + ML earns more per unit of capital, and
-    that edge is not bootstrap noise (its 5th percentile above zero)."""
-    o = metrics["out_of_sample"]
-    t = o["trading"]
-    ml, rules, low = t["ml_return_per_unit_pct"], t["rules_return_per_unit_pct"], t["edge_per_unit_p05_pct"]
-    figures = f"rules+ML {ml:+.4f}% vs rules only {rules:+.4f}% per unit out of sample, AUC {o['auc']}"
-    if o["auc"] is None or o["auc"] < min_auc:
-        return False, f"{figures}: the model does not rank entries (AUC below {min_auc:g})"
-    if ml <= rules:
-        return False, f"{figures}: ML does not beat rules"
-    if low <= 0:
-        return False, f"{figures}: the edge is within noise (bootstrap 5th percentile {low:+.4f}%)"
-    return True, f"{figures}, bootstrap 5th percentile of the edge {low:+.4f}%"
+            "events": len(events), "held_back": held_back(events, params, gate, threshold)}

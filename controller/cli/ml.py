@@ -2,8 +2,10 @@
 
 `ml train --replay DIR` builds events over a folder of recorded candles (every strategy, vectorised), validates
 each strategy's model with purged walk-forward folds, fits it on all events and registers it (inactive);
-`--promote` then applies the promotion gate. `ml evaluate` prints the walk-forward table and writes it to the
-strategy's newest model; `ml evaluate --replay DIR --model VERSION` scores an existing model on other data.
+`--promote` then applies the promotion gate. `ml evaluate` prints the walk-forward table and stores it as an
+evaluation record of its own (table ml_evaluations; no model's gate metrics change); `ml evaluate --replay DIR
+--model VERSION` scores an existing model on other data and appends that to the model's evaluations, which
+the gate reads.
 Both end with one line of JSON.
 """
 
@@ -76,7 +78,8 @@ def _walk_forward(ctx: Context, events: pd.DataFrame, threshold: float) -> dict[
             task = progress.add_task(f"walk-forward {name}", total=ctx.config.ml.train.folds)
             try:
                 results[str(name)] = walk_forward(group, ctx.config.ml.train, threshold,
-                                                  progress=lambda _k, t=task: progress.advance(t))
+                                                  progress=lambda _k, t=task: progress.advance(t),
+                                                  gate=ctx.config.ml.gate)
             except TrainingRefused as exc:
                 results[str(name)] = {"refused": str(exc)}
     return results
@@ -93,18 +96,21 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _print_table(title: str, results: dict[str, dict[str, Any]], verdicts: dict[str, str] | None = None) -> None:
     table = Table(title=title)
     for column in ("strategy", "events", "AUC", "Brier", "log loss", "prec@thr", "cover@thr", "rules trades",
-                   "rules win", "rules net %", "rules %/unit", "ML win", "ML net %", "ML %/unit", "edge p05"):
+                   "rules win", "rules net %", "rules %/unit", "ML win", "ML net %", "ML %/unit", "AUC low",
+                   "Brier skill", "edge low"):
         table.add_column(column)
     for name, result in results.items():
         if "refused" in result:
             continue
         o = result["out_of_sample"]
         t = o["trading"]
+        g = o.get("gate") or {}
         table.add_row(name, _fmt(o["n"]), _fmt(o["auc"]), _fmt(o["brier"]), _fmt(o["log_loss"]),
                       _fmt(o["precision_at_threshold"]), _fmt(o["coverage_at_threshold"]), _fmt(t["rules_trades"]),
                       _fmt(t["rules_win_rate"]), _fmt(t["rules_net_pnl_pct"], 1),
                       _fmt(t["rules_return_per_unit_pct"]), _fmt(t["ml_win_rate"]), _fmt(t["ml_net_pnl_pct"], 1),
-                      _fmt(t["ml_return_per_unit_pct"]), _fmt(t["edge_per_unit_p05_pct"]))
+                      _fmt(t["ml_return_per_unit_pct"]), _fmt(g.get("auc", {}).get("low")),
+                      _fmt(g.get("brier_skill")), _fmt(g.get("edge", {}).get("low_pct")))
     if any("out_of_sample" in r for r in results.values()):
         console.print(table)
     for name, verdict in (verdicts or {}).items():
@@ -129,7 +135,10 @@ def _summary(results: dict[str, dict[str, Any]], extra: dict[str, Any] | None = 
             out[name] = {"refused": result["refused"]}
             continue
         o = result["out_of_sample"]
-        out[name] = {"n": o["n"], "auc": o["auc"], "brier": o["brier"], "log_loss": o["log_loss"], **o["trading"]}
+        g = o.get("gate") or {}
+        out[name] = {"n": o["n"], "auc": o["auc"], "brier": o["brier"], "log_loss": o["log_loss"], **o["trading"],
+                     "auc_low": g.get("auc", {}).get("low"), "brier_skill": g.get("brier_skill"),
+                     "edge_low_pct": g.get("edge", {}).get("low_pct"), "p": g.get("p")}
     return json.dumps({**(extra or {}), "strategies": out}, default=str)
 
 
@@ -201,16 +210,12 @@ def evaluate_cmd(
         if model is None:
             events, _ = _events(context, replay, strategy)
             results = _walk_forward(context, events, threshold)
-            written = {}
-            for name, result in results.items():
-                newest = conn.execute("select version from ml_models where strategy = %s order by created_at desc"
-                                      " limit 1", (name,)).fetchone()
-                if newest and "out_of_sample" in result:
-                    registry.set_metrics(conn, newest[0], result)
-                    written[name] = newest[0]
+            recorded = {name: registry.record_evaluation(conn, name, str(replay) if replay else "default", result,
+                                                         actor=actor())
+                        for name, result in results.items() if "out_of_sample" in result}
             _print_table("walk-forward, out of sample", results,
-                         {n: f"written to {v}" for n, v in written.items()})
-            print(_summary(results, {"written_to": written}))
+                         {n: f"stored as evaluation {i} (no model's metrics changed)" for n, i in recorded.items()})
+            print(_summary(results, {"evaluations": recorded}))
             return
         try:
             loaded = registry.load(conn, model)
@@ -244,13 +249,15 @@ def promote_cmd(
     force: Annotated[bool, typer.Option("--force", help="promote even when the gate refuses (recorded)")] = False,
     note: Annotated[str | None, typer.Option(help="why (recorded with a forced promotion)")] = None,
 ) -> None:
-    """Make VERSION its strategy's active model if it beats rules and the active model (or --force)."""
+    """Make VERSION its strategy's active model if every gate figure holds and it beats the active model (or
+    --force)."""
     from ml import registry
 
     with connect(ctx.obj) as conn:
         require_schema(conn)
         try:
-            promoted, why = registry.promote(conn, version, actor=actor(), force=force, note=note)
+            promoted, why = registry.promote(conn, version, actor=actor(), force=force, note=note,
+                                             params=ctx.obj.config.ml.gate)
         except registry.UnknownModel as exc:
             raise fail(str(exc)) from None
     if not promoted:

@@ -67,6 +67,7 @@ def test_train_registers_evaluate_scores_it_on_other_data_and_promote_says_why(m
         assert active and by == "gate"
     else:
         assert not active and "kept inactive" in promoted.stderr and "--force" in promoted.stderr
+        assert "refused: " in promoted.stderr  # the failing gate figure is named
         forced = run(migrated_db, "ml", "promote", version, "--force", "--note", "demo")
         assert forced.returncode == 0, forced.stderr
         with psycopg.connect(migrated_db) as conn:
@@ -74,3 +75,25 @@ def test_train_registers_evaluate_scores_it_on_other_data_and_promote_says_why(m
                                           (version,)).fetchall()
         assert active and by.startswith("cli:")
     assert version in run(migrated_db, "ml", "list").stdout
+
+
+def test_evaluate_without_a_model_stores_its_own_record_and_changes_no_models_metrics(migrated_db: str,
+                                                                                     tmp_path) -> None:
+    small = {"CONTROLLER_ML__TRAIN__MIN_EVENTS": "40", "CONTROLLER_ML__TRAIN__FOLDS": "2",
+             "CONTROLLER_ML__TRAIN__MIN_MINORITY_EVENTS": "10",
+             "CONTROLLER_ML__TRAIN__MAX_ITER": "30", "CONTROLLER_ML__MODEL_DIR": str(tmp_path)}
+    trained = run(migrated_db, "ml", "train", "--replay", str(ohlcv_dir()), "--strategy", "dca", **small)
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    with psycopg.connect(migrated_db) as conn:
+        before = conn.execute("select version, metrics from ml_models").fetchall()
+    # other settings: the fresh walk-forward differs from the stored one, so an overwrite would show
+    evaluated = run(migrated_db, "ml", "evaluate", "--replay", str(ohlcv_dir()), "--strategy", "dca",
+                    **{**small, "CONTROLLER_ML__TRAIN__FOLDS": "3"})
+    assert evaluated.returncode == 0, evaluated.stderr
+    last = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select version, metrics from ml_models").fetchall() == before
+        [(strategy, metrics)] = conn.execute("select strategy, metrics from ml_evaluations").fetchall()
+    assert strategy == "dca" and last["evaluations"] == {"dca": 1}
+    assert len(metrics["folds"]) + len(metrics["skipped_folds"]) == 3
+

@@ -17,14 +17,16 @@ from controller.data.storage.postgres import PostgresStore
 from controller.scan.regime import Regime
 from controller.scan.strategy_params import load_strategies
 from ml import registry
-from ml.config import MlConfig, TrainParams
+from ml.config import GateParams, MlConfig, TrainParams
 from ml.features import FEATURES
+from ml.gate import with_family
 from ml.scoring import MlScorer
 from ml.train import ConfidenceModel, fit, walk_forward
 from tests.integration.scan.test_pipeline import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
 from tests.unit.ml.test_ml_train import synthetic_events
 
 PARAMS = TrainParams(folds=2, min_events=100, max_iter=30)
+SMALL_GATE = GateParams(min_out_of_sample=100, min_held_back=30)  # 600 synthetic entries
 WINDOW = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
 
 
@@ -34,7 +36,9 @@ def wide_model() -> tuple[ConfidenceModel, dict[str, Any]]:
     events = synthetic_events(600, informative=True)
     events[list(FEATURES)] = events[list(FEATURES)] * 1000.0
     events["btc_change_1h_pct"] = np.nan
-    return fit(events, PARAMS), walk_forward(events, PARAMS, 0.6)
+    metrics = walk_forward(events, PARAMS, 0.6, gate=SMALL_GATE)
+    with_family({"dca": metrics}, "test")
+    return fit(events, PARAMS), metrics
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +119,20 @@ def test_a_feature_list_that_differs_by_name_is_refused(migrated_db: str, tmp_pa
             registry.load(conn, version, expected_features=tuple(renamed))
 
 
-def test_the_gate_promotes_only_a_model_that_beats_rules_and_the_active_one(
+def test_the_gate_promotes_only_a_model_that_passes_every_figure_and_beats_the_active_one(
         migrated_db: str, tmp_path: Path, wide_model: tuple[ConfidenceModel, dict]) -> None:
     model, good = wide_model
-    noise = walk_forward(synthetic_events(600, informative=False, seed=5), PARAMS, 0.6)
+    noise = walk_forward(synthetic_events(600, informative=False, seed=5), PARAMS, 0.6, gate=SMALL_GATE)
+    with_family({"dca": noise}, "test")
     weak = _save(migrated_db, model, tmp_path, noise, now=datetime(2024, 1, 1, tzinfo=UTC))
     strong = _save(migrated_db, model, tmp_path, good, now=datetime(2024, 1, 2, tzinfo=UTC))
     with psycopg.connect(migrated_db) as conn:
-        promoted, why = registry.promote(conn, weak, actor="cli:alice")
-        assert not promoted and any(r in why for r in ("does not rank entries", "does not beat rules", "within noise"))
+        promoted, why = registry.promote(conn, weak, actor="cli:alice", params=SMALL_GATE)
+        assert not promoted and why.startswith("refused: ") and "AUC lower bound" in why
         assert registry.active_versions(conn) == {}
 
-        assert registry.promote(conn, strong, actor="cli:alice")[0]
+        promoted, why = registry.promote(conn, strong, actor="cli:alice", params=SMALL_GATE)
+        assert promoted, why
         assert registry.active_versions(conn) == {"dca": strong}
         [(by,)] = conn.execute("select promoted_by from ml_models where version = %s", (strong,)).fetchall()
         assert by == "gate"

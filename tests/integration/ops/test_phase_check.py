@@ -117,7 +117,8 @@ def test_phase_3_holds_when_boosted_trades_win_more_than_control_beyond_the_inte
     checks = lines(report, 3)
     assert checks["ML predictions generated"] == (True, "190 predictions, 1 active model(s)")
     assert checks["100+ ML-influenced trades"] == (True, "120 trades of ML-boosted signals")
-    assert checks["win rate up > 5 points vs control"][1].startswith("+35.0 points (95 % CI +20.")
+    ok, figure = checks["win rate up vs control, per strategy"]
+    assert ok and figure.startswith("DCA: +35.0 points (95 % CI +19.") and figure.endswith(": holds"), figure
 
 
 def test_phase_3_fails_when_the_lift_is_inside_the_noise(migrated_db: str, capsys) -> None:
@@ -137,8 +138,27 @@ def test_phase_3_fails_when_the_lift_is_inside_the_noise(migrated_db: str, capsy
     checks = lines(report, 3)
     assert checks["ML predictions generated"] == (False, "140 predictions, 0 active model(s)")
     assert checks["100+ ML-influenced trades"] == (True, "100 trades of ML-boosted signals")
-    ok, figure = checks["win rate up > 5 points vs control"]
-    assert not ok and figure.startswith("+10.0 points") and "control 40.0 % of 20" in figure
+    ok, figure = checks["win rate up vs control, per strategy"]
+    assert not ok and figure.startswith("DCA: +10.0 points") and "control 40.0 % of 20" in figure
+    # the interval includes zero: neither a pass nor a fail, and what it would take to decide
+    assert "undecided: " in figure and "more trades needed for +5 points at 80 % power" in figure
+
+
+def test_phase_3_does_not_hold_on_a_lift_that_only_the_mix_of_strategies_makes(migrated_db: str, capsys) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        h = History(conn)
+        h.model()
+        # the same win rate per strategy in both arms; boosted happens to hold mostly DCA, control mostly SWING
+        for strategy, arm, n, wins_in_5 in (("DCA", "boosted", 100, 3), ("SWING", "boosted", 20, 1),
+                                            ("DCA", "control", 20, 3), ("SWING", "control", 100, 1)):
+            for i in range(n):
+                h.prediction(h.trade(2.0 if i % 5 < wins_in_5 else -1.5, strategy=strategy, ml_confidence=0.7),
+                             0.7, arm=arm)
+    code, report = run(migrated_db, [3], capsys)
+    assert code == 1
+    ok, figure = lines(report, 3)["win rate up vs control, per strategy"]
+    assert not ok  # pooled, 53 % against 27 % would look like +27 points
+    assert figure.count("+0.0 points") == 2 and figure.count("undecided: ") == 2, figure
 
 
 def test_phase_4_holds_with_a_different_variation_and_a_standing_recommendation(migrated_db: str, capsys) -> None:
