@@ -21,6 +21,7 @@ COPY bridge/ bridge/
 COPY controller/ controller/
 COPY ml/ ml/
 COPY shadow/ shadow/
+COPY supabase/migrations/ supabase/migrations/
 COPY sql/ sql/
 COPY conf/ conf/
 COPY pyproject.toml ./

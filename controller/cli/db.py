@@ -70,9 +70,12 @@ def migrate_cmd(ctx: typer.Context) -> None:
     console.print(f"compatibility bootstrap: {report.compat}")
     for notice in report.notices:
         console.print(f"notice: {notice}")
+    if report.adopted:
+        console.print(f"recorded {len(report.adopted)} migration(s) applied by the Supabase CLI: "
+                      f"{', '.join(report.adopted)}")
     if report.applied:
         console.print(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
-    else:
+    elif not report.adopted:
         console.print("database is up to date: nothing to apply")
 
 
