@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from controller.data.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from controller.config import PROJECT_ROOT
+from controller.data.migrate import COMPAT_DIR, MIGRATIONS_DIR, MigrationError, migrate
 from tests.conftest import CRON_DB, PgServer
 
 CATALOG_SNAPSHOT = """
@@ -31,6 +33,15 @@ CATALOG_SNAPSHOT = """
 def snapshot(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
         return [row[0] for row in conn.execute(CATALOG_SNAPSHOT)]
+
+
+def test_every_migration_is_where_the_supabase_cli_reads_it() -> None:
+    # A migration left elsewhere (sql/ holds only the compatibility bootstrap) would be applied by neither tool.
+    stray = sorted(str(p.relative_to(PROJECT_ROOT)) for p in PROJECT_ROOT.glob("sql/**/*.sql")
+                   if p.parent != COMPAT_DIR)
+    assert stray == [], f"move these to supabase/migrations/<14-digit version>_<name>.sql: {stray}"
+    names = [p.name for p in MIGRATIONS_DIR.glob("*.sql")]
+    assert names and all(re.fullmatch(r"\d{14}_[a-z0-9_]+\.sql", n) for n in names), names
 
 
 def test_migrations_apply_in_order_and_a_second_run_changes_nothing(fresh_db: str) -> None:
