@@ -22,6 +22,7 @@ COPY controller/ controller/
 COPY ml/ ml/
 COPY shadow/ shadow/
 COPY stats/ stats/
+COPY supabase/migrations/ supabase/migrations/
 COPY sql/ sql/
 COPY conf/ conf/
 COPY pyproject.toml ./

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): scripts/setup.sh requirements/hummingbot-runtime.in requirements/project.in requirements/pgserver.in requirements/constraints.txt
+$(STAMP): scripts/setup.sh tools/supabase-cli/package-lock.json requirements/hummingbot-runtime.in requirements/project.in requirements/pgserver.in requirements/constraints.txt
 	bash scripts/setup.sh
 	touch $@
 

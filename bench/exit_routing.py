@@ -16,8 +16,9 @@ import statistics
 from collections.abc import Callable
 
 import psycopg
-from _support import PROJECT_ROOT, interleaved, migrated_database, percentile, postgres_server
+from _support import interleaved, migrated_database, percentile, postgres_server
 
+from controller.data.migrate import MIGRATIONS_DIR
 from tests.sql_mutants import function_statement
 
 HISTORY = 20_000
@@ -65,8 +66,7 @@ def seed(conn: psycopg.Connection) -> None:
 
 
 def install_0006(conn: psycopg.Connection) -> None:
-    statement = function_statement((PROJECT_ROOT / "sql" / "migrations" / "0006_queue.sql").read_text(),
-                                   "claim_signals")
+    statement = function_statement((MIGRATIONS_DIR / "20260101000006_queue.sql").read_text(), "claim_signals")
     conn.execute(re.sub(r"^create function claim_signals\(", "create function queue_core.claim_signals_0006(",
                         statement, count=1))
 

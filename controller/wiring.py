@@ -18,6 +18,7 @@ from controller.data.market_data import (
     MarketDataSource,
     ReplaySource,
     SimClock,
+    normalize_symbol,
     timeframe_seconds,
 )
 from controller.data.storage import Store, open_store
@@ -58,11 +59,34 @@ def live_source(config: ControllerConfig) -> MarketDataSource:
 def replay_exchange(source: ReplaySource) -> str:
     """The exchange the recorded files come from (their names say it); several need --exchange."""
     exchanges = source.exchanges()
+    if not exchanges:
+        raise ConfigError(f"{source.folder} holds no recorded candles: expected files named "
+                          "<exchange>_<BASE-QUOTE>_<timeframe>.csv, e.g. binance_BTC-USDT_5m.csv")
     if len(exchanges) != 1:
         found = ", ".join(exchanges) or "none"
         raise ConfigError(f"{source.folder} holds candles of {len(exchanges)} exchanges ({found}): "
                           "pass --exchange to say which to replay")
     return exchanges[0]
+
+
+def replay_universe(source: ReplaySource, exchange: str, symbols: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The pairs to replay: all the folder holds for the exchange, or the ones asked for if it holds them."""
+    everything = ReplaySource(source.folder, None, clock=source.clock)
+    if exchange not in everything.exchanges():
+        found = ", ".join(everything.exchanges()) or "none"
+        raise ConfigError(f"--exchange {exchange}: {source.folder} holds no candles of that exchange "
+                          f"(it holds: {found})")
+    if not symbols:
+        return tuple(source.symbols())
+    try:
+        asked = tuple(normalize_symbol(s) for s in symbols)
+    except ValueError as exc:
+        raise ConfigError(f"--symbols: {exc}") from None
+    unknown = [s for s in asked if s not in source.symbols()]
+    if unknown:
+        raise ConfigError(f"--symbols: {', '.join(unknown)} not recorded for {exchange} in {source.folder} "
+                          f"(it holds: {', '.join(source.symbols())})")
+    return asked
 
 
 def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = None, exchange: str | None = None,
@@ -72,19 +96,21 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
                                       config.resolve(config.loop.tiers_file))
     flag_specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))
     defaults = {name: spec.default for name, spec in flag_specs.flags.items()}
-    store = open_store(config.database, secrets)
     clock: SimClock | None = None
-    if replay is not None:
+    if replay is not None:  # the recordings are checked before anything connects or writes
         clock = SimClock(start or datetime.now(UTC))
-        source: MarketDataSource = ReplaySource(replay, exchange, clock=clock)
-        exchange_name = exchange or replay_exchange(source)
-        universe = symbols or tuple(source.symbols())
+        recorded = ReplaySource(replay, exchange, clock=clock)
+        exchange_name = exchange or replay_exchange(recorded)
+        universe = replay_universe(recorded, exchange_name, symbols)
+        recorded.check(universe)
+        source: MarketDataSource = recorded
         now: Callable[[], datetime] = clock.now
     else:
         source = live_source(config)
         exchange_name = config.universe.exchange
         universe = symbols or config.universe.symbols
         now = lambda: datetime.now(UTC)  # noqa: E731
+    store = open_store(config.database, secrets)
     # The active strategy_params version needs SQL; a Supabase-URL-only store scans with the conf values.
     direct_sql = secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url)
     active = ActiveParams(lambda: db.connect(config.database, secrets)) if direct_sql else None

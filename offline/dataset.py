@@ -19,12 +19,14 @@ import pandas as pd
 
 from controller.data.market_data import (
     PRICE_COLUMNS,
+    CandleFileError,
     RecordedFile,
     ReplaySource,
     SimClock,
     _ms,
     _ts_ms,
     normalize_symbol,
+    read_candles_csv,
     timeframe_seconds,
     window,
 )
@@ -100,11 +102,10 @@ def load(series: Series) -> pd.DataFrame:
     """The series' candles, every window merged (a candle recorded twice keeps the later file's values)."""
     frames = []
     for path in series.paths:
-        raw = pd.read_csv(path)
-        missing = {"timestamp", *PRICE_COLUMNS} - set(raw.columns)
-        if missing:
-            raise DatasetError(f"{path.name} lacks the columns {', '.join(sorted(missing))}")
-        frames.append(raw)
+        try:
+            frames.append(read_candles_csv(path))
+        except CandleFileError as exc:
+            raise DatasetError(str(exc)) from None
     merged = pd.concat(frames, ignore_index=True)
     if merged.empty:
         raise DatasetError(f"{', '.join(p.name for p in series.paths)}: no candles")

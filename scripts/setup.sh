@@ -69,6 +69,26 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
         || say "chromium could not be installed: the report's browser test will be skipped"
 fi
 
+# The Supabase CLI (npm package `supabase`, pinned with its hashes in tools/supabase-cli/package-lock.json) for
+# `supabase db push` and the test that compares its schema with `controller migrate`'s; that test skips with a
+# reason where the CLI is missing. npm's cache makes a reinstall take seconds.
+SUPABASE_CLI=tools/supabase-cli/node_modules/.bin/supabase
+SUPABASE_CLI_VERSION=$(sed -n 's/.*"supabase": "\(.*\)".*/\1/p' tools/supabase-cli/package.json)
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing nodejs and npm with apt-get (for the Supabase CLI)"
+    { apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }; } \
+        || say "nodejs/npm could not be installed: the Supabase CLI test will be skipped"
+fi
+if [ "$("$SUPABASE_CLI" --version 2>/dev/null)" = "$SUPABASE_CLI_VERSION" ]; then
+    :
+elif command -v npm >/dev/null 2>&1; then
+    say "installing the Supabase CLI $SUPABASE_CLI_VERSION with npm ci (tools/supabase-cli)"
+    npm ci --prefix tools/supabase-cli --no-audit --no-fund --loglevel=error >/dev/null \
+        || say "the Supabase CLI could not be installed: its test will be skipped"
+else
+    say "no npm here: the Supabase CLI test will be skipped"
+fi
+
 # --- 3. Python packages, pinned -----------------------------------------------------------------
 # Each requirements file is installed under requirements/constraints.txt (the lock).
 "${PIP[@]}" install -q -r requirements/hummingbot-runtime.in -r requirements/project.in -c requirements/constraints.txt

@@ -26,15 +26,17 @@ from pathlib import Path
 
 import psycopg
 
+from controller.data.migrate import MIGRATIONS_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS = ROOT / "sql" / "migrations"
+MIGRATIONS = MIGRATIONS_DIR
 ENV = "SQL_MUTANT"
 
 
 @dataclass(frozen=True)
 class SqlMutant:
     name: str
-    migration: str  # file name in sql/migrations
+    migration: str  # file name in supabase/migrations
     function: str  # the function whose `create [or replace] function` statement is mutated
     original: str  # exact text in that statement; must occur exactly once
     mutated: str
@@ -45,20 +47,20 @@ class SqlMutant:
 
 MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
-        "skip_locked_removed", "0018_exit_routing.sql", "claim_signals",
+        "skip_locked_removed", "20260101000018_exit_routing.sql", "claim_signals",
         "for update skip locked", "for update",
         ("tests/integration/sql/test_queue_concurrency.py::"
          "test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting",),
         "a claim waits behind another consumer's open claim instead of taking the next signal: bots serialise, "
         "and a slow one stalls the rest (the 8 x 1000 race test alone does not catch it)", "queue_core"),
     SqlMutant(
-        "lease_check_dropped", "0018_exit_routing.sql", "claim_signals",
+        "lease_check_dropped", "20260101000018_exit_routing.sql", "claim_signals",
         "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))\n           and s.expires_at",
         "where (s.status = 'new' or s.status = 'claimed')\n           and s.expires_at",
         ("tests/integration/sql/test_signal_contract.py", "tests/integration/sql/test_queue_contract.py"),
         "a signal under a live lease is handed to a second consumer: executed twice", "queue_core"),
     SqlMutant(
-        "exit_routing_dropped", "0018_exit_routing.sql", "claim_signals",
+        "exit_routing_dropped", "20260101000018_exit_routing.sql", "claim_signals",
         "e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing'))",
         "e.status in ('claimed', 'executing'))",
         ("tests/integration/sql/test_signal_kinds.py::"
@@ -66,26 +68,26 @@ MUTANTS: tuple[SqlMutant, ...] = (
         "an exit signal is handed to a bot that does not hold its entry: it can only reject it, and the position "
         "the controller wanted closed stays open", "queue_core"),
     SqlMutant(
-        "idempotency_key_ignored", "0012_executor_real_exchange.sql", "report_order_event",
+        "idempotency_key_ignored", "20260101000012_executor_real_exchange.sql", "report_order_event",
         "values (coid, queue_text(fn, event, 'exchange_trade_id', true), sid,",
         "values (coid, queue_text(fn, event, 'exchange_trade_id', true) || gen_random_uuid()::text, sid,",
         ("tests/integration/sql/test_order_events.py", "tests/integration/sql/test_queue_contract.py"),
         "a repeated fill report (a retry, a replayed outbox) is stored twice: amounts and fees doubled",
         "queue_core"),
     SqlMutant(
-        "status_rank_ignored", "0012_executor_real_exchange.sql", "report_order_event",
+        "status_rank_ignored", "20260101000012_executor_real_exchange.sql", "report_order_event",
         "status = case when order_status_rank(excluded.status) > order_status_rank(cur.status)\n"
         "                      then excluded.status else cur.status end,",
         "status = excluded.status,",
         ("tests/integration/sql/test_order_events.py",),
         "a late 'created' or partial-fill report moves a filled order back to open", "queue_core"),
     SqlMutant(
-        "fees_zeroed_in_executor_positions", "0012_executor_real_exchange.sql", "executor_positions",
+        "fees_zeroed_in_executor_positions", "20260101000012_executor_real_exchange.sql", "executor_positions",
         "coalesce(sum(f.fee_quote), 0),", "0::numeric,",
         ("tests/integration/sql/test_queue_contract.py",),
         "a restarted executor forgets the entry fees: the P&L of the trade it closes is too high", "queue_core"),
     SqlMutant(
-        "retention_lock_removed", "0010_retention.sql", "run_retention",
+        "retention_lock_removed", "20260101000010_retention.sql", "run_retention",
         "execute format('lock table %s in share mode', p.rel);", "null;",
         ("tests/integration/ops/test_retention_lock.py",),
         "a candle written while retention rewrites its partition is lost with the old partition"),

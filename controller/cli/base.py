@@ -13,7 +13,6 @@ import psycopg
 import typer
 from rich.console import Console
 
-from bridge.redaction import redact
 from controller.config import ControllerConfig
 from controller.data import db, flags
 from controller.data.db import Secrets
@@ -50,7 +49,7 @@ def connect(ctx: Context) -> psycopg.Connection:
     except (ConfigError, EmbeddedDbError) as exc:
         raise fail(str(exc)) from None
     except psycopg.OperationalError as exc:
-        raise fail(f"cannot connect to the database: {redact(str(exc))}") from None
+        raise fail(f"cannot connect to the database: {db.one_line(exc)}") from None
 
 
 def require_schema(conn: psycopg.Connection) -> None:

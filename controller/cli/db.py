@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.table import Table
 
@@ -70,9 +71,12 @@ def migrate_cmd(ctx: typer.Context) -> None:
     console.print(f"compatibility bootstrap: {report.compat}")
     for notice in report.notices:
         console.print(f"notice: {notice}")
+    if report.adopted:
+        console.print(f"recorded {len(report.adopted)} migration(s) applied by the Supabase CLI: "
+                      f"{', '.join(report.adopted)}")
     if report.applied:
         console.print(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
-    else:
+    elif not report.adopted:
         console.print("database is up to date: nothing to apply")
 
 
@@ -88,9 +92,9 @@ def flags_show(ctx: typer.Context) -> None:
     """List every flag: live value, default, last change."""
     specs = load_specs(ctx.obj)
     with connect(ctx.obj) as conn:
+        conn.read_only = True  # showing never writes: it works on a read-only role or replica
         require_schema(conn)
-        flags.sync(conn, specs, actor())
-        rows = flags.show(conn)
+        rows = flags.show(conn, specs)
     table = Table(title="flags")
     for column in ("flag", "value", "default", "allowed", "updated", "by"):
         table.add_column(column)
@@ -99,7 +103,7 @@ def flags_show(ctx: typer.Context) -> None:
         value = json.dumps(row.value)
         table.add_row(row.name, value if row.value == row.default else f"[bold]{value}[/bold]",
                       json.dumps(row.default), spec.allowed() if spec else "(not in conf)",
-                      f"{row.updated_at:%Y-%m-%d %H:%M:%S}", row.updated_by)
+                      f"{row.updated_at:%Y-%m-%d %H:%M:%S}" if row.updated_at else "(conf default)", row.updated_by)
     console.print(table)
 
 
@@ -113,6 +117,9 @@ def flags_set(ctx: typer.Context, name: str, value: str) -> None:
             changes = flags.set_flag(conn, specs, name, value, actor())
         except flags.FlagError as exc:
             raise fail(str(exc)) from None
+        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+            raise fail(f"flags set {name}: the database refused the write ({db.one_line(exc)}): "
+                       "connect as a role that may write the flags table") from None
     _print_changes(changes)
 
 

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from controller.cli.base import Context, ExchangeOption, ReplayOption, SymbolsOption, console, fail, parse_time
+from controller.cli.base import (
+    Context,
+    ExchangeOption,
+    ReplayOption,
+    SymbolsOption,
+    connect,
+    console,
+    fail,
+    parse_time,
+)
 from controller.data.embedded_db import EmbeddedDbError
 from controller.model import ConfigError
 
@@ -27,12 +36,14 @@ def register(app: typer.Typer) -> None:
 
 def _wiring(ctx: Context, replay: Path | None, exchange: str | None, start: datetime | None,
             symbols: str | None) -> Wiring:
+    if ctx.secrets.database_url is not None or (ctx.config.database.embedded and not ctx.secrets.supabase_url):
+        connect(ctx).close()  # the store's database, unreachable or malformed, is said now: before seconds of imports
     from controller import wiring as app_wiring  # the pipeline's imports (pandas, TA-Lib, ccxt) only when needed
 
     try:
         return app_wiring.build(ctx.config, ctx.secrets, replay=replay, exchange=exchange, start=start,
                                 symbols=tuple(symbols.split(",")) if symbols else None)
-    except (ConfigError, EmbeddedDbError, FileNotFoundError) as exc:
+    except (ConfigError, EmbeddedDbError, FileNotFoundError) as exc:  # a bad recorded file is a ConfigError too
         raise fail(str(exc)) from None
 
 

@@ -144,7 +144,7 @@ class FlagRow:
     default: FlagValue
     kind: str
     description: str
-    updated_at: datetime
+    updated_at: datetime | None  # None: no row yet, the value is conf's default
     updated_by: str
 
 
@@ -181,12 +181,18 @@ def sync(conn: psycopg.Connection, specs: FlagsFile, actor: str) -> None:
             )
 
 
-def show(conn: psycopg.Connection) -> list[FlagRow]:
-    """Every flag with its live value, default and who changed it last."""
-    rows = conn.execute(
-        "select name, value, default_value, kind, description, updated_at, updated_by from flags order by name"
-    ).fetchall()
-    return [FlagRow(*row) for row in rows]
+def show(conn: psycopg.Connection, specs: FlagsFile | None = None) -> list[FlagRow]:
+    """Every flag with its live value, default and who changed it last. Reads only: with `specs`, a flag the
+    table has no row for shows conf's default (what processes act on, see `live_values`), and every default is
+    conf's, as the next `sync` would write it."""
+    rows = {row[0]: FlagRow(*row) for row in conn.execute(
+        "select name, value, default_value, kind, description, updated_at, updated_by from flags order by name")}
+    for name, spec in (specs.flags.items() if specs is not None else ()):
+        row = rows.get(name)
+        rows[name] = (FlagRow(name, spec.default, spec.default, spec.kind, spec.description, None, "conf")
+                      if row is None else FlagRow(name, row.value, spec.default, spec.kind, spec.description,
+                                                  row.updated_at, row.updated_by))
+    return [rows[name] for name in sorted(rows)]
 
 
 def live_values(conn: psycopg.Connection, specs: FlagsFile) -> dict[str, FlagValue]:

@@ -14,8 +14,10 @@ Time windows are half-open on the candle open time: `since <= ts < until`.
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
+import math
 import os
 import re
 import threading
@@ -30,7 +32,7 @@ import pandas as pd
 
 from bridge.resilience import CallError, ErrorKind, ResilientCaller, TokenBucket, parse_retry_after
 from controller.data.storage.port import CANDLE_COLUMNS, Store
-from controller.model import PROJECT_ROOT
+from controller.model import PROJECT_ROOT, ConfigError
 
 if TYPE_CHECKING:
     import ccxt
@@ -197,6 +199,65 @@ class SimClock:
 
 _RECORDED_FILE = re.compile(
     r"^(?P<exchange>[A-Za-z0-9]+)_(?P<symbol>[A-Z0-9]+-[A-Z0-9]+)_(?P<timeframe>\d+[mhd])\.csv$")
+# A window recorded on a date (`…_5m_20180107.csv`): the demo merges those (offline/dataset.py); a replay skips them.
+_DATED_FILE = re.compile(r"^[A-Za-z0-9]+_[A-Z0-9]+-[A-Z0-9]+_\d+[mhd]_\d{8}\.csv$")
+CANDLE_HEADER = ("timestamp", *PRICE_COLUMNS)
+
+
+class CandleFileError(ConfigError):
+    """A recorded candle file that cannot be read; the message names the file, and the line and column. Bad
+    input the user fixes, as a bad config file is: the commands that catch ConfigError say it in one line."""
+
+
+def read_candles_csv(path: Path) -> pd.DataFrame:
+    """A recorded candle file's rows (columns `timestamp` in ms and the prices), checked: a missing column, a
+    row of the wrong width, an empty or non-numeric value is a `CandleFileError` naming the file, line and column,
+    never a parser's traceback or a silently empty frame."""
+    try:
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CandleFileError(f"{path}: cannot be read as text: {exc}") from None
+    if not header:
+        raise CandleFileError(f"{path}: empty file, expected the header {','.join(CANDLE_HEADER)}")
+    columns = [c.strip() for c in header]
+    missing = [c for c in CANDLE_HEADER if c not in columns]
+    if missing:
+        raise CandleFileError(f"{path}: line 1: the header lacks {', '.join(missing)} (it has {','.join(columns)}; "
+                              f"expected {','.join(CANDLE_HEADER)})")
+    try:
+        raw = pd.read_csv(path, usecols=list(CANDLE_HEADER), skipinitialspace=True,
+                          dtype={"timestamp": "int64", **dict.fromkeys(PRICE_COLUMNS, "float64")})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise _first_bad_cell(path, columns) or CandleFileError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if raw[PRICE_COLUMNS].isna().to_numpy().any():
+        raise _first_bad_cell(path, columns) or CandleFileError(f"{path}: a price or volume is empty")
+    return raw
+
+
+def _first_bad_cell(path: Path, columns: list[str]) -> CandleFileError | None:
+    """The first row (1-based line, header = line 1) whose width or a value is wrong, said as the user reads it."""
+    index = {name: columns.index(name) for name in CANDLE_HEADER}
+    with path.open(newline="") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            if line == 1 or not row:
+                continue
+            if len(row) != len(columns):
+                return CandleFileError(f"{path}: line {line}: {len(row)} fields, the header has {len(columns)}")
+            for name, i in index.items():
+                text = row[i].strip()
+                if name == "timestamp":
+                    if not re.fullmatch(r"-?\d+", text):
+                        return CandleFileError(f"{path}: line {line}, column timestamp: {text!r} is not a time in "
+                                               "milliseconds since 1970 (an integer)")
+                    continue
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value):
+                    return CandleFileError(f"{path}: line {line}, column {name}: {text!r} is not a number")
+    return None
 
 
 @dataclass(frozen=True)
@@ -231,7 +292,18 @@ class ReplaySource:
             match = _RECORDED_FILE.match(path.name)
             if match:
                 found.append(RecordedFile(match["exchange"], match["symbol"], match["timeframe"], path))
+            elif not _DATED_FILE.match(path.name):
+                raise CandleFileError(f"{path}: not a candle file name: expected <exchange>_<BASE-QUOTE>_<timeframe>"
+                                      ".csv, e.g. binance_BTC-USDT_5m.csv (move other files out of the folder)")
         return found
+
+    def check(self, symbols: Sequence[str]) -> None:
+        """Read every file of these symbols now (`CandleFileError` on the first bad one), so a scan fails before
+        it writes anything rather than halfway."""
+        wanted = {normalize_symbol(s) for s in symbols}
+        for recorded in self.files:
+            if recorded.symbol in wanted:
+                self._load(recorded)
 
     def exchanges(self) -> list[str]:
         """The exchanges the folder's files were recorded on (their names' first part)."""
@@ -292,11 +364,7 @@ class ReplaySource:
     def _load(self, recorded: RecordedFile) -> pd.DataFrame:
         with self._lock:
             if recorded.path not in self._cache:
-                raw = pd.read_csv(recorded.path, dtype={"timestamp": "int64"})
-                missing = {"timestamp", *PRICE_COLUMNS} - set(raw.columns)
-                if missing:
-                    raise CallError(ErrorKind.MALFORMED, f"{recorded.path.name} lacks columns {sorted(missing)}",
-                                    endpoint=self.name)
+                raw = read_candles_csv(recorded.path)
                 self._cache[recorded.path] = _tidy(raw.rename(columns={"timestamp": "ts"}))
             return self._cache[recorded.path]
 

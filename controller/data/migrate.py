@@ -1,4 +1,9 @@
-"""Apply the SQL migrations in `sql/migrations/` in file-name order, each once, recorded with a checksum.
+"""Apply the SQL migrations in `supabase/migrations/` in file-name order, each once, recorded with a checksum.
+
+The files are the ones the Supabase CLI applies (`supabase db push`): `<version>_<name>.sql`, the version a
+14-digit UTC timestamp as `supabase migration new` writes it, so both tools run the same files in the same
+order. A database migrated by the CLI is recognised: the versions in its `supabase_migrations.schema_migrations`
+count as applied here.
 
 Before them, the compatibility bootstrap in `sql/compat/` creates Supabase's roles and `auth.*`
 functions on plain Postgres, where (and only where) they are missing; it is never applied on Supabase.
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from controller.model import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = PROJECT_ROOT / "sql" / "migrations"
+MIGRATIONS_DIR = PROJECT_ROOT / "supabase" / "migrations"
 COMPAT_DIR = PROJECT_ROOT / "sql" / "compat"
 
 # Serialises concurrent `migrate` runs against one database (any constant works; this one spells "migr").
@@ -27,6 +33,10 @@ _LOCK_KEY = 0x6D696772
 
 SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator")
 AUTH_FUNCTIONS = ("auth.uid()", "auth.role()", "auth.jwt()")
+
+
+# The Supabase CLI's own file pattern: it skips any other file, so this tool refuses one rather than diverge.
+_FILE_PATTERN = re.compile(r"^([0-9]+)_(.+)\.sql$")
 
 
 class MigrationError(Exception):
@@ -43,17 +53,56 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    @property
+    def version(self) -> str:
+        return _version_and_title(self.name)[0]
+
+    @property
+    def title(self) -> str:
+        return _version_and_title(self.name)[1]
+
+
+def _version_and_title(filename: str) -> tuple[str, str]:
+    match = _FILE_PATTERN.match(filename)
+    return (match.group(1), match.group(2)) if match else ("", filename)
+
 
 @dataclass
 class MigrateReport:
     compat: str = ""
     applied: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)  # applied earlier by the Supabase CLI, recorded now
     notices: list[str] = field(default_factory=list)
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The migration files of a folder, in file-name order."""
-    return [Migration(p.name, p, p.read_text()) for p in sorted(directory.glob("*.sql"))]
+    paths = sorted(directory.glob("*.sql"))
+    for path in paths:
+        if not _FILE_PATTERN.match(path.name):
+            raise MigrationError(f"{path}: not named <version>_<name>.sql (e.g. 20260101000020_my_change.sql), "
+                                 "so the Supabase CLI would skip it; rename it")
+    return [Migration(p.name, p, p.read_text()) for p in paths]
+
+
+def _adopt_renamed(conn: psycopg.Connection, migrations: list[Migration],
+                   applied: dict[str, tuple[str, object]]) -> None:
+    """Rows recorded under an earlier file name of the same migration (same title after the version, same
+    checksum) take the file's current name: renumbering files to Supabase's timestamps applies nothing twice."""
+    by_title = {(_version_and_title(name)[1], checksum): name for name, (checksum, _) in applied.items()}
+    for m in migrations:
+        old = by_title.get((m.title, m.checksum))
+        if m.name not in applied and old is not None and old != m.name:
+            conn.execute("update schema_migrations set filename = %s where filename = %s", (m.name, old))
+            applied[m.name] = applied.pop(old)
+            logger.info("migration renamed", extra={"migration": m.name, "was": old})
+
+
+def _applied_by_supabase_cli(conn: psycopg.Connection) -> set[str]:
+    """The versions `supabase db push` recorded in this database (none where it never ran)."""
+    if conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()[0] is None:
+        return set()
+    return {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
 
 
 def _compat_state(conn: psycopg.Connection) -> tuple[bool, list[str]]:
@@ -98,6 +147,7 @@ def migrate(
                 )
             applied = {name: (checksum, at) for name, checksum, at in
                        conn.execute("select filename, checksum, applied_at from schema_migrations")}
+            _adopt_renamed(conn, migrations, applied)
             for m in migrations:
                 if m.name in applied and applied[m.name][0] != m.checksum:
                     raise MigrationError(
@@ -119,8 +169,14 @@ def migrate(
             else:
                 report.compat = "not needed: roles and auth functions present"
 
+            by_cli = _applied_by_supabase_cli(conn)
             for m in migrations:
                 if m.name in applied:
+                    continue
+                if m.version in by_cli:  # applied by `supabase db push`: recorded here, not run again
+                    conn.execute("insert into schema_migrations (filename, checksum) values (%s, %s)",
+                                 (m.name, m.checksum))
+                    report.adopted.append(m.name)
                     continue
                 try:
                     with conn.transaction():

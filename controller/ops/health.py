@@ -1,7 +1,7 @@
 """Health of every component, judged by progress, not by liveness.
 
-A heartbeat row says when a component was last seen and when its progress last changed (`heartbeats`
-in sql/migrations/0004_trading.sql). A component that still heartbeats but no longer gets anything done
+A heartbeat row says when a component was last seen and when its progress last changed (`heartbeats` in
+supabase/migrations/20260101000004_trading.sql). A component that still heartbeats but no longer gets anything done
 (no new candle, a Hummingbot clock that stopped) is degraded, not healthy; one that went silent is down.
 ML and shadow components whose flag is off are disabled, not down.
 

@@ -1,7 +1,7 @@
 """`python -m controller retention run` and `python -m controller storage`: bounded storage, and what it costs.
 
-Retention itself lives in SQL (`run_retention` in sql/migrations/0010_retention.sql), scheduled by pg_cron
-where it runs; `retention_command` calls the same function and prints its report, for databases without
+Retention itself lives in SQL (`run_retention` in supabase/migrations/20260101000010_retention.sql), scheduled
+by pg_cron where it runs; `retention_command` calls the same function and prints its report, for databases without
 pg_cron or to run it by hand (`--dry-run` shows what a run would do and changes nothing).
 
 `storage_command` prints, per table: rows, size on disk (partitions, indexes and TOAST included), growth per

@@ -384,7 +384,8 @@ class Scanner:
             scans.append(scan_row(item, timeframe_of[item.decision.strategy], signal_id))
             if verdict is not None:
                 predictions.append((item.decision, verdict, signal_id))
-        self.store.write_scans(scans)
+        if report.with_candles or not report.asked:  # a scan that got no candles at all failed: no scans rows
+            self.store.write_scans(scans)
         if predictions and self.scorer is not None:
             try:
                 self.scorer.record(predictions)

@@ -37,7 +37,7 @@ def test_embedded_database_lifecycle_migrate_and_flags(tmp_path: Path) -> None:
 
         migrated = run("--config", str(config), "migrate", env=env)
         assert migrated.returncode == 0, migrated.stderr
-        assert "0001_flags.sql" in migrated.stdout
+        assert "20260101000001_flags.sql" in migrated.stdout
         assert "nothing to apply" in run("--config", str(config), "migrate", env=env).stdout
 
         shown = run("--config", str(config), "flags", "show", env=env)

@@ -36,10 +36,12 @@ def test_each_mutant_replaces_the_function_that_holds_the_logic_in_a_migrated_da
 
 
 def test_a_mutant_pointed_at_a_superseded_definition_is_refused(module_db: str) -> None:
-    # 0006's report_order_event was replaced by 0012's: planting it would bring back old logic besides the bug.
+    # The queue migration's report_order_event was replaced by the real-exchange one's: planting it would bring
+    # back old logic besides the bug.
     [stale] = [m for m in MUTANTS if m.name == "status_rank_ignored"]
-    stale = SqlMutant(**{**stale.__dict__, "migration": "0006_queue.sql"})
-    with psycopg.connect(module_db) as conn, pytest.raises(ValueError, match=r"is not the one in 0006_queue\.sql"):
+    stale = SqlMutant(**{**stale.__dict__, "migration": "20260101000006_queue.sql"})
+    refused = r"is not the one in 20260101000006_queue\.sql"
+    with psycopg.connect(module_db) as conn, pytest.raises(ValueError, match=refused):
         check_live(conn, stale)
 
 

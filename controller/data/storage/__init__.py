@@ -8,7 +8,7 @@ semantics, so neither adapter re-implements them.
 
 from __future__ import annotations
 
-from controller.data.db import DatabaseConfig, Secrets, database_url
+from controller.data.db import DatabaseConfig, Secrets, check_reachable, database_url
 from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected, Store
 from controller.model import ConfigError
 
@@ -20,7 +20,9 @@ def open_store(database: DatabaseConfig, secrets: Secrets) -> Store:
     if secrets.database_url is not None or (database.embedded and not secrets.supabase_url):
         from controller.data.storage.postgres import PostgresStore
 
-        return PostgresStore(database_url(database, secrets))
+        url = database_url(database, secrets)
+        check_reachable(url, database.connect_timeout_s)
+        return PostgresStore(url)
     if secrets.supabase_url and secrets.supabase_service_role_key:
         from controller.data.storage.supabase import SupabaseStore
 

@@ -1,4 +1,4 @@
-"""Retention (run_retention in sql/migrations/0010_retention.sql) on a real Postgres.
+"""Retention (run_retention in supabase/migrations/20260101000010_retention.sql) on a real Postgres.
 
 The database holds a year of 1-minute candles for three pairs, 15m, 1h and 1d candles reaching further
 back, a day of 1m candles from 2018, half a year of scans, ML predictions, signals (open and closed, with

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from controller.data.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from controller.config import PROJECT_ROOT
+from controller.data.migrate import COMPAT_DIR, MIGRATIONS_DIR, MigrationError, migrate
 from tests.conftest import CRON_DB, PgServer
 
 CATALOG_SNAPSHOT = """
@@ -33,6 +35,15 @@ def snapshot(url: str) -> list[str]:
         return [row[0] for row in conn.execute(CATALOG_SNAPSHOT)]
 
 
+def test_every_migration_is_where_the_supabase_cli_reads_it() -> None:
+    # A migration left elsewhere (sql/ holds only the compatibility bootstrap) would be applied by neither tool.
+    stray = sorted(str(p.relative_to(PROJECT_ROOT)) for p in PROJECT_ROOT.glob("sql/**/*.sql")
+                   if p.parent != COMPAT_DIR)
+    assert stray == [], f"move these to supabase/migrations/<14-digit version>_<name>.sql: {stray}"
+    names = [p.name for p in MIGRATIONS_DIR.glob("*.sql")]
+    assert names and all(re.fullmatch(r"\d{14}_[a-z0-9_]+\.sql", n) for n in names), names
+
+
 def test_migrations_apply_in_order_and_a_second_run_changes_nothing(fresh_db: str) -> None:
     with psycopg.connect(fresh_db) as conn:
         first = migrate(conn)
@@ -52,25 +63,49 @@ def test_an_edited_applied_migration_is_refused_by_name(fresh_db: str, tmp_path:
     shutil.copytree(MIGRATIONS_DIR, migrations)
     with psycopg.connect(fresh_db) as conn:
         migrate(conn, migrations)
-    edited = migrations / "0001_flags.sql"
+    edited = min(migrations.glob("*.sql"))
     edited.write_text(edited.read_text() + "\n-- an afterthought\n")
-    (migrations / "9999_new.sql").write_text("create table should_not_exist (id int);")
+    (migrations / "99990101000000_new.sql").write_text("create table should_not_exist (id int);")
 
     with psycopg.connect(fresh_db) as conn, pytest.raises(MigrationError) as refused:
         migrate(conn, migrations)
 
-    assert "0001_flags.sql" in str(refused.value)
+    assert edited.name in str(refused.value)
     assert "edited" in str(refused.value)
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("select to_regclass('should_not_exist')").fetchone()[0] is None
 
 
+def test_renumbered_files_are_recognised_by_name_and_checksum_and_not_applied_again(
+        fresh_db: str, tmp_path: Path) -> None:
+    # A database migrated when the files were numbered 0001_…: the same migrations under Supabase's timestamps.
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version, title = path.name.split("_", 1)
+        (old / f"{int(version) % 10_000:04d}_{title}").write_text(path.read_text())
+    with psycopg.connect(fresh_db) as conn:
+        migrate(conn, old)
+        report = migrate(conn)
+        names = [r[0] for r in conn.execute("select filename from schema_migrations order by filename")]
+    assert report.applied == []
+    assert names == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
+
+
+def test_a_file_the_supabase_cli_would_skip_is_refused(fresh_db: str, tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, migrations)
+    (migrations / "add_column.sql").write_text("create table should_not_exist (id int);")
+    with psycopg.connect(fresh_db) as conn, pytest.raises(MigrationError, match=r"add_column\.sql: not named"):
+        migrate(conn, migrations)
+
+
 def test_a_failing_migration_names_its_file_and_applies_nothing(fresh_db: str, tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, migrations)
-    (migrations / "9999_broken.sql").write_text("create table broken (id int);\nselect * from no_such_table;")
+    (migrations / "99990101000000_broken.sql").write_text("create table broken (id int);\nselect * from no_such_table;")
 
-    with psycopg.connect(fresh_db) as conn, pytest.raises(MigrationError, match=r"9999_broken\.sql"):
+    with psycopg.connect(fresh_db) as conn, pytest.raises(MigrationError, match=r"99990101000000_broken\.sql"):
         migrate(conn, migrations)
 
     with psycopg.connect(fresh_db) as conn:
