@@ -110,5 +110,5 @@ def load_secrets() -> Secrets:
         raise ConfigError("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
 
 
-__all__ = ["PROJECT_ROOT", "ConfigError", "ControllerConfig", "Secrets", "load_config", "load_model",
+__all__ = ["PROJECT_ROOT", "ControllerConfig", "Secrets", "load_config", "load_model",
            "load_secrets"]

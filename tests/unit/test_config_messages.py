@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, ControllerConfig, load_config, load_secrets
-from controller.model import PROJECT_ROOT, Frozen, load_model, read_yaml, resolve
+from controller.config import ControllerConfig, load_config, load_secrets
+from controller.model import PROJECT_ROOT, ConfigError, Frozen, load_model, read_yaml, resolve
 from controller.scan.signals import SizingParams
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from controller.config import ConfigError, DatabaseConfig, Secrets
+from controller.config import DatabaseConfig, Secrets
 from controller.data.storage import open_store
 from controller.data.storage.postgres import PostgresStore
 from controller.data.storage.supabase import SupabaseStore
+from controller.model import ConfigError
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 SECRET = "open-store-secret-at-least-32-bytes-long"
