@@ -298,7 +298,7 @@ def phase3_setup(context: Context, replay: Path | None, exchange: str | None, ho
     from controller.data.migrate import MigrationError
     from controller.scan import pipeline
     from controller.scan.strategy_params import load_strategies
-    from ml.events import _btc_frames, events_from_series, series_before
+    from ml.events import events_from_series, series_before
     from ml.retrain import train_and_register
 
     config = context.config
@@ -324,7 +324,7 @@ def phase3_setup(context: Context, replay: Path | None, exchange: str | None, ho
     console.print(f"phase 3: training on {folder} before {start:%Y-%m-%d %H:%M} ({exchange}), then "
                   f"{hours:g} h replayed with ml.enabled up to {end:%Y-%m-%d %H:%M}")
     series = series_before(folder, start, exchange)
-    events, candles = events_from_series(series, _btc_frames(series), strategies, config.ml.costs)
+    events, candles = events_from_series(series, strategies, config.ml.costs)
     if not events.empty:  # a label whose horizon reaches into the window would leak it
         events = events[pd.to_datetime(events["horizon_end"], utc=True) < pd.Timestamp(start)].reset_index(drop=True)
     console.print(f"{len(events)} labelled entries from {candles} candles")

@@ -33,3 +33,24 @@ def test_config_error_is_imported_from_where_it_is_defined_only() -> None:
 def test_the_walk_sees_imports_of_config_error() -> None:
     # the assertion above holds trivially if the walk finds nothing: the CLI's modules do import it
     assert any(line.startswith("controller/cli/") for line in _imports_of("ConfigError"))
+
+
+def _private_imports_across_packages() -> list[str]:
+    """`path:line module.name` for every underscored name one top-level package imports from another."""
+    found = []
+    for top in CODE:
+        if top == "tests":
+            continue  # a unit test may pin a private helper of the module it tests
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not (isinstance(node, ast.ImportFrom) and node.module and not node.level):
+                    continue
+                source = node.module.split(".")[0]
+                if source in CODE and source != top:
+                    found += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}"
+                              for alias in node.names if alias.name.startswith("_")]
+    return found
+
+
+def test_no_package_imports_another_packages_private_names() -> None:
+    assert _private_imports_across_packages() == []
