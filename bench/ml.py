@@ -29,10 +29,10 @@ from _support import PROJECT_ROOT, migrated_database, postgres_server
 from threadpoolctl import threadpool_limits
 
 from controller.config import ControllerConfig
+from controller.config_base import load_model
 from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, timeframe_seconds
 from controller.data.storage.postgres import PostgresStore
-from controller.model import load_model
 from controller.scan.pipeline import Scanner
 from controller.scan.strategy_params import load_strategies
 from ml.config import CostParams, TrainParams

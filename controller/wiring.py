@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 
 from controller.config import ControllerConfig, Secrets, load_model
+from controller.config_base import ConfigError
 from controller.data import db, flags
 from controller.data.market_data import (
     CcxtSource,
@@ -21,7 +22,6 @@ from controller.data.market_data import (
     timeframe_seconds,
 )
 from controller.data.storage import Store, open_store
-from controller.model import ConfigError
 from controller.ops.alerts import Alerter, MetricsServer
 from controller.ops.health import DatabaseSnapshot, HealthReporter, read_database
 from controller.ops.supervisor import Restarter, Supervisor

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from controller.model import resolve
+from controller.config_base import resolve
 from ml.features import FEATURES
 from ml.train import ConfidenceModel, beats_rules
 

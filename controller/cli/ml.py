@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from controller.cli.base import Context, actor, connect, console, fail, require_schema
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

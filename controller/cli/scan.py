@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from controller.cli.base import Context, ExchangeOption, ReplayOption, SymbolsOption, console, fail, parse_time
+from controller.config_base import ConfigError
 from controller.data.embedded_db import EmbeddedDbError
-from controller.model import ConfigError
 
 if TYPE_CHECKING:
     from controller.scan.pipeline import CycleReport

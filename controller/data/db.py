@@ -8,8 +8,8 @@ import psycopg
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.config_base import ConfigError, Frozen, resolve
 from controller.data.embedded_db import EmbeddedPostgres
-from controller.model import ConfigError, Frozen, resolve
 
 
 class DatabaseConfig(Frozen):

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from bridge.resilience import CallError, ErrorKind, ResilientCaller, TokenBucket, parse_retry_after
+from controller.config_base import PROJECT_ROOT
 from controller.data.storage.port import CANDLE_COLUMNS, Store
-from controller.model import PROJECT_ROOT
 
 if TYPE_CHECKING:
     import ccxt

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 
 class UniverseConfig(Frozen):

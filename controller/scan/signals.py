@@ -15,7 +15,7 @@ from typing import Any, Self
 from pydantic import Field, model_validator
 
 from bridge.schemas import NewSignal
-from controller.model import Frozen
+from controller.config_base import Frozen
 from controller.scan.regime import Regime, RegimeReading, StopWidening, widened_stop
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.config import DEFAULT_CONFIG, load_config
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

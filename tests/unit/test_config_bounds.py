@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import load_config
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 
 # (section yaml, the key the error must name, what the message must say)
 INVALID: list[tuple[str, str, str]] = [

@@ -27,7 +27,7 @@ def _imports_of(name: str) -> list[str]:
 
 def test_config_error_is_imported_from_where_it_is_defined_only() -> None:
     homes = {line.rsplit(" ", 1)[1] for line in _imports_of("ConfigError")}
-    assert homes == {"controller.model"}, _imports_of("ConfigError")
+    assert homes == {"controller.config_base"}, _imports_of("ConfigError")
 
 
 def test_the_walk_sees_imports_of_config_error() -> None:

@@ -16,7 +16,7 @@ PACKAGES = ("controller", "ml", "shadow", "bridge", "hummingbot_scripts", "offli
 
 # Higher layers may import lower ones, never the reverse; one layer's groups do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bridge", "controller.model"),
+    ("bridge", "controller.config_base"),
     ("controller.data",),
     ("controller.scan",),
     ("controller.ops", "ml", "shadow"),

@@ -6,10 +6,10 @@ import pytest
 from pydantic import SecretStr
 
 from controller.config import DatabaseConfig, Secrets
+from controller.config_base import ConfigError
 from controller.data.storage import open_store
 from controller.data.storage.postgres import PostgresStore
 from controller.data.storage.supabase import SupabaseStore
-from controller.model import ConfigError
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 SECRET = "open-store-secret-at-least-32-bytes-long"

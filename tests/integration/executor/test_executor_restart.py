@@ -107,7 +107,7 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     from hummingbot.client.config.config_helpers import ClientConfigAdapter
     from hummingbot.core.trading_core import TradingCore
 
-    from controller.model import PROJECT_ROOT
+    from controller.config_base import PROJECT_ROOT
     from tests.support.clock import eventually
     from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 

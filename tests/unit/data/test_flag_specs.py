@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from controller.config import PROJECT_ROOT, load_model
+from controller.config_base import ConfigError
 from controller.data.flags import FlagError, FlagsFile, FlagSpec
-from controller.model import ConfigError
 
 SHIPPED = PROJECT_ROOT / "conf" / "flags.yml"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 from controller.scan.indicators import compute
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.decide import decide
