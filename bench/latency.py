@@ -42,7 +42,8 @@ from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLCon
 from bridge.queue_client import PostgresQueue
 from bridge.schemas import NewSignal
 from controller.data.storage.postgres import PostgresStore
-from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig, instability_pct
+from executor.pricing import instability_pct
+from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig
 from offline.harness import CONNECTOR
 
 SHIPPED_CONFIG = PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml"
@@ -55,12 +56,15 @@ class TimedExecutor(SignalExecutor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.placed_at: dict[str, float] = {}
+        place = self.book.place
 
-    def _place(self, position: Any, purpose: str, *args: Any, **kwargs: Any) -> str | None:
-        order_id = super()._place(position, purpose, *args, **kwargs)
-        if purpose == "entry":
-            self.placed_at[str(position.signal.id)] = time.perf_counter()
-        return order_id
+        def timed_place(position: Any, purpose: str, *args: Any, **kwargs: Any) -> str | None:
+            order_id = place(position, purpose, *args, **kwargs)
+            if purpose == "entry":
+                self.placed_at[str(position.signal.id)] = time.perf_counter()
+            return order_id
+
+        self.book.place = timed_place  # type: ignore[method-assign]
 
 
 class FreshWindowExecutor(TimedExecutor):
@@ -75,7 +79,7 @@ class FreshWindowExecutor(TimedExecutor):
         for signal_id, pending in list(self.pending.items()):
             bids, asks, last = self.fresh.setdefault(signal_id, ([], [], 0.0))
             if now - last >= self.config.stability_sample_s:
-                bid, ask, _ = self._book(pending.signal.symbol)
+                bid, ask, _ = self.market.book(pending.signal.symbol)
                 bids.append(bid)
                 asks.append(ask)
                 self.fresh[signal_id] = (bids, asks, now)
@@ -83,11 +87,11 @@ class FreshWindowExecutor(TimedExecutor):
                 continue
             del self.pending[signal_id]
             if max(instability_pct(bids), instability_pct(asks)) > self.config.max_instability_pct:
-                self._reject(pending.signal, "unstable", "unstable")
+                self.reporter.reject(pending.signal, "unstable", "unstable")
             elif reason := self._gates(pending.signal, now):
-                self._reject(pending.signal, *reason)
+                self.reporter.reject(pending.signal, *reason)
             else:
-                self._enter(pending.signal, now)
+                self.book.enter(pending.signal, now)
 
 
 def shipped_config(consumer: str, signals: int, **overrides: Any) -> SignalExecutorConfig:

@@ -19,19 +19,11 @@ from hummingbot.core.data_type.common import TradeType
 from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee, DeductedFromReturnsTradeFee, TokenAmount
 
 from bridge.schemas import Signal
-from hummingbot_scripts.signal_executor import (
-    Outbox,
-    Position,
-    SignalExecutorConfig,
-    Slots,
-    TrackedOrder,
-    _dec,
-    _iso,
-    _timestamp,
-    barrier_hit,
-    fee_parts,
-    instability_pct,
-)
+from executor.config import SignalExecutorConfig
+from executor.models import Position, TrackedOrder, dec, iso, timestamp
+from executor.outbox import Outbox
+from executor.pricing import barrier_hit, fee_parts, instability_pct
+from executor.worker import Slots
 
 D = Decimal
 
@@ -253,15 +245,15 @@ def test_instability_is_the_range_over_the_low_in_percent() -> None:
 # --- small conversions and the config's own checks --------------------------------------------------------
 
 def test_conversions_of_the_queue_values() -> None:
-    assert _dec(D("1.10")) == D("1.10") and str(_dec(D("1.10"))) == "1.10"
-    assert _dec(0.1) == D("0.1") and _dec("2") == D(2)  # floats through their text, not their binary value
+    assert dec(D("1.10")) == D("1.10") and str(dec(D("1.10"))) == "1.10"
+    assert dec(0.1) == D("0.1") and dec("2") == D(2)  # floats through their text, not their binary value
     moment = datetime(2026, 3, 4, 5, 6, 7, 250000, tzinfo=UTC)
-    assert _timestamp(None) is None
-    assert _timestamp(moment) == moment.timestamp()
-    assert _timestamp("2026-03-04T05:06:07.25+00:00") == moment.timestamp()
-    assert _iso(moment.timestamp()) == "2026-03-04T05:06:07.250000+00:00"
-    assert _iso(0.0) == "1970-01-01T00:00:00.000000+00:00"
-    assert _iso(0.1234569) == "1970-01-01T00:00:00.123456+00:00"  # cut to the microsecond, not rounded up
+    assert timestamp(None) is None
+    assert timestamp(moment) == moment.timestamp()
+    assert timestamp("2026-03-04T05:06:07.25+00:00") == moment.timestamp()
+    assert iso(moment.timestamp()) == "2026-03-04T05:06:07.250000+00:00"
+    assert iso(0.0) == "1970-01-01T00:00:00.000000+00:00"
+    assert iso(0.1234569) == "1970-01-01T00:00:00.123456+00:00"  # cut to the microsecond, not rounded up
 
 
 def test_the_config_fields_hummingbot_asks_for_when_a_config_is_created() -> None:
