@@ -97,7 +97,7 @@ def run_cmd(
     finally:
         if evaluator is not None:
             evaluator.stop()
-        ops.close()  # the final health report (seed 002)
+        ops.close()  # the final health report: how the run ended, even when it ended on an error
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")
 

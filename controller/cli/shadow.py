@@ -1,4 +1,4 @@
-"""`shadow evaluate | report | recommend | apply ID | rollback ID`: phase 4 by hand.
+"""`shadow evaluate | report | recommend | apply ID | rollback ID`: shadow testing by hand.
 
 The evaluator also runs beside `run` on its own schedule while the flag `shadow.enabled` is on.
 """
