@@ -18,7 +18,7 @@ from collections.abc import Callable
 import psycopg
 from _support import PROJECT_ROOT, interleaved, migrated_database, percentile, postgres_server
 
-from tests.sql_mutants import function_statement
+from tests.mutation.sql_mutants import function_statement
 
 HISTORY = 20_000
 CLOSED_EXITS = 5_000
