@@ -240,14 +240,14 @@ QUIET = {"panic_peak_decline_24h_pct": 50, "panic_peak_decline_48h_pct": 50, "ca
     ([(24, 100), (4, 100), (1, 100.1), (0, 100)], Regime.NORMAL),
 ])
 def test_each_falling_trigger_alone_decides(closes: list[tuple[float, float]], expected: Regime) -> None:
-    from tests.unit.scan.test_regime_edges import at, candles
+    from tests.support.regime import at, candles
 
     assert at(QUIET, candles([(h, c, c, c) for h, c in closes])) == expected
 
 
 def test_the_24_hour_peak_is_taken_strictly_inside_the_last_24_hours() -> None:
     from controller.scan.regime import classify
-    from tests.unit.scan.test_regime_edges import NOW, PARAMS, candles
+    from tests.support.regime import NOW, PARAMS, candles
 
     reading = classify(candles([(24, 110, 110, 110), (23, 105, 105, 105), (0, 100, 100, 100)]), NOW, PARAMS)
     assert reading.peak_decline_24h_pct == pytest.approx(100 * (105 - 100) / 105)
