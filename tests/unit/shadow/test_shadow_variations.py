@@ -13,7 +13,7 @@ from controller.scan.indicators import compute
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.decide import decide
 from shadow.variations import CHAMPION, Variation, load_variations
-from tests.unit.scan.test_indicators import load_recorded
+from tests.support.recorded import load_recorded
 
 
 @pytest.fixture(scope="module")
