@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controller.scan.pipeline import MlVerdict, apply_verdicts
 from controller.scan.signals import Boost, OpenBook, QuoteSizing, SizingParams, plan, size_for
-from tests.unit.scan.test_signals_edges import CLOSE, NORMAL, SIZING, decision
+from tests.support.planning import CLOSE, NORMAL, SIZING, decision
 
 
 def _entered(planned: list) -> dict[str, float]:
