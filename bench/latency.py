@@ -11,8 +11,8 @@ Scenarios, all in one run:
 - `default_config`: the shipped settings on the direct transport: LISTEN/NOTIFY wakes the claimer and the
   rolling price window decides at claim. Goal: p95 <= tick + 150 ms.
 - `default_config_polling`: the same with `queue_listen: false`, i.e. the 1 s claim poll (PostgREST's path).
-- `before`: the path before issue 10's latency work: the 1 s poll, then 5 s of fresh stability samples per
-  signal (the old `_check_pending`, re-created in `FreshWindowExecutor`).
+- `before`: the baseline without LISTEN/NOTIFY and the rolling window: the 1 s poll, then 5 s of fresh
+  stability samples per signal (`FreshWindowExecutor`).
 - `default_config_tick_0.1s`: the shipped settings at a 0.1 s tick.
 Last line of output: one JSON object (with `p95_ms_default_config` and the ratios against `before`).
 """
@@ -74,6 +74,11 @@ class FreshWindowExecutor(TimedExecutor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fresh: dict[Any, tuple[list[Decimal], list[Decimal], float]] = {}
+        self.prices.full = lambda pair, now: False  # type: ignore[method-assign]  # every claim waits its own samples
+
+    def _take_claimed(self, now: float) -> None:
+        super()._take_claimed(now)
+        self._check_pending(now)  # a claim's first sample is taken on the tick it is claimed
 
     def _check_pending(self, now: float) -> None:
         for signal_id, pending in list(self.pending.items()):

@@ -117,8 +117,8 @@ class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tes
         gates.sample_prices(self.prices, self.config.trading_pairs, self.market, now)
         self._take_restored(now)
         self._take_close_requests(now)
+        self._check_pending(now)  # before new claims: the signals that waited take the caps first
         self._take_claimed(now)
-        self._check_pending(now)
         self.book.manage(now)
         if now >= self._next_health_check:
             health.check_orders(self.book, now)
@@ -159,10 +159,12 @@ class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tes
             if signal.kind == "exit":
                 self._take_exit_signal(signal, now)
                 continue
-            if reason := self._gates(signal, now):
-                self.reporter.reject(signal, *reason)
-                continue
-            self.pending[signal.id] = PendingSignal(signal, now)
+            if self.prices.full(signal.symbol, now):
+                self._decide(signal, now)
+            elif reason := self._gates(signal, now):
+                self.reporter.reject(signal, *reason)  # no point sampling for a signal that cannot be traded
+            else:
+                self.pending[signal.id] = PendingSignal(signal, now)
 
     def _take_exit_signal(self, signal: Signal, now: float) -> None:
         """The controller's strategy exit (CHANNEL at the band's top, RSI exits): close the entry's position at
@@ -189,17 +191,19 @@ class SignalExecutor(StrategyV2Base):  # pragma: no mutate block (the Clock: tes
         return gates.first_failure(signal, now, self.config, self.market, self.positions, self.pending)
 
     def _check_pending(self, now: float) -> None:
-        """Decide each claimed signal on the pair's last stability_window_s of samples: on the tick it is
-        claimed once the bot has run that long, else when the window fills."""
+        """Decide the signals that were claimed before their pair's stability window was full, once it is."""
         for signal_id, pending in list(self.pending.items()):
-            signal = pending.signal
-            if not self.prices.full(signal.symbol, now):
-                continue
-            del self.pending[signal_id]
-            if reason := gates.unstable(signal, self.prices, self.config) or self._gates(signal, now):
-                self.reporter.reject(signal, *reason)
-                continue
-            self.book.enter(signal, now)
+            if self.prices.full(pending.signal.symbol, now):
+                del self.pending[signal_id]
+                self._decide(pending.signal, now)
+
+    def _decide(self, signal: Signal, now: float) -> None:
+        """Enter or reject a signal on the pair's last stability_window_s of samples: the gates run here once,
+        after this tick's earlier entries, so the caps and the balance count them."""
+        if reason := self._gates(signal, now) or gates.unstable(signal, self.prices, self.config):
+            self.reporter.reject(signal, *reason)
+            return
+        self.book.enter(signal, now)
 
     # --- events from the connector, routed by client order id to their position ----------------------
 
