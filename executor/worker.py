@@ -12,7 +12,7 @@ from uuid import UUID
 
 from bridge.queue_client import ClaimTaken, SignalQueue, wakes_for
 from bridge.resilience import CallError, CircuitBreaker, ErrorKind
-from bridge.schemas import OrderEvent, Signal
+from bridge.schemas import Signal
 from executor.config import SignalExecutorConfig
 from executor.outbox import Outbox
 
@@ -234,7 +234,7 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
                     self._call(lambda r=record, c=consumer: self.queue.ack(UUID(r["signal_id"]), c, r["status"],
                                                                            r.get("reason")))
                 else:
-                    self._call(lambda r=record: self.queue.report(OrderEvent.model_validate(r["event"])))
+                    self._call(lambda r=record: self.queue.report_payload(r["event"]))
             except ClaimTaken as exc:
                 # the signal is another consumer's now: resending can never succeed
                 logger.error(f"queue refused {record['kind']} seq {record['seq']}: {exc}")

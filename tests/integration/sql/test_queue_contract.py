@@ -6,6 +6,7 @@ executor JWT, on the same real database; the direct transport connects and switc
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -127,6 +128,27 @@ def test_reported_events_are_idempotent(transport: tuple[SignalQueue, object], m
     events = entry_events(signal_id)
 
     results = [queue.report(e) for e in events + events]
+
+    assert results[2]["status"] == "filled" and results[-1] == results[2]
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select client_order_id, status, filled_amount, price from orders").fetchall()
+        fills = conn.execute("select exchange_trade_id, amount, fee_quote from fills").fetchall()
+    assert orders == [("buy-1", "filled", Decimal("0.2"), Decimal("100.5"))]
+    assert fills == [("t-1", Decimal("0.2"), Decimal("0.02012"))]
+
+
+def test_an_event_as_the_outbox_stores_it_is_reported_as_the_event_itself(
+        transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    """The outbox keeps the RPC's own parameters (`to_payload()` through a JSON line) and sends them as they
+    are: the rows they write are those the event writes, and a replay of either is a no-op."""
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+    queue.ack(signal_id, "bot-a", "executing")
+    events = entry_events(signal_id)
+    stored = [json.loads(json.dumps(e.to_payload(), default=str)) for e in events]
+
+    results = [queue.report_payload(p) for p in stored] + [queue.report(e) for e in events]
 
     assert results[2]["status"] == "filled" and results[-1] == results[2]
     with psycopg.connect(migrated_db) as conn:
