@@ -1,0 +1,93 @@
+"""The pure arithmetic: the exit rule on the bid and the time held, the trailing peak, a fee's parts, and the
+price window's instability."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hummingbot.core.data_type.common import TradeType
+from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee, DeductedFromReturnsTradeFee, TokenAmount
+
+from executor.pricing import barrier_hit, fee_parts, instability_pct
+from tests.support.executor_models import position
+
+D = Decimal
+
+
+@pytest.mark.parametrize(("bid", "now", "expected"), [
+    (D(103), 1001.0, "take_profit"),   # 100 + 3 %
+    (D("102.99"), 1001.0, None),
+    (D(98), 1001.0, "stop_loss"),       # 100 - 2 %
+    (D("98.01"), 1001.0, None),
+    (D(100), 1060.0, "time_limit"),     # held 60 s of 60
+    (D(100), 1059.9, None),
+])
+def test_barrier_hit_applies_the_exit_rule_to_the_bid_and_the_time_held(bid: Decimal, now: float,
+                                                                        expected: str | None) -> None:
+    assert barrier_hit(position(), bid, now) == expected
+
+
+def test_barrier_hit_has_no_time_limit_before_the_entry_filled() -> None:
+    assert barrier_hit(position(opened_at=None), D(100), 10**9) is None
+    assert barrier_hit(position(opened_at=0.0), D(100), 60.0) == "time_limit"  # a clock that starts at 0
+
+
+def test_barrier_hit_trails_from_the_positions_peak() -> None:
+    held = position(trailing_activation_pct=D(1), trailing_delta_pct=D("0.5"), take_profit_pct=D(10))
+    held.peak = D(102)
+    assert barrier_hit(held, D("101.49"), 1001.0) == "trailing_stop"  # 102 - 0.5 % = 101.49
+    assert barrier_hit(held, D("101.5"), 1001.0) is None
+
+
+BTC, USDT = "BTC", "USDT"
+
+
+@pytest.mark.parametrize(("fee", "side", "expected"), [
+    # Binance spot: a buy's percent fee is kept in the coin bought
+    (DeductedFromReturnsTradeFee(percent=D("0.001")), TradeType.BUY, (BTC, D("0.002"), D("0.002"))),
+    (DeductedFromReturnsTradeFee(percent=D("0.001"), percent_token=BTC), TradeType.BUY, (BTC, D("0.002"), D("0.002"))),
+    # the percent named in the quote asset is paid in quote, even on a deducted buy
+    (DeductedFromReturnsTradeFee(percent=D("0.001"), percent_token=USDT), TradeType.BUY, (USDT, D("0.2"), D(0))),
+    # a sell's percent fee comes out of the quote received
+    (DeductedFromReturnsTradeFee(percent=D("0.001")), TradeType.SELL, (USDT, D("0.2"), D(0))),
+    # a fee added to the cost is paid in quote
+    (AddedToCostTradeFee(percent=D("0.001")), TradeType.BUY, (USDT, D("0.2"), D(0))),
+    # no fee at all: nothing taken, named in quote
+    (AddedToCostTradeFee(), TradeType.BUY, (USDT, D(0), D(0))),
+    (DeductedFromReturnsTradeFee(), TradeType.BUY, (USDT, D(0), D(0))),
+    # a flat fee alone is in its own token (BNB)
+    (AddedToCostTradeFee(flat_fees=[TokenAmount("BNB", D("0.01"))]), TradeType.BUY, ("BNB", D("0.01"), D(0))),
+    # a flat fee in the asset of the percent fee adds to it
+    (AddedToCostTradeFee(percent=D("0.001"), flat_fees=[TokenAmount(USDT, D(1))]), TradeType.SELL,
+     (USDT, D("1.2"), D(0))),
+    # a flat fee in another token is left out of the amount (the quote value still counts it)
+    (AddedToCostTradeFee(percent=D("0.001"), flat_fees=[TokenAmount("BNB", D(1))]), TradeType.SELL,
+     (USDT, D("0.2"), D(0))),
+    # several flat tokens and no percent: reported in the first
+    (AddedToCostTradeFee(flat_fees=[TokenAmount("BNB", D(1)), TokenAmount("ETH", D(2))]), TradeType.BUY,
+     ("BNB", D(1), D(0))),
+    (AddedToCostTradeFee(flat_fees=[TokenAmount("BNB", D(1)), TokenAmount("BNB", D(2))]), TradeType.BUY,
+     ("BNB", D(3), D(0))),
+    # a flat fee in the coin bought, kept from a deducted buy, leaves the wallet's base too
+    (DeductedFromReturnsTradeFee(percent=D("0.001"), flat_fees=[TokenAmount(BTC, D("0.0005"))]), TradeType.BUY,
+     (BTC, D("0.0025"), D("0.0025"))),
+    (DeductedFromReturnsTradeFee(flat_fees=[TokenAmount(BTC, D("0.0005"))]), TradeType.BUY,
+     (BTC, D("0.0005"), D("0.0005"))),
+    # ... but not when it is added to the cost, or on a sell
+    (AddedToCostTradeFee(flat_fees=[TokenAmount(BTC, D("0.0005"))]), TradeType.BUY, (BTC, D("0.0005"), D(0))),
+    (DeductedFromReturnsTradeFee(flat_fees=[TokenAmount(BTC, D("0.0005"))]), TradeType.SELL,
+     (BTC, D("0.0005"), D(0))),
+])
+def test_fee_parts_names_the_asset_the_amount_and_what_left_the_position(
+        fee: Any, side: TradeType, expected: tuple[str, Decimal, Decimal]) -> None:
+    assert fee_parts(fee, side, BTC, USDT, price=D(100), amount=D(2)) == expected
+
+
+def test_instability_is_the_range_over_the_low_in_percent() -> None:
+    assert instability_pct([D(100), D(101), D(99)]) == D(2) / D(99) * 100
+    assert instability_pct([D(50)]) == 0
+    assert instability_pct([D("0.5"), D("0.51")]) == D(2)  # a price below 1 (many altcoins, BTC quotes)
+    assert instability_pct([D(0), D(1)]) == 100  # no price to divide by: as unstable as it gets
+    assert instability_pct([D(-1), D(1)]) == 100
