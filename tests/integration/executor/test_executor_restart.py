@@ -68,8 +68,8 @@ def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -
     """Hummingbot awaits on_stop on its event loop: it must not wait for a queue call that hangs (here a
     server that never answers, 120 s timeout). The worker ends by itself once that call ends (the server
     goes away) and closes its client."""
-    from tests.integration.sql.test_queue_contract import BlackHole
     from tests.support.clock import eventually
+    from tests.support.net import BlackHole
 
     hole = BlackHole()
     ONE_TRY = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)

@@ -365,8 +365,8 @@ def test_a_queue_that_never_answers_does_not_delay_the_clock(outbox: Path) -> No
     for the queue, the call would have ended (timed out, counted, retried on a new connection) before the
     ticks did, and the test would fail on the counts (after a long wait), however loaded the machine."""
     from bridge.queue_client import PostgrestQueue
-    from tests.integration.sql.test_queue_contract import BlackHole
     from tests.support.clock import eventually
+    from tests.support.net import BlackHole
 
     hole = BlackHole()
     one_try = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)

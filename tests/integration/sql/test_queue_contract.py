@@ -7,8 +7,6 @@ executor JWT, on the same real database; the direct transport connects and switc
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +19,7 @@ from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, Signa
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
-from tests.support.net import refusing_port
+from tests.support.net import BlackHole, refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 JWT_SECRET = "queue-contract-secret-at-least-32-bytes"
@@ -191,36 +189,6 @@ def test_the_direct_transport_has_only_the_executor_rights(migrated_db: str) -> 
 
 
 # --- failures: timeouts, refused connections, retries only where idempotent -------------------------
-
-class BlackHole:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers; counts them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                self.accepted.append(conn)
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()
-
 
 @pytest.fixture
 def black_hole() -> Iterator[BlackHole]:
