@@ -10,8 +10,8 @@ import pytest
 from hummingbot.core.data_type.common import TradeType
 from hummingbot.core.data_type.trade_fee import AddedToCostTradeFee, DeductedFromReturnsTradeFee, TokenAmount
 
-from executor.pricing import barrier_hit, fee_parts, instability_pct
-from tests.support.executor_models import position
+from executor.pricing import PriceWindow, barrier_hit, fee_parts, grid_orders, instability_pct
+from tests.support.executor_models import position, signal
 
 D = Decimal
 
@@ -91,3 +91,50 @@ def test_instability_is_the_range_over_the_low_in_percent() -> None:
     assert instability_pct([D("0.5"), D("0.51")]) == D(2)  # a price below 1 (many altcoins, BTC quotes)
     assert instability_pct([D(0), D(1)]) == 100  # no price to divide by: as unstable as it gets
     assert instability_pct([D(-1), D(1)]) == 100
+
+
+def test_the_grid_rests_its_levels_below_the_entry_each_for_its_quote_scaled_with_the_entry() -> None:
+    grid = signal(grid_levels=3, grid_spacing_pct=D(2), grid_level_quote=D(10))
+    assert grid_orders(grid, D(100)) == [(1, D(98), D(10)), (2, D(96), D(10)), (3, D(94), D(10))]
+    assert grid_orders(grid, D(100), scale=D(2)) == [(1, D(98), D(20)), (2, D(96), D(20)), (3, D(94), D(20))]
+    # a level at or below a zero price is left out
+    assert [level for level, _, _ in grid_orders(signal(grid_levels=3, grid_spacing_pct=D(40),
+                                                        grid_level_quote=D(10)), D(100))] == [1, 2]
+    assert [level for level, _, _ in grid_orders(signal(grid_levels=2, grid_spacing_pct=D(50),
+                                                        grid_level_quote=D(10)), D(100))] == [1]
+
+
+@pytest.mark.parametrize("missing", ["grid_levels", "grid_spacing_pct", "grid_level_quote"])
+def test_no_grid_without_all_three_of_its_fields(missing: str) -> None:
+    fields: dict[str, Any] = {"grid_levels": 3, "grid_spacing_pct": D(2), "grid_level_quote": D(10)}
+    assert grid_orders(signal(**{**fields, missing: None}), D(100)) == []
+
+
+def test_the_price_window_samples_at_its_interval_and_is_full_once_it_covers_the_window() -> None:
+    window = PriceWindow(window_s=3, sample_s=1)
+    assert not window.full("BTC-USDT", 10.0)
+    window.sample("BTC-USDT", 0.0, D(100), D(101))
+    window.sample("BTC-USDT", 0.5, D(50), D(51))  # within sample_s of the last: not kept
+    for t in (1.0, 2.0):
+        window.sample("BTC-USDT", t, D(100), D(101))
+    assert not window.full("BTC-USDT", 2.9)
+    assert window.full("BTC-USDT", 3.0)
+    assert not window.full("ETH-USDT", 3.0)
+    assert window.instability("BTC-USDT") == 0
+
+
+def test_the_price_window_keeps_the_one_sample_at_its_start_and_drops_older_ones() -> None:
+    window = PriceWindow(window_s=3, sample_s=1)
+    bids = {6.0: D(50), 7.0: D(80)}  # at 10 s the window starts at 7 s: the 6 s spike is gone, 7 s stays
+    for t in range(11):
+        window.sample("BTC-USDT", float(t), bids.get(float(t), D(100)), D(101))
+    assert window.instability("BTC-USDT") == D(25)  # (100 - 80) / 80
+    window.sample("BTC-USDT", 11.0, D(100), D(101))
+    assert window.instability("BTC-USDT") == 0  # the 7 s sample left with the window
+
+
+def test_the_windows_instability_is_the_larger_of_the_bids_and_the_asks() -> None:
+    window = PriceWindow(window_s=2, sample_s=1)
+    for t, ask in ((0.0, D(100)), (1.0, D(110)), (2.0, D(100))):
+        window.sample("BTC-USDT", t, D(99), ask)
+    assert window.instability("BTC-USDT") == D(10)
