@@ -49,7 +49,7 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
         "limit: once the entry fills, a resting limit sell at the take-profit price (maker fees on a real "
         "exchange); stop loss, time limit and trailing stop are still watched and cancel it first"))
     limit_timeout_s: float = Field(60.0, gt=0)
-    # order health (seed 000)
+    # order health
     health_check_interval_s: float = Field(30.0, gt=0)
     stale_order_s: float = Field(600.0, gt=0)
     stale_entry_action: Literal["reprice", "abandon"] = "reprice"

@@ -25,7 +25,7 @@ def barrier_hit(position: Position, bid: Decimal, now: float) -> str | None:
 def grid_orders(signal: Signal, entry_price: Decimal,
                 scale: Decimal = Decimal(1)) -> list[tuple[int, Decimal, Decimal]]:
     """The DCA grid of an entry filled at `entry_price`: (level, limit price, quote) for each resting limit buy,
-    level i at entry x (1 - i x spacing / 100), as the seed's evaluator replays it. `scale` follows a config
+    level i at entry x (1 - i x spacing / 100), above a zero price. `scale` follows a config
     quote_amount that overrides the signal's amount, so the grid keeps its share of the entry."""
     if not signal.grid_levels or signal.grid_spacing_pct is None or signal.grid_level_quote is None:
         return []
@@ -59,7 +59,7 @@ def fee_parts(fee: TradeFeeBase, side: TradeType, base: str, quote: str, price: 
 
 
 def instability_pct(samples: list[Decimal]) -> Decimal:
-    """(max - min) / min over a window of prices, in percent (seed 000's price stability)."""
+    """(max - min) / min over a window of prices, in percent: the stability gate's measure."""
     low = min(samples)
     return (max(samples) - low) / low * HUNDRED if low > 0 else HUNDRED
 
@@ -68,7 +68,7 @@ class PriceWindow:
     """The best bid and ask of each traded pair, sampled every `sample_s` from the first ready tick, kept for the
     last `window_s` (and the one sample at or before its start, so the window is known to be covered).
 
-    The stability gate (seed 000) reads it when a signal is claimed: once the bot has run `window_s`, a
+    The stability gate reads it when a signal is claimed: once the bot has run `window_s`, a
     signal is decided on its first tick instead of waiting `window_s` of fresh samples.
     """
 
