@@ -49,9 +49,10 @@ def test_fills_add_to_the_entry_or_the_exit_and_the_position_opens_at_its_first_
     assert (held.entry_amount, held.entry_quote, held.entry_fee_base) == (D(2), D(201), D("0.002"))
     assert held.opened_at == 5.0  # the first fill's time, not the last
     exit_order = TrackedOrder("x", "exit", TradeType.SELL, D("1.998"), None, 8.0)
-    held.add_fill(exit_order, D(103), D(1), D(0), 9.0)
-    assert (exit_order.filled, exit_order.fills) == (D(1), 1)
-    assert (held.exit_amount, held.exit_quote) == (D(1), D(103))
+    held.add_fill(exit_order, D(103), D("0.5"), D(0), 9.0)
+    held.add_fill(exit_order, D(104), D("0.5"), D(0), 9.5)
+    assert (exit_order.filled, exit_order.fills) == (D(1), 2)
+    assert (held.exit_amount, held.exit_quote) == (D(1), D("103.5"))
     assert (held.entry_amount, held.entry_quote, held.entry_fee_base, held.opened_at) == (
         D(2), D(201), D("0.002"), 5.0)  # an exit fill leaves the entry as it was
 
@@ -59,10 +60,11 @@ def test_fills_add_to_the_entry_or_the_exit_and_the_position_opens_at_its_first_
 def test_fees_are_summed_in_quote_the_base_coins_part_apart_and_unpriced_ones_in_their_own_asset() -> None:
     held = Position(signal())
     held.add_fee("BTC", D("0.002"), D("0.2"), base="BTC")
+    held.add_fee("BTC", D("0.001"), D("0.1"), base="BTC")
     held.add_fee("USDT", D("0.3"), D("0.3"), base="BTC")
     held.add_fee("XYZ", D(1), None, base="BTC")
     held.add_fee("XYZ", D(2), None, base="BTC")
-    assert held.fees_quote == D("0.5") and held.base_fee_quote == D("0.2")
+    assert held.fees_quote == D("0.6") and held.base_fee_quote == D("0.3")
     assert held.unpriced_fees == {"XYZ": D(3)}
 
 
@@ -99,6 +101,6 @@ def test_the_result_is_the_wallets_change_net_of_quote_fees_with_dust_valued_at_
 def test_the_result_of_an_exit_that_sold_nothing_or_an_entry_that_cost_nothing() -> None:
     unsold = Position(signal(), entry_amount=D(1), entry_quote=D(100))
     assert unsold.result(last_bid=D(99)) == (D(1), D(99), D(-1), D(-1))  # the dust valued at the last bid
-    oversold = Position(signal(), entry_amount=D(1), exit_amount=D("1.5"), exit_quote=D(150))
+    oversold = Position(signal(), entry_amount=D("0.4"), exit_amount=D("0.5"), exit_quote=D(50))
     dust, exit_price, pnl, pnl_pct = oversold.result(last_bid=D(99))
-    assert dust == 0 and exit_price == D(100) and pnl == D(150) and pnl_pct == 0  # no dust below zero, no 0-division
+    assert dust == 0 and exit_price == D(100) and pnl == D(50) and pnl_pct == 0  # no dust below zero, no 0-division

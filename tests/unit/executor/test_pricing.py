@@ -117,6 +117,7 @@ def test_the_price_window_samples_at_its_interval_and_is_full_once_it_covers_the
     window.sample("BTC-USDT", 0.5, D(50), D(51))  # within sample_s of the last: not kept
     for t in (1.0, 2.0):
         window.sample("BTC-USDT", t, D(100), D(101))
+    window.sample("BTC-USDT", 2.5, D(50), D(51))  # the interval counts from the last kept sample, at any time
     assert not window.full("BTC-USDT", 2.9)
     assert window.full("BTC-USDT", 3.0)
     assert not window.full("ETH-USDT", 3.0)
@@ -138,3 +139,11 @@ def test_the_windows_instability_is_the_larger_of_the_bids_and_the_asks() -> Non
     for t, ask in ((0.0, D(100)), (1.0, D(110)), (2.0, D(100))):
         window.sample("BTC-USDT", t, D(99), ask)
     assert window.instability("BTC-USDT") == D(10)
+
+
+def test_a_zero_second_window_is_the_last_sample_alone() -> None:
+    """stability_window_s 0 turns the gate off: whatever the price did before, the window is one sample."""
+    window = PriceWindow(window_s=0, sample_s=1)
+    window.sample("BTC-USDT", 0.0, D(100), D(101))
+    window.sample("BTC-USDT", 1.0, D(50), D(51))
+    assert window.full("BTC-USDT", 1.0) and window.instability("BTC-USDT") == 0
