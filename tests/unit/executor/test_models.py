@@ -61,10 +61,10 @@ def test_fees_are_summed_in_quote_the_base_coins_part_apart_and_unpriced_ones_in
     held = Position(signal())
     held.add_fee("BTC", D("0.002"), D("0.2"), base="BTC")
     held.add_fee("BTC", D("0.001"), D("0.1"), base="BTC")
-    held.add_fee("USDT", D("0.3"), D("0.3"), base="BTC")
+    held.add_fee("USDT", D("0.4"), D("0.4"), base="BTC")
     held.add_fee("XYZ", D(1), None, base="BTC")
     held.add_fee("XYZ", D(2), None, base="BTC")
-    assert held.fees_quote == D("0.6") and held.base_fee_quote == D("0.3")
+    assert held.fees_quote == D("0.7") and held.base_fee_quote == D("0.3")
     assert held.unpriced_fees == {"XYZ": D(3)}
 
 
