@@ -54,3 +54,19 @@ def _private_imports_across_packages() -> list[str]:
 
 def test_no_package_imports_another_packages_private_names() -> None:
     assert _private_imports_across_packages() == []
+
+
+def _test_module_imports() -> list[str]:
+    """`path:line module` for every import of one test module by another (shared helpers belong in tests/support)."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                       else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {m}" for m in modules
+                      if m.startswith("tests.") and m.rsplit(".", 1)[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    assert _test_module_imports() == []

@@ -25,8 +25,7 @@ from bridge.queue_client import PostgresQueue
 from bridge.schemas import OrderEvent
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, PaperExchange, executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
-from tests.support.executor import FEE, rows, wallet
+from tests.support.executor import FEE, NO_WAIT, emit, open_position, rows, run, signal_row, trade_row, wallet
 
 
 @pytest.mark.parametrize(
@@ -508,7 +507,7 @@ def test_a_market_exit_with_no_final_event_is_asked_of_the_exchange_before_it_is
     market_order_timeout_s the order goes to the connector's tracker instead of being reported lost; the
     exchange says it filled, so the position closes on that fill with that one exit and nothing sold again."""
     from executor.models import TrackedOrder
-    from tests.integration.executor.test_executor_restart import StatusExchange
+    from tests.support.executor import StatusExchange
 
     signal_id = emit(store)
     exchange = StatusExchange()
