@@ -9,17 +9,18 @@ from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
 from pydantic import Field, model_validator
 
 
-def _prompt(text: str) -> dict[str, Any]:
+def prompt(text: str) -> dict[str, Any]:
+    """A field's `json_schema_extra` that makes Hummingbot ask for its value when a config is created."""
     return {"prompt": text, "prompt_on_new": True}
 
 
 class SignalExecutorConfig(StrategyV2ConfigBase):
     script_file_name: str = "signal_executor.py"
-    connector: str = Field("binance_paper_trade", json_schema_extra=_prompt("Connector to trade on"))
-    exchange: str = Field("binance", json_schema_extra=_prompt("Exchange name the controller's signals carry"))
+    connector: str = Field("binance_paper_trade", json_schema_extra=prompt("Connector to trade on"))
+    exchange: str = Field("binance", json_schema_extra=prompt("Exchange name the controller's signals carry"))
     trading_pairs: list[str] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"],
-                                     json_schema_extra=_prompt("Pairs this bot may trade (BASE-QUOTE)"))
-    consumer: str = Field("hummingbot-1", json_schema_extra=_prompt("Unique name of this bot on the queue"))
+                                     json_schema_extra=prompt("Pairs this bot may trade (BASE-QUOTE)"))
+    consumer: str = Field("hummingbot-1", json_schema_extra=prompt("Unique name of this bot on the queue"))
     quote_amount: Decimal | None = Field(None, description="quote per entry; empty: the signal's amount")
     max_open_positions: int = Field(5, ge=1)
     max_open_per_pair: int = Field(1, ge=1)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from executor.config import SignalExecutorConfig
+from executor.config import SignalExecutorConfig, prompt
 
 D = Decimal
 
@@ -17,6 +17,8 @@ def test_the_config_fields_hummingbot_asks_for_when_a_config_is_created() -> Non
     assert asked["connector"] == {"prompt": "Connector to trade on", "prompt_on_new": True}
     assert set(asked) >= {"connector", "exchange", "trading_pairs", "consumer"}
     assert all(extra["prompt_on_new"] is True and extra["prompt"] for extra in asked.values())
+    # the fields' markers are built when the module is imported; the builder itself, called now:
+    assert prompt("Pairs") == {"prompt": "Pairs", "prompt_on_new": True}
 
 
 def test_the_config_refuses_a_partial_fill_age_past_the_stale_age_and_adds_its_pairs() -> None:
