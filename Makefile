@@ -42,7 +42,7 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(PY) -m mutmut run --max-children 2 > /dev/null || true
 	$(PY) scripts/mutation_report.py
-	$(PY) -m tests.sql_mutants
+	$(PY) -m tests.mutation.sql_mutants
 
 bench: $(STAMP)
 	@set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done

@@ -19,7 +19,7 @@ import psycopg
 from _support import interleaved, migrated_database, percentile, postgres_server
 
 from controller.data.migrate import MIGRATIONS_DIR
-from tests.sql_mutants import function_statement
+from tests.mutation.sql_mutants import function_statement
 
 HISTORY = 20_000
 CLOSED_EXITS = 5_000

@@ -11,8 +11,8 @@ Scenarios, all in one run:
 - `default_config`: the shipped settings on the direct transport: LISTEN/NOTIFY wakes the claimer and the
   rolling price window decides at claim. Goal: p95 <= tick + 150 ms.
 - `default_config_polling`: the same with `queue_listen: false`, i.e. the 1 s claim poll (PostgREST's path).
-- `before`: the path before issue 10's latency work: the 1 s poll, then 5 s of fresh stability samples per
-  signal (the old `_check_pending`, re-created in `FreshWindowExecutor`).
+- `before`: the baseline without LISTEN/NOTIFY and the rolling window: the 1 s poll, then 5 s of fresh
+  stability samples per signal (`FreshWindowExecutor`).
 - `default_config_tick_0.1s`: the shipped settings at a 0.1 s tick.
 Last line of output: one JSON object (with `p95_ms_default_config` and the ratios against `before`).
 """
@@ -42,7 +42,8 @@ from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLCon
 from bridge.queue_client import PostgresQueue
 from bridge.schemas import NewSignal
 from controller.data.storage.postgres import PostgresStore
-from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig, instability_pct
+from executor.pricing import instability_pct
+from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig
 from offline.harness import CONNECTOR
 
 SHIPPED_CONFIG = PROJECT_ROOT / "conf" / "hummingbot" / "conf_signal_executor.yml"
@@ -55,12 +56,15 @@ class TimedExecutor(SignalExecutor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.placed_at: dict[str, float] = {}
+        place = self.book.place
 
-    def _place(self, position: Any, purpose: str, *args: Any, **kwargs: Any) -> str | None:
-        order_id = super()._place(position, purpose, *args, **kwargs)
-        if purpose == "entry":
-            self.placed_at[str(position.signal.id)] = time.perf_counter()
-        return order_id
+        def timed_place(position: Any, purpose: str, *args: Any, **kwargs: Any) -> str | None:
+            order_id = place(position, purpose, *args, **kwargs)
+            if purpose == "entry":
+                self.placed_at[str(position.signal.id)] = time.perf_counter()
+            return order_id
+
+        self.book.place = timed_place  # type: ignore[method-assign]
 
 
 class FreshWindowExecutor(TimedExecutor):
@@ -70,12 +74,17 @@ class FreshWindowExecutor(TimedExecutor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fresh: dict[Any, tuple[list[Decimal], list[Decimal], float]] = {}
+        self.prices.full = lambda pair, now: False  # type: ignore[method-assign]  # every claim waits its own samples
+
+    def _take_claimed(self, now: float) -> None:
+        super()._take_claimed(now)
+        self._check_pending(now)  # a claim's first sample is taken on the tick it is claimed
 
     def _check_pending(self, now: float) -> None:
         for signal_id, pending in list(self.pending.items()):
             bids, asks, last = self.fresh.setdefault(signal_id, ([], [], 0.0))
             if now - last >= self.config.stability_sample_s:
-                bid, ask, _ = self._book(pending.signal.symbol)
+                bid, ask, _ = self.market.book(pending.signal.symbol)
                 bids.append(bid)
                 asks.append(ask)
                 self.fresh[signal_id] = (bids, asks, now)
@@ -83,11 +92,11 @@ class FreshWindowExecutor(TimedExecutor):
                 continue
             del self.pending[signal_id]
             if max(instability_pct(bids), instability_pct(asks)) > self.config.max_instability_pct:
-                self._reject(pending.signal, "unstable", "unstable")
+                self.reporter.reject(pending.signal, "unstable", "unstable")
             elif reason := self._gates(pending.signal, now):
-                self._reject(pending.signal, *reason)
+                self.reporter.reject(pending.signal, *reason)
             else:
-                self._enter(pending.signal, now)
+                self.book.enter(pending.signal, now)
 
 
 def shipped_config(consumer: str, signals: int, **overrides: Any) -> SignalExecutorConfig:

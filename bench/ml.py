@@ -29,14 +29,14 @@ from _support import PROJECT_ROOT, migrated_database, postgres_server
 from threadpoolctl import threadpool_limits
 
 from controller.config import ControllerConfig
+from controller.config_base import load_model
 from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, timeframe_seconds
 from controller.data.storage.postgres import PostgresStore
-from controller.model import load_model
 from controller.scan.pipeline import Scanner
 from controller.scan.strategy_params import load_strategies
 from ml.config import CostParams, TrainParams
-from ml.events import _for_strategy, build_events, evaluate, load_candles, load_many, recordings, stack
+from ml.events import build_events, evaluate, load_candles, load_many, recordings, series_for_strategy, stack
 from ml.features import FEATURES, build, regime_series
 from ml.train import fit
 
@@ -112,7 +112,7 @@ def bench_events() -> tuple[dict[str, float], str]:
     start = time.perf_counter()
     for name, section in config.items():
         tf_s = timeframe_seconds(section.timeframe)
-        prepared = list(_for_strategy(series, section))
+        prepared = list(series_for_strategy(series, section))
         evaluated = evaluate(name, section, stack(prepared))
         decided = evaluated["ts"] + pd.Timedelta(seconds=tf_s)
         build(name, evaluated, section.params, regime_series(pd.DataFrame(), decided), tf_s)

@@ -59,6 +59,11 @@ class SignalQueue(Protocol):
 
     def report(self, event: OrderEvent) -> dict[str, Any]: ...
 
+    def report_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Report an event already in the RPC's form (`OrderEvent.to_payload()`): what the outbox stores, sent
+        as it was written."""
+        ...
+
     def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None: ...
 
     def positions(self, consumer: str) -> list[dict[str, Any]]:
@@ -134,7 +139,10 @@ class PostgrestQueue:
         return row["status"]
 
     def report(self, event: OrderEvent) -> dict[str, Any]:
-        params = {"event": event.to_payload()}
+        return self.report_payload(event.to_payload())
+
+    def report_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        params = {"event": dict(payload)}
         return retry_call(lambda: self._rpc("report_order_event", params), self.retry)
 
     def heartbeat(self, component: str, progress: Mapping[str, Any]) -> None:
@@ -211,9 +219,12 @@ class PostgresQueue:
         return rows[0]["status"]
 
     def report(self, event: OrderEvent) -> dict[str, Any]:
-        payload = json.dumps(event.to_payload())
+        return self.report_payload(event.to_payload())
+
+    def report_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        body = json.dumps(dict(payload))
         rows = retry_call(lambda: self._call("report_order_event",
-                                             "select report_order_event(%s::jsonb) as result", (payload,)),
+                                             "select report_order_event(%s::jsonb) as result", (body,)),
                           self.retry)
         return rows[0]["result"]
 

@@ -75,7 +75,8 @@ class NewSignal(_Payload):
     model_version: str | None = None
     params_hash: str | None = None
     features: dict[str, Any] = Field(default_factory=dict)
-    # Appended for issue 11 (absent from the payload when unset, so older rows and requests are unchanged):
+    # Optional and absent from the payload when unset, so rows and requests written before these fields existed
+    # validate and compare unchanged:
     kind: Literal["entry", "exit"] | None = Field(None, description="None = entry")
     entry_signal_id: UUID | None = Field(None, description="an exit: the entry signal whose position it closes")
     grid_levels: int | None = Field(None, ge=1, le=20, description="DCA: resting limit buys below the entry")
@@ -123,7 +124,7 @@ class Signal(BaseModel):
     status: SignalStatus
     claimed_by: str | None = None
     lease_until: datetime | None = None
-    # Appended for issue 11: an exit signal closes the open position of `entry_signal_id` at market, once
+    # An exit signal closes the open position of `entry_signal_id` at market, once
     # (exit reason `strategy_exit`); an entry with a grid places `grid_levels` resting limit buys at
     # price x (1 - i x grid_spacing_pct / 100), each for `grid_level_quote`.
     kind: Literal["entry", "exit"] = "entry"

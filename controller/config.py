@@ -15,8 +15,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from controller.data.db import DatabaseConfig, Secrets
-from controller.model import (
+from controller.config_base import (
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
     PROJECT_ROOT,
@@ -27,6 +26,7 @@ from controller.model import (
     read_yaml,
     resolve,
 )
+from controller.data.db import DatabaseConfig, Secrets
 from controller.ops.alerts import AlertConfig, MetricsConfig
 from controller.ops.health import HealthConfig
 from controller.ops.supervisor import SupervisorConfig
@@ -110,5 +110,5 @@ def load_secrets() -> Secrets:
         raise ConfigError("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
 
 
-__all__ = ["PROJECT_ROOT", "ConfigError", "ControllerConfig", "Secrets", "load_config", "load_model",
+__all__ = ["PROJECT_ROOT", "ControllerConfig", "Secrets", "load_config", "load_model",
            "load_secrets"]

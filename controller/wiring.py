@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psycopg
 
-from controller.config import ConfigError, ControllerConfig, Secrets, load_model
+from controller.config import ControllerConfig, Secrets, load_model
+from controller.config_base import ConfigError
 from controller.data import db, flags
 from controller.data.market_data import (
     CcxtSource,
@@ -207,7 +208,7 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
 
 
 def shadow_evaluator(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Scheduler | None:
-    """The shadow evaluator on its own schedule beside the loop (phase 4: runs while `shadow.enabled`).
+    """The shadow evaluator on its own schedule beside the loop (runs while the flag `shadow.enabled` is on).
 
     Its own thread and connection, so a long replay never delays a scan. None where the store is not
     reachable by SQL (a Supabase-URL-only setup): `shadow evaluate` then runs it by hand elsewhere.

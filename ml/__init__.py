@@ -1,1 +1,1 @@
-"""ML confidence: features, labels, training, model registry and batch scoring (phase 3, flag ml.enabled)."""
+"""ML confidence: features, labels, training, model registry and batch scoring (flag ml.enabled)."""

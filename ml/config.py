@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 
 class CostParams(Frozen):

@@ -267,7 +267,7 @@ def resample_sorted(candles: pd.DataFrame, from_timeframe: str, to_timeframe: st
     return pd.DataFrame({"ts": pd.to_datetime(out["ts"], utc=True), **{k: out[k] for k in _OHLCV}})
 
 
-def _for_strategy(series: list[tuple[Recording, pd.DataFrame | Columns]],
+def series_for_strategy(series: list[tuple[Recording, pd.DataFrame | Columns]],
                   section: StrategyConfig) -> Iterator[tuple[Recording, Columns]]:
     """Each series at the strategy's timeframe (resampled from a finer one that divides it; coarser skipped),
     as arrays: no frame per series (see `stack`)."""
@@ -283,19 +283,21 @@ def _for_strategy(series: list[tuple[Recording, pd.DataFrame | Columns]],
             yield recording, columns
 
 
-def events_from_series(series: list[tuple[Recording, pd.DataFrame | Columns]], btc: pd.DataFrame,
-                       config: StrategiesConfig, costs: CostParams, *, only: str | None = None,
+def events_from_series(series: list[tuple[Recording, pd.DataFrame | Columns]], config: StrategiesConfig,
+                       costs: CostParams, *, only: str | None = None,
                        progress: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Every labelled entry of every strategy (or `only` one) over `series` (one pair-window each, candles
     sorted by open time); and the number of candles evaluated. Runs a strategy even when its section is
-    disabled in the config: training may prepare a model for it."""
+    disabled in the config: training may prepare a model for it. The regime features read BTC against a
+    dollar quote from among the same series (none there: those features see an empty reference)."""
+    btc = _btc_frames(series)
     parts: list[pd.DataFrame] = []
     evaluated_candles = 0
     series = [(r, _as_columns(c)) for r, c in series]  # once, not once per strategy
     for name, section in config.items():
         if only is not None and name != only:
             continue
-        prepared = list(_for_strategy(series, section))
+        prepared = list(series_for_strategy(series, section))
         evaluated_candles += sum(len(c["ts"]) for _, c in prepared)
         part = strategy_events(name, section, prepared, btc, costs)
         if not part.empty:
@@ -313,13 +315,12 @@ def build_events(folder: Path, config: StrategiesConfig, costs: CostParams, *, o
     """`events_from_series` over every recorded file of `folder` (each file read once)."""
     found = recordings(folder)
     series = list(zip(found, load_columns([r.path for r in found]), strict=True))
-    return events_from_series(series, _btc_frames(series), config, costs, only=only, progress=progress)
+    return events_from_series(series, config, costs, only=only, progress=progress)
 
 
-def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[list[tuple[Recording, pd.DataFrame]],
-                                                                             pd.DataFrame]:
-    """The candles the scan stored (table `candles`), one series per exchange, symbol and timeframe, and the
-    BTC reference among them: what the retrainer learns from when no folder is configured."""
+def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> list[tuple[Recording, pd.DataFrame]]:
+    """The candles the scan stored (table `candles`), one series per exchange, symbol and timeframe: what the
+    retrainer learns from when no folder is configured."""
     query = "select exchange, symbol, timeframe, ts, open, high, low, close, volume from candles"
     params: tuple[Any, ...] = ()
     if since is not None:
@@ -335,7 +336,7 @@ def series_from_store(conn: Any, since: pd.Timestamp | None = None) -> tuple[lis
         recording = Recording(str(exchange), str(symbol), str(timeframe),
                               Path(f"store/{exchange}_{symbol}_{timeframe}"))
         series.append((recording, candles.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})))
-    return series, _btc_frames([(r, c) for r, c in series])
+    return series
 
 
 def series_before(folder: Path, before: datetime, exchange: str | None = None) -> list[tuple[Recording, pd.DataFrame]]:

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from controller.model import resolve
+from controller.config_base import resolve
 from ml import gate as promotion_gate
 from ml.config import GateParams
 from ml.features import FEATURES

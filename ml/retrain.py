@@ -114,8 +114,7 @@ class Retrainer:
             if self.config.retrain.replay is not None:
                 events, _ = build_events(self.config.retrain.replay, self.strategies, self.config.costs)
             else:
-                series, btc = series_from_store(conn)
-                events, _ = events_from_series(series, btc, self.strategies, self.config.costs)
+                events, _ = events_from_series(series_from_store(conn), self.strategies, self.config.costs)
             if events.empty:
                 raise TrainingRefused("no labelled entries in the training candles")
             return train_and_register(conn, events, self.config, self.threshold(), actor="retrainer", promote=True)

@@ -23,11 +23,11 @@ from controller.data.market_data import (
     RecordedFile,
     ReplaySource,
     SimClock,
-    _ms,
-    _ts_ms,
+    epoch_ms,
     normalize_symbol,
     read_candles_csv,
     timeframe_seconds,
+    ts_epoch_ms,
     window,
 )
 from controller.scan.signals import QuoteSizing, SizingParams
@@ -242,16 +242,16 @@ class DatasetSource(ReplaySource):
                 self._open_ms[key] = ms
         if ms is None or len(ms) == 0:  # unsorted or empty: the plain filter
             return window(frame, timeframe, since, until, self.clock.now())
-        high = _ms(until) if until is not None else None
-        closed_by = _ms(self.clock.now()) - timeframe_seconds(timeframe) * 1000  # opened by then = closed by now
+        high = epoch_ms(until) if until is not None else None
+        closed_by = epoch_ms(self.clock.now()) - timeframe_seconds(timeframe) * 1000  # opened by then = closed by now
         high = closed_by + 1 if high is None else min(high, closed_by + 1)
-        lo, hi = np.searchsorted(ms, _ms(since), "left"), np.searchsorted(ms, high, "left")
+        lo, hi = np.searchsorted(ms, epoch_ms(since), "left"), np.searchsorted(ms, high, "left")
         return frame.iloc[lo:max(lo, hi)].reset_index(drop=True)
 
 
 def frame_ms(frame: pd.DataFrame) -> np.ndarray | None:
     """The open times of `frame` in ms, or None when they are not strictly increasing."""
-    ms = _ts_ms(frame["ts"])
+    ms = ts_epoch_ms(frame["ts"])
     return ms if len(ms) < 2 or bool(np.all(np.diff(ms) > 0)) else None
 
 

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from controller.data import flags
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
-from ml.events import Recording, _btc_frames, events_from_series, load_candles, recordings
+from ml.events import Recording, events_from_series, load_candles, recordings
 from ml.retrain import train_and_register
 from ml.scoring import MlScorer
 from shadow.apply import ApplyRefused, apply, monitor
@@ -86,7 +86,7 @@ def train_before(demo: Demo, window_start: datetime, console: Any) -> dict[str, 
     """Train, register and gate a model per strategy on what was known before `window_start`; the verdicts."""
     strategies = _strategies(demo)
     series = training_series(demo, window_start)
-    events, candles = events_from_series(series, _btc_frames(series), strategies, demo.config.ml.costs)
+    events, candles = events_from_series(series, strategies, demo.config.ml.costs)
     if not events.empty:
         events = events[pd.to_datetime(events["horizon_end"], utc=True) < pd.Timestamp(window_start)]
     console.print(f"  training: {len(events)} labelled entries from {candles} candles before "

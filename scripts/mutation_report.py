@@ -2,7 +2,7 @@
 
 killed_pct = killed / (killed + survived), where survived counts mutants no test noticed, including those no
 selected test reaches ("no tests"). Timeouts are shown apart and left out of the ratio: on a shared 2-core box
-a slow run is not evidence either way. Mutants listed in tests/MUTANTS.md as equivalent (every backticked
+a slow run is not evidence either way. Mutants listed in tests/mutation/MUTANTS.md as equivalent (every backticked
 mutant name in it) count as survived in killed_pct, and are left out of `killed_pct_without_equivalent`.
 """
 
@@ -35,7 +35,7 @@ def results() -> list[tuple[str, str]]:
 
 
 def equivalent() -> set[str]:
-    path = ROOT / "tests" / "MUTANTS.md"
+    path = ROOT / "tests" / "mutation" / "MUTANTS.md"
     if not path.exists():
         return set()
     return set(re.findall(r"`([^`\s]+__mutmut_\d+)`", path.read_text()))

@@ -1,1 +1,2 @@
-"""Shadow testing: parameter variations replayed on the same candles and compared with real trades (phase 4)."""
+"""Shadow testing: parameter variations replayed on the candles real trades saw, and compared with them (flag
+shadow.enabled)."""

@@ -325,7 +325,7 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
 
 
 # A DCA trade whose grid levels filled has an averaged entry and barriers on that average; the replay here is
-# one entry at the signal's price, so such trades are left out of the calibration (issue 11: the grid).
+# one entry at the signal's price, so such trades are left out of the calibration (the replay cannot place a grid).
 GRID_AVERAGED = ("(s.grid_levels is not null and (select count(*) from orders o where o.signal_id = t.signal_id"
                  " and o.purpose = 'entry' and o.filled_amount > 0) > 1)")
 

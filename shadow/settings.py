@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 
 class ShadowSettings(Frozen):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from controller.model import PROJECT_ROOT, ConfigError, Frozen, load_model
+from controller.config_base import PROJECT_ROOT, ConfigError, Frozen, load_model
 from controller.scan.strategy_params import TIERS, StrategiesConfig, StrategyConfig
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 

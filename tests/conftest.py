@@ -25,7 +25,7 @@ from controller.data.embedded_db import EmbeddedPostgres
 from controller.data.market_data import ohlcv_dir
 from controller.data.migrate import migrate
 from controller.data.storage.postgres import PostgresStore
-from tests.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
+from tests.mutation.sql_mutants import apply_from_environment as apply_sql_mutant  # no-op unless SQL_MUTANT is set
 
 # The one database of the test server in which pg_cron may be created (cron.database_name).
 CRON_DB = "cron_test"

@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 
 from controller.config import ControllerConfig
+from controller.config_base import ConfigError, load_model
 from controller.data import db, flags
 from controller.data.db import Secrets
 from controller.data.embedded_db import EmbeddedDbError
-from controller.model import ConfigError, load_model
 
 # Wide enough for the tables when output goes to a file or a pipe (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bridge.redaction import redact
 from bridge.resilience import CallError
 from controller.cli.base import Context, ReplayOption, fail
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 
 if TYPE_CHECKING:
     from controller.data.market_data import BackfillProgress, MarketDataSource, ReplaySource

@@ -10,7 +10,7 @@ import typer
 from controller.cli import access, data, db, ml, ops, phase, report, scan, shadow, trade
 from controller.cli.base import Context, fail
 from controller.config import DEFAULT_CONFIG, load_config, load_secrets
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 from controller.ops import logs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

@@ -1,4 +1,4 @@
-"""`ml train|evaluate|promote|list`: phase 3 ML confidence models (see the README's ML section).
+"""`ml train|evaluate|promote|list`: the ML confidence models (flag ml.enabled) (see the README's ML section).
 
 `ml train --replay DIR` builds events over a folder of recorded candles (every strategy, vectorised), validates
 each strategy's model with purged walk-forward folds, fits it on all events and registers it (inactive);
@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from controller.cli.base import Context, actor, connect, console, fail, require_schema
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -305,7 +305,7 @@ def phase3_setup(context: Context, replay: Path | None, exchange: str | None, ho
     from controller.data.migrate import MigrationError
     from controller.scan import pipeline
     from controller.scan.strategy_params import load_strategies
-    from ml.events import _btc_frames, events_from_series, series_before
+    from ml.events import events_from_series, series_before
     from ml.retrain import train_and_register
 
     config = context.config
@@ -331,7 +331,7 @@ def phase3_setup(context: Context, replay: Path | None, exchange: str | None, ho
     console.print(f"phase 3: training on {folder} before {start:%Y-%m-%d %H:%M} ({exchange}), then "
                   f"{hours:g} h replayed with ml.enabled up to {end:%Y-%m-%d %H:%M}")
     series = series_before(folder, start, exchange)
-    events, candles = events_from_series(series, _btc_frames(series), strategies, config.ml.costs)
+    events, candles = events_from_series(series, strategies, config.ml.costs)
     if not events.empty:  # a label whose horizon reaches into the window would leak it
         events = events[pd.to_datetime(events["horizon_end"], utc=True) < pd.Timestamp(start)].reset_index(drop=True)
     console.print(f"{len(events)} labelled entries from {candles} candles")

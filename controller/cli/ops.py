@@ -12,9 +12,9 @@ from rich.console import Console
 
 from bridge.redaction import redact, secret_parts
 from controller.cli.base import Context, connect, fail
+from controller.config_base import ConfigError
 from controller.data import db
 from controller.data.embedded_db import EmbeddedDbError
-from controller.model import ConfigError
 from controller.ops.health import HealthConfig, HealthReport, assess, read_database, render_table
 from controller.ops.retention import (
     DEFAULT_WARN_TABLE_GB,

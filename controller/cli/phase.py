@@ -1,4 +1,4 @@
-"""`phase check N|all [--json]`: seed 004's success criteria, read from the database, as a checklist."""
+"""`phase check N|all [--json]`: each rollout phase's success criteria, read from the database, as a checklist."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def checklist(result: PhaseResult) -> Table:
 def check_cmd(ctx: typer.Context,
               phase: Annotated[str, typer.Argument(help="1, 2, 3, 4 or all")],
               as_json: Annotated[bool, typer.Option("--json", help="print the checklist as JSON")] = False) -> None:
-    """Check a phase's success criteria (seed 004) against the database; exit 0 when all hold, 1 otherwise."""
+    """Check a phase's success criteria against the database; exit 0 when all hold, 1 otherwise."""
     raise typer.Exit(check_command(ctx.obj, parse_phases(phase), as_json=as_json))
 
 

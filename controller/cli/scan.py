@@ -21,8 +21,8 @@ from controller.cli.base import (
     fail,
     parse_time,
 )
+from controller.config_base import ConfigError
 from controller.data.embedded_db import EmbeddedDbError
-from controller.model import ConfigError
 
 if TYPE_CHECKING:
     from controller.scan.pipeline import CycleReport
@@ -108,7 +108,7 @@ def run_cmd(
     finally:
         if evaluator is not None:
             evaluator.stop()
-        ops.close()  # the final health report (seed 002)
+        ops.close()  # the final health report: how the run ended, even when it ended on an error
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")
 

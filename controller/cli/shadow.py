@@ -1,4 +1,4 @@
-"""`shadow evaluate | report | recommend | apply ID | rollback ID`: phase 4 by hand.
+"""`shadow evaluate | report | recommend | apply ID | rollback ID`: shadow testing by hand.
 
 The evaluator also runs beside `run` on its own schedule while the flag `shadow.enabled` is on.
 """
@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from controller.cli.base import Context, connect, console, fail, parse_time, require_schema
+from controller.config_base import ConfigError
 from controller.data import flags
-from controller.model import ConfigError
 
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadow variations: evaluate, report, recommend, apply, roll back.")
 

@@ -9,8 +9,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.redaction import redact
+from controller.config_base import ConfigError, Frozen, resolve
 from controller.data.embedded_db import EmbeddedPostgres
-from controller.model import ConfigError, Frozen, resolve
 
 
 class DatabaseConfig(Frozen):

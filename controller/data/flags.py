@@ -17,7 +17,7 @@ from typing import Literal
 import psycopg
 from pydantic import Field, field_validator, model_validator
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from bridge.resilience import CallError, ErrorKind, ResilientCaller, TokenBucket, parse_retry_after
+from controller.config_base import PROJECT_ROOT, ConfigError
 from controller.data.storage.port import CANDLE_COLUMNS, Store
-from controller.model import PROJECT_ROOT, ConfigError
 
 if TYPE_CHECKING:
     import ccxt
@@ -93,11 +93,11 @@ def floor_time(when: datetime, timeframe: str) -> datetime:
     return datetime.fromtimestamp(seconds - seconds % step, UTC)
 
 
-def _ms(when: datetime) -> int:
+def epoch_ms(when: datetime) -> int:
     return int(as_utc(when).timestamp() * 1000)
 
 
-def _ts_ms(ts: pd.Series) -> np.ndarray:
+def ts_epoch_ms(ts: pd.Series) -> np.ndarray:
     if ts.empty:
         return np.empty(0, dtype=np.int64)
     return pd.to_datetime(ts, utc=True).dt.as_unit("ms").astype("int64").to_numpy()
@@ -129,12 +129,12 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 def window(frame: pd.DataFrame, timeframe: str, since: datetime, until: datetime | None,
            now: datetime | None) -> pd.DataFrame:
     """The candles of `frame` with `since <= ts < until` that have closed by `now` (open + timeframe <= now)."""
-    ts = _ts_ms(frame["ts"])
-    keep = ts >= _ms(since)
+    ts = ts_epoch_ms(frame["ts"])
+    keep = ts >= epoch_ms(since)
     if until is not None:
-        keep &= ts < _ms(until)
+        keep &= ts < epoch_ms(until)
     if now is not None:
-        keep &= ts + timeframe_seconds(timeframe) * 1000 <= _ms(now)
+        keep &= ts + timeframe_seconds(timeframe) * 1000 <= epoch_ms(now)
     return frame.loc[keep].reset_index(drop=True)
 
 
@@ -148,7 +148,7 @@ def resample(frame: pd.DataFrame, from_timeframe: str, to_timeframe: str) -> pd.
         raise ValueError(f"{to_timeframe} is not a multiple of {from_timeframe}")
     if frame.empty:
         return empty_frame()
-    ms = _ts_ms(frame["ts"])
+    ms = ts_epoch_ms(frame["ts"])
     bucket = ms - ms % (target_s * 1000)
     grouped = frame.assign(bucket=bucket).groupby("bucket", sort=True)
     out = grouped.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
@@ -478,10 +478,10 @@ class CcxtSource:
                     until: datetime | None = None) -> pd.DataFrame:
         step_ms = timeframe_seconds(timeframe) * 1000
         now = self.now()
-        end_ms = min(_ms(until), _ms(now)) if until is not None else _ms(now)
+        end_ms = min(epoch_ms(until), epoch_ms(now)) if until is not None else epoch_ms(now)
         market = self.market_symbol(symbol)
         rows: list[list[Any]] = []
-        cursor = _ms(since)
+        cursor = epoch_ms(since)
         while cursor < end_ms:
             page = self.caller.call(OHLCV_ENDPOINT, functools.partial(self._fetch_page, market, timeframe, cursor),
                                     idempotent=True)
@@ -627,7 +627,7 @@ class FailoverSource:
     def _compare(self, role: int, symbol: str, timeframe: str, frame: pd.DataFrame) -> None:
         book = self._closes.setdefault((symbol, timeframe), {})
         pairs: list[tuple[int, float, float]] = []
-        for ts, close in zip(_ts_ms(frame["ts"]).tolist(), frame["close"].tolist(), strict=True):
+        for ts, close in zip(ts_epoch_ms(frame["ts"]).tolist(), frame["close"].tolist(), strict=True):
             entry = book.setdefault(ts, [None, None, False])
             entry[role] = close
             if entry[0] is not None and entry[1] is not None and not entry[2]:
@@ -661,11 +661,11 @@ def find_gaps(ts: pd.Series, timeframe: str, start: datetime, end: datetime) -> 
     The expected candles are those aligned to the timeframe from the Unix epoch (as exchanges align them).
     """
     step = timeframe_seconds(timeframe) * 1000
-    first = -(-_ms(start) // step) * step  # the first aligned open time at or after start
-    grid = np.arange(first, _ms(end), step, dtype=np.int64)
+    first = -(-epoch_ms(start) // step) * step  # the first aligned open time at or after start
+    grid = np.arange(first, epoch_ms(end), step, dtype=np.int64)
     if grid.size == 0:
         return []
-    missing = np.flatnonzero(~np.isin(grid, _ts_ms(ts)))
+    missing = np.flatnonzero(~np.isin(grid, ts_epoch_ms(ts)))
     if missing.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(missing) != 1)

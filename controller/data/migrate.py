@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from controller.model import PROJECT_ROOT
+from controller.config_base import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 

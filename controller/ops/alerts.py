@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from bridge.redaction import redact
-from controller.model import Frozen
+from controller.config_base import Frozen
 from controller.ops.health import SEVERITY, HealthReport, Kind, State
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge.redaction import redact
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,4 +1,4 @@
-"""The success criteria of seed 004, per phase, read from the database: `python -m controller phase check N`.
+"""The success criteria of each rollout phase, read from the database: `python -m controller phase check N`.
 
 `read_facts` is the only I/O: a handful of aggregate queries over the trading tables. `check_phase` is pure:
 facts in, a checklist out, each line with the figure behind it, so a test can feed it rows directly.

@@ -301,7 +301,7 @@ def phases_section(data: ReportData) -> str:
 
 
 SECTIONS = (
-    ("phases", "Phase checklist (seed 004)", phases_section),
+    ("phases", "Phase checklist", phases_section),
     ("equity", "Equity curve and drawdown", equity_section),
     ("pnl", "P&L per strategy and pair", pnl_section),
     ("funnel", "Signal funnel and rejection reasons", funnel_section),

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from bridge.redaction import redact
 from bridge.resilience import RetryPolicy
-from controller.model import Frozen
+from controller.config_base import Frozen
 from controller.ops.health import ComponentHealth, Kind, State
 
 logger = logging.getLogger(__name__)

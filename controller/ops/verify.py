@@ -57,7 +57,8 @@ def parse_window(text: str) -> timedelta:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """How long a state may last before a signal counts as stuck (defaults from seed 000's order health)."""
+    """How long a state may last before a signal counts as stuck (the defaults follow the executor's
+    order-health intervals, so a signal the executor is still handling is not called stuck)."""
 
     no_order_after: timedelta = timedelta(minutes=5)        # ORDER_HEALTH_CHECK_INTERVAL = 300 s
     stale_entry_order: timedelta = timedelta(minutes=10)    # ORDER_STALE_THRESHOLD_SECONDS = 600

@@ -1,4 +1,4 @@
-"""The hook through which a scan reads each strategy's active parameters (phase 4).
+"""The hook through which a scan reads each strategy's active parameters (those shadow testing applied).
 
 Without one the scan uses conf/strategies.yml. The wiring injects `shadow.apply.ActiveParams`, which
 returns the `strategy_params` version an applied recommendation (or its rollback) made active, so the

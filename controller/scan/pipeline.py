@@ -1,8 +1,8 @@
 """The scan loop: market data -> indicators -> strategies -> regime guard -> signals, once per candle close.
 
 I/O lives here (the source, the store, the clock); the stages it calls are pure. A strategy that is slow
-or raises is logged, counted and skipped, and the cycle goes on (seed 001). Flags are re-read every
-cycle. Each cycle ends with a heartbeat that carries progress, not just liveness.
+or raises is logged, counted and skipped, and the cycle goes on: one bad strategy never stops the others.
+Flags are re-read every cycle. Each cycle ends with a heartbeat that carries progress, not just liveness.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import pandas as pd
 
 from bridge.resilience import CallError
-from bridge.schemas import NewSignal
 from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
 from controller.data.storage.port import SignalRejected, Store
 from controller.scan import indicators, strategies
@@ -34,7 +33,6 @@ from controller.scan.regime import (
     unknown,
 )
 from controller.scan.settings import LoopConfig, ValidationProfile
-from controller.scan.settings import UniverseConfig as UniverseConfig  # re-exported: its old home
 from controller.scan.signals import Boost, Decision, OpenBook, Planned, SizingParams, plan, plan_exits, scan_row
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 
@@ -110,7 +108,7 @@ class CycleReport:
 StrategyFn = Callable[[pd.DataFrame, Any], pd.DataFrame]
 
 
-# --- the ML hook (issue 12) ---------------------------------------------------------------------------
+# --- the ML hook --------------------------------------------------------------------------------------
 # Scan never imports `ml` (layer rule): `controller.wiring` injects a Scorer when one is configured.
 
 
@@ -163,11 +161,10 @@ class Scanner:
         # replay emits what live would have emitted.
         self.simulated = simulated
         self.emit_exits = config.loop.exit_signals if emit_exits is None else emit_exits
-        self.params_source = params_source  # the active strategy_params version (phase 4), else conf
+        self.params_source = params_source  # the strategy_params version shadow testing applied, else conf
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
         self.scorer = scorer
-        self._evaluated: dict[str, pd.DataFrame] = {}  # this cycle's frames, kept only for the scorer
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -255,7 +252,8 @@ class Scanner:
     # --- one strategy --------------------------------------------------------------------------------
 
     def _decisions(self, name: str, section: StrategyConfig[Any], candles: pd.DataFrame, now: datetime,
-                   regime: RegimeReading, symbols: tuple[str, ...]) -> list[Decision]:
+                   regime: RegimeReading, symbols: tuple[str, ...]) -> tuple[list[Decision], pd.DataFrame]:
+        """The strategy's decision per symbol, and the evaluated frame they were read from (for the scorer)."""
         fn = self.strategy_fns[name]
         timeout = self.config.loop.strategy_timeout_s
 
@@ -271,8 +269,6 @@ class Scanner:
             return evaluated.join(exit_fn(frame, section.params)) if exit_fn is not None else evaluated
 
         evaluated = run_with_timeout(evaluate, timeout, name)
-        if self.scorer is not None:
-            self._evaluated[name] = evaluated
         tf_s = timeframe_seconds(section.timeframe)
         loop = self.config.loop
         unfit = unfit_data(candles, section.timeframe, now, loop.gap_window_candles, loop.max_gap_share)
@@ -299,7 +295,7 @@ class Scanner:
         for symbol in symbols:
             if symbol not in seen:
                 decisions.append(no_data(name, self.exchange, symbol, tf_s, now))
-        return decisions
+        return decisions, evaluated
 
     # --- the cycle -----------------------------------------------------------------------------------
 
@@ -331,7 +327,7 @@ class Scanner:
             symbols, sections, sizing = apply_profile(profile, symbols, sections, sizing)
         candles_by_tf: dict[str, pd.DataFrame] = {}
         decisions: list[Decision] = []
-        self._evaluated = {}
+        frames: dict[str, pd.DataFrame] = {}  # each strategy's evaluated frame: what the scorer scores
         for name, section in sections:
             if section.timeframe not in candles_by_tf:
                 candles_by_tf[section.timeframe] = self._candles(symbols, section.timeframe, now, report)
@@ -344,19 +340,19 @@ class Scanner:
             last = candles["ts"].max() + timedelta(seconds=timeframe_seconds(section.timeframe))
             report.last_candle = max(report.last_candle or last, last)
             try:
-                decisions += self._decisions(name, section, candles, now, report.regime, symbols)
+                decided, frames[name] = self._decisions(name, section, candles, now, report.regime, symbols)
+                decisions += decided
             except StrategyTimeout as exc:
                 self._strategy_failed(name, "timeout", exc, report)
             except Exception as exc:  # an error in strategy code skips that strategy this cycle, not the loop
                 self._strategy_failed(name, "error", exc, report)
         if profile is not None:
             decisions = [below_min_confidence(d, profile.min_confidence) for d in decisions]
-        verdicts = self._ml_score(flags, now, report)
-        decisions = [_ml_veto(d, verdicts.get((d.strategy, d.symbol))) for d in decisions]
+        verdicts = self._ml_score(frames, flags, now, report)
+        decisions, boosts = apply_verdicts(decisions, verdicts)
         open_now = open_at(self.store.open_signals(), now) if self.simulated else self.store.open_signals()
         wall_now = now if self.simulated else self.wall_clock()
         entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
-        boosts = {key: Boost(v.confidence, v.size_multiplier) for key, v in verdicts.items() if v.arm == "boosted"}
         planned = plan(decisions, report.regime, OpenBook.from_signals(entries),
                        sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops,
                        boosts=boosts)
@@ -367,10 +363,6 @@ class Scanner:
         for item in planned:
             signal_id = None
             verdict = verdicts.get((item.decision.strategy, item.decision.symbol))
-            if item.signal is not None and verdict is not None:
-                signal = _ml_signal(item.signal, verdict)
-                item = Planned(item.decision, item.outcome, f"{item.reason}; ml {verdict.arm} "
-                               f"{verdict.confidence:.2f}, size {signal.quote_amount:g}", signal)
             if item.signal is not None:
                 try:
                     signal_id = str(self.store.emit_signal(item.signal, as_of=now if self.simulated else None))
@@ -393,14 +385,14 @@ class Scanner:
                 self.counters["ml_record_failures"] += 1
                 logger.warning("ml predictions not recorded", extra={"error": str(exc)})
 
-    def _ml_score(self, flags: Mapping[str, Any], now: datetime,
+    def _ml_score(self, frames: Mapping[str, pd.DataFrame], flags: Mapping[str, Any], now: datetime,
                   report: CycleReport) -> dict[tuple[str, str], MlVerdict]:
         """The scorer's verdicts, or none: without a scorer, with ml.enabled off, or when scoring fails
         (the rules trade on; ML is a booster, never the gate)."""
         if self.scorer is None or not flags.get("ml.enabled", False) or report.regime is None:
             return {}
         try:
-            verdicts = self.scorer.score(self._evaluated, report.regime, flags, now)
+            verdicts = self.scorer.score(frames, report.regime, flags, now)
         except Exception as exc:
             report.failures["ml"] = f"scoring failed: {exc}"
             self.counters["ml_failures"] += 1
@@ -518,16 +510,21 @@ def no_data(strategy: str, exchange: str, symbol: str, timeframe_s: int, now: da
                     entry=False, confidence=0.0, reason="no data", exits={})
 
 
-def _ml_veto(decision: Decision, verdict: MlVerdict | None) -> Decision:
-    if verdict is None or not verdict.veto or not decision.entry:
-        return decision
-    return replace(decision, entry=False,
-                   reason=f"ml veto: confidence {verdict.confidence:.2f} below the threshold ({verdict.model_version})")
-
-
-def _ml_signal(signal: NewSignal, verdict: MlVerdict) -> NewSignal:
-    """The signal with its ML score (the boosted arm's size was set by `plan`, within the caps)."""
-    return signal.model_copy(update={"ml_confidence": verdict.confidence, "model_version": verdict.model_version})
+def apply_verdicts(decisions: list[Decision], verdicts: Mapping[tuple[str, str], MlVerdict]
+                   ) -> tuple[list[Decision], dict[tuple[str, str], Boost]]:
+    """The ML verdicts applied to the scan's decisions in one step: a vetoed entry becomes a skip that says
+    why, and every other verdict becomes the `Boost` that `plan` applies (order and size for the boosted arm
+    only; the score and model stamped on the signal for every arm)."""
+    applied: list[Decision] = []
+    for decision in decisions:
+        verdict = verdicts.get((decision.strategy, decision.symbol))
+        if verdict is not None and verdict.veto and decision.entry:
+            decision = replace(decision, entry=False, reason=f"ml veto: confidence {verdict.confidence:.2f} "
+                               f"below the threshold ({verdict.model_version})")
+        applied.append(decision)
+    boosts = {key: Boost(v.confidence, v.size_multiplier if v.arm == "boosted" else 1.0, v.model_version, v.arm)
+              for key, v in verdicts.items()}
+    return applied, boosts
 
 
 def _json_number(value: Any) -> Any:

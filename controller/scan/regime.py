@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from controller.model import Frozen
+from controller.config_base import Frozen
 
 
 class UniverseConfig(Frozen):
@@ -29,7 +29,8 @@ class UniverseConfig(Frozen):
 
 
 class ValidationProfile(Frozen):
-    """The phase-2 `validation` profile (seed 004 §2.1): many small positions, one strategy, top pairs."""
+    """The `validation` profile (flag `profile`): many small positions, one strategy, top pairs, so the rules are
+    checked on many trades before any of them is sized up."""
 
     min_confidence: float = Field(0.4, ge=0, le=1, description="entries below this confidence are skipped")
     size_factor: float = Field(0.4, gt=0, le=1, description="every quote amount x this (seed: $20 of $50)")

@@ -15,7 +15,7 @@ from typing import Any, Self
 from pydantic import Field, model_validator
 
 from bridge.schemas import NewSignal
-from controller.model import Frozen
+from controller.config_base import Frozen
 from controller.scan.regime import Regime, RegimeReading, StopWidening, widened_stop
 
 
@@ -136,11 +136,18 @@ class Planned:
 
 @dataclass(frozen=True)
 class Boost:
-    """What the ML booster asks for one entry (its boosted arm only): its place in the cycle's order (by the
-    model's confidence instead of the rule's) and a size multiplier, applied before the caps."""
+    """What the ML booster says about one entry, as `plan` applies it. Every arm's score and model are stamped
+    on the signal (they are the evidence the arms are compared on); only the boosted arm also takes its place
+    in the cycle's order (by the model's confidence instead of the rule's) and scales the size, before the caps."""
 
     confidence: float
     multiplier: float = 1.0
+    model_version: str | None = None
+    arm: str = "boosted"
+
+    @property
+    def steers(self) -> bool:
+        return self.arm == "boosted"
 
 
 def size_for(decision: Decision, regime: RegimeReading, open_book: OpenBook,
@@ -185,13 +192,14 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
     """Decide what to emit. `sim_now` is the scan's clock (replayed or live), `wall_now` the database's:
     a signal stays valid for as long after `wall_now` as its candle leaves it in scan time.
 
-    Entries take the caps in order of confidence, the highest first: the ML confidence for an entry in
-    `boosts` (keyed (strategy, symbol)), the rule's otherwise; a boost also scales the size (within the caps)."""
+    Entries take the caps in order of confidence, the highest first: the ML confidence for an entry of the
+    boosted arm in `boosts` (keyed (strategy, symbol)), the rule's otherwise; a boosted entry is also scaled
+    (within the caps). Every entry in `boosts` carries its ML confidence and model version on its signal."""
     boosts = boosts or {}
 
     def order(d: Decision) -> tuple[float, str, str]:
         boost = boosts.get((d.strategy, d.symbol))
-        return (-(boost.confidence if boost is not None else d.confidence), d.strategy, d.symbol)
+        return (-(boost.confidence if boost is not None and boost.steers else d.confidence), d.strategy, d.symbol)
 
     planned: list[Planned] = []
     for decision in sorted(decisions, key=order):
@@ -212,7 +220,8 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
             planned.append(Planned(decision, "skip", f"no sizing for quote {quote_of(decision.symbol)}"))
             continue
         boost = boosts.get((decision.strategy, decision.symbol))
-        amount, why = size_for(decision, regime, book, sizing, boost.multiplier if boost is not None else 1.0)
+        amount, why = size_for(decision, regime, book, sizing,
+                               boost.multiplier if boost is not None and boost.steers else 1.0)
         if amount <= 0:
             planned.append(Planned(decision, "blocked", why))
             continue
@@ -228,8 +237,12 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
             trailing_delta_pct=_optional(exits.get("trailing_delta_pct")),
             expires_at=wall_now + (valid_until - sim_now), confidence=min(1.0, max(0.0, decision.confidence)),
             params_hash=decision.params_hash, features=dict(decision.features),
+            ml_confidence=boost.confidence if boost is not None else None,
+            model_version=boost.model_version if boost is not None else None,
             **_grid_fields(decision, amount),
         )
+        if boost is not None:
+            why = f"{why}; ml {boost.arm} {boost.confidence:.2f}, size {amount:g}"
         book.add(decision.strategy, decision.symbol, amount * (1 + grid_share(decision)))
         planned.append(Planned(decision, "enter", why, signal))
     return planned

@@ -17,7 +17,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from bridge.schemas import params_hash
-from controller.model import PROJECT_ROOT, Frozen, load_model
+from controller.config_base import PROJECT_ROOT, Frozen, load_model
 
 Tier = Literal["large", "mid", "small", "meme"]
 TIERS: tuple[Tier, ...] = ("large", "mid", "small", "meme")

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.config import DEFAULT_CONFIG, ConfigError, load_config
+from controller.config import DEFAULT_CONFIG, load_config
+from controller.config_base import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

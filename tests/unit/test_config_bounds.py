@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, load_config
+from controller.config import load_config
+from controller.config_base import ConfigError
 
 # (section yaml, the key the error must name, what the message must say)
 INVALID: list[tuple[str, str, str]] = [

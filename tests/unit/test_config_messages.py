@@ -1,4 +1,4 @@
-"""The exact messages a user gets for a broken config (controller.model), found weak by mutation testing."""
+"""The exact messages a user gets for a broken config (controller.config_base), found weak by mutation testing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, ControllerConfig, load_config, load_secrets
-from controller.model import PROJECT_ROOT, Frozen, load_model, read_yaml, resolve
+from controller.config import ControllerConfig, load_config, load_secrets
+from controller.config_base import PROJECT_ROOT, ConfigError, Frozen, load_model, read_yaml, resolve
 from controller.scan.signals import SizingParams
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("controller", "ml", "shadow", "bridge", "stats", "hummingbot_scripts", "offline")
+PACKAGES = ("controller", "ml", "shadow", "bridge", "executor", "stats", "hummingbot_scripts", "offline")
 
 # Higher layers may import lower ones, never the reverse; one layer's groups do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bridge", "controller.model", "stats"),
+    ("bridge", "controller.config_base", "stats"),
     ("controller.data",),
     ("controller.scan",),
     ("controller.ops", "ml", "shadow"),
@@ -26,8 +26,20 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("controller.__main__", "offline"),
 )
 
-# What Hummingbot's image has (plus bridge, which the compose file mounts beside the script).
-SCRIPT_ALLOWED = {"hummingbot", "pydantic", "requests", "bridge"}
+# What Hummingbot's image has, plus bridge and executor, which the compose file mounts beside the script.
+SCRIPT_ALLOWED = {"hummingbot", "pydantic", "requests", "bridge", "executor"}
+
+# The executor package, lowest first: a module imports only modules of an earlier tier (and bridge), as
+# Hummingbot's strategy_v2 keeps its models below its executors and its executors below the orchestrator.
+EXECUTOR_TIERS: tuple[tuple[str, ...], ...] = (
+    ("executor.config",),
+    ("executor.models",),
+    ("executor.pricing", "executor.outbox"),
+    ("executor.worker",),
+    ("executor.reporting", "executor.market"),
+    ("executor.positions", "executor.gates"),
+    ("executor.health",),
+)
 
 
 def _module_name(path: Path) -> str:
@@ -139,7 +151,7 @@ def test_a_cycle_is_found_when_there_is_one() -> None:
 
 
 def test_every_module_has_a_layer() -> None:
-    missing = [m for m in _graph() if m.split(".")[0] != "hummingbot_scripts" and _layer(m) is None
+    missing = [m for m in _graph() if m.split(".")[0] not in ("hummingbot_scripts", "executor") and _layer(m) is None
                and m not in ("controller", "ml", "shadow", "offline", "bridge", "stats")]
     assert missing == []
 
@@ -159,10 +171,31 @@ def test_imports_point_down_the_layers() -> None:
     assert wrong == []
 
 
-def test_the_hummingbot_script_imports_only_what_the_official_image_has() -> None:
+def test_the_executor_package_imports_run_one_way() -> None:
+    tier = {module: rank for rank, modules in enumerate(EXECUTOR_TIERS) for module in modules}
+    graph = _graph()
+    assert sorted(m for m in graph if m.startswith("executor.")) == sorted(tier), "a module without a tier"
+    wrong = []
+    for module, rank in tier.items():
+        for target, line in graph[module]:
+            if target.startswith("executor") and tier.get(target, rank) >= rank:
+                wrong.append(f"{module}:{line} imports {target} (not a lower tier)")
+            elif not target.startswith(("executor", "bridge")):
+                wrong.append(f"{module}:{line} imports {target} (only bridge is mounted beside it)")
+    assert wrong == []
+
+
+def test_only_the_script_imports_the_executor_package() -> None:
+    wrong = [f"{m}:{line} imports {t}" for m, targets in _graph().items()
+             if not m.startswith(("executor", "hummingbot_scripts")) for t, line in targets if t.startswith("executor")]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("package", ["hummingbot_scripts", "executor"])
+def test_the_hummingbot_side_imports_only_what_the_official_image_has(package: str) -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     wrong = []
-    for path in sorted((ROOT / "hummingbot_scripts").rglob("*.py")):
+    for path in sorted((ROOT / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots = [alias.name.split(".")[0] for alias in node.names]

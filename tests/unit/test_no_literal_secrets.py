@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.model import PROJECT_ROOT
+from controller.config_base import PROJECT_ROOT
 from controller.ops.logs import SECRET_ENV_VARS
 
 SHIPPED = ["conf/**/*", "docker-compose*.yml", "docker/**/*", "Dockerfile", ".env.example", "*.md", "docs/**/*",

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.sql_mutants import ENV, MIGRATIONS, MUTANTS, ROOT, SqlMutant, check_live, live_source, mutated_sql
+from tests.mutation.sql_mutants import ENV, MIGRATIONS, MUTANTS, ROOT, SqlMutant, check_live, live_source, mutated_sql
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
@@ -54,4 +54,4 @@ def test_a_normal_run_plants_no_mutant() -> None:
 
 
 def test_the_script_is_reachable_from_make_mutation() -> None:
-    assert "tests.sql_mutants" in (Path(ROOT) / "Makefile").read_text()
+    assert "tests.mutation.sql_mutants" in (Path(ROOT) / "Makefile").read_text()

@@ -8,9 +8,9 @@ semantics, so neither adapter re-implements them.
 
 from __future__ import annotations
 
+from controller.config_base import ConfigError
 from controller.data.db import DatabaseConfig, Secrets, check_reachable, database_url
 from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected, Store
-from controller.model import ConfigError
 
 __all__ = ["CANDLE_COLUMNS", "OPEN_STATUSES", "SCAN_COLUMNS", "SignalRejected", "Store", "open_store"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from controller.config import ConfigError, DatabaseConfig, Secrets
+from controller.config import DatabaseConfig, Secrets
+from controller.config_base import ConfigError
 from controller.data.storage import open_store
 from controller.data.storage.postgres import PostgresStore
 from controller.data.storage.supabase import SupabaseStore

@@ -18,8 +18,7 @@ import pytest
 from bridge.queue_client import PostgresQueue
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
-from tests.support.executor import FEE, rows, wallet
+from tests.support.executor import FEE, NO_WAIT, emit, open_position, rows, run, signal_row, trade_row, wallet
 
 GRID = {"grid_levels": 3, "grid_spacing_pct": 1.4, "grid_level_quote": 20.0}
 

@@ -11,9 +11,10 @@ import pytest
 
 from bridge.queue_client import PostgresQueue
 from controller.data.storage.postgres import PostgresStore
-from hummingbot_scripts.signal_executor import Outbox, SignalExecutorConfig
+from executor.config import SignalExecutorConfig
+from executor.outbox import Outbox
 from offline.harness import executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
+from tests.support.executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
 
 
 def test_an_expired_key_keeps_every_event_until_the_key_works_again(store: PostgresStore, migrated_db: str,

@@ -25,8 +25,7 @@ from bridge.queue_client import PostgresQueue
 from bridge.schemas import OrderEvent
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, PaperExchange, executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
-from tests.support.executor import FEE, rows, wallet
+from tests.support.executor import FEE, NO_WAIT, emit, open_position, rows, run, signal_row, trade_row, wallet
 
 
 @pytest.mark.parametrize(
@@ -354,7 +353,7 @@ def test_a_market_exit_that_never_gets_a_final_event_is_marked_lost_and_the_posi
         store: PostgresStore, migrated_db: str, outbox: Path) -> None:
     """An exit at market that the connector lost (no event ever, unknown to the connector): after
     market_order_timeout_s it is reported lost and the barriers decide again; the position still exits, once."""
-    from hummingbot_scripts.signal_executor import TrackedOrder
+    from executor.models import TrackedOrder
 
     signal_id = emit(store)
 
@@ -477,7 +476,7 @@ def test_barriers_use_what_selling_the_position_would_get_on_a_thin_book(store: 
             position = harness.strategy.positions[signal_id]
             level = position.entry_price * Decimal("1.03")
             thin_book(harness, top_bid=104.0, depth_bid=101.0)  # best bid +4 %, the position's sell about +1 %
-            assert harness.strategy._exit_price(position) < level < Decimal(str(harness.exchange.get_price(
+            assert harness.strategy.market.exit_price(position) < level < Decimal(str(harness.exchange.get_price(
                 "BTC-USDT", False)))
             await harness.step(5)
             assert signal_id in harness.strategy.positions
@@ -507,8 +506,8 @@ def test_a_market_exit_with_no_final_event_is_asked_of_the_exchange_before_it_is
     """The same lost exit on a connector that can ask the exchange (ExchangePyBase's status polling): after
     market_order_timeout_s the order goes to the connector's tracker instead of being reported lost; the
     exchange says it filled, so the position closes on that fill with that one exit and nothing sold again."""
-    from hummingbot_scripts.signal_executor import TrackedOrder
-    from tests.integration.executor.test_executor_restart import StatusExchange
+    from executor.models import TrackedOrder
+    from tests.support.executor import StatusExchange
 
     signal_id = emit(store)
     exchange = StatusExchange()

@@ -20,7 +20,8 @@ from hummingbot.core.data_type.common import PriceType
 
 from bridge.queue_client import PostgresQueue, PostgrestQueue
 from bridge.resilience import RetryPolicy
-from hummingbot_scripts.signal_executor import Outbox, QueueWorker
+from executor.outbox import Outbox
+from executor.worker import QueueWorker
 from offline.harness import PaperExchange, executor_config, start, stop
 from tests.support.net import refusing_port
 

@@ -5,21 +5,15 @@ from __future__ import annotations
 import contextlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from hummingbot.connector.client_order_tracker import ClientOrderTracker
-from hummingbot.core.data_type.common import OrderType, TradeType
-from hummingbot.core.data_type.in_flight_order import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
-from hummingbot.core.data_type.trade_fee import TradeFeeBase
-from hummingbot.core.utils.async_utils import safe_ensure_future
 
 from bridge.queue_client import PostgresQueue, PostgrestQueue
 from bridge.resilience import RetryPolicy
 from controller.data.storage.postgres import PostgresStore
-from offline.harness import Harness, PaperExchange, executor_config, start, stop
-from tests.integration.executor.test_signal_executor import NO_WAIT, emit, open_position, run, signal_row, trade_row
+from offline.harness import Harness, executor_config, start, stop
+from tests.support.executor import NO_WAIT, StatusExchange, emit, open_position, run, signal_row, trade_row
 
 
 def test_a_resting_entry_survives_a_restart_and_its_later_fill_reaches_the_position(
@@ -68,8 +62,8 @@ def test_on_stop_returns_while_the_queue_call_is_still_hanging(tmp_path: Path) -
     """Hummingbot awaits on_stop on its event loop: it must not wait for a queue call that hangs (here a
     server that never answers, 120 s timeout). The worker ends by itself once that call ends (the server
     goes away) and closes its client."""
-    from tests.integration.sql.test_queue_contract import BlackHole
     from tests.support.clock import eventually
+    from tests.support.net import BlackHole
 
     hole = BlackHole()
     ONE_TRY = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)
@@ -107,7 +101,7 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     from hummingbot.client.config.config_helpers import ClientConfigAdapter
     from hummingbot.core.trading_core import TradingCore
 
-    from controller.model import PROJECT_ROOT
+    from controller.config_base import PROJECT_ROOT
     from tests.support.clock import eventually
     from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
@@ -153,50 +147,6 @@ def test_the_real_start_path_on_binance_paper_trade_without_network_claims_nothi
     row = signal_row(migrated_db, signal_id)
     assert (row["status"], row["claim_count"]) == ("new", 0)
     assert ended
-
-
-class StatusExchange(PaperExchange):
-    """A paper exchange that can be asked for an order's status, as every ExchangePyBase connector can: orders
-    handed to `start_tracking_order` are followed by Hummingbot's real ClientOrderTracker, and `answer` is the
-    exchange's reply to the status poll (a fill and its final state, or "no such order")."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._order_tracker = ClientOrderTracker(self, lost_order_count_limit=1)
-        self.asked: list[str] = []
-
-    @property
-    def in_flight_orders(self) -> dict[str, InFlightOrder]:
-        return self._order_tracker.active_orders
-
-    def start_tracking_order(self, order_id: str, exchange_order_id: str | None, trading_pair: str,
-                             trade_type: TradeType, price: Decimal, amount: Decimal, order_type: OrderType,
-                             **kwargs: Any) -> None:
-        self.asked.append(order_id)
-        self._order_tracker.start_tracking_order(InFlightOrder(
-            client_order_id=order_id, exchange_order_id=exchange_order_id, trading_pair=trading_pair,
-            order_type=order_type, trade_type=trade_type, price=price, amount=amount,
-            creation_timestamp=self.current_timestamp, initial_state=OrderState.OPEN))
-
-    async def _request_order_status(self, tracked_order: InFlightOrder) -> OrderUpdate:
-        raise NotImplementedError("the test answers through `answer`")
-
-    def answer(self, order_id: str, fill: tuple[Decimal, Decimal] | None) -> None:
-        order = self._order_tracker.fetch_order(order_id)
-        if fill is None:
-            safe_ensure_future(self._order_tracker.process_order_not_found(order_id))
-            return
-        price, amount = fill
-        base, quote = order.trading_pair.split("-")
-        fee = TradeFeeBase.new_spot_fee(self.trade_fee_schema(), order.trade_type, percent=Decimal("0.001"),
-                                        percent_token=base if order.trade_type == TradeType.BUY else quote)
-        self._order_tracker.process_trade_update(TradeUpdate(
-            trade_id="t-1", client_order_id=order_id, exchange_order_id="x-1", trading_pair=order.trading_pair,
-            fill_timestamp=self.current_timestamp, fill_price=price, fill_base_amount=amount,
-            fill_quote_amount=price * amount, fee=fee))
-        self._order_tracker.process_order_update(OrderUpdate(
-            trading_pair=order.trading_pair, update_timestamp=self.current_timestamp, new_state=OrderState.FILLED,
-            client_order_id=order_id, exchange_order_id="x-1"))
 
 
 @pytest.mark.parametrize("exchange_says", ["filled while the bot was down", "no such order"])

@@ -18,49 +18,15 @@ import pytest
 
 from bridge.queue_client import PostgresQueue
 from bridge.resilience import RetryPolicy
-from bridge.schemas import NewSignal
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
-
-NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
-
-
-def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:
-    fields: dict[str, Any] = {
-        "strategy": "dca", "exchange": "binance", "symbol": symbol, "side": "buy", "price": price,
-        "quote_amount": 50.0, "take_profit_pct": 3.0, "stop_loss_pct": 2.0, "time_limit_s": 3600,
-        "expires_at": datetime.now(UTC) + timedelta(minutes=10), "confidence": 0.7}
-    return store.emit_signal(NewSignal(**{**fields, **overrides}))
-
-
-def signal_row(url: str, signal_id: UUID) -> dict[str, Any]:
-    with psycopg.connect(url) as conn:
-        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
-        return cur.execute("select * from signals where id = %s", (signal_id,)).fetchone()
-
-
-def trade_row(url: str, signal_id: UUID) -> dict[str, Any] | None:
-    with psycopg.connect(url) as conn:
-        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
-        return cur.execute("select * from trades where signal_id = %s", (signal_id,)).fetchone()
+from tests.support.executor import NO_WAIT, emit, open_position, run, signal_row
 
 
 def orders_of(url: str, signal_id: UUID) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute("select purpose, side, status, filled_amount from orders where signal_id = %s"
                             " order by created_at, purpose", (signal_id,)).fetchall()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-async def open_position(harness: Harness, url: str, signal_id: UUID) -> None:
-    """Tick until the signal is executing and its entry filled."""
-    await harness.until(lambda: signal_id in harness.strategy.positions
-                        and harness.strategy.positions[signal_id].entry_amount > 0)
-    await harness.drained()
-    assert signal_row(url, signal_id)["status"] == "executing"
 
 
 # The barrier exits (take profit, stop loss, trailing, time limit) with Binance's fees and their P&L are in
@@ -365,8 +331,8 @@ def test_a_queue_that_never_answers_does_not_delay_the_clock(outbox: Path) -> No
     for the queue, the call would have ended (timed out, counted, retried on a new connection) before the
     ticks did, and the test would fail on the counts (after a long wait), however loaded the machine."""
     from bridge.queue_client import PostgrestQueue
-    from tests.integration.sql.test_queue_contract import BlackHole
     from tests.support.clock import eventually
+    from tests.support.net import BlackHole
 
     hole = BlackHole()
     one_try = RetryPolicy(base_s=0.0, cap_s=0.0, tries=1)

@@ -4,27 +4,11 @@ Postgres and recorded candles."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import psycopg
-from typer.testing import CliRunner
 
-from controller.cli.main import app
 from controller.data.market_data import ohlcv_dir
-
-
-def run(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m controller ARGS` with that environment, in this process (typer's runner: the same app, argument
-    parsing, exit codes, stdout and stderr; a subprocess per command added only its interpreter start-up and
-    imports, seconds each on a busy box)."""
-    environ: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CONTROLLER_")}
-    environ.update(DATABASE_URL=url, COLUMNS="200", **env)
-    result = CliRunner().invoke(app, list(args), env=environ, prog_name="python -m controller")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return subprocess.CompletedProcess(["python", "-m", "controller", *args], result.exit_code, result.stdout,
-                                       result.stderr)
+from tests.support.cli import run
 
 
 def test_train_refuses_too_little_data_with_the_reason(migrated_db: str) -> None:

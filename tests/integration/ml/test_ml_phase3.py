@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from controller.data.market_data import ohlcv_dir
-from tests.integration.ml.test_ml_cli import run
+from tests.support.cli import run
 
 
 def last_json(stdout: str) -> dict:

@@ -17,17 +17,16 @@ from controller.data.storage.postgres import PostgresStore
 from controller.scan.regime import Regime
 from controller.scan.strategy_params import load_strategies
 from ml import registry
-from ml.config import GateParams, MlConfig, TrainParams
+from ml.config import GateParams, MlConfig
 from ml.features import FEATURES
 from ml.gate import with_family
 from ml.scoring import MlScorer
 from ml.train import ConfidenceModel, fit, walk_forward
-from tests.integration.scan.test_pipeline import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
-from tests.unit.ml.test_ml_train import synthetic_events
+from tests.support.ml_events import synthetic_events
+from tests.support.ml_registry import PARAMS, save_model
+from tests.support.scan import ACT_AS_CAUTION, BTC_SIZING, ENTRY_SCAN, SPECS, rows, scanner
 
-PARAMS = TrainParams(folds=2, min_events=100, max_iter=30)
 SMALL_GATE = GateParams(min_out_of_sample=100, min_held_back=30)  # 600 synthetic entries
-WINDOW = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +56,6 @@ def store(migrated_db: str) -> Iterator[PostgresStore]:
     adapter.close()
 
 
-def _save(url: str, model: ConfidenceModel, folder: Path, metrics: dict[str, Any] | None = None,
-          strategy: str = "dca", now: datetime | None = None) -> str:
-    with psycopg.connect(url) as conn:
-        return registry.save(conn, model, strategy=strategy, metrics=metrics or {}, training_start=WINDOW[0],
-                             training_end=WINDOW[1], model_dir=folder, now=now)
-
-
 def _activate(url: str, version: str) -> None:
     with psycopg.connect(url) as conn:
         registry.promote(conn, version, actor="cli:test", force=True)
@@ -91,7 +83,7 @@ def _scan(store: PostgresStore, url: str) -> tuple[Any, MlScorer]:
 
 def test_a_saved_model_loads_and_a_changed_artefact_is_refused(migrated_db: str, tmp_path: Path,
                                                                wide_model: tuple[ConfidenceModel, dict]) -> None:
-    version = _save(migrated_db, wide_model[0], tmp_path)
+    version = save_model(migrated_db, wide_model[0], tmp_path)
     with psycopg.connect(migrated_db) as conn:
         loaded = registry.load(conn, version)
         [(path, digest, features)] = conn.execute(
@@ -107,7 +99,7 @@ def test_a_saved_model_loads_and_a_changed_artefact_is_refused(migrated_db: str,
 
 def test_a_feature_list_that_differs_by_name_is_refused(migrated_db: str, tmp_path: Path,
                                                         wide_model: tuple[ConfidenceModel, dict]) -> None:
-    version = _save(migrated_db, wide_model[0], tmp_path)
+    version = save_model(migrated_db, wide_model[0], tmp_path)
     with psycopg.connect(migrated_db) as conn:
         renamed = [("rsi_14" if f == "rsi" else f) for f in FEATURES]
         conn.execute("update ml_models set features = %s where version = %s",
@@ -124,8 +116,8 @@ def test_the_gate_promotes_only_a_model_that_passes_every_figure_and_beats_the_a
     model, good = wide_model
     noise = walk_forward(synthetic_events(600, informative=False, seed=5), PARAMS, 0.6, gate=SMALL_GATE)
     with_family({"dca": noise}, "test")
-    weak = _save(migrated_db, model, tmp_path, noise, now=datetime(2024, 1, 1, tzinfo=UTC))
-    strong = _save(migrated_db, model, tmp_path, good, now=datetime(2024, 1, 2, tzinfo=UTC))
+    weak = save_model(migrated_db, model, tmp_path, noise, now=datetime(2024, 1, 1, tzinfo=UTC))
+    strong = save_model(migrated_db, model, tmp_path, good, now=datetime(2024, 1, 2, tzinfo=UTC))
     with psycopg.connect(migrated_db) as conn:
         promoted, why = registry.promote(conn, weak, actor="cli:alice", params=SMALL_GATE)
         assert not promoted and why.startswith("refused: ") and "AUC lower bound" in why
@@ -150,7 +142,7 @@ def test_the_gate_promotes_only_a_model_that_passes_every_figure_and_beats_the_a
 
 def test_ml_off_leaves_signals_unscored(store: PostgresStore, migrated_db: str, tmp_path: Path,
                                         wide_model: tuple[ConfidenceModel, dict]) -> None:
-    _activate(migrated_db, _save(migrated_db, wide_model[0], tmp_path))
+    _activate(migrated_db, save_model(migrated_db, wide_model[0], tmp_path))
     report, _ = _scan(store, migrated_db)
     assert report.emitted == 1
     [(confidence, model, amount)] = rows(migrated_db, "select ml_confidence, model_version, quote_amount from signals")
@@ -161,7 +153,7 @@ def test_ml_off_leaves_signals_unscored(store: PostgresStore, migrated_db: str, 
 def test_a_boosted_signal_carries_its_score_and_a_scaled_size(store: PostgresStore, migrated_db: str,
                                                                tmp_path: Path,
                                                                wide_model: tuple[ConfidenceModel, dict]) -> None:
-    version = _save(migrated_db, wide_model[0], tmp_path)
+    version = save_model(migrated_db, wide_model[0], tmp_path)
     _activate(migrated_db, version)
     _set_flags(migrated_db, ml_enabled="true", ml_control_share="0")
     report, scorer = _scan(store, migrated_db)
@@ -182,7 +174,7 @@ def test_a_boosted_signal_carries_its_score_and_a_scaled_size(store: PostgresSto
 
 def test_a_control_signal_is_scored_but_keeps_its_size(store: PostgresStore, migrated_db: str, tmp_path: Path,
                                                        wide_model: tuple[ConfidenceModel, dict]) -> None:
-    _activate(migrated_db, _save(migrated_db, wide_model[0], tmp_path))
+    _activate(migrated_db, save_model(migrated_db, wide_model[0], tmp_path))
     _set_flags(migrated_db, ml_enabled="true", ml_control_share="1")
     _scan(store, migrated_db)
     [(confidence, amount)] = rows(migrated_db, "select ml_confidence, quote_amount from signals")
@@ -193,7 +185,7 @@ def test_a_control_signal_is_scored_but_keeps_its_size(store: PostgresStore, mig
 def test_a_stale_model_and_unlike_inputs_have_no_effect_and_are_counted(
         store: PostgresStore, migrated_db: str, tmp_path: Path, narrow_model: ConfidenceModel,
         wide_model: tuple[ConfidenceModel, dict]) -> None:
-    _activate(migrated_db, _save(migrated_db, narrow_model, tmp_path))
+    _activate(migrated_db, save_model(migrated_db, narrow_model, tmp_path))
     _set_flags(migrated_db, ml_enabled="true", ml_control_share="0", ml_veto="true", ml_min_confidence="1")
     report, scorer = _scan(store, migrated_db)
     assert report.emitted == 1  # the veto would have dropped it: OOD scores have no effect
@@ -203,7 +195,7 @@ def test_a_stale_model_and_unlike_inputs_have_no_effect_and_are_counted(
 
     with psycopg.connect(migrated_db) as conn:
         conn.execute("update signals set status = 'expired', finished_at = now()")
-    version = _save(migrated_db, wide_model[0], tmp_path, now=datetime(2024, 1, 5, tzinfo=UTC))
+    version = save_model(migrated_db, wide_model[0], tmp_path, now=datetime(2024, 1, 5, tzinfo=UTC))
     _activate(migrated_db, version)
     with psycopg.connect(migrated_db) as conn:
         conn.execute("update ml_models set created_at = now() - interval '90 days' where version = %s", (version,))
@@ -215,7 +207,7 @@ def test_a_stale_model_and_unlike_inputs_have_no_effect_and_are_counted(
 
 def test_the_veto_drops_a_low_confidence_boosted_entry_only_when_on(
         store: PostgresStore, migrated_db: str, tmp_path: Path, wide_model: tuple[ConfidenceModel, dict]) -> None:
-    _activate(migrated_db, _save(migrated_db, wide_model[0], tmp_path))
+    _activate(migrated_db, save_model(migrated_db, wide_model[0], tmp_path))
     _set_flags(migrated_db, ml_enabled="true", ml_control_share="0", ml_veto="true", ml_min_confidence="1")
     report = _scan(store, migrated_db)[0]
     assert report.emitted == 0
@@ -226,7 +218,7 @@ def test_the_veto_drops_a_low_confidence_boosted_entry_only_when_on(
 
 def test_a_tampered_active_model_is_refused_and_signals_go_out_unscored(
         store: PostgresStore, migrated_db: str, tmp_path: Path, wide_model: tuple[ConfidenceModel, dict]) -> None:
-    version = _save(migrated_db, wide_model[0], tmp_path)
+    version = save_model(migrated_db, wide_model[0], tmp_path)
     _activate(migrated_db, version)
     _set_flags(migrated_db, ml_enabled="true")
     [(path,)] = rows(migrated_db, "select artefact_path from ml_models")
@@ -239,7 +231,7 @@ def test_a_tampered_active_model_is_refused_and_signals_go_out_unscored(
 
 def test_the_dashboard_compares_boosted_control_and_ml_off_trades(migrated_db: str, tmp_path: Path,
                                                                    wide_model: tuple[ConfidenceModel, dict]) -> None:
-    version = _save(migrated_db, wide_model[0], tmp_path)
+    version = save_model(migrated_db, wide_model[0], tmp_path)
     outcomes = {"boosted": [5, 5, -2, 3], "control": [1, -1, -1], None: [2, -3]}
     with psycopg.connect(migrated_db) as conn:
         for i, (arm, pnls) in enumerate(outcomes.items()):

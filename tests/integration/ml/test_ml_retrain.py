@@ -15,9 +15,9 @@ from ml import registry
 from ml.config import MlConfig, RetrainConfig
 from ml.retrain import Retrainer, TrainOutcome
 from ml.train import TrainingRefused, fit
-from tests.integration.ml.test_ml_registry_and_scan import PARAMS, _save
 from tests.support.clock import WAIT_S
-from tests.unit.ml.test_ml_train import synthetic_events
+from tests.support.ml_events import synthetic_events
+from tests.support.ml_registry import PARAMS, save_model
 
 # A retrain that should finish gets a deadline a loaded 2-core box never reaches; only the hang test, whose
 # job never returns, uses a short one (so it is abandoned quickly, whatever the load).
@@ -51,7 +51,7 @@ def _close_trades(url: str, n: int) -> None:
 def test_a_retrain_is_due_daily_or_after_enough_new_labels(migrated_db: str, tmp_path: Path, model) -> None:
     alerts: list[tuple[str, str]] = []
     assert _retrainer(migrated_db, alerts).due() == "no model yet"
-    _save(migrated_db, model, tmp_path, now=datetime.now(UTC))
+    save_model(migrated_db, model, tmp_path, now=datetime.now(UTC))
     assert _retrainer(migrated_db, alerts).due() is None
     assert "older than 24 h" in _retrainer(migrated_db, alerts, now=datetime.now(UTC) + timedelta(hours=25)).due()
     _close_trades(migrated_db, 3)
@@ -59,7 +59,7 @@ def test_a_retrain_is_due_daily_or_after_enough_new_labels(migrated_db: str, tmp
 
 
 def test_a_failed_retrain_alerts_and_keeps_the_active_model(migrated_db: str, tmp_path: Path, model) -> None:
-    version = _save(migrated_db, model, tmp_path)
+    version = save_model(migrated_db, model, tmp_path)
     with psycopg.connect(migrated_db) as conn:
         registry.promote(conn, version, actor="cli:test", force=True)
     alerts: list[tuple[str, str]] = []
@@ -77,7 +77,7 @@ def test_a_failed_retrain_alerts_and_keeps_the_active_model(migrated_db: str, tm
 
 
 def test_a_hung_retrain_is_abandoned_at_its_timeout(migrated_db: str, tmp_path: Path, model) -> None:
-    version = _save(migrated_db, model, tmp_path)
+    version = save_model(migrated_db, model, tmp_path)
     with psycopg.connect(migrated_db) as conn:
         registry.promote(conn, version, actor="cli:test", force=True)
     never = threading.Event()

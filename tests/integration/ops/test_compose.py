@@ -167,6 +167,7 @@ def test_hummingbot_gets_our_script_its_config_and_the_bridge_where_it_looks() -
     config_target = f"/home/hummingbot/conf/scripts/{hummingbot['environment']['SCRIPT_CONFIG']}"
     assert targets[config_target] == "./conf/hummingbot/conf_signal_executor.yml"
     assert targets["/home/hummingbot/bridge"] == "./bridge"
+    assert targets["/home/hummingbot/executor"] == "./executor"
     assert hummingbot["environment"]["HEADLESS_MODE"] == "true"
     assert "CONFIG_PASSWORD" in hummingbot["environment"]
     script_config = yaml.safe_load((ROOT / "conf/hummingbot/conf_signal_executor.yml").read_text())

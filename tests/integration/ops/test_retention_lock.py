@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from controller.ops.retention import RetentionRow, run_retention
-from tests.integration.ops.test_retention import SEED
 from tests.support.clock import WAIT_S
+from tests.support.retention_seed import SEED
 
 NOW = datetime(2025, 6, 15, tzinfo=UTC)
 # 2025-04 is rewritten at NOW: its 1m rows move to the archive, its 15m / 1h / 1d rows stay hot.

@@ -15,7 +15,7 @@ from controller.scan.strategy_params import load_strategies
 from ml.config import MlConfig
 from ml.registry import LoadedModel
 from ml.scoring import MlScorer
-from tests.integration.ops.test_status import context, healthy_world, row, run_status
+from tests.support.status import context, healthy_world, row, run_status
 
 NOW = datetime.now(UTC)
 

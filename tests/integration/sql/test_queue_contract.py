@@ -6,8 +6,7 @@ executor JWT, on the same real database; the direct transport connects and switc
 
 from __future__ import annotations
 
-import socket
-import threading
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +19,7 @@ from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, Signa
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
-from tests.support.net import refusing_port
+from tests.support.net import BlackHole, refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 JWT_SECRET = "queue-contract-secret-at-least-32-bytes"
@@ -136,6 +135,27 @@ def test_reported_events_are_idempotent(transport: tuple[SignalQueue, object], m
     assert fills == [("t-1", Decimal("0.2"), Decimal("0.02012"))]
 
 
+def test_an_event_as_the_outbox_stores_it_is_reported_as_the_event_itself(
+        transport: tuple[SignalQueue, object], migrated_db: str) -> None:
+    """The outbox keeps the RPC's own parameters (`to_payload()` through a JSON line) and sends them as they
+    are: the rows they write are those the event writes, and a replay of either is a no-op."""
+    queue, _ = transport
+    signal_id = emit(migrated_db, "BTC-USDT")
+    queue.claim("bot-a", 1, 30)
+    queue.ack(signal_id, "bot-a", "executing")
+    events = entry_events(signal_id)
+    stored = [json.loads(json.dumps(e.to_payload(), default=str)) for e in events]
+
+    results = [queue.report_payload(p) for p in stored] + [queue.report(e) for e in events]
+
+    assert results[2]["status"] == "filled" and results[-1] == results[2]
+    with psycopg.connect(migrated_db) as conn:
+        orders = conn.execute("select client_order_id, status, filled_amount, price from orders").fetchall()
+        fills = conn.execute("select exchange_trade_id, amount, fee_quote from fills").fetchall()
+    assert orders == [("buy-1", "filled", Decimal("0.2"), Decimal("100.5"))]
+    assert fills == [("t-1", Decimal("0.2"), Decimal("0.02012"))]
+
+
 def test_a_bad_event_is_refused_once_without_retry(transport: tuple[SignalQueue, PostgrestStandin | None],
                                                    migrated_db: str) -> None:
     queue, standin = transport
@@ -169,36 +189,6 @@ def test_the_direct_transport_has_only_the_executor_rights(migrated_db: str) -> 
 
 
 # --- failures: timeouts, refused connections, retries only where idempotent -------------------------
-
-class BlackHole:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers; counts them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                self.accepted.append(conn)
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()
-
 
 @pytest.fixture
 def black_hole() -> Iterator[BlackHole]:

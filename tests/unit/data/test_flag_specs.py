@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import PROJECT_ROOT, ConfigError, load_model
+from controller.config import PROJECT_ROOT, load_model
+from controller.config_base import ConfigError
 from controller.data.flags import FlagError, FlagsFile, FlagSpec
 
 SHIPPED = PROJECT_ROOT / "conf" / "flags.yml"

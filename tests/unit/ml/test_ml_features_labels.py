@@ -14,8 +14,7 @@ from controller.scan.strategy_params import load_strategies
 from ml import features as ml_features
 from ml.config import CostParams
 from ml.labels import label_entries, net_return_pct
-from tests.unit.scan.test_indicators import load_recorded
-from tests.unit.scan.test_strategies import loose
+from tests.support.recorded import load_recorded, loose
 
 NO_COSTS = CostParams(fee_pct=0.0, slippage_pct=0.0)
 

@@ -11,7 +11,7 @@ import pytest
 from ml.config import GateParams, TrainParams
 from ml.gate import decide, held_back_split, overlap_block, verdict, with_family
 from ml.train import walk_forward
-from tests.unit.ml.test_ml_train import synthetic_events
+from tests.support.ml_events import synthetic_events
 
 PARAMS = TrainParams(folds=3, min_events=100, max_iter=60)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from ml.config import GateParams, TrainParams
@@ -22,26 +21,9 @@ from ml.train import (
     walk_forward_folds,
     warm_up,
 )
+from tests.support.ml_events import synthetic_events
 
 PARAMS = TrainParams(folds=3, min_events=100, max_iter=60)
-
-
-def synthetic_events(n: int = 2400, *, informative: bool, seed: int = 0) -> pd.DataFrame:
-    """Entries an hour apart with a 6 h horizon; when `informative`, `rule_confidence` sets the odds of a win
-    (a win returns +2 %, a loss -2 %)."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=list(FEATURES))
-    frame["btc_change_1h_pct"] = np.nan  # a feature the training data never holds
-    p_win = 1 / (1 + np.exp(-2.5 * frame["rule_confidence"])) if informative else np.full(n, 0.5)
-    label = (rng.uniform(size=n) < p_win).astype(np.int64)
-    decided = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="h")
-    frame["decided_at"] = decided
-    frame["horizon_end"] = decided + pd.Timedelta(hours=6)
-    frame["label"] = label
-    frame["net_return_pct"] = np.where(label == 1, 2.0, -2.0)
-    frame["strategy"] = "dca"
-    frame["symbol"] = [f"C{k % 8}-USDT" for k in range(n)]  # eight base assets, for the held-back check
-    return frame
 
 
 def gate_of(metrics: dict, evaluations: list | None = None, params: GateParams | None = None) -> tuple[bool, str]:

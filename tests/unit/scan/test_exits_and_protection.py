@@ -18,7 +18,7 @@ from controller.scan.regime import (
     widened_stop,
 )
 from controller.scan.signals import plan_exits
-from tests.unit.scan.test_signals import CLOSE, OPEN_ENTRY, SIZING, decision
+from tests.support.planning import CLOSE, OPEN_ENTRY, SIZING, decision
 
 # --- plan_exits ---------------------------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ def test_the_quote_is_the_part_after_the_last_dash_in_capitals() -> None:
 
 def test_a_pair_whose_quote_has_no_rule_is_sized_zero_and_skipped_with_its_decision() -> None:
     from controller.scan.signals import OpenBook, size_for
-    from tests.unit.scan.test_signals import NORMAL, run
+    from tests.support.planning import NORMAL, run
 
     assert size_for(decision("ETH-EUR"), NORMAL, OpenBook(), SIZING) == (0.0, "no sizing for quote EUR")
     eur = decision("ETH-EUR")
@@ -143,7 +143,7 @@ def test_a_pair_whose_quote_has_no_rule_is_sized_zero_and_skipped_with_its_decis
 
 def test_a_blocked_entry_does_not_stop_the_next_one() -> None:
     from controller.scan.signals import OpenBook
-    from tests.unit.scan.test_signals import run
+    from tests.support.planning import run
 
     book = OpenBook()
     for _ in range(2):
@@ -155,7 +155,7 @@ def test_a_blocked_entry_does_not_stop_the_next_one() -> None:
 
 
 def test_the_stop_is_widened_up_to_the_cap_of_the_decisions_tier_small_when_unsaid() -> None:
-    from tests.unit.scan.test_signals import run
+    from tests.support.planning import run
 
     wide = StopWidening(regime_factor={Regime.NORMAL: 10.0}, cap_pct={"large": 6.0, "small": 9.0, "meme": 12.0})
     [large] = run([decision(thresholds={"tier": "large"})], stops=wide)
@@ -165,7 +165,7 @@ def test_the_stop_is_widened_up_to_the_cap_of_the_decisions_tier_small_when_unsa
 
 def test_a_planned_grid_counts_against_the_book_in_full() -> None:
     from controller.scan.signals import OpenBook, grid_share
-    from tests.unit.scan.test_signals import GRID, run
+    from tests.support.planning import GRID, run
 
     book = OpenBook()
     [item] = run([decision(grid=GRID)], book=book)
@@ -174,7 +174,7 @@ def test_a_planned_grid_counts_against_the_book_in_full() -> None:
 
 
 def test_a_grid_levels_quote_is_its_share_of_the_entry_and_its_spacing_is_rounded_to_six_places() -> None:
-    from tests.unit.scan.test_signals import GRID, run
+    from tests.support.planning import GRID, run
 
     [item] = run([decision(grid={**GRID, "grid_level_share": 0.5, "grid_spacing_pct": 1.23456789})])
     assert (item.signal.grid_level_quote, item.signal.grid_spacing_pct) == (25.0, 1.234568)
@@ -240,14 +240,14 @@ QUIET = {"panic_peak_decline_24h_pct": 50, "panic_peak_decline_48h_pct": 50, "ca
     ([(24, 100), (4, 100), (1, 100.1), (0, 100)], Regime.NORMAL),
 ])
 def test_each_falling_trigger_alone_decides(closes: list[tuple[float, float]], expected: Regime) -> None:
-    from tests.unit.scan.test_regime_edges import at, candles
+    from tests.support.regime import at, candles
 
     assert at(QUIET, candles([(h, c, c, c) for h, c in closes])) == expected
 
 
 def test_the_24_hour_peak_is_taken_strictly_inside_the_last_24_hours() -> None:
     from controller.scan.regime import classify
-    from tests.unit.scan.test_regime_edges import NOW, PARAMS, candles
+    from tests.support.regime import NOW, PARAMS, candles
 
     reading = classify(candles([(24, 110, 110, 110), (23, 105, 105, 105), (0, 100, 100, 100)]), NOW, PARAMS)
     assert reading.peak_decline_24h_pct == pytest.approx(100 * (105 - 100) / 105)

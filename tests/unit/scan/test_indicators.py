@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import talib
 
-from controller.config import PROJECT_ROOT
 from controller.scan.indicators import CANDLE_COLUMNS, INDICATOR_COLUMNS, compute
 from controller.scan.strategy_params import IndicatorParams
+from tests.support.recorded import load_recorded
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # from pandas-ta's own code
 
-OHLCV_DIR = Path(os.environ.get("OHLCV_DIR", PROJECT_ROOT.parent / "shared" / "data" / "ohlcv"))
 TIGHT = {"rtol": 1e-9, "atol": 0.0, "equal_nan": True}
-
-
-def load_recorded(timeframe: str) -> pd.DataFrame:
-    """Every recorded file of `timeframe` as one long frame, one symbol (BASE-QUOTE) per file."""
-    paths = sorted(OHLCV_DIR.glob(f"*_{timeframe}.csv"))
-    if not paths:
-        pytest.skip(f"no recorded candles in {OHLCV_DIR} (set OHLCV_DIR)")
-    frames = []
-    for path in paths:
-        raw = pd.read_csv(path)
-        frames.append(pd.DataFrame({
-            "symbol": path.name.split("_")[1],
-            "ts": pd.to_datetime(raw["timestamp"], unit="ms", utc=True),
-            **{c: raw[c].astype("float64") for c in ("open", "high", "low", "close", "volume")},
-        }))
-    return pd.concat(frames, ignore_index=True).sort_values(["symbol", "ts"], ignore_index=True)
 
 
 @pytest.fixture(scope="module", params=["5m", "1m"])

@@ -7,33 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.scan.regime import Regime, RegimeReading, StopWidening
-from controller.scan.signals import Decision, OpenBook, QuoteSizing, SizingParams, plan, plan_exits, scan_row
-
-CLOSE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-NORMAL = RegimeReading(Regime.NORMAL, 1.0, "BTC steady")
-CAUTION = RegimeReading(Regime.CAUTION, 0.5, "BTC falling")
-PANIC = RegimeReading(Regime.PANIC, 0.0, "BTC crashing")
-SIZING = SizingParams(quotes={"USDT": QuoteSizing(amount=50, balance=1000),
-                              "BTC": QuoteSizing(amount=0.002, balance=0.1)},
-                      max_balance_share=0.5, max_open_total=5, max_open_per_strategy=3, max_open_per_symbol=2,
-                      expiry_candles=2)
-EXITS = {"take_profit_pct": 3.0, "stop_loss_pct": 5.0, "time_limit_s": 14_400, "trailing_activation_pct": 1.1,
-         "trailing_delta_pct": float("nan")}
-
-
-def decision(symbol: str = "ETH-USDT", strategy: str = "dca", entry: bool = True, confidence: float = 0.6,
-             **kw: object) -> Decision:
-    fields: dict[str, object] = {
-        "strategy": strategy, "exchange": "binance", "symbol": symbol, "timeframe_s": 900, "candle_close": CLOSE,
-        "price": 2500.0, "entry": entry, "confidence": confidence, "reason": "drop 4.1% >= 3.75%", "exits": EXITS,
-        "features": {"rsi": 31.0}, "thresholds": {"drop_pct": 3.75}, "params_hash": "p1"}
-    return Decision(**{**fields, **kw})
-
-
-def run(decisions: list[Decision], regime: RegimeReading = NORMAL, book: OpenBook | None = None,
-        blocked: dict[str, str] | None = None, sim_now: datetime = CLOSE, wall_now: datetime = CLOSE,
-        sizing: SizingParams = SIZING, stops: StopWidening | None = None):
-    return plan(decisions, regime, book or OpenBook(), sizing, blocked or {}, sim_now, wall_now, stops=stops)
+from controller.scan.signals import OpenBook, SizingParams, plan_exits, scan_row
+from tests.support.planning import CAUTION, CLOSE, GRID, OPEN_ENTRY, PANIC, SIZING, decision, run
 
 
 def test_an_entry_becomes_a_buy_signal_with_its_exits_and_expiry() -> None:
@@ -164,9 +139,6 @@ def test_confidence_is_clamped_into_the_contract_range(confidence: float) -> Non
     assert 0 <= item.signal.confidence <= 1
 
 
-GRID = {"grid_levels": 3.0, "grid_spacing_pct": 1.4, "grid_level_share": 1.0}
-
-
 def test_a_dca_entry_carries_its_grid_and_the_whole_grid_counts_against_exposure() -> None:
     [item] = run([decision(grid=GRID)])
     signal = item.signal
@@ -177,11 +149,6 @@ def test_a_dca_entry_carries_its_grid_and_the_whole_grid_counts_against_exposure
     assert refused.outcome == "blocked" and "exposure cap" in refused.reason
     [without] = run([decision()], book=book)
     assert without.outcome == "enter" and without.signal.grid_levels is None
-
-
-OPEN_ENTRY = {"id": "6f1c2f7e-8a86-4d43-9d3c-3f3b7a1f0c11", "kind": "entry", "status": "executing",
-              "strategy": "channel", "exchange": "binance", "symbol": "ETH-USDT", "quote_amount": 50,
-              "take_profit_pct": 4.0}
 
 
 def test_an_open_position_whose_exit_rule_holds_gets_one_exit_signal_referring_to_its_entry() -> None:

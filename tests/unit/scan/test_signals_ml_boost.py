@@ -3,8 +3,9 @@ and the caps apply to the boosted size: a boost never takes the exposure past th
 
 from __future__ import annotations
 
+from controller.scan.pipeline import MlVerdict, apply_verdicts
 from controller.scan.signals import Boost, OpenBook, QuoteSizing, SizingParams, plan, size_for
-from tests.unit.scan.test_signals_edges import CLOSE, NORMAL, SIZING, decision
+from tests.support.planning import CLOSE, NORMAL, SIZING, decision
 
 
 def _entered(planned: list) -> dict[str, float]:
@@ -51,3 +52,31 @@ def test_without_boosts_planning_is_the_rules_alone() -> None:
     decisions = [decision("A-USDT", confidence=0.9), decision("B-USDT", confidence=0.5)]
     assert plan(decisions, NORMAL, OpenBook(), SIZING, {}, CLOSE, CLOSE, boosts={}) == plan(
         decisions, NORMAL, OpenBook(), SIZING, {}, CLOSE, CLOSE)
+
+
+def test_verdicts_apply_in_one_step_a_veto_skips_the_entry_and_only_the_boosted_arm_may_steer() -> None:
+    decisions = [decision("A-USDT", confidence=0.9), decision("B-USDT", confidence=0.5),
+                 decision("C-USDT", confidence=0.7)]
+    verdicts = {("dca", "A-USDT"): MlVerdict(0.2, "m7", "boosted", veto=True),
+                ("dca", "B-USDT"): MlVerdict(0.95, "m7", "control", size_multiplier=1.5),
+                ("dca", "C-USDT"): MlVerdict(0.8, "m7", "boosted", size_multiplier=1.2)}
+    applied, boosts = apply_verdicts(decisions, verdicts)
+    vetoed = applied[0]
+    assert not vetoed.entry and vetoed.reason == "ml veto: confidence 0.20 below the threshold (m7)"
+    assert applied[1:] == decisions[1:]
+    assert boosts[("dca", "B-USDT")] == Boost(0.95, 1.0, "m7", "control")  # the control arm never resizes
+    assert boosts[("dca", "C-USDT")] == Boost(0.8, 1.2, "m7", "boosted")
+
+
+def test_every_arm_stamps_its_score_on_the_signal_but_only_the_boosted_arm_changes_order_or_size() -> None:
+    one_slot = SIZING.model_copy(update={"max_open_total": 1})
+    decisions = [decision("A-USDT", confidence=0.9), decision("B-USDT", confidence=0.5)]
+    control = {("dca", "A-USDT"): Boost(0.1, 1.0, "m7", "control"),
+               ("dca", "B-USDT"): Boost(0.99, 1.0, "m7", "control")}
+    planned = plan(decisions, NORMAL, OpenBook(), one_slot, {}, CLOSE, CLOSE, boosts=control)
+    assert _entered(planned) == {"A-USDT": 50}  # the rule's order: the control arm's 0.99 does not jump ahead
+    entry = next(p for p in planned if p.outcome == "enter")
+    assert (entry.signal.ml_confidence, entry.signal.model_version) == (0.1, "m7")
+    assert entry.reason.endswith("; ml control 0.10, size 50")
+    rules_only = next(p for p in plan(decisions, NORMAL, OpenBook(), one_slot, {}, CLOSE, CLOSE) if p.signal)
+    assert rules_only.signal.ml_confidence is None and rules_only.signal.model_version is None

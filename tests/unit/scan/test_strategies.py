@@ -31,23 +31,7 @@ from controller.scan.strategy_params import (
     load_strategies,
     load_tiers,
 )
-from tests.unit.scan.test_indicators import load_recorded
-
-# Looser than the shipped values so that every symbol has entries to compare; the large tier differs so
-# that several parameter sets apply within one frame.
-LOOSE: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
-    "dca": (DcaParams, {"min_drop_pct": 1.0, "rsi_min": 20, "rsi_max": 60, "volume_ratio_min": 1.0},
-            {"min_drop_pct": 1.5, "lookback_bars": 12}),
-    "swing": (SwingParams, {"breakout_factor": 1.001, "volume_surge": 1.0, "rsi_min": 30, "rsi_max": 90,
-                            "min_score": 30}, {"breakout_factor": 1.003, "lookback_bars": 10, "min_score": 45}),
-    "channel": (ChannelParams, {"buy_zone": 0.1, "width_min": 0.005, "width_max": 0.2, "volume_ratio_min": 0.5,
-                                "rsi_min": 20, "rsi_max": 70}, {"buy_zone": 0.15, "drop_lookback_bars": 12}),
-}
-
-
-def loose(name: str) -> TieredParams[Any]:
-    model, default, large = LOOSE[name]
-    return TieredParams[model](default=default, tiers={"large": large}).with_tier_map(load_tiers())
+from tests.support.recorded import load_recorded, loose
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.config import ConfigError
+from controller.config_base import ConfigError
 from controller.scan.strategy_params import (
     DEFAULT_STRATEGIES,
     DEFAULT_TIERS,

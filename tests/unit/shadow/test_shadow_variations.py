@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.model import ConfigError
+from controller.config_base import ConfigError
 from controller.scan.indicators import compute
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.decide import decide
 from shadow.variations import CHAMPION, Variation, load_variations
-from tests.unit.scan.test_indicators import load_recorded
+from tests.support.recorded import load_recorded
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,16 @@
-"""Edges of the regime guard and the stop-loss protection found by mutation testing: which candles each
-change is measured from, thresholds met exactly, the reason text a user reads, freshness and the unknown
-regime, and cooldown/ban boundaries."""
+"""The regime guard's and the stop-loss protection's boundaries: which candles each change is measured from,
+thresholds met exactly, the reason text a user reads, freshness and the unknown regime, and where a cooldown or
+a ban begins and ends."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 
 from controller.scan.regime import ClosedTrade, ProtectionParams, Regime, RegimeParams, classify, symbol_block
-
-NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
-PARAMS = RegimeParams()
-
-
-def candles(rows: list[tuple[float, float, float | None, float | None]]) -> pd.DataFrame:
-    """rows of (hours before NOW, close, high, low); high/low default to close +- 0.5."""
-    return pd.DataFrame({
-        "ts": [pd.Timestamp(NOW - timedelta(hours=h)) for h, *_ in rows],
-        "close": [c for _, c, _, _ in rows],
-        "high": [c + 0.5 if hi is None else hi for _, c, hi, _ in rows],
-        "low": [c - 0.5 if lo is None else lo for _, c, _, lo in rows],
-    })
-
-
-# 25 h ago 90; 24 h ago 98 with a wild range (outside the 24 h volatility window); 4 h 101; 1 h 99; now 100.
-MARKET = candles([(25, 90, None, None), (24, 98, 130, 60), (4, 101, None, None), (1, 99, None, None),
-                  (0, 100, None, None)])
+from tests.support.regime import MARKET, NOW, PARAMS, at, candles
 
 
 def test_each_change_is_measured_from_the_last_close_at_or_before_its_horizon() -> None:
@@ -62,10 +45,6 @@ def test_a_missing_horizon_reads_n_a() -> None:
 def test_each_regime_says_why(rows: list, regime: Regime, why: str) -> None:
     reading = classify(candles(rows), NOW, PARAMS)
     assert reading.regime == regime and reading.reason.startswith(why)
-
-
-def at(reading_params: dict[str, float], frame: pd.DataFrame = MARKET) -> Regime:
-    return classify(frame, NOW, RegimeParams(**reading_params)).regime
 
 
 FALLING = candles([(24, 101, None, None), (4, 101, None, None), (1, 101, None, None), (0, 100, None, None)])

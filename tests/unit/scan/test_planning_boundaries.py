@@ -1,5 +1,5 @@
-"""Edges of sizing and planning found by mutation testing: an entry that exactly fills the exposure cap, the
-reason texts a user reads, every decision kept in the plan, exits passed through or dropped, confidence clamped."""
+"""Sizing's and planning's boundaries: an entry that exactly fills the exposure cap, the reason texts a user
+reads, every decision kept in the plan, exits passed through or dropped, confidence clamped."""
 
 from __future__ import annotations
 

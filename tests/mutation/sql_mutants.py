@@ -1,6 +1,6 @@
 """SQL mutants: hand-written one-line bugs in the queue and retention functions, each of which a test must catch.
 
-`python -m tests.sql_mutants` (run by `make mutation`) runs, for each mutant, the tests that guard that
+`python -m tests.mutation.sql_mutants` (run by `make mutation`) runs, for each mutant, the tests that guard that
 function with `SQL_MUTANT=<name>` set: the test fixtures (`migrated_db`, `module_db` in tests/conftest.py)
 then apply every migration and `create or replace` the mutated function on top, so the tests run on a fresh
 database that has the bug. A mutant is caught when its tests fail; the script prints a table and a last JSON
@@ -28,7 +28,7 @@ import psycopg
 
 from controller.data.migrate import MIGRATIONS_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = MIGRATIONS_DIR
 ENV = "SQL_MUTANT"
 
