@@ -74,14 +74,14 @@ class MarketPath:
 
 def high_first(open_: float, high: float, low: float, mode: Mode) -> bool:
     """Whether the high comes before the low: adaptive visits the extreme nearer the open first (a tie goes
-    high first, the O-H-L-C reading)."""
+    low first: for a long position, the pessimistic reading)."""
     if mode == "ohlc":
         return True
     if mode == "olhc":
         return False
     if mode != "adaptive":
         raise ValueError(f"unknown path mode {mode!r}: expected one of {', '.join(MODES)}")
-    return high - open_ <= open_ - low
+    return high - open_ < open_ - low
 
 
 def candle_points(candle: Candle, mode: Mode = "adaptive") -> list[Point]:

@@ -3,8 +3,10 @@ statistics per window, CHAMPION's calibration against real trades. The I/O edge 
 
 A candidate is a scan (strategy, symbol, candle) at which CHAMPION or any variation enters. Every
 (variation, candidate) pair gets a `shadow_outcomes` row, `pending` until the horizon (the variation's
-time limit) has passed and the candles are there; then the vectorised replay fills in the exit. 1m
-candles are used where they cover the horizon, else 5m (recorded on the row as `data_timeframe`).
+time limit) has passed and the candles are there; then the vectorised replay walks the market path of
+those candles (`bridge.path`, adaptive order: open, the extreme nearer the open, the other extreme, close)
+and fills in the exit. 1m candles are used where they cover the horizon, else 5m (recorded on the row as
+`data_timeframe`: the path's detail timeframe).
 """
 
 from __future__ import annotations
@@ -210,7 +212,8 @@ def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSet
         return
     paths = Paths.from_lists(
         [float(e["entry_price"]) for e in entries], [e["candle_ts"].timestamp() for e in entries],
-        [_seconds(e["candles"]["ts"]) for e in entries], [e["candles"]["high"].to_numpy() for e in entries],
+        [_seconds(e["candles"]["ts"]) for e in entries], [e["candles"]["open"].to_numpy() for e in entries],
+        [e["candles"]["high"].to_numpy() for e in entries],
         [e["candles"]["low"].to_numpy() for e in entries], [e["candles"]["close"].to_numpy() for e in entries],
         [float(e["candle_s"]) for e in entries])
     grid = BarrierGrid(*[np.array([[_nan(e["barriers"].get(c)) for e in entries]]) for c in EXIT_COLUMNS])
@@ -220,7 +223,7 @@ def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSet
         if result.reason[0, n] == PENDING:
             report.still_pending += 1
             continue
-        exit_at = datetime.fromtimestamp(paths.times_s[n, result.index[0, n]] + e["candle_s"], tz=now.tzinfo)
+        exit_at = datetime.fromtimestamp(float(result.exit_time_s[0, n]), tz=now.tzinfo)
         updates.append((float(result.exit_price[0, n]), REASONS[result.reason[0, n]], float(result.pnl_pct[0, n]),
                         now, e["timeframe"], exit_at, e["id"]))
         report.by_timeframe[e["timeframe"]] = report.by_timeframe.get(e["timeframe"], 0) + 1
@@ -359,9 +362,9 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
         sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
         if found is not None:
             _, seconds, candles = found
-            high, low = ("close", "close") if closes_only else ("high", "low")
+            opening, high, low = ("close", "close", "close") if closes_only else ("open", "high", "low")
             paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
-                                     [_seconds(candles["ts"])],
+                                     [_seconds(candles["ts"])], [candles[opening].to_numpy()],
                                      [candles[high].to_numpy()], [candles[low].to_numpy()],
                                      [candles["close"].to_numpy()], [float(seconds)])
             grid = BarrierGrid(*[np.array([[_nan(trade[c])]]) for c in EXIT_COLUMNS])

@@ -13,7 +13,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from bridge import exits
+from bridge import exits, path
 from controller.config import PROJECT_ROOT
 from controller.scan.strategy_params import load_strategies
 from shadow.evaluate import GRID_AVERAGED, EvaluationReport, calibrate, read_candles
@@ -80,9 +80,10 @@ def test_replayed_outcomes_are_the_exit_rule_on_the_stored_candles(demo: str) ->
             candles = read_candles(conn, exchange, symbol, timeframe, candle_ts, horizon)
             b = type("B", (), barriers)
             fill = float(entry) * (100 + load().settings.slippage_pct) / 100
-            outcome = exits.walk(b, fill, candle_ts.timestamp(), [t.timestamp() for t in candles["ts"]],
-                                 candles["high"].tolist(), candles["low"].tolist(), candles["close"].tolist(),
-                                 60 if timeframe == "1m" else 300)
+            seconds = 60.0 if timeframe == "1m" else 300.0
+            bars = [path.Candle(t.timestamp(), seconds, o, h, lo, c) for t, o, h, lo, c in
+                    zip(candles["ts"], candles["open"], candles["high"], candles["low"], candles["close"], strict=True)]
+            outcome = exits.walk_candles(b, fill, candle_ts.timestamp(), bars)
             assert outcome.hit is not None and outcome.hit.reason == reason
             assert float(price) == pytest.approx(outcome.hit.price, rel=1e-12)
 

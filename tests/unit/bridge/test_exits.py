@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge import exits
+from bridge import exits, path
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,19 @@ def test_decimal_and_float_agree() -> None:
         assert (hit_d and hit_d.reason) == (hit_f and hit_f.reason), price
 
 
+def candles(opens: list[float], highs: list[float], lows: list[float], closes: list[float]) -> list[path.Candle]:
+    return [path.Candle(60.0 * i, 60.0, o, h, lo, c) for i, (o, h, lo, c) in enumerate(zip(opens, highs, lows, closes,
+                                                                                          strict=True))]
+
+
 def test_walk_stops_at_the_first_exit_and_reports_an_incomplete_horizon() -> None:
-    times = [0.0, 60.0, 120.0, 180.0]
-    outcome = exits.walk(B(), 100.0, 0.0, times, [100.5, 102.5, 100, 100], [99.5, 100, 100, 100],
-                         [100, 102, 100, 100], 60.0)
-    assert outcome.index == 1 and outcome.hit is not None and outcome.hit.reason == "take_profit"
-    pending = exits.walk(B(), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100] * 4, 60.0)
-    assert pending.hit is None and pending.index is None
-    timed = exits.walk(B(time_limit_s=120), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100.2] * 4, 60.0)
-    assert timed.index == 1 and timed.hit is not None and timed.hit.reason == "time_limit"
-    assert timed.hit.price == 100.2
+    outcome = exits.walk_candles(B(), 100.0, 0.0, candles([100] * 4, [100.5, 102.5, 100, 100], [99.5, 100, 100, 100],
+                                                          [100, 102, 100, 100]))
+    assert outcome.candle == 1 and outcome.hit is not None and outcome.hit.reason == "take_profit"
+    assert outcome.assumption == path.Assumption("adaptive", None, 0)
+    pending = exits.walk_candles(B(), 100.0, 0.0, candles([100] * 4, [100.5] * 4, [99.5] * 4, [100] * 4))
+    assert pending.hit is None and pending.candle is None
+    timed = exits.walk_candles(B(time_limit_s=120), 100.0, 0.0,
+                               candles([100.2] * 4, [100.5] * 4, [99.5] * 4, [100.2] * 4))
+    assert timed.candle == 1 and timed.hit is not None and timed.hit.reason == "time_limit"
+    assert timed.hit.price == 100.2  # the close of the candle that ends at the limit
