@@ -373,7 +373,11 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
                 sim_reason = REASONS[result.reason[0, 0]]
                 sim_exit = float(result.exit_price[0, 0])
                 sim_pnl = float(result.pnl_pct[0, 0])
-        agrees = None if sim_reason is None else sim_reason == trade["exit_reason"]
+        # a match is the same exit AND the same money: a take profit replayed as a take profit that pays
+        # another price is no match
+        agrees = None if sim_reason is None or trade["pnl_pct"] is None else (
+            sim_reason == trade["exit_reason"]
+            and abs(sim_pnl - float(trade["pnl_pct"])) <= settings.pnl_match_points)
         rows.append((trade["signal_id"], trade["strategy"], trade["exit_reason"], sim_reason, trade["entry_price"],
                      sim_entry, trade["exit_price"], sim_exit, trade["pnl_pct"], sim_pnl, agrees))
     with conn.cursor() as write:
@@ -389,15 +393,41 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
     return calibration
 
 
+_BARRIER_EXITS = "('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
+NOT_COMPARABLE = {
+    "grid-averaged": f"t.exit_reason in {_BARRIER_EXITS} and {GRID_AVERAGED}",
+    "strategy exit": f"t.exit_reason not in {_BARRIER_EXITS}",
+}
+
+
 def calibration_by_strategy(conn: psycopg.Connection) -> dict[str, Calibration]:
-    out = {}
-    for strategy, n, agreement, entry_err, exit_err, pnl_diff in conn.execute(
-            "select strategy, count(*) filter (where agrees is not null), avg(agrees::int),"
-            "       avg(abs(sim_entry_price / real_entry_price - 1) * 100),"
-            "       avg(abs(sim_exit_price / real_exit_price - 1) * 100), avg(sim_pnl_pct - real_pnl_pct)"
-            "  from shadow_calibration group by strategy").fetchall():
-        out[strategy] = Calibration(int(n), None if agreement is None else float(agreement),
-                                    None if entry_err is None else float(entry_err),
-                                    None if exit_err is None else float(exit_err),
-                                    None if pnl_diff is None else float(pnl_diff))
+    """Per strategy: the comparable trades, how many the replay matched (reason and net P&L), the P&L gaps,
+    and the trades left out with why (the replay does not model an averaged grid entry or a strategy's own
+    exit; a replay whose candles end before its exit is not comparable yet)."""
+    out: dict[str, Calibration] = {}
+    apart: dict[str, dict[str, int]] = {}
+    for why, condition in NOT_COMPARABLE.items():
+        for strategy, n in conn.execute("select s.strategy, count(*) from trades t join signals s on s.id = t.signal_id"
+                                        f" where t.closed_at is not null and {condition} group by s.strategy"):
+            apart.setdefault(strategy, {})[why] = int(n)
+    for strategy, n in conn.execute("select strategy, count(*) from shadow_calibration where agrees is null"
+                                    " group by strategy"):
+        apart.setdefault(strategy, {})["replay incomplete"] = int(n)
+    rows = conn.execute(
+        "select strategy, count(*) filter (where agrees is not null), avg(agrees::int), count(*) filter (where agrees),"
+        "       avg((sim_exit_reason = real_exit_reason)::int) filter (where agrees is not null),"
+        "       avg(abs(sim_entry_price / real_entry_price - 1) * 100),"
+        "       avg(abs(sim_exit_price / real_exit_price - 1) * 100), avg(sim_pnl_pct - real_pnl_pct),"
+        "       avg(abs(sim_pnl_pct - real_pnl_pct)) filter (where agrees is not null),"
+        "       max(abs(sim_pnl_pct - real_pnl_pct)) filter (where agrees is not null)"
+        "  from shadow_calibration group by strategy").fetchall()
+
+    def num(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    for strategy, n, agreement, matches, reasons, entry_err, exit_err, pnl_diff, gap, worst in rows:
+        out[strategy] = Calibration(int(n), num(agreement), num(entry_err), num(exit_err), num(pnl_diff),
+                                    int(matches or 0), num(reasons), num(gap), num(worst), apart.get(strategy, {}))
+    for strategy, why in apart.items():
+        out.setdefault(strategy, Calibration(0, None, not_comparable=why))
     return out
