@@ -67,6 +67,7 @@ STEP_S = 300  # the replay advances one 5-minute candle per scan
 BOOK_SPREAD_PCT = 0.02  # the paper book's levels: 0.02 % apart, so a 0.04 % spread around the mid
 BOOK_VOLUME = 1e9 / 1e4
 BOOK_WIDTH = 0.01  # levels out to 1 % of the mid each side: a market exit never walks past them
+PATH_STEP_PCT = 0.1  # the paper book moves along a candle's path at most this far (percent) per tick
 PHASE1_TARGET_TRADES = 10  # the phase checklists' figures (controller.ops.phase_check)
 PHASE2_TARGET_TRADES = 50
 CORE_PAIRS = 5  # the default run's pairs for phases 1, 3 and 4 (the longest records)
@@ -431,7 +432,7 @@ async def advance(harness: Harness, seconds: float, busy: bool,
     if paths is not None:
         pause = 0.0005 if busy or in_flight(harness) else 0.0
         await harness.walk(paths, seconds, real_pause=pause, spread_pct=BOOK_SPREAD_PCT, volume=BOOK_VOLUME,
-                           width=BOOK_WIDTH)
+                           width=BOOK_WIDTH, max_step_pct=PATH_STEP_PCT)
         return
     if busy or in_flight(harness):
         await harness.step(seconds, real_pause=0.0005)
@@ -616,6 +617,10 @@ def finish(demo: Demo) -> None:
     demo.plan.report.write_text(page, encoding="utf-8")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in demo.seconds.items())
     console.print(f"time: {timing}")
+    if demo.harness is not None:
+        console.print(f"paper book: each candle walked along its path (bridge.path, {demo.path_mode}), at most "
+                      f"{PATH_STEP_PCT:g} % a tick (largest tick seen {demo.harness.max_step_pct:.3f} %); wide "
+                      f"candles added {demo.harness.stretched_s / 3600:.1f} h to the executor's clock")
     console.print(f"report: {demo.plan.report.resolve()}", highlight=False, soft_wrap=True)
 
 

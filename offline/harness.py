@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ class Harness:
     now: float
     tick_size: float = 1.0
     max_step_pct: float = 0.0  # the largest book move between two ticks of `walk`, within one path
+    stretched_s: float = 0.0  # simulated seconds `walk` added so that no tick moved a book too far
 
     def book(self, pair: str, mid: float, spread_step: float = 0.01, volume: float = 10.0,
              width: float = 0.1) -> None:
@@ -110,20 +112,27 @@ class Harness:
         self.exchange.set_balanced_order_book(pair, mid, mid * (1 - width), mid * (1 + width), spread_step, volume)
 
     async def walk(self, paths: Mapping[str, Sequence[Point]], seconds: float, real_pause: float = 0.02,
-                   spread_pct: float = 0.02, volume: float = 10.0, width: float = 0.01) -> None:
+                   spread_pct: float = 0.02, volume: float = 10.0, width: float = 0.01,
+                   max_step_pct: float = 0.1) -> None:
         """Advance `seconds` of simulated time, one tick at a time, moving each pair's book along its market
         path (`bridge.path` points whose times run over the same `seconds` from now): at every tick the mid
         is the path's price at that moment (linear between two points of one candle; a candle's open is a
-        jump), so a wick, a level crossed and a 5-second move reach the executor as they would live. A
-        tick's move is the path's distance covered in one tick: `max_step_pct` of `path_ticks` says how
-        large the largest was. Resting limit orders fill as the book crosses them."""
+        jump), so a wick, a level crossed and a 5-second move reach the executor as they would live.
+
+        No tick moves a book by more than `max_step_pct` along a path: where a path moves faster than that
+        per tick (a wide candle), the walk takes more ticks than `seconds` holds (the candle lasts longer on
+        the executor's clock; `stretched_s` adds up the extra). A limit order rests until the book crosses
+        it; a market order fills against the book of the moment."""
+        scale = max([1.0] + [_steps_per_s(points, max_step_pct) * self.tick_size for points in paths.values()])
+        span = seconds * scale
+        self.stretched_s += span - seconds
         start = self.now
-        end = start + seconds
+        end = start + span
         last: dict[str, float] = {}
         while self.now < end:
             self.now += self.tick_size
             for pair, points in paths.items():
-                mid = price_at(points, self.now - start)
+                mid = price_at(points, (self.now - start) / scale)
                 if mid is None or last.get(pair) == mid:
                     continue
                 if pair in last and last[pair] > 0:
@@ -156,6 +165,17 @@ class Harness:
     async def drained(self, timeout_s: float = WAIT_S) -> None:
         """Wait until every ack and report has been delivered."""
         await self.until(lambda: len(self.strategy.outbox) == 0, timeout_s, tick=False)
+
+
+def _steps_per_s(points: Sequence[Point], max_step_pct: float) -> float:
+    """Steps of at most `max_step_pct` per second of path time that the fastest continuous segment needs."""
+    worst = 0.0
+    for a, b in pairwise(points):
+        if not b.continuous or b.time_s <= a.time_s or min(a.price, b.price) <= 0:
+            continue
+        move_pct = abs(b.price / a.price - 1) * 100
+        worst = max(worst, move_pct / max_step_pct / (b.time_s - a.time_s))
+    return worst
 
 
 def price_at(points: Sequence[Point], t: float) -> float | None:
