@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import csv
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,57 @@ def test_the_script_on_the_walked_book_exits_as_the_replay_does(store: PostgresS
     assert float(trade["exit_price"]) == pytest.approx(replay.hit.price, rel=tolerance), (case, step_pct)
     if case != "both levels in one candle":
         assert trade["exit_reason"] == "stop_loss"
+
+
+STRATEGIES = ("dca", "swing", "channel")
+
+
+def quiet_stretch(candles: list[market.Candle], length: int = 6) -> int:
+    """The first run of `length` candles, each within 0.4 % high to low and no gap above 0.05 %."""
+    for i in range(200, len(candles) - length):
+        run = candles[i:i + length]
+        if all((c.high - c.low) / c.low <= 0.004 for c in run) and all(
+                abs(b.open / a.close - 1) <= 0.0005 for a, b in pairwise(run)):
+            return i
+    raise AssertionError("no quiet stretch in the recording")
+
+
+def test_a_quiet_recorded_stretch_passes_the_stability_gate_every_time(store: PostgresStore, migrated_db: str,
+                                                                      outbox: Path) -> None:
+    """The gate (0.5 % within 5 s) measures the walked book: on calm candles it must reject nothing."""
+    candles = recorded()
+    at = quiet_stretch(candles)
+    run = candles[at:at + 6]
+
+    async def scenario() -> tuple[list[str], dict[str, int]]:
+        config = executor_config(outbox, trading_pairs=[PAIR], stability_window_s=5, max_open_per_pair=10,
+                                 max_open_positions=10)
+        harness = start(config, PostgresQueue(migrated_db, retry=NO_WAIT), balances={"BTC": 10.0, "ETH": 0.0},
+                        books={}, tick_size=5.0)
+        ids = []
+        try:
+            harness.book(PAIR, run[0].open, spread_step=run[0].open * SPREAD_PCT / 100, volume=1e5, width=0.01)
+            for k, candle in enumerate(run):
+                points = market.market_path([market.Candle(0.0, 300.0, candle.open, candle.high, candle.low,
+                                                           candle.close)]).points
+                await harness.walk({PAIR: list(points)}, 300.0, real_pause=0.001, spread_pct=SPREAD_PCT,
+                                   volume=1e5)
+                if k % 2 == 0:  # one open entry per strategy and pair: three strategies, every other close
+                    continue
+                ids.append(emit(store, strategy=STRATEGIES[len(ids)], symbol=PAIR, price=candle.close,
+                                quote_amount=0.05, take_profit_pct=5.0, stop_loss_pct=5.0,
+                                expires_at=datetime.now(UTC) + timedelta(hours=2)))  # the walk runs the clock ahead
+                await harness.until(lambda sid=ids[-1]: signal_status(migrated_db, sid) not in ("new", "claimed"))
+            return [signal_status(migrated_db, sid) for sid in ids], dict(harness.strategy.rejections)
+        finally:
+            stop(harness)
+
+    statuses, rejections = asyncio.run(scenario())
+    assert statuses == ["executing"] * len(STRATEGIES), (statuses, rejections)
+    assert rejections.get("unstable", 0) == 0
+
+
+def signal_status(url: str, signal_id: object) -> str:
+    from tests.integration.executor.test_signal_executor import signal_row
+
+    return str(signal_row(url, signal_id)["status"])  # type: ignore[arg-type]
