@@ -372,12 +372,13 @@ async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[
     nearer the open, the other extreme, close: `bridge.path`), then the scan runs at its close (at each close
     of `scan_every_s`: the loop scans at the closes of the shortest timeframe it runs) and the executor claims
     what it emitted on a book at that close. `recorded`: the pairs whose candles `record` stores (default:
-    those the scan does not read); returns the scans made."""
+    every pair of the selection); returns the scans made."""
     harness = demo.harness
     assert harness is not None
     scans, timing = 0, demo.seconds
-    unscanned = recorded if recorded is not None else tuple(s for s in demo.selection.symbols
-                                                            if s not in scanner.symbols)
+    # every pair's replayed candles are stored (the scan stores only the timeframes it reads): the shadow
+    # replay and calibration walk the same finest path the paper book walked, not the scan's 15m candles
+    unscanned = recorded if recorded is not None else demo.selection.symbols
     while demo.clock.now() < until and not done():
         demo.clock.advance(STEP_S)
         t0 = time.monotonic()
