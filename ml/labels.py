@@ -1,10 +1,12 @@
 """Triple-barrier labels: did an entry win, net of fees and slippage, under the executor's own exit rule?
 
-Each entry is walked through the candles after it with the executor's exit rule (stop loss before trailing
-before take profit before time, a candle touching both barriers is a stop), with the strategy's own barriers
-from the decision row. The walk is `bridge.exit_replay.replay`, the vectorised twin of `bridge.exits.walk`
-that the shadow replay uses too (a property test holds the two equal, and `tests/unit/ml` holds the labels
-equal to a per-entry `exits.walk`): every entry of a series at once instead of a Python loop per candle.
+Each entry is walked along the market path of the candles after it (`bridge.path`: open, the extreme nearer
+the open, the other extreme, close) with the executor's exit rule, with the strategy's own barriers from the
+decision row. The walk is `bridge.exit_replay.replay`, the vectorised twin of `bridge.exits.walk` that the
+shadow replay uses too (a property test holds the two equal, and `tests/unit/ml` holds the labels equal to a
+per-entry `exits.walk_candles`): every entry of a series at once instead of a Python loop per candle. The
+labels carry no finer recorded candles: the candles of the strategy's timeframe are the path (assumption:
+adaptive order, no detail).
 
 The entry fills at the decision candle's close plus the slippage allowance; the exit at the rule's price minus
 it; a fee is paid on each side. Barriers are set from the decision candle's close. Label 1 when the net return
@@ -47,12 +49,17 @@ def _barrier(values: np.ndarray) -> np.ndarray:
 
 def label_positions(times_s: np.ndarray, highs: np.ndarray, lows: np.ndarray, closes: np.ndarray,
                     at: np.ndarray, end: np.ndarray, barriers: Mapping[str, np.ndarray], timeframe_s: int,
-                    costs: CostParams) -> dict[str, np.ndarray]:
+                    costs: CostParams, *, opens: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Labels of the entries decided on the candles at positions `at` of one array of candles (ts = open time
     in seconds); entry k walks the candles after it up to position `end[k]` (exclusive: its series' end, so a
     walk never runs into the next series of a stacked frame). Returns per entry `labelled` (False: horizon
-    incomplete) and the `LABEL_COLUMNS` (meaningful where labelled); `exit_ts` in seconds."""
+    incomplete) and the `LABEL_COLUMNS` (meaningful where labelled); `exit_ts` in seconds, the time of the
+    path point the exit happened at. Without `opens` each candle is taken to open at the previous close
+    (clipped into its own range): a market without gaps between candles."""
     at = np.asarray(at, dtype=np.int64)
+    if opens is None:
+        previous = np.concatenate([closes[:1], closes[:-1]])
+        opens = np.minimum(np.maximum(previous, lows), highs)
     n = len(at)
     grid = {c: _barrier(barriers[c]) for c in BARRIER_COLUMNS}
     nxt = at + 1
@@ -63,6 +70,7 @@ def label_positions(times_s: np.ndarray, highs: np.ndarray, lows: np.ndarray, cl
         cap = np.where(np.isfinite(limit), np.floor(limit / timeframe_s) + 2, available)
     length = np.minimum(available, cap).astype(np.int64)
     index = np.full(n, PENDING, dtype=np.int64)
+    exit_time = np.full(n, np.nan)
     reason = np.full(n, PENDING, dtype=np.int64)
     price = np.full(n, np.nan)
     entry = closes[at] if n else np.zeros(0)
@@ -80,12 +88,14 @@ def label_positions(times_s: np.ndarray, highs: np.ndarray, lows: np.ndarray, cl
             take = np.where(valid, nxt[chunk, None] + offsets[None, :], 0)
             paths = Paths(entry=entry[chunk], entry_time_s=entry_time[chunk],
                           times_s=np.where(valid, times_s[take], np.nan),
-                          highs=np.where(valid, highs[take], -np.inf), lows=np.where(valid, lows[take], np.inf),
+                          opens=np.where(valid, opens[take], np.nan), highs=np.where(valid, highs[take], -np.inf),
+                          lows=np.where(valid, lows[take], np.inf),
                           closes=np.where(valid, closes[take], np.nan), length=span,
                           candle_s=np.full(len(chunk), float(timeframe_s)))
             result = replay(paths, BarrierGrid(*(grid[c][None, chunk] for c in BARRIER_COLUMNS)),
                             entry_is_filled=True)  # no costs here: the exit price is the rule's, costs come below
             index[chunk], reason[chunk], price[chunk] = result.index[0], result.reason[0], result.exit_price[0]
+            exit_time[chunk] = result.exit_time_s[0]
 
     # Most entries exit within a few candles, but a time limit of days pads every path to its length: walk a
     # short horizon first and only the entries still open further. The rule is causal, so an exit found within
@@ -96,8 +106,7 @@ def label_positions(times_s: np.ndarray, highs: np.ndarray, lows: np.ndarray, cl
         todo = todo[(index[todo] == PENDING) & (length[todo] > horizon)]
         horizon *= 4
     labelled = index != PENDING
-    exit_at = np.where(labelled, nxt + index, 0)
-    exit_ts = times_s[exit_at] + timeframe_s if n else np.zeros(0)
+    exit_ts = np.where(labelled, exit_time, 0.0)
     ret = net_return_pct(entry, price, costs)
     names = np.asarray(REASONS, dtype=object)
     return {"labelled": labelled, "label": (ret > 0).astype(np.int64), "net_return_pct": ret,
@@ -114,7 +123,8 @@ def label_entries(candles: pd.DataFrame, entries: pd.DataFrame, timeframe_s: int
     out = label_positions(times, candles["high"].to_numpy(dtype=np.float64),
                           candles["low"].to_numpy(dtype=np.float64), candles["close"].to_numpy(dtype=np.float64),
                           at, np.full(len(at), len(times)),
-                          {c: entries[c].to_numpy(dtype=np.float64) for c in BARRIER_COLUMNS}, timeframe_s, costs)
+                          {c: entries[c].to_numpy(dtype=np.float64) for c in BARRIER_COLUMNS}, timeframe_s, costs,
+                          opens=candles["open"].to_numpy(dtype=np.float64) if "open" in candles else None)
     keep = out["labelled"]
     return pd.DataFrame({
         "label": out["label"][keep], "net_return_pct": out["net_return_pct"][keep],

@@ -41,6 +41,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from bridge.path import Candle, Mode, Point, market_path
 from bridge.queue_client import PostgresQueue
 from controller.cli.phase import checklist
 from controller.config import PROJECT_ROOT, ControllerConfig, load_config, load_model, load_secrets
@@ -63,6 +64,10 @@ from shadow.apply import ActiveParams
 
 DEMO_DB = "trading_demo"
 STEP_S = 300  # the replay advances one 5-minute candle per scan
+BOOK_SPREAD_PCT = 0.02  # the paper book's levels: 0.02 % apart, so a 0.04 % spread around the mid
+BOOK_VOLUME = 1e9 / 1e4
+BOOK_WIDTH = 0.01  # levels out to 1 % of the mid each side: a market exit never walks past them
+PATH_STEP_PCT = 0.1  # the paper book moves along a candle's path at most this far (percent) per tick
 PHASE1_TARGET_TRADES = 10  # the phase checklists' figures (controller.ops.phase_check)
 PHASE2_TARGET_TRADES = 50
 CORE_PAIRS = 5  # the default run's pairs for phases 1, 3 and 4 (the longest records)
@@ -162,6 +167,7 @@ class Demo:
     results: dict[int, PhaseResult | str] = field(default_factory=dict)
     recorded_until: dict[str, pd.Timestamp] = field(default_factory=dict)  # per pair, the last candle `record` wrote
     seconds: dict[str, float] = field(default_factory=dict)
+    path_mode: Mode = "adaptive"  # how the paper book orders each candle's insides (`bridge.path`)
 
     @property
     def selection(self) -> Selection:
@@ -295,13 +301,31 @@ def fee_exchange(demo: Demo) -> PaperExchange:
 
 
 def follow(demo: Demo, now: datetime) -> None:
-    """Move each pair's paper book to the last replayed close (a tight book: spread 0.04 %)."""
+    """Put each pair's paper book at the last replayed close (a tight book: spread 0.04 %)."""
     assert demo.harness is not None
     for symbol in demo.selection.symbols:
         candles = demo.source.fetch_ohlcv(symbol, demo.selection.timeframe, now - timedelta(minutes=30), now)
         if not candles.empty:
             mid = float(candles["close"].iloc[-1])
-            demo.harness.book(symbol, mid, spread_step=mid * 0.0002, volume=1e9 / 1e4)
+            demo.harness.book(symbol, mid, spread_step=mid * BOOK_SPREAD_PCT / 100, volume=BOOK_VOLUME,
+                              width=BOOK_WIDTH)
+
+
+def candle_paths(demo: Demo, now: datetime) -> dict[str, list[Point]]:
+    """Each pair's market path over the candles that closed in the last step (the selection's 5m or 1m:
+    five 1m candles walk five paths), its times relative to the step's start."""
+    start = now - timedelta(seconds=STEP_S)
+    tf_s = float(timeframe_seconds(demo.selection.timeframe))
+    out = {}
+    for symbol in demo.selection.symbols:
+        candles = demo.source.fetch_ohlcv(symbol, demo.selection.timeframe, start, now)
+        if candles.empty:
+            continue
+        bars = [Candle(ts.timestamp() - start.timestamp(), tf_s, o, h, lo, c) for ts, o, h, lo, c in zip(
+            candles["ts"], candles["open"].astype(float), candles["high"].astype(float),
+            candles["low"].astype(float), candles["close"].astype(float), strict=True)]
+        out[symbol] = list(market_path(bars, mode=demo.path_mode).points)
+    return out
 
 
 def record(demo: Demo, symbols: tuple[str, ...], now: datetime) -> None:
@@ -343,42 +367,44 @@ def scanner_for(demo: Demo, strategies: StrategiesConfig, config: ControllerConf
 
 async def replay(demo: Demo, scanner: Scanner, until: datetime, done: Callable[[], bool] = lambda: False,
                  label: str = "", scan_every_s: int = STEP_S, recorded: tuple[str, ...] | None = None) -> int:
-    """Trade one 5-minute candle at a time (the paper book follows each close) until `until` or `done()`,
-    scanning at each close of `scan_every_s` (the loop scans at the closes of the shortest timeframe it
-    runs); `recorded`: the pairs whose candles `record` stores (default: those the scan does not read);
-    returns the scans made."""
+    """Trade one 5-minute candle at a time until `until` or `done()`: the executor's clock runs through the
+    candle's five minutes while each pair's paper book walks that candle's market path (open, the extreme
+    nearer the open, the other extreme, close: `bridge.path`), then the scan runs at its close (at each close
+    of `scan_every_s`: the loop scans at the closes of the shortest timeframe it runs) and the executor claims
+    what it emitted on a book at that close. `recorded`: the pairs whose candles `record` stores (default:
+    every pair of the selection); returns the scans made."""
     harness = demo.harness
     assert harness is not None
     scans, timing = 0, demo.seconds
-    unscanned = recorded if recorded is not None else tuple(s for s in demo.selection.symbols
-                                                            if s not in scanner.symbols)
+    # every pair's replayed candles are stored (the scan stores only the timeframes it reads): the shadow
+    # replay and calibration walk the same finest path the paper book walked, not the scan's 15m candles
+    unscanned = recorded if recorded is not None else demo.selection.symbols
     while demo.clock.now() < until and not done():
         demo.clock.advance(STEP_S)
         t0 = time.monotonic()
+        await advance(harness, STEP_S, busy=False, paths=candle_paths(demo, demo.clock.now()))
+        t1 = time.monotonic()
         if demo.clock.now().timestamp() % scan_every_s == 0:
             report = scanner.scan()
             scans += 1
         else:
             report = CycleReport(at=demo.clock.now())
-        t1 = time.monotonic()
+        t2 = time.monotonic()
         demo.emitted += report.emitted
-        follow(demo, demo.clock.now())
         if unscanned and demo.clock.now().timestamp() % 3600 == 0:
             record(demo, unscanned, demo.clock.now())  # an hour's candles in one write
         if report.emitted:
-            # let the executor claim what was just emitted before its clock moves on
+            # let the executor claim what was just emitted, on the book at this close, before its clock moves on
             try:
                 await harness.until(lambda total=demo.emitted: harness.strategy.worker.stats["claimed"] >= total,
                                     10, tick=False)
             except AssertionError:  # a busy executor: its signals may expire, which the funnel then shows
                 console.print(f"  [yellow]the executor has not claimed every signal after 10 s at "
                               f"{demo.clock.now():%Y-%m-%d %H:%M}; going on[/]")
-        t2 = time.monotonic()
-        await advance(harness, STEP_S, busy=report.emitted > 0)
         t3 = time.monotonic()
-        timing["scan"] = timing.get("scan", 0.0) + t1 - t0
-        timing["claim"] = timing.get("claim", 0.0) + t2 - t1
-        timing["execute"] = timing.get("execute", 0.0) + t3 - t2
+        timing["execute"] = timing.get("execute", 0.0) + t1 - t0
+        timing["scan"] = timing.get("scan", 0.0) + t2 - t1
+        timing["claim"] = timing.get("claim", 0.0) + t3 - t2
         if demo.clock.now().timestamp() % (4 * 3600) == 0:
             console.print(f"  {label}replayed to {demo.clock.now():%Y-%m-%d %H:%M}: {demo.emitted} signals, "
                           f"{harness.strategy.worker.stats['claimed']} claimed, "
@@ -397,11 +423,18 @@ def in_flight(harness: Harness) -> bool:
         or not worker.restored.empty() or len(strategy.outbox) > 0
 
 
-async def advance(harness: Harness, seconds: float, busy: bool) -> None:
+async def advance(harness: Harness, seconds: float, busy: bool,
+                  paths: dict[str, list[Point]] | None = None) -> None:
     """Move Hummingbot's clock `seconds` on. It ticks every `tick_size` either way (backtest_til runs each tick's
     on_tick, order checks and fills); while the executor has work in flight each tick is followed by a moment of
     real time for its queue thread, as `Harness.step` does; when it has none (positions resting on their
-    exits, or none open), the ticks run back to back: the thread has nothing to hand over between them."""
+    exits, or none open), the ticks run back to back: the thread has nothing to hand over between them.
+    With `paths`, the books walk them on the way (`Harness.walk`)."""
+    if paths is not None:
+        pause = 0.0005 if busy or in_flight(harness) else 0.0
+        await harness.walk(paths, seconds, real_pause=pause, spread_pct=BOOK_SPREAD_PCT, volume=BOOK_VOLUME,
+                           width=BOOK_WIDTH, max_step_pct=PATH_STEP_PCT)
+        return
     if busy or in_flight(harness):
         await harness.step(seconds, real_pause=0.0005)
         return
@@ -585,6 +618,10 @@ def finish(demo: Demo) -> None:
     demo.plan.report.write_text(page, encoding="utf-8")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in demo.seconds.items())
     console.print(f"time: {timing}")
+    if demo.harness is not None:
+        console.print(f"paper book: each candle walked along its path (bridge.path, {demo.path_mode}), at most "
+                      f"{PATH_STEP_PCT:g} % a tick (largest tick seen {demo.harness.max_step_pct:.3f} %); wide "
+                      f"candles added {demo.harness.stretched_s / 3600:.1f} h to the executor's clock")
     console.print(f"report: {demo.plan.report.resolve()}", highlight=False, soft_wrap=True)
 
 

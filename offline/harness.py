@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from hummingbot.core.clock import Clock, ClockMode
 from hummingbot.core.data_type.trade_fee import TradeFeeSchema
 from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLConnectionType
 
+from bridge.path import Point
 from bridge.queue_client import SignalQueue
 from hummingbot_scripts.signal_executor import SignalExecutor, SignalExecutorConfig
 
@@ -99,10 +102,45 @@ class Harness:
     clock: Clock
     now: float
     tick_size: float = 1.0
+    max_step_pct: float = 0.0  # the largest book move between two ticks of `walk`, within one path
+    stretched_s: float = 0.0  # simulated seconds `walk` added so that no tick moved a book too far
 
-    def book(self, pair: str, mid: float, spread_step: float = 0.01, volume: float = 10.0) -> None:
-        """A book around `mid` whose levels are `spread_step` apart (in price units)."""
-        self.exchange.set_balanced_order_book(pair, mid, mid * 0.9, mid * 1.1, spread_step, volume)
+    def book(self, pair: str, mid: float, spread_step: float = 0.01, volume: float = 10.0,
+             width: float = 0.1) -> None:
+        """A book around `mid` whose levels are `spread_step` apart (in price units), `width` of the mid deep
+        on each side."""
+        self.exchange.set_balanced_order_book(pair, mid, mid * (1 - width), mid * (1 + width), spread_step, volume)
+
+    async def walk(self, paths: Mapping[str, Sequence[Point]], seconds: float, real_pause: float = 0.02,
+                   spread_pct: float = 0.02, volume: float = 10.0, width: float = 0.01,
+                   max_step_pct: float = 0.1) -> None:
+        """Advance `seconds` of simulated time, one tick at a time, moving each pair's book along its market
+        path (`bridge.path` points whose times run over the same `seconds` from now): at every tick the mid
+        is the path's price at that moment (linear between two points of one candle; a candle's open is a
+        jump), so a wick, a level crossed and a 5-second move reach the executor as they would live.
+
+        No tick moves a book by more than `max_step_pct` along a path: where a path moves faster than that
+        per tick (a wide candle), the walk takes more ticks than `seconds` holds (the candle lasts longer on
+        the executor's clock; `stretched_s` adds up the extra). A limit order rests until the book crosses
+        it; a market order fills against the book of the moment."""
+        scale = max([1.0] + [_steps_per_s(points, max_step_pct) * self.tick_size for points in paths.values()])
+        span = seconds * scale
+        self.stretched_s += span - seconds
+        start = self.now
+        end = start + span
+        last: dict[str, float] = {}
+        while self.now < end:
+            self.now += self.tick_size
+            for pair, points in paths.items():
+                mid = price_at(points, (self.now - start) / scale)
+                if mid is None or last.get(pair) == mid:
+                    continue
+                if pair in last and last[pair] > 0:
+                    self.max_step_pct = max(self.max_step_pct, abs(mid / last[pair] - 1) * 100)
+                last[pair] = mid
+                self.book(pair, mid, spread_step=mid * spread_pct / 100, volume=volume, width=width)
+            self.clock.backtest_til(self.now)
+            await asyncio.sleep(real_pause)
 
     async def step(self, seconds: float = 1.0, real_pause: float = 0.02) -> None:
         """Advance simulated time by `seconds`, one tick at a time, letting the worker thread run."""
@@ -127,6 +165,31 @@ class Harness:
     async def drained(self, timeout_s: float = WAIT_S) -> None:
         """Wait until every ack and report has been delivered."""
         await self.until(lambda: len(self.strategy.outbox) == 0, timeout_s, tick=False)
+
+
+def _steps_per_s(points: Sequence[Point], max_step_pct: float) -> float:
+    """Steps of at most `max_step_pct` per second of path time that the fastest continuous segment needs."""
+    worst = 0.0
+    for a, b in pairwise(points):
+        if not b.continuous or b.time_s <= a.time_s or min(a.price, b.price) <= 0:
+            continue
+        move_pct = abs(b.price / a.price - 1) * 100
+        worst = max(worst, move_pct / max_step_pct / (b.time_s - a.time_s))
+    return worst
+
+
+def price_at(points: Sequence[Point], t: float) -> float | None:
+    """The path's price `t` seconds in (point times relative to the walk's start): linear between a point
+    and the next continuous one, the point itself before a jump; None before the first point."""
+    times = [p.time_s for p in points]
+    i = bisect_right(times, t) - 1
+    if i < 0:
+        return None
+    if i + 1 >= len(points) or not points[i + 1].continuous:
+        return points[i].price
+    a, b = points[i], points[i + 1]
+    span = b.time_s - a.time_s
+    return b.price if span <= 0 else a.price + (b.price - a.price) * (t - a.time_s) / span
 
 
 def start(config: SignalExecutorConfig, queue_client: SignalQueue, balances: dict[str, float] | None = None,

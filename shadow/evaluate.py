@@ -3,8 +3,10 @@ statistics per window, CHAMPION's calibration against real trades. The I/O edge 
 
 A candidate is a scan (strategy, symbol, candle) at which CHAMPION or any variation enters. Every
 (variation, candidate) pair gets a `shadow_outcomes` row, `pending` until the horizon (the variation's
-time limit) has passed and the candles are there; then the vectorised replay fills in the exit. 1m
-candles are used where they cover the horizon, else 5m (recorded on the row as `data_timeframe`).
+time limit) has passed and the candles are there; then the vectorised replay walks the market path of
+those candles (`bridge.path`, adaptive order: open, the extreme nearer the open, the other extreme, close)
+and fills in the exit. 1m candles are used where they cover the horizon, else 5m (recorded on the row as
+`data_timeframe`: the path's detail timeframe).
 """
 
 from __future__ import annotations
@@ -210,7 +212,8 @@ def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSet
         return
     paths = Paths.from_lists(
         [float(e["entry_price"]) for e in entries], [e["candle_ts"].timestamp() for e in entries],
-        [_seconds(e["candles"]["ts"]) for e in entries], [e["candles"]["high"].to_numpy() for e in entries],
+        [_seconds(e["candles"]["ts"]) for e in entries], [e["candles"]["open"].to_numpy() for e in entries],
+        [e["candles"]["high"].to_numpy() for e in entries],
         [e["candles"]["low"].to_numpy() for e in entries], [e["candles"]["close"].to_numpy() for e in entries],
         [float(e["candle_s"]) for e in entries])
     grid = BarrierGrid(*[np.array([[_nan(e["barriers"].get(c)) for e in entries]]) for c in EXIT_COLUMNS])
@@ -220,7 +223,7 @@ def resolve_pending(conn: psycopg.Connection, now: datetime, settings: ShadowSet
         if result.reason[0, n] == PENDING:
             report.still_pending += 1
             continue
-        exit_at = datetime.fromtimestamp(paths.times_s[n, result.index[0, n]] + e["candle_s"], tz=now.tzinfo)
+        exit_at = datetime.fromtimestamp(float(result.exit_time_s[0, n]), tz=now.tzinfo)
         updates.append((float(result.exit_price[0, n]), REASONS[result.reason[0, n]], float(result.pnl_pct[0, n]),
                         now, e["timeframe"], exit_at, e["id"]))
         report.by_timeframe[e["timeframe"]] = report.by_timeframe.get(e["timeframe"], 0) + 1
@@ -359,9 +362,9 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
         sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
         if found is not None:
             _, seconds, candles = found
-            high, low = ("close", "close") if closes_only else ("high", "low")
+            opening, high, low = ("close", "close", "close") if closes_only else ("open", "high", "low")
             paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
-                                     [_seconds(candles["ts"])],
+                                     [_seconds(candles["ts"])], [candles[opening].to_numpy()],
                                      [candles[high].to_numpy()], [candles[low].to_numpy()],
                                      [candles["close"].to_numpy()], [float(seconds)])
             grid = BarrierGrid(*[np.array([[_nan(trade[c])]]) for c in EXIT_COLUMNS])
@@ -370,7 +373,11 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
                 sim_reason = REASONS[result.reason[0, 0]]
                 sim_exit = float(result.exit_price[0, 0])
                 sim_pnl = float(result.pnl_pct[0, 0])
-        agrees = None if sim_reason is None else sim_reason == trade["exit_reason"]
+        # a match is the same exit AND the same money: a take profit replayed as a take profit that pays
+        # another price is no match
+        agrees = None if sim_reason is None or trade["pnl_pct"] is None else (
+            sim_reason == trade["exit_reason"]
+            and abs(sim_pnl - float(trade["pnl_pct"])) <= settings.pnl_match_points)
         rows.append((trade["signal_id"], trade["strategy"], trade["exit_reason"], sim_reason, trade["entry_price"],
                      sim_entry, trade["exit_price"], sim_exit, trade["pnl_pct"], sim_pnl, agrees))
     with conn.cursor() as write:
@@ -386,15 +393,41 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
     return calibration
 
 
+_BARRIER_EXITS = "('take_profit', 'stop_loss', 'time_limit', 'trailing_stop')"
+NOT_COMPARABLE = {
+    "grid-averaged": f"t.exit_reason in {_BARRIER_EXITS} and {GRID_AVERAGED}",
+    "strategy exit": f"t.exit_reason not in {_BARRIER_EXITS}",
+}
+
+
 def calibration_by_strategy(conn: psycopg.Connection) -> dict[str, Calibration]:
-    out = {}
-    for strategy, n, agreement, entry_err, exit_err, pnl_diff in conn.execute(
-            "select strategy, count(*) filter (where agrees is not null), avg(agrees::int),"
-            "       avg(abs(sim_entry_price / real_entry_price - 1) * 100),"
-            "       avg(abs(sim_exit_price / real_exit_price - 1) * 100), avg(sim_pnl_pct - real_pnl_pct)"
-            "  from shadow_calibration group by strategy").fetchall():
-        out[strategy] = Calibration(int(n), None if agreement is None else float(agreement),
-                                    None if entry_err is None else float(entry_err),
-                                    None if exit_err is None else float(exit_err),
-                                    None if pnl_diff is None else float(pnl_diff))
+    """Per strategy: the comparable trades, how many the replay matched (reason and net P&L), the P&L gaps,
+    and the trades left out with why (the replay does not model an averaged grid entry or a strategy's own
+    exit; a replay whose candles end before its exit is not comparable yet)."""
+    out: dict[str, Calibration] = {}
+    apart: dict[str, dict[str, int]] = {}
+    for why, condition in NOT_COMPARABLE.items():
+        for strategy, n in conn.execute("select s.strategy, count(*) from trades t join signals s on s.id = t.signal_id"
+                                        f" where t.closed_at is not null and {condition} group by s.strategy"):
+            apart.setdefault(strategy, {})[why] = int(n)
+    for strategy, n in conn.execute("select strategy, count(*) from shadow_calibration where agrees is null"
+                                    " group by strategy"):
+        apart.setdefault(strategy, {})["replay incomplete"] = int(n)
+    rows = conn.execute(
+        "select strategy, count(*) filter (where agrees is not null), avg(agrees::int), count(*) filter (where agrees),"
+        "       avg((sim_exit_reason = real_exit_reason)::int) filter (where agrees is not null),"
+        "       avg(abs(sim_entry_price / real_entry_price - 1) * 100),"
+        "       avg(abs(sim_exit_price / real_exit_price - 1) * 100), avg(sim_pnl_pct - real_pnl_pct),"
+        "       avg(abs(sim_pnl_pct - real_pnl_pct)) filter (where agrees is not null),"
+        "       max(abs(sim_pnl_pct - real_pnl_pct)) filter (where agrees is not null)"
+        "  from shadow_calibration group by strategy").fetchall()
+
+    def num(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    for strategy, n, agreement, matches, reasons, entry_err, exit_err, pnl_diff, gap, worst in rows:
+        out[strategy] = Calibration(int(n), num(agreement), num(entry_err), num(exit_err), num(pnl_diff),
+                                    int(matches or 0), num(reasons), num(gap), num(worst), apart.get(strategy, {}))
+    for strategy, why in apart.items():
+        out.setdefault(strategy, Calibration(0, None, not_comparable=why))
     return out

@@ -23,11 +23,16 @@ from shadow.stats import Paired, Summary
 class Calibration:
     """CHAMPION's simulated outcome against the real closed trades."""
 
-    trades: int
-    agreement: float | None  # share of trades with the same exit reason
+    trades: int  # comparable real trades: a barrier exit, one entry fill, a replay that reached an exit
+    agreement: float | None  # share of them matched on exit reason AND net P&L (within pnl_match_points)
     mean_entry_error_pct: float | None = None
     mean_exit_error_pct: float | None = None
     mean_pnl_diff_pct: float | None = None
+    matches: int = 0
+    reason_agreement: float | None = None  # share with the same exit reason, P&L aside
+    mean_pnl_gap_pct: float | None = None  # mean |replayed - real| net P&L, points
+    worst_pnl_gap_pct: float | None = None
+    not_comparable: dict[str, int] = field(default_factory=dict)  # why, and how many, outside `trades`
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,9 @@ def calibration_gate(calibration: Calibration, settings: ShadowSettings) -> list
         return [f"calibration: {calibration.trades} real closed trades to check CHAMPION's replay against, "
                 f"need {settings.min_calibration_trades}"]
     if calibration.agreement < settings.min_agreement:
-        return [f"calibration: CHAMPION's simulated exits agree with {calibration.agreement:.0%} of the real trades, "
-                f"below shadow.min_agreement {settings.min_agreement:.0%}: the replay is not trusted"]
+        return [f"calibration: CHAMPION's replay matches {calibration.agreement:.0%} of the comparable real trades on "
+                f"exit reason and net P&L, below shadow.min_agreement {settings.min_agreement:.0%}: the replay is "
+                "not trusted"]
     return []
 
 

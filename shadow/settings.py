@@ -16,8 +16,12 @@ class ShadowSettings(Frozen):
     slippage_pct: float = Field(0.05, ge=0, le=5, description="adverse fill distance per side, percent")
     champion_ml_threshold: float | None = Field(None, ge=0, le=1,
                                                 description="the live ML gate, when there is one")
-    min_agreement: float = Field(0.8, ge=0, le=1, description="CHAMPION vs real exit-reason agreement needed "
-                                                              "before any recommendation")
+    min_agreement: float = Field(0.8, ge=0, le=1, description="share of comparable real trades CHAMPION's replay "
+                                                              "matches (exit reason and net P&L) before any "
+                                                              "recommendation")
+    pnl_match_points: float = Field(0.25, ge=0, le=10, description="a replayed trade matches a real one when the "
+                                                                   "exit reasons agree and the net P&L differ by "
+                                                                   "at most this many percentage points")
     min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement")
     bootstrap_samples: int = Field(2000, ge=100, le=100000)
     seed: int = 13

@@ -1,4 +1,4 @@
-"""`shadow evaluate | report | recommend | apply ID | rollback ID`: shadow testing by hand.
+"""`shadow evaluate | report | calibrate | recommend | apply ID | rollback ID`: shadow testing by hand.
 
 The evaluator also runs beside `run` on its own schedule while the flag `shadow.enabled` is on.
 """
@@ -87,8 +87,8 @@ def _pass(ctx: Context, variations: Path | None, at: str | None, *, recommend_no
         console.print(f"  note: {note}")
     for strategy, cal in sorted(e.calibration.items()):
         agreement = "n/a" if cal.agreement is None else f"{cal.agreement:.0%}"
-        console.print(f"  calibration {strategy}: CHAMPION agrees with {agreement} of {cal.trades} real trades "
-                      f"(exit price error {_pct(cal.mean_exit_error_pct)}, "
+        console.print(f"  calibration {strategy}: CHAMPION matches {agreement} of {cal.trades} comparable real trades "
+                      f"on exit reason and net P&L (exit price error {_pct(cal.mean_exit_error_pct)}, "
                       f"P&L difference {_pct(cal.mean_pnl_diff_pct)})")
     return report
 
@@ -105,6 +105,42 @@ def _pct(value: float | None) -> str:
 def evaluate_cmd(ctx: typer.Context, variations: VariationsOption = None, at: AtOption = None) -> None:
     """Decide every variation on the new scans, replay outcomes whose horizon passed, compute statistics."""
     _pass(ctx.obj, variations, at, recommend_now=False)
+
+
+@shadow_app.command("calibrate")
+def calibrate_cmd(ctx: typer.Context, variations: VariationsOption = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="print JSON, one entry a strategy")] = False
+                  ) -> None:
+    """Replay CHAMPION on the market path of every real closed trade and print, per strategy, how many of the
+    comparable trades it matches on exit reason and net P&L (the figure the recommendation gate uses)."""
+    import json
+
+    from shadow.evaluate import EvaluationReport, calibrate
+
+    _, spec = _load(ctx.obj, variations)
+    with connect(ctx.obj) as conn:
+        require_schema(conn)
+        result = calibrate(conn, spec.settings, EvaluationReport())
+    tolerance = spec.settings.pnl_match_points
+    if as_json:
+        console.print_json(json.dumps({strategy: {
+            "comparable": cal.trades, "matches": cal.matches, "share": cal.agreement,
+            "reason_share": cal.reason_agreement, "mean_pnl_gap_points": cal.mean_pnl_gap_pct,
+            "worst_pnl_gap_points": cal.worst_pnl_gap_pct, "pnl_match_points": tolerance,
+            "not_comparable": cal.not_comparable} for strategy, cal in sorted(result.items())}))
+        return
+    table = Table(title=f"CHAMPION's replay against the real trades (a match: same exit reason, net P&L within "
+                        f"{tolerance:g} points)")
+    for column in ("strategy", "comparable", "matches", "share", "same reason", "mean P&L gap", "worst P&L gap",
+                   "not comparable"):
+        table.add_column(column)
+    for strategy, cal in sorted(result.items()):
+        share = "n/a" if cal.agreement is None else f"{cal.agreement:.0%}"
+        reasons = "n/a" if cal.reason_agreement is None else f"{cal.reason_agreement:.0%}"
+        apart = ", ".join(f"{n} {why}" for why, n in sorted(cal.not_comparable.items())) or "none"
+        table.add_row(strategy, str(cal.trades), str(cal.matches), share, reasons, _pct(cal.mean_pnl_gap_pct),
+                      _pct(cal.worst_pnl_gap_pct), apart)
+    console.print(table)
 
 
 @shadow_app.command("recommend")

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge import exits
+from bridge import exits, path
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,51 @@ def test_decimal_and_float_agree() -> None:
         assert (hit_d and hit_d.reason) == (hit_f and hit_f.reason), price
 
 
+def candles(opens: list[float], highs: list[float], lows: list[float], closes: list[float]) -> list[path.Candle]:
+    return [path.Candle(60.0 * i, 60.0, o, h, lo, c) for i, (o, h, lo, c) in enumerate(zip(opens, highs, lows, closes,
+                                                                                          strict=True))]
+
+
 def test_walk_stops_at_the_first_exit_and_reports_an_incomplete_horizon() -> None:
-    times = [0.0, 60.0, 120.0, 180.0]
-    outcome = exits.walk(B(), 100.0, 0.0, times, [100.5, 102.5, 100, 100], [99.5, 100, 100, 100],
-                         [100, 102, 100, 100], 60.0)
-    assert outcome.index == 1 and outcome.hit is not None and outcome.hit.reason == "take_profit"
-    pending = exits.walk(B(), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100] * 4, 60.0)
-    assert pending.hit is None and pending.index is None
-    timed = exits.walk(B(time_limit_s=120), 100.0, 0.0, times, [100.5] * 4, [99.5] * 4, [100.2] * 4, 60.0)
-    assert timed.index == 1 and timed.hit is not None and timed.hit.reason == "time_limit"
-    assert timed.hit.price == 100.2
+    outcome = exits.walk_candles(B(), 100.0, 0.0, candles([100] * 4, [100.5, 102.5, 100, 100], [99.5, 100, 100, 100],
+                                                          [100, 102, 100, 100]))
+    assert outcome.candle == 1 and outcome.hit is not None and outcome.hit.reason == "take_profit"
+    assert outcome.assumption == path.Assumption("adaptive", None, 0)
+    pending = exits.walk_candles(B(), 100.0, 0.0, candles([100] * 4, [100.5] * 4, [99.5] * 4, [100] * 4))
+    assert pending.hit is None and pending.candle is None
+    timed = exits.walk_candles(B(time_limit_s=120), 100.0, 0.0,
+                               candles([100.2] * 4, [100.5] * 4, [99.5] * 4, [100.2] * 4))
+    assert timed.candle == 1 and timed.hit is not None and timed.hit.reason == "time_limit"
+    assert timed.hit.price == 100.2  # the close of the candle that ends at the limit
+
+
+def test_a_candle_that_reaches_take_profit_is_never_also_a_trailing_stop() -> None:
+    """Peak raised to the high first and the trailing stop read off the same candle's low: the path cannot."""
+    b = B(take_profit_pct=2, stop_loss_pct=5, trailing_activation_pct=1, trailing_delta_pct=0.5)
+    # opens near its low: 100 -> 99.9 -> 102.5 (take profit 102 crossed on the way up) -> 101
+    outcome = exits.walk_candles(b, 100.0, 0.0, candles([100], [102.5], [99.9], [101]))
+    assert outcome.hit is not None and (outcome.hit.reason, outcome.hit.price) == ("take_profit", 102.0)
+    # opens near its high: 100 -> 101.2 (trailing armed at 101) -> 99.9 (level 100.694 crossed on the way down)
+    outcome = exits.walk_candles(b, 100.0, 0.0, candles([100], [101.2], [99.9], [100.5]))
+    assert outcome.hit is not None and outcome.hit.reason == "trailing_stop"
+    assert outcome.hit.price == pytest.approx(101.2 * 0.995)
+
+
+def test_a_gap_through_the_stop_fills_at_the_open_and_a_crossing_inside_a_candle_at_the_level() -> None:
+    gapped = exits.walk_candles(B(), 100.0, 0.0, candles([100, 98.0], [100.5, 98.5], [99.5, 97.5], [100, 98]))
+    assert gapped.hit == exits.Hit("stop_loss", 98.0, 100.5) and gapped.candle == 1 and gapped.index == 4
+    crossed = exits.walk_candles(B(), 100.0, 0.0, candles([100], [100.2], [98.0], [98.5]))
+    assert crossed.hit == exits.Hit("stop_loss", 99.0, 100.2)
+
+
+def test_a_point_exactly_at_the_stop_and_the_trailing_level_is_the_stop() -> None:
+    b = B(take_profit_pct=None, stop_loss_pct=1, trailing_activation_pct=1, trailing_delta_pct=1.9801980198019802)
+    # peak 101 arms the trailing stop at 101 * (1 - 0.0198...) = 99.0: the stop loss level too
+    points = [path.Point(1.0, 101.0, False), path.Point(2.0, 99.0, False)]
+    outcome = exits.walk(b, 100.0, 0.0, points)
+    assert outcome.hit is not None and outcome.hit.reason == "stop_loss" and outcome.hit.price == 99.0
+
+
+def test_a_level_touched_exactly_counts() -> None:
+    outcome = exits.walk_candles(B(), 100.0, 0.0, candles([100], [102.0], [99.5], [101]))
+    assert outcome.hit is not None and (outcome.hit.reason, outcome.hit.price) == ("take_profit", 102.0)

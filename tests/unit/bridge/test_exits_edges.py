@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bridge import exits
+from bridge import exits, path
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,6 @@ def test_an_entry_below_one_quote_unit_still_exits() -> None:  # small-cap pairs
 def test_a_walk_counts_the_holding_time_from_the_entry_to_the_end_of_each_candle() -> None:
     b = B(take_profit_pct=None, stop_loss_pct=None, time_limit_s=1800)
     entry_time = 1_000_000.0
-    times = [entry_time + 900 * i for i in range(4)]
-    flat = [100.0] * 4
-    outcome = exits.walk(b, 100.0, entry_time, times, flat, flat, flat, 900.0)
-    assert outcome.index == 1 and outcome.hit is not None and outcome.hit.reason == "time_limit"
+    flat = [path.Candle(entry_time + 900 * i, 900.0, 100.0, 100.0, 100.0, 100.0) for i in range(4)]
+    outcome = exits.walk_candles(b, 100.0, entry_time, flat)
+    assert outcome.candle == 1 and outcome.hit is not None and outcome.hit.reason == "time_limit"

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bridge import exits
+from bridge import path as path_model
 from controller.data.market_data import ohlcv_dir
 from controller.scan.indicators import compute
 from controller.scan.strategies import STRATEGIES
@@ -100,7 +101,8 @@ def _entry(candles: pd.DataFrame, *, tp: float = 3.0, sl: float = 5.0, limit_s: 
                          "time_limit_s": [limit_s], "trailing_activation_pct": [act], "trailing_delta_pct": [delta]})
 
 
-def test_a_candle_touching_both_barriers_is_a_stop() -> None:
+def test_a_candle_touching_both_barriers_as_far_from_its_open_is_a_stop() -> None:
+    """The path visits the extreme nearer the open first; at equal distance the low (the pessimistic order)."""
     candles = _candles([(100, 100, 100), (110, 90, 100)])
     [row] = label_entries(candles, _entry(candles), 300, NO_COSTS).itertuples()
     assert row.exit_reason == "stop_loss" and row.label == 0
@@ -136,14 +138,15 @@ def test_the_time_limit_closes_at_the_close_and_labels_are_integers() -> None:
 
 
 def test_a_trailing_stop_follows_the_peak() -> None:
-    candles = _candles([(100, 100, 100), (102.5, 101.6, 102), (102.6, 101.5, 101.6)])
+    candles = _candles([(100, 100, 100), (102.5, 101.6, 102), (102.6, 101.5, 101.5)])
     [row] = label_entries(candles, _entry(candles, tp=10, act=2.0, delta=1.0), 300, NO_COSTS).itertuples()
     assert row.exit_reason == "trailing_stop"
     assert row.net_return_pct == pytest.approx((102.6 * 0.99 / 100 - 1) * 100)
 
 
 def test_labels_equal_the_executor_rule_walked_entry_by_entry_on_recorded_candles() -> None:
-    """The vectorised labels against `bridge.exits.walk` (the rule the executor applies), entry by entry, on
+    """The vectorised labels against `bridge.exits.walk_candles` (the rule the executor applies, on the market
+    path of the same candles), entry by entry, on
     a recorded series with every third candle an entry and barriers drawn at random (some missing)."""
     candles = load_recorded("5m")
     candles = candles[candles["symbol"] == "ETH-BTC"].head(1500).reset_index(drop=True)
@@ -161,16 +164,19 @@ def test_labels_equal_the_executor_rule_walked_entry_by_entry_on_recorded_candle
     labels = label_entries(candles, entries, 300, costs)
 
     times = candles["ts"].to_numpy(dtype="datetime64[s]").view(np.int64).astype(float).tolist()
-    highs, lows, closes = (candles[c].astype(float).tolist() for c in ("high", "low", "close"))
+    opens, highs, lows, closes = (candles[c].astype(float).tolist() for c in ("open", "high", "low", "close"))
+    bars = [path_model.Candle(*row) for row in zip(times, [300.0] * len(times), opens, highs, lows, closes,
+                                                   strict=True)]
     expected = {}
     for index, row in entries.iterrows():
         at = times.index(row["ts"].timestamp())
         barriers = exits_barriers(row)
-        outcome = exits.walk(barriers, closes[at], times[at] + 300, times[at + 1:], highs[at + 1:], lows[at + 1:],
-                             closes[at + 1:], 300)
+        after = bars[at + 1:]
+        outcome = exits.walk_candles(barriers, closes[at], times[at] + 300, after)
         if outcome.hit is not None:
+            point = path_model.market_path(after).points[outcome.index]
             expected[index] = (outcome.hit.reason, net_return_pct(closes[at], outcome.hit.price, costs),
-                               times[at + 1 + outcome.index] + 300 - (times[at] + 300))
+                               point.time_s - (times[at] + 300))
     assert list(labels.index) == list(expected)  # the same entries labelled, the incomplete ones left out
     assert len(expected) < len(entries)  # the last entries' horizons run past the data
     assert set(labels["exit_reason"]) == {"stop_loss", "trailing_stop", "take_profit", "time_limit"}

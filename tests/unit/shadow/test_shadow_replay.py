@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import exits
+from bridge import exits, path
 from shadow.replay import PENDING, BarrierGrid, Paths, net_pnl_pct, replay
 
 
@@ -31,10 +31,13 @@ def _grid(barriers: list[list[B]]) -> BarrierGrid:
 
 
 def _candles(draw: st.DrawFn, start: float) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Opens, highs, lows, closes; an open may gap away from the previous close."""
     n = draw(st.integers(0, 30))
     price = start
-    highs, lows, closes = [], [], []
+    opens, highs, lows, closes = [], [], [], []
     for _ in range(n):
+        price = max(0.01, price * (1 + draw(st.sampled_from([0.0, 0.0, -3.0, 2.0])) / 100))
+        opens.append(price)
         move = draw(st.floats(-6, 6))
         up = draw(st.floats(0, 4))
         down = draw(st.floats(0, 4))
@@ -45,7 +48,7 @@ def _candles(draw: st.DrawFn, start: float) -> tuple[list[float], list[float], l
         lows.append(low)
         closes.append(close)
         price = close
-    return highs, lows, closes, [0.0] * n
+    return opens, highs, lows, closes
 
 
 optional_pct = st.one_of(st.none(), st.floats(0.1, 12).map(lambda x: round(x, 2)))
@@ -62,9 +65,10 @@ def cases(draw: st.DrawFn) -> tuple[list, list[list[B]], float, float]:
         entry = draw(st.floats(1, 1000))
         candle_s = draw(st.sampled_from([60.0, 300.0]))
         start = draw(st.floats(0, 1e6).map(round))
-        highs, lows, closes, _ = _candles(draw, entry)
+        opens, highs, lows, closes = _candles(draw, entry)
         times = [start + i * candle_s for i in range(len(closes))]
-        entries.append((entry, start - draw(st.sampled_from([0.0, 30.0])), times, highs, lows, closes, candle_s))
+        entries.append((entry, start - draw(st.sampled_from([0.0, 30.0])), times, opens, highs, lows, closes,
+                        candle_s))
     grid = [[draw(barriers_strategy) for _ in range(n_entries)] for _ in range(k)]
     fee = draw(st.sampled_from([0.0, 0.1, 0.3]))
     slip = draw(st.sampled_from([0.0, 0.05, 0.5]))
@@ -72,9 +76,8 @@ def cases(draw: st.DrawFn) -> tuple[list, list[list[B]], float, float]:
 
 
 def _paths(entries: list) -> Paths:
-    return Paths.from_lists([e[0] for e in entries], [e[1] for e in entries], [np.array(e[2]) for e in entries],
-                            [np.array(e[3]) for e in entries], [np.array(e[4]) for e in entries],
-                            [np.array(e[5]) for e in entries], [e[6] for e in entries])
+    return Paths.from_lists([e[0] for e in entries], [e[1] for e in entries],
+                            *([np.array(e[i]) for e in entries] for i in range(2, 7)), [e[7] for e in entries])
 
 
 @settings(max_examples=400, deadline=None)
@@ -84,14 +87,16 @@ def test_replay_equals_exits_walk_on_random_cases(case: tuple) -> None:
     result = replay(_paths(entries), _grid(grid), fee_pct=fee, slippage_pct=slip)
     for k, row in enumerate(grid):
         for n, barriers in enumerate(row):
-            entry, entry_t, times, highs, lows, closes, candle_s = entries[n]
+            entry, entry_t, times, opens, highs, lows, closes, candle_s = entries[n]
             fill = entry if slip == 0 else entry * (100 + slip) / 100
-            outcome = exits.walk(barriers, fill, entry_t, times, highs, lows, closes, candle_s)
+            candles = [path.Candle(*row) for row in zip(times, [candle_s] * len(times), opens, highs, lows, closes,
+                                                        strict=True)]
+            outcome = exits.walk_candles(barriers, fill, entry_t, candles)
             if outcome.hit is None:
                 assert result.index[k, n] == PENDING and result.reason[k, n] == PENDING
                 assert np.isnan(result.pnl_pct[k, n])
                 continue
-            assert result.index[k, n] == outcome.index
+            assert result.index[k, n] == outcome.candle and result.point[k, n] == outcome.index
             assert exits.REASONS[result.reason[k, n]] == outcome.hit.reason
             assert result.exit_price[k, n] == outcome.hit.price  # bit-identical, not approximately
             assert result.pnl_pct[k, n] == pytest.approx(net_pnl_pct(fill, outcome.hit.price, fee, slip), abs=1e-12)
@@ -99,8 +104,9 @@ def test_replay_equals_exits_walk_on_random_cases(case: tuple) -> None:
 
 def _one(b: B, highs: list[float], lows: list[float], closes: list[float], *, fee: float = 0.0,
          slip: float = 0.0) -> tuple[str | None, float, float]:
-    paths = Paths.from_lists([100.0], [0.0], [np.arange(len(closes)) * 60.0], [np.array(highs)], [np.array(lows)],
-                             [np.array(closes)], [60.0])
+    opens = [100.0, *closes[:-1]]
+    paths = Paths.from_lists([100.0], [0.0], [np.arange(len(closes)) * 60.0], [np.array(opens)], [np.array(highs)],
+                             [np.array(lows)], [np.array(closes)], [60.0])
     r = replay(paths, _grid([[b]]), fee_pct=fee, slippage_pct=slip)
     reason = None if r.reason[0, 0] == PENDING else exits.REASONS[r.reason[0, 0]]
     return reason, float(r.exit_price[0, 0]), float(r.pnl_pct[0, 0])
