@@ -1,17 +1,34 @@
-"""Rollback triggers: after an applied change, live results against the pre-change baseline.
+"""Rollback triggers: after an applied change, live results against the pre-change baseline, judged by
+tests that keep a stated false-alarm rate however often the monitor looks.
 
-Within `monitor_h` of the change: `consecutive_stops` stop losses in a row, or (once `min_trades` trades
-closed) the win rate down `win_rate_drop_points` points, or the mean P&L per trade down `pnl_drop_pct` %
-of the baseline's magnitude. The first that holds names the reason; the caller records the rollback as a
-new row pointing at the change and activates the previous parameters again.
+Within `monitor_h` of the change, the first of these that holds names the reason:
+
+- a run of losing exits (every exit with P&L <= 0, whatever its reason) at least as long as the shortest
+  run whose chance in `run_horizon_trades` trades at the baseline's loss rate is below the run share of
+  `false_alarm` (`stats.sequential.run_threshold`), and never shorter than `consecutive_stops`;
+- once `min_trades` trades closed and the baseline has `min_baseline_trades`: the win rate, or the mean
+  P&L per trade, below the baseline by a one-sided mixture SPRT (`stats.sequential.mixture_sprt`, an
+  always-valid test: looking after every trade does not add false alarms) at its share of `false_alarm`,
+  and the drop at least as large as `win_rate_drop_points` / `pnl_drop_pct` (statistically there and
+  large enough to matter).
+
+The three shares add up to `false_alarm` (Bonferroni), so the monitor's false-alarm rate on an unchanged
+strategy is at most `false_alarm` in the tests' model (independent trades, the baseline's rates);
+`bench/shadow_stats.py` measures it on resampled real trades. The baseline is the live book before the
+change, so a drift of the market between the two periods still shows as a drop: comparing with a live
+shadow of the old parameters on the same candles is what removes it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from shadow.settings import RollbackConfig
+from stats.sequential import mixture_sprt, run_threshold
 
 
 @dataclass(frozen=True)
@@ -26,13 +43,30 @@ class Baseline:
     trades: int
     win_rate_pct: float
     mean_pnl_pct: float
+    sd_pnl_pct: float = 0.0
+    losses: int | None = None  # exits with P&L <= 0 (None: from the win rate)
+
+    @property
+    def loss_count(self) -> int:
+        return self.losses if self.losses is not None else round(self.trades * (1 - self.win_rate_pct / 100))
 
 
 def baseline_of(trades: list[LiveTrade]) -> Baseline | None:
     if not trades:
         return None
-    wins = sum(t.pnl_pct > 0 for t in trades)
-    return Baseline(len(trades), wins / len(trades) * 100, sum(t.pnl_pct for t in trades) / len(trades))
+    pnl = np.array([t.pnl_pct for t in trades], dtype=np.float64)
+    wins = int((pnl > 0).sum())
+    sd = float(pnl.std(ddof=1)) if len(pnl) > 1 else 0.0
+    return Baseline(len(pnl), wins / len(pnl) * 100, float(pnl.mean()), sd, len(pnl) - wins)
+
+
+def loss_run_needed(baseline: Baseline | None, config: RollbackConfig) -> int:
+    """The run of losing exits that triggers a rollback. The loss rate is the baseline's with one loss and
+    one win added (Laplace), so a short baseline (or none: 1/2) is not read as a certainty."""
+    trades, losses = (baseline.trades, baseline.loss_count) if baseline else (0, 0)
+    rate = (losses + 1) / (trades + 2)
+    alpha = config.false_alarm * config.run_share
+    return max(config.consecutive_stops, run_threshold(rate, config.run_horizon_trades, alpha))
 
 
 def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, after: list[LiveTrade],
@@ -41,20 +75,32 @@ def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, afte
     if now > applied_at + timedelta(hours=config.monitor_h):
         return None
     watched = [t for t in after if applied_at <= t.closed_at <= applied_at + timedelta(hours=config.monitor_h)]
+    needed = loss_run_needed(baseline, config)
     run = 0
     for trade in watched:
-        run = run + 1 if trade.exit_reason == "stop_loss" else 0
-        if run >= config.consecutive_stops:
-            return f"{run} consecutive stop losses since the change"
-    if baseline is None or len(watched) < config.min_trades:
+        run = run + 1 if trade.pnl_pct <= 0 else 0
+        if run >= needed:
+            return f"{run} consecutive losing exits since the change (a run this long: under " \
+                   f"{config.false_alarm * config.run_share:.1%} in {config.run_horizon_trades} trades at the " \
+                   f"baseline's loss rate)"
+    if baseline is None or baseline.trades < config.min_baseline_trades or len(watched) < config.min_trades:
         return None
-    live = baseline_of(watched)
-    assert live is not None
-    if baseline.win_rate_pct - live.win_rate_pct >= config.win_rate_drop_points:
-        return (f"win rate {live.win_rate_pct:.1f} % over {live.trades} trades, down "
-                f"{baseline.win_rate_pct - live.win_rate_pct:.1f} points from {baseline.win_rate_pct:.1f} %")
-    drop = baseline.mean_pnl_pct - live.mean_pnl_pct
-    if drop > 0 and drop >= config.pnl_drop_pct / 100 * abs(baseline.mean_pnl_pct):
-        return (f"mean P&L {live.mean_pnl_pct:+.2f} % per trade, down {drop:.2f} points from "
-                f"{baseline.mean_pnl_pct:+.2f} % (more than {config.pnl_drop_pct:g} %)")
+    pnl = np.array([t.pnl_pct for t in watched], dtype=np.float64)
+    share = (1 - config.run_share) / 2
+    p0 = baseline.win_rate_pct / 100
+    if 0 < p0 < 1:
+        sd = math.sqrt(p0 * (1 - p0))
+        wins = mixture_sprt((pnl > 0).astype(np.float64), p0, sd, alpha=config.false_alarm * share,
+                            tau=config.tau_sd * sd)
+        drop = baseline.win_rate_pct - wins.mean * 100
+        if wins.rejects and drop >= config.win_rate_drop_points:
+            return (f"win rate {wins.mean * 100:.1f} % over {wins.n} trades, down {drop:.1f} points from "
+                    f"{baseline.win_rate_pct:.1f} % (sequential p {wins.p_value:.3f})")
+    if baseline.sd_pnl_pct > 0:
+        mean = mixture_sprt(pnl, baseline.mean_pnl_pct, baseline.sd_pnl_pct, alpha=config.false_alarm * share,
+                            tau=config.tau_sd * baseline.sd_pnl_pct)
+        drop = baseline.mean_pnl_pct - mean.mean
+        if mean.rejects and drop >= config.pnl_drop_pct / 100 * abs(baseline.mean_pnl_pct):
+            return (f"mean P&L {mean.mean:+.2f} % per trade over {mean.n} trades, down {drop:.2f} points from "
+                    f"{baseline.mean_pnl_pct:+.2f} % (sequential p {mean.p_value:.3f})")
     return None

@@ -29,13 +29,13 @@ from shadow.apply import (
     params_json,
     write_recommendation,
 )
+from shadow.compare import statistics
 from shadow.evaluate import (
     EvaluationReport,
     Progress,
     calibrate,
     record_decisions,
     resolve_pending,
-    statistics,
     sync_variations,
 )
 from shadow.recommend import Calibration, NoRecommendation, Recommendation, recommend

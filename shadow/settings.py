@@ -78,7 +78,18 @@ class RecommendConfig(Frozen):
 
 class RollbackConfig(Frozen):
     monitor_h: float = Field(48, gt=0, description="how long after a change live results are watched")
-    win_rate_drop_points: float = Field(15, gt=0)
-    consecutive_stops: int = Field(3, ge=1)
-    pnl_drop_pct: float = Field(20, gt=0, description="mean P&L per trade down this much relative to baseline")
+    false_alarm: float = Field(0.05, gt=0, lt=1, description="the monitor's false-alarm rate on an unchanged "
+                                                             "strategy, shared by its three tests")
+    run_share: float = Field(0.2, gt=0, lt=1, description="the losing-run test's share of false_alarm; the "
+                                                          "win-rate and P&L tests split the rest")
+    run_horizon_trades: int = Field(50, ge=1, description="trades over which a losing run's chance is bounded")
+    tau_sd: float = Field(0.5, gt=0, description="the sequential tests' mixture scale, in baseline standard "
+                                                 "deviations: the drop they are most sensitive to")
+    win_rate_drop_points: float = Field(15, gt=0, description="a win-rate alarm also needs a drop this large")
+    consecutive_stops: int = Field(3, ge=1, description="the shortest losing run that can trigger, whatever "
+                                                        "the baseline")
+    pnl_drop_pct: float = Field(20, gt=0, description="a P&L alarm also needs the mean down this much "
+                                                      "relative to the baseline")
     min_trades: int = Field(5, ge=1, description="trades after the change before win rate and P&L are judged")
+    min_baseline_trades: int = Field(10, ge=2, description="trades before the change needed to judge win rate "
+                                                           "and P&L against them")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
@@ -78,3 +79,18 @@ def detectable_mean(sd: float, n: int, *, power: float = 0.8, alpha: float = 0.0
     if n < 2:
         return math.inf
     return float(NormalIndPower().solve_power(nobs1=n, alpha=alpha, power=power, ratio=0)) * sd
+
+
+def detectable_from_interval(low: float, high: float, *, confidence: float = 0.95, power: float = 0.8,
+                             alpha: float = 0.05) -> float:
+    """The minimum detectable effect of a comparison whose (bootstrap) interval is [low, high]: the
+    standard error read from the interval's width, times z(1 - alpha/2) + z(power). It inherits the
+    interval's handling of dependence (a cluster bootstrap widens both)."""
+    _check(power, alpha)
+    if not (0 < confidence < 1):
+        raise ValueError(f"confidence lies in (0, 1), got {confidence}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return math.inf
+    z = NormalDist().inv_cdf
+    se = (high - low) / (2 * z(0.5 + confidence / 2))
+    return float((z(1 - alpha / 2) + z(power)) * se)

@@ -8,8 +8,9 @@ Conventions the checks rely on (what the executor, the ML scorer and the shadow 
 - phase 3: a signal's ML arm is the `arm` of its latest `ml_predictions` row (0014: `boosted` when the
   score could move it, `control` when the randomized control held it back; `ood`, `stale`, `off` and
   unscored signals are in neither arm), as `dashboard_ml_vs_rules` reads it;
-- phase 4: a variation's results are its evaluated `shadow_outcomes` (would_enter, pnl_pct); the champion is
-  the variation the shadow package names CHAMPION (shadow.variations), else the real trades of the strategy;
+- phase 4: a variation's results are its evaluated `shadow_outcomes` (would_enter, pnl_pct); whether it
+  differs from CHAMPION is what the shadow evaluator stored for its latest pass (`shadow_performance`: the
+  comparison, its interval and its Benjamini-Hochberg q over the pass), never a second test here;
   a recommendation is validated when it was applied and is not rolled back: shadow.apply marks an applied
   change `applied`, and its rollback writes a new `applied` row with `rollback_of` set and marks the
   original `rolled_back`, so the rollback rows themselves are not recommendations.
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
+
+from stats.pvalues import PValue
 
 PHASES = (1, 2, 3, 4)
 CHAMPION = "CHAMPION"  # shadow.variations.CHAMPION (controller does not import the shadow package)
@@ -75,6 +78,21 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """A variation against CHAMPION as the shadow evaluator stored it (`shadow_performance`)."""
+
+    variation: str
+    strategy: str
+    window_h: int
+    mean_diff_pct: float
+    ci_low_pct: float
+    ci_high_pct: float
+    q_value: float | None
+    p_resolution: float | None
+    basis: str | None
+
+
+@dataclass(frozen=True)
 class Recommendation:
     id: int
     strategy: str
@@ -97,20 +115,10 @@ class Facts:
     outcomes: tuple[Outcome, ...] = ()
     outcomes_pending: int = 0
     recommendations: tuple[Recommendation, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()  # the latest evaluation pass's stored comparisons
 
 
 # --- statistics ----------------------------------------------------------------------------------
-
-def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test; None when either side has fewer than two values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy import stats  # scipy is heavy; only phase 4 needs it
-
-    if len(set(a)) == 1 and len(set(b)) == 1:
-        return 1.0 if a[0] == b[0] else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
 
 def _pct(part: int, whole: int) -> str:
     return f"{part / whole * 100:.1f} %" if whole else "n/a"
@@ -250,28 +258,18 @@ def phase3(f: Facts) -> PhaseResult:
     return PhaseResult(3, "ML as a booster", checks)
 
 
-ShadowRow = tuple[str, str, int, float, float | None]
-
-
-def shadow_differences(outcomes: Sequence[Outcome], trades: Sequence[TradeRow]) -> list[ShadowRow]:
-    """(variation, strategy, n, mean pnl %, p-value vs the champion) per non-champion variation."""
-    by_variation: dict[tuple[str, str], list[float]] = {}
-    champions: dict[str, list[float]] = {}
-    for o in outcomes:
-        (champions.setdefault(o.strategy, []) if o.champion else by_variation.setdefault((o.variation, o.strategy), [])
-         ).append(o.pnl_pct)
-    rows = []
-    for (name, strategy), values in sorted(by_variation.items()):
-        base = champions.get(strategy) or [t.pnl_pct for t in trades if t.strategy == strategy]
-        rows.append((name, strategy, len(values), sum(values) / len(values), welch_p_value(values, base)))
-    return rows
+def _q(c: Comparison) -> str:
+    """q with the resolution of the resampling behind it ("< 0.001" at the floor)."""
+    assert c.q_value is not None
+    return PValue(min(1.0, c.q_value), c.p_resolution or 0.0).display()
 
 
 def phase4(f: Facts) -> PhaseResult:
-    rows = shadow_differences(f.outcomes, f.trades)
-    different = [r for r in rows if r[4] is not None and r[4] < SIGNIFICANCE]
-    shown = "; ".join(f"{name} ({strategy}) n={n} mean {mean:+.2f} % p={'n/a' if p is None else f'{p:.3g}'}"
-                      for name, strategy, n, mean, p in rows[:4]) or "no evaluated variation"
+    tested = [c for c in f.comparisons if c.q_value is not None]
+    different = sorted((c for c in tested if c.q_value is not None and c.q_value < SIGNIFICANCE),
+                       key=lambda c: (c.strategy, c.variation, c.window_h))
+    shown = "; ".join(f"{c.variation} ({c.strategy}, {c.window_h} h) {c.mean_diff_pct:+.2f} % per candidate "
+                      f"[{c.ci_low_pct:+.2f}, {c.ci_high_pct:+.2f}] {c.basis}, q {_q(c)}" for c in different)
     rollbacks = {r.rollback_of for r in f.recommendations if r.rollback_of is not None}
     changes = [r for r in f.recommendations if r.rollback_of is None]  # rollback rows undo, they recommend nothing
     applied = [r for r in changes if r.status in ("applied", "rolled_back")]
@@ -282,7 +280,8 @@ def phase4(f: Facts) -> PhaseResult:
               f"{len(f.outcomes)} evaluated outcomes over {len({o.variation for o in f.outcomes})} variations, "
               f"{f.outcomes_pending} pending"),
         Check("variations with significantly different results", bool(different),
-              f"{len(different)} of {len(rows)} differ from the champion at p < {SIGNIFICANCE}: {shown}"),
+              f"{len(different)} of {len(tested)} stored comparisons of the latest pass differ from the champion"
+              f" at q < {SIGNIFICANCE} (Benjamini-Hochberg over the pass)" + (f": {shown}" if shown else "")),
         Check("recommendations validated", bool(standing),
               f"{len(changes)} recommendations, {len(applied)} applied, {len(rolled_back)} rolled back, "
               f"{len(standing)} standing"),
@@ -326,9 +325,16 @@ def read_facts(conn: psycopg.Connection) -> Facts:
     pending = conn.execute("select count(*) from shadow_outcomes where status = 'pending'").fetchone()[0]
     recommendations = tuple(Recommendation(*row) for row in conn.execute(
         "select id, strategy, status, rollback_of from recommendations order by id").fetchall())
+    comparisons = tuple(Comparison(*row) for row in conn.execute("""
+        select v.name, p.strategy, p.window_h, p.mean_diff_pct::float8, p.ci_low_pct::float8,
+               p.ci_high_pct::float8, p.q_value::float8, p.p_resolution, p.basis
+          from shadow_performance p join shadow_variations v on v.id = p.variation_id
+         where p.window_end = (select max(window_end) from shadow_performance) and v.name <> %s
+           and p.window_h is not null
+         order by p.strategy, v.name, p.window_h""", (CHAMPION,)).fetchall())
     conn.rollback()
     return Facts(signals, claimed, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
-                 recommendations)
+                 recommendations, comparisons)
 
 
 def check(conn: psycopg.Connection, phases: Sequence[int]) -> list[PhaseResult]:

@@ -101,6 +101,18 @@ class History:
             " total_pnl_pct) values (%s, %s, %s, %s, %s, %s, %s)",
             (variation_id, T0, self.now, trades, wins, total_pnl_pct / max(trades, 1), total_pnl_pct))
 
+    def comparison(self, variation_id: int, *, mean_diff_pct: float, p: float, q: float, window_h: int = 72,
+                   ci: tuple[float, float] = (0.0, 0.0), basis: str = "equal size", strategy: str = "DCA",
+                   window_end: datetime | None = None) -> None:
+        """A stored comparison with CHAMPION, as shadow.compare writes it (p resolution of 2000 resamples)."""
+        end = window_end or self.now
+        self.conn.execute(
+            "insert into shadow_performance (variation_id, window_start, window_end, trades, wins, strategy,"
+            " window_h, paired_n, mean_diff_pct, ci_low_pct, ci_high_pct, p_value, q_value, p_resolution, mde_pct,"
+            " basis) values (%s, %s, %s, 30, 15, %s, %s, 30, %s, %s, %s, %s, %s, %s, 0.5, %s)",
+            (variation_id, end - timedelta(hours=window_h), end, strategy, window_h, mean_diff_pct, ci[0], ci[1],
+             p, q, 1 / 2001, basis))
+
     def recommendation(self, status: str = "applied", rollback_of: int | None = None) -> int:
         self.now += timedelta(hours=1)
         return self.conn.execute(

@@ -4,6 +4,7 @@ history that meets them and one that misses, checked through the command's exit 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -168,6 +169,11 @@ def test_phase_4_holds_with_a_different_variation_and_a_standing_recommendation(
         for i in range(30):
             h.outcome(champion, -0.5 + (i % 3) * 0.2)
             h.outcome(aggressive, 1.5 + (i % 3) * 0.2)
+        conservative, bull = h.variation("CONSERVATIVE"), h.variation("BULL_MARKET")
+        h.comparison(bull, mean_diff_pct=-2.0, p=0.0005, q=0.001, window_end=h.now - timedelta(hours=4))  # older
+        h.comparison(aggressive, mean_diff_pct=1.99, p=0.0005, q=0.0005, ci=(1.9, 2.1))
+        h.comparison(conservative, mean_diff_pct=0.4, p=0.03, q=0.09, ci=(0.05, 0.8))  # p < 0.05 is not q
+        h.comparison(bull, mean_diff_pct=0.1, p=0.6, q=0.6, ci=(-0.3, 0.5))
         h.rollback(h.recommendation("applied"))
         h.recommendation("applied")
         h.recommendation("proposed")
@@ -175,7 +181,9 @@ def test_phase_4_holds_with_a_different_variation_and_a_standing_recommendation(
     assert code == 0, report
     checks = lines(report, 4)
     assert checks["variations evaluated"][1].startswith("60 evaluated outcomes over 2 variations")
-    assert checks["variations with significantly different results"][1].startswith("1 of 1 differ")
+    assert checks["variations with significantly different results"][1] == (
+        "1 of 3 stored comparisons of the latest pass differ from the champion at q < 0.05 (Benjamini-Hochberg"
+        " over the pass): AGGRESSIVE (DCA, 72 h) +1.99 % per candidate [+1.90, +2.10] equal size, q < 0.001")
     assert checks["recommendations validated"] == (True, "3 recommendations, 2 applied, 1 rolled back, 1 standing")
 
 
@@ -187,6 +195,8 @@ def test_phase_4_fails_when_variations_match_the_champion_and_every_change_was_r
         for i in range(30):
             h.outcome(champion, (-1.0, 0.5, 1.2)[i % 3])
             h.outcome(conservative, (0.5, 1.2, -1.0)[i % 3])
+        h.comparison(conservative, mean_diff_pct=0.0, p=1.0, q=1.0)
+        h.comparison(h.variation("VOLATILITY_SIZED"), mean_diff_pct=0.0, p=1.0, q=1.0, basis="per unit at risk")
         h.rollback(h.recommendation("applied"))  # its rollback row is applied, but it recommends nothing
         h.recommendation("proposed")
     code, report = run(migrated_db, [4], capsys)

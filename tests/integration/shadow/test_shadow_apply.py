@@ -136,18 +136,20 @@ def _trade(conn: psycopg.Connection, closed_at: datetime, reason: str, pnl: floa
                  " %s, %s, %s, %s, %s)", (signal_id, pnl / 2, pnl, reason, closed_at - timedelta(hours=1), closed_at))
 
 
-def test_three_stops_after_a_change_roll_it_back_automatically(store: PostgresStore, url: str,
-                                                                champion: StrategiesConfig) -> None:
+def test_a_rare_run_of_losing_exits_after_a_change_rolls_it_back_automatically(store: PostgresStore, url: str,
+                                                                                  champion: StrategiesConfig) -> None:
     before = scan_dca(store, url, champion)
     rec_id = propose(url, champion)
     applied_at = datetime.now(UTC) - timedelta(hours=6)
     with psycopg.connect(url) as conn:
         apply(conn, rec_id, champion, set_apply(url, True), applied_at)
-        for hours, reason, pnl in [(-20, "take_profit", 3.0), (-10, "take_profit", 3.0), (1, "stop_loss", -4.0),
-                                   (2, "stop_loss", -4.0)]:
-            _trade(conn, applied_at + timedelta(hours=hours), reason, pnl)
-        assert monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=3)) == []  # two stops: wait
-        _trade(conn, applied_at + timedelta(hours=3), "stop_loss", -4.0)
-        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=4))
-    assert rolled == rec_id and reason == "3 consecutive stop losses since the change"
+        # twelve winners before the change: a run of 4 losses is below 1 % in 50 trades at that loss rate
+        for i in range(12):
+            _trade(conn, applied_at - timedelta(hours=24 - i), "take_profit", 3.0)
+        for hours, reason in [(1, "stop_loss"), (2, "trailing_stop"), (3, "time_limit")]:
+            _trade(conn, applied_at + timedelta(hours=hours), reason, -1.0)
+        assert monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=3.5)) == []  # three: wait
+        _trade(conn, applied_at + timedelta(hours=4), "trailing_stop", -1.0)
+        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=4.5))
+    assert rolled == rec_id and reason.startswith("4 consecutive losing exits since the change")
     assert scan_dca(store, url, champion)[2] == before[2]

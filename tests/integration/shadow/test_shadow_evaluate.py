@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -18,6 +19,7 @@ from controller.config import PROJECT_ROOT
 from controller.scan.strategy_params import load_strategies
 from shadow.evaluate import GRID_AVERAGED, EvaluationReport, calibrate, read_candles
 from shadow.service import data_time, run_pass
+from shadow.stats import benjamini_hochberg
 from shadow.variations import load
 from tests.conftest import DEMO_S, DEMO_TEST_TIMEOUT, DemoRun
 
@@ -132,3 +134,21 @@ def test_shadow_recommend_prints_a_recommendation_or_why_none(demo: str) -> None
                             check=False)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "CHAMPION" in report.stdout and "CONSERVATIVE" in report.stdout and "AGGRESSIVE" in report.stdout
+
+
+def test_stored_comparisons_are_per_unit_with_their_resolution_and_one_correction_per_pass(demo: str) -> None:
+    with psycopg.connect(demo) as conn:
+        rows = conn.execute(
+            "select v.name, p.strategy, p.window_h, p.basis, p.p_value, p.q_value, p.p_resolution, p.mde_pct"
+            "  from shadow_performance p join shadow_variations v on v.id = p.variation_id"
+            " where p.window_end = (select max(window_end) from shadow_performance) and v.name <> 'CHAMPION'"
+        ).fetchall()
+    assert rows
+    sized = [r for r in rows if r[0] == "VOLATILITY_SIZED"]
+    assert sized and all(r[3] == "per unit at risk" for r in sized)  # same entries as CHAMPION, other sizes
+    tested = [r for r in rows if r[3] != "no-op"]
+    assert all(r[4] is None and r[5] is None for r in rows if r[3] == "no-op")
+    assert tested and all(r[4] >= r[6] and r[7] is not None for r in tested)  # never below 1 / (B + 1)
+    # Benjamini-Hochberg ran once over every comparison of the pass (all strategies and windows)
+    q = benjamini_hochberg(np.array([r[4] for r in tested]))
+    assert np.allclose(q, [r[5] for r in tested])

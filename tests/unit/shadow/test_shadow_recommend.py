@@ -8,10 +8,11 @@ import pytest
 
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, adjust, recommend
-from shadow.rollback import Baseline, LiveTrade, trigger
+from shadow.rollback import Baseline, LiveTrade, loss_run_needed, trigger
 from shadow.settings import Limit, RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
 from shadow.variations import Change, vary
+from stats.sequential import run_probability
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 CONFIG = RecommendConfig()
@@ -130,7 +131,7 @@ def test_the_best_tier_wins_then_the_largest_difference(champion: StrategiesConf
 # ------------------------------------------------------------------------------------------ rollback
 
 APPLIED = NOW - timedelta(hours=10)
-BASE = Baseline(trades=40, win_rate_pct=60.0, mean_pnl_pct=1.0)
+BASE = Baseline(trades=40, win_rate_pct=60.0, mean_pnl_pct=1.0, sd_pnl_pct=2.0, losses=16)
 RB = RollbackConfig()
 
 
@@ -138,30 +139,40 @@ def _trades(*items: tuple[str, float]) -> list[LiveTrade]:
     return [LiveTrade(APPLIED + timedelta(minutes=30 * (i + 1)), reason, pnl) for i, (reason, pnl) in enumerate(items)]
 
 
-def test_three_consecutive_stops_roll_back() -> None:
-    trades = _trades(("take_profit", 2.0), ("stop_loss", -3.0), ("stop_loss", -3.0), ("stop_loss", -3.0))
-    assert trigger(APPLIED, NOW, BASE, trades, RB) == "3 consecutive stop losses since the change"
-    interrupted = _trades(("stop_loss", -3.0), ("stop_loss", -3.0), ("take_profit", 2.0), ("stop_loss", -3.0))
-    assert trigger(APPLIED, NOW, BASE, interrupted, RB) is None
+def test_a_run_of_losses_as_likely_as_noise_does_not_roll_back() -> None:
+    # 40 % of the baseline lost: three losses in a row happen in most 20-trade stretches of that strategy
+    stops = _trades(("take_profit", 2.0), ("stop_loss", -3.0), ("stop_loss", -3.0), ("stop_loss", -3.0))
+    assert trigger(APPLIED, NOW, BASE, stops, RB) is None
 
 
-def test_a_win_rate_drop_of_15_points_rolls_back() -> None:
-    trades = _trades(*([("take_profit", 3.0)] * 4 + [("time_limit", -0.5)] * 6))  # 40 %: down 20 points
-    reason = trigger(APPLIED, NOW, BASE, trades, RB)
-    assert reason is not None and "down 20.0 points" in reason
-    fine = _trades(*([("take_profit", 1.5)] * 5 + [("time_limit", -0.5)] * 5))  # 50 %: down 10, P&L +0.5
-    assert trigger(APPLIED, NOW, Baseline(40, 60.0, 0.4), fine, RB) is None
+def test_a_run_of_losing_exits_of_any_reason_rolls_back_once_it_is_rare_at_the_baseline_rate() -> None:
+    needed = loss_run_needed(BASE, RB)
+    # the run's chance in 50 trades at a 17/42 loss rate is at most 1 %; a run one shorter is above it
+    assert run_probability(17 / 42, RB.run_horizon_trades, needed) <= 0.01
+    assert run_probability(17 / 42, RB.run_horizon_trades, needed - 1) > 0.01
+    reasons = ["trailing_stop", "time_limit", "stop_loss"]
+    losing = [(reasons[i % 3], -0.5) for i in range(needed)]
+    reason = trigger(APPLIED, NOW, BASE, _trades(*losing), RB)
+    assert reason is not None and reason.startswith(f"{needed} consecutive losing exits")
+    assert trigger(APPLIED, NOW, BASE, _trades(*losing[:-1], ("take_profit", 1.0), losing[-1]), RB) is None
 
 
-def test_a_pnl_drop_of_20_percent_rolls_back() -> None:
-    trades = _trades(*([("take_profit", 1.2)] * 6 + [("time_limit", -0.2)] * 4))  # 60 %, mean 0.64 vs 1.0
-    reason = trigger(APPLIED, NOW, BASE, trades, RB)
-    assert reason is not None and "mean P&L" in reason
-    near = _trades(*([("take_profit", 1.6)] * 6 + [("time_limit", -0.2)] * 4))  # mean 0.88: down 12 %
-    assert trigger(APPLIED, NOW, BASE, near, RB) is None
+def test_a_sustained_win_rate_drop_rolls_back_and_a_short_one_does_not() -> None:
+    pattern = [("take_profit", 3.0)] + [("trailing_stop", -0.2)] * 4  # 20 % wins, mean +0.44
+    reason = trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB)  # 30 trades
+    assert reason is not None and reason.startswith("win rate 20.0 % over 30 trades, down 40.0 points")
+    assert trigger(APPLIED, NOW, BASE, _trades(*(pattern * 2)), RB) is None  # 10 trades: not yet evidence
+
+
+def test_a_sustained_pnl_drop_rolls_back() -> None:
+    pattern = [("take_profit", 0.5)] * 3 + [("trailing_stop", -2.0)] * 2  # 60 % wins, mean -0.5 vs +1.0
+    reason = trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB)
+    assert reason is not None and reason.startswith("mean P&L -0.50 % per trade over 30 trades")
+    near = [("take_profit", 1.5)] * 3 + [("trailing_stop", -0.1)] * 2  # mean 0.86: down 14 %, below 20 %
+    assert trigger(APPLIED, NOW, BASE, _trades(*(near * 20)), RB) is None
 
 
 def test_nothing_is_judged_after_the_monitoring_window_or_on_too_few_trades() -> None:
-    stops = _trades(("stop_loss", -3.0), ("stop_loss", -3.0), ("stop_loss", -3.0))
+    stops = _trades(*[("stop_loss", -3.0)] * 12)
     assert trigger(APPLIED, APPLIED + timedelta(hours=49), BASE, stops, RB) is None
     assert trigger(APPLIED, NOW, BASE, _trades(("time_limit", -5.0)), RB) is None
