@@ -63,6 +63,21 @@ def _above(price: Any, pct: Any) -> Any:
     return price * (100 + pct) / 100
 
 
+def _take_profit_or_time(barriers: Barriers, entry: Any, high: Any, low: Any, last: Any, held_s: float | None,
+                         peak: Any) -> Hit | None:
+    """The exits checked after the stops, alike for a tick and a path point: take profit at its level (at the
+    low when the move opened above it), then the time limit at the last price."""
+    take_profit = barriers.take_profit_pct
+    if take_profit is not None:
+        level = _above(entry, take_profit)
+        if high >= level:
+            return Hit("take_profit", level if level > low else low, peak)
+    limit = barriers.time_limit_s
+    if limit is not None and held_s is not None and held_s >= limit:
+        return Hit("time_limit", last, peak)
+    return None
+
+
 def check(barriers: Barriers, entry: Any, peak: Any, high: Any, low: Any, close: Any,
           held_s: float | None) -> tuple[Hit | None, Any]:
     """Apply the rule to one candle (or one tick: high = low = close = the price).
@@ -83,15 +98,7 @@ def check(barriers: Barriers, entry: Any, peak: Any, high: Any, low: Any, close:
         level = _below(new_peak, delta)
         if low <= level:
             return Hit("trailing_stop", level if level < high else high, new_peak), new_peak
-    take_profit = barriers.take_profit_pct
-    if take_profit is not None:
-        level = _above(entry, take_profit)
-        if high >= level:
-            return Hit("take_profit", level if level > low else low, new_peak), new_peak
-    limit = barriers.time_limit_s
-    if limit is not None and held_s is not None and held_s >= limit:
-        return Hit("time_limit", close, new_peak), new_peak
-    return None, new_peak
+    return _take_profit_or_time(barriers, entry, high, low, close, held_s, new_peak), new_peak
 
 
 def step(barriers: Barriers, entry: Any, peak: Any, start: Any, price: Any, continuous: bool,
@@ -120,15 +127,7 @@ def step(barriers: Barriers, entry: Any, peak: Any, start: Any, price: Any, cont
             stop = (level, Hit("trailing_stop", level if level < high else high, new_peak))
     if stop is not None:
         return stop[1], new_peak
-    take_profit = barriers.take_profit_pct
-    if take_profit is not None:
-        level = _above(entry, take_profit)
-        if high >= level:
-            return Hit("take_profit", level if level > low else low, new_peak), new_peak
-    limit = barriers.time_limit_s
-    if limit is not None and held_s is not None and held_s >= limit:
-        return Hit("time_limit", price, new_peak), new_peak
-    return None, new_peak
+    return _take_profit_or_time(barriers, entry, high, low, price, held_s, new_peak), new_peak
 
 
 @dataclass(frozen=True)

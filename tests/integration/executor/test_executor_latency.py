@@ -5,29 +5,18 @@ waiting for the claim poll. Hummingbot's real Clock on the paper exchange, a rea
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from bridge.queue_client import PostgresQueue
-from bridge.resilience import RetryPolicy
-from bridge.schemas import NewSignal
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
+from tests.support.executor import NO_WAIT, emit
 
-NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=2)
 HOUR = 3600.0  # a claim poll this long never fires during a test: only a notification can wake the claimer
 
-
-def emit(store: PostgresStore, symbol: str = "BTC-USDT", price: float = 100.0, **overrides: Any) -> UUID:
-    fields: dict[str, Any] = {
-        "strategy": "dca", "exchange": "binance", "symbol": symbol, "side": "buy", "price": price,
-        "quote_amount": 50.0, "take_profit_pct": 3.0, "stop_loss_pct": 2.0, "time_limit_s": 3600,
-        "expires_at": datetime.now(UTC) + timedelta(minutes=10), "confidence": 0.7}
-    return store.emit_signal(NewSignal(**{**fields, **overrides}))
 
 
 def entry_orders(url: str, signal_id: UUID) -> int:
