@@ -144,20 +144,31 @@ class Positions:
             if order.cancel_sent_at is None and reason not in (None, "take_profit"):
                 position.exit_reason = reason
                 self.health["take_profit_order_cancelled"] += 1
+                self._cancel_grid(position, now)  # no grid buy after the exit: a level that fills meanwhile is sold
                 self.cancel(position, order, now, "market")
+            elif order.cancel_sent_at is None and not order.filled and order.price != self._take_profit_price(position):
+                # a grid level filled: the average entry moved, so the take profit rests again at its new level
+                # for the whole position (placed on a later tick, once this cancel is confirmed)
+                self.health["take_profit_order_moved"] += 1
+                self.cancel(position, order, now, None)
             return True
-        if position.open_orders() or position.exit_reason is not None or now < position.retry_at:
+        # resting grid levels alone do not keep the take profit at market: it rests beside them, as a live bot's
+        if position.busy() or position.exit_reason is not None or now < position.retry_at:
             return False
         if barrier_hit(position, bid, now) not in (None, "take_profit"):
             return False  # another exit is due now: at market, as without a maker take profit
         pair = position.signal.symbol
-        price = self.market.quantize_price(pair, position.entry_price * (1 + position.signal.take_profit_pct / HUNDRED))
+        price = self._take_profit_price(position)
         amount = self.market.sellable(position)
         if self.market.below_minimum(pair, amount, price) is not None:
             return False  # nothing the exchange would rest: the market path handles it (dust, or a failed exit)
         self.place(position, "exit", TradeType.SELL, amount, price, now)
         self.health["take_profit_orders"] += 1
         return True
+
+    def _take_profit_price(self, position: Position) -> Decimal:
+        return self.market.quantize_price(position.signal.symbol,
+                                          position.entry_price * (1 + position.signal.take_profit_pct / HUNDRED))
 
     def exit_failed(self, position: Position, error: str, now: float) -> None:
         """Count a failed exit; back off, and after max_order_retries in a row give up and say so."""
@@ -195,7 +206,10 @@ class Positions:
             self.close(position, ts, traded=False)  # the entry never filled: nothing to manage
         elif order.purpose == "exit" and not position.open_orders("exit"):
             if position.exit_reason and self.market.is_flat(position):
-                self.close(position, ts, traded=True)
+                # a maker take profit can fill while grid levels rest: they are cancelled first, and `manage`
+                # closes the position once the cancels are confirmed (a level that fills meanwhile is sold)
+                if not self._cancel_grid(position, ts):
+                    self.close(position, ts, traded=True)
             elif position.open_amount > 0:
                 position.exit_reason = None  # an exit that did not complete: the barriers decide again
 

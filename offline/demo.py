@@ -519,6 +519,10 @@ async def _with_harness(demo: Demo, body: Callable[[], Awaitable[int]]) -> int:
         executor = executor_config(outbox, exchange=demo.selection.exchange,
                                    trading_pairs=list(demo.selection.symbols), consumer="demo-bot",
                                    max_open_positions=50, max_open_per_pair=3, stability_window_s=5,
+                                   # as a live bot (and Hummingbot's PositionExecutor): the take profit rests as
+                                   # a limit sell at its level and fills there when the book crosses it; the
+                                   # stop loss, trailing stop and time limit stay market exits that can slip
+                                   take_profit_order_type="limit",
                                    # the scan's signals wake it at once (LISTEN): the poll is a fallback, and a
                                    # fast one costs the 2-core machine three queries every 20 ms
                                    claim_interval_s=0.1, heartbeat_interval_s=2)

@@ -335,8 +335,9 @@ GRID_AVERAGED = ("(s.grid_levels is not null and (select count(*) from orders o 
 
 def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: EvaluationReport, *,
               closes_only: bool = False) -> dict[str, Calibration]:
-    """Replay CHAMPION (the barriers the real signal carried) from the candle each real closed trade's
-    signal was decided on, and compare with what the executor did: exit reason, entry and exit price, P&L.
+    """Replay CHAMPION (the barriers the real signal carried) from each real closed trade's own entry fill,
+    over the candles after the one its signal was decided on, and compare with what the executor did: exit
+    reason, exit price, P&L (the entry is the real one, so the gap is the exit's).
 
     The replay starts at the scan's candle close (data time), not at the trade's `opened_at`: a replayed
     run (the offline demo) trades on a paper clock of its own, whose times are not the candles'.
@@ -359,16 +360,19 @@ def calibrate(conn: psycopg.Connection, settings: ShadowSettings, report: Evalua
         found = path_for(conn, trade["exchange"], trade["symbol"], entry_at, entry_at + timedelta(seconds=limit),
                          coarser=True)
         sim_reason = sim_exit = sim_pnl = None
-        sim_entry = float(trade["reference"]) * (100 + settings.slippage_pct) / 100
+        # the real trade's own entry fill: the executor entered during the candle after the decision (after its
+        # stability window), not at the decision close, so the replay's barriers sit where the executor's did
+        sim_entry = float(trade["entry_price"])
         if found is not None:
             _, seconds, candles = found
             opening, high, low = ("close", "close", "close") if closes_only else ("open", "high", "low")
-            paths = Paths.from_lists([float(trade["reference"])], [entry_at.timestamp()],
+            paths = Paths.from_lists([sim_entry], [entry_at.timestamp()],
                                      [_seconds(candles["ts"])], [candles[opening].to_numpy()],
                                      [candles[high].to_numpy()], [candles[low].to_numpy()],
                                      [candles["close"].to_numpy()], [float(seconds)])
             grid = BarrierGrid(*[np.array([[_nan(trade[c])]]) for c in EXIT_COLUMNS])
-            result = replay(paths, grid, fee_pct=settings.fee_pct, slippage_pct=settings.slippage_pct)
+            result = replay(paths, grid, fee_pct=settings.fee_pct, slippage_pct=settings.slippage_pct,
+                            entry_is_filled=True)
             if result.reason[0, 0] != PENDING:
                 sim_reason = REASONS[result.reason[0, 0]]
                 sim_exit = float(result.exit_price[0, 0])

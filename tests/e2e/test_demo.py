@@ -51,7 +51,9 @@ def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) ->
                               " join signals s on s.id = t.signal_id").fetchone()[0:2]
         orders = conn.execute(
             "select t.signal_id, count(*) filter (where o.purpose = 'entry'),"
-            " count(*) filter (where o.purpose = 'exit'), coalesce(s.grid_levels, 0) from trades t"
+            " count(*) filter (where o.purpose = 'exit' and o.filled_amount > 0),"
+            " count(*) filter (where o.purpose = 'exit' and o.filled_amount = 0 and o.status <> 'cancelled'),"
+            " coalesce(s.grid_levels, 0) from trades t"
             " join signals s on s.id = t.signal_id join orders o on o.signal_id = t.signal_id"
             " group by 1, s.grid_levels").fetchall()
         funnel = conn.execute("select sum(emitted), sum(claimed), sum(closed) from dashboard_signal_funnel").fetchone()
@@ -59,8 +61,9 @@ def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) ->
     assert every.get("new", 0) == 0 and every.get("claimed", 0) == 0  # every signal reached the bot
     # every closed entry has its trade (trades.signal_id is the primary key: one at most), and no other has one
     assert trades[0] >= 3 and trades[0] == trades[1] == statuses.get("closed", 0)
-    # each executed once: one entry order (plus the DCA grid's levels, at most) and one exit
-    assert all(1 <= entries <= 1 + levels and exits == 1 for _, entries, exits, levels in orders)
+    # each executed once: one entry order (plus the DCA grid's levels, at most) and one exit that sold (a maker
+    # take profit moved after a grid level filled leaves its first, unfilled sell cancelled, nothing else)
+    assert all(1 <= entries <= 1 + levels and exits == 1 and idle == 0 for _, entries, exits, idle, levels in orders)
     # strategy exits (on by default): each reached the bot holding its entry, or says why it could not act
     assert all(status == "closed" or (status == "rejected" and reason.startswith("entry ")) or status == "expired"
                for status, reason, _ in exits), exits
@@ -88,6 +91,22 @@ def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) ->
     # right after the run nothing may be stuck: the bot claimed every signal and holds orders for the open ones
     assert "nothing stuck" in verify.stdout, verify.stdout
     assert verify.returncode == 0, verify.stderr[-2000:]
+
+
+@needs_data
+def test_no_take_profit_is_paid_past_its_level_by_more_than_the_spread_and_one_path_step(demo_run: DemoRun) -> None:
+    """The paper book walks each candle's path in steps of at most PATH_STEP_PCT and the take profit rests as
+    a limit sell at its level: a take profit's gross return (exit over entry, the averaged entry for a grid)
+    may exceed the signal's level by the book's spread plus one step at most, never by a close already past it."""
+    assert demo_run.result.returncode == 0, demo_run.result.stderr[-3000:]
+    bound = 2 * demo.BOOK_SPREAD_PCT + demo.PATH_STEP_PCT
+    with psycopg.connect(demo_run.url) as conn:
+        overshoot = conn.execute(
+            "select t.signal_id, (t.exit_price / t.entry_price - 1) * 100 - s.take_profit_pct from trades t"
+            " join signals s on s.id = t.signal_id where t.exit_reason = 'take_profit'").fetchall()
+    assert overshoot, "no take-profit trade in the demo run: nothing to check"
+    past = [(signal_id, float(points)) for signal_id, points in overshoot if float(points) > bound]
+    assert not past, f"{len(past)} of {len(overshoot)} take profits paid more than {bound:g} points past the level"
 
 
 @needs_data

@@ -30,13 +30,13 @@ def fills(url: str, signal_id: UUID) -> list[tuple]:
 
 
 def walk_grid(store: PostgresStore, migrated_db: str, outbox: Path, path: list[float],
-              **signal: Any) -> tuple[UUID, dict[str, Any]]:
+              config: dict[str, Any] | None = None, **signal: Any) -> tuple[UUID, dict[str, Any]]:
     """Open a DCA entry with a grid at 100, walk the mid through `path` (a few ticks each), until it closes."""
     signal_id = emit(store, **{**GRID, **signal})
     seen: dict[str, Any] = {}
 
     async def scenario() -> None:
-        harness = start(executor_config(outbox), PostgresQueue(migrated_db, retry=NO_WAIT))
+        harness = start(executor_config(outbox, **(config or {})), PostgresQueue(migrated_db, retry=NO_WAIT))
         seen["before"] = wallet(harness)
         try:
             await open_position(harness, migrated_db, signal_id)
@@ -48,7 +48,10 @@ def walk_grid(store: PostgresStore, migrated_db: str, outbox: Path, path: list[f
                 harness.book("BTC-USDT", mid)
                 await harness.step(3)
                 if signal_id in harness.strategy.positions:
-                    seen.setdefault("averages", []).append(harness.strategy.positions[signal_id].entry_price)
+                    position = harness.strategy.positions[signal_id]
+                    seen.setdefault("averages", []).append(position.entry_price)
+                    seen.setdefault("resting_sells", []).append(
+                        [o.price for o in position.open_orders("exit") if o.cancel_sent_at is None])
             await harness.until(lambda: signal_id not in harness.strategy.positions)
             await harness.step(5)  # more ticks: nothing is sold or placed again
             await harness.drained()
@@ -130,6 +133,35 @@ def test_a_stop_loss_of_the_average_entry_cancels_the_levels_left_and_sells_once
     (usdt_before, _), (usdt_after, btc_after) = seen["before"], seen["after"]
     assert trade["pnl_quote"] == pytest.approx(usdt_after - usdt_before + btc_after * sold[2], abs=Decimal("1e-9"))
     assert trade["pnl_quote"] < 0
+
+
+def test_a_maker_take_profit_rests_beside_the_grid_moves_with_the_average_and_fills_at_its_level(
+        store: PostgresStore, migrated_db: str, outbox: Path) -> None:
+    """take_profit_order_type limit on a DCA entry: the take profit rests as a limit sell beside the grid's
+    buys (it is not left to a market sell after the level was crossed); a level that fills moves it to the
+    take profit of the average entry; when the book crosses it, it fills at its own price, the levels left
+    are cancelled (confirmed) and the position closes as take_profit with nothing sold twice."""
+    signal_id, seen = walk_grid(store, migrated_db, outbox, [98.4, 99.0, 101.5],
+                                config={"take_profit_order_type": "limit"}, take_profit_pct=1.5, stop_loss_pct=8.0)
+    entry = seen["first_fill"]
+    first_sell, after_level_1 = seen["resting_sells"][0], seen["resting_sells"][1]
+    assert len(first_sell) == 1 and len(after_level_1) == 1
+    average = seen["averages"][0]
+    assert average < entry  # level 1 filled at 98.4's crossing
+    assert after_level_1[0] == pytest.approx(average * Decimal("1.015"), rel=Decimal("1e-6"))
+    assert after_level_1[0] < entry * Decimal("1.015")
+    orders = rows(migrated_db, "select purpose, side, order_type, status, count(*) from orders where signal_id = %s"
+                               " group by 1, 2, 3, 4 order by 1, 2, 3, 4", signal_id)
+    assert orders == [("entry", "buy", "limit", "cancelled", 2), ("entry", "buy", "limit", "filled", 1),
+                      ("entry", "buy", "market", "filled", 1), ("exit", "sell", "limit", "cancelled", 1),
+                      ("exit", "sell", "limit", "filled", 1)]
+    trade = trade_row(migrated_db, signal_id)
+    assert trade["exit_reason"] == "take_profit"
+    # at the level itself, not at the bid that crossed it (101.5 is 0.5 points past it)
+    assert trade["exit_price"] == pytest.approx(after_level_1[0], rel=Decimal("1e-9"))
+    assert trade["entry_price"] == pytest.approx(average)
+    assert seen["after"][1] == pytest.approx(0, abs=Decimal("1e-12"))  # everything the grid bought was sold
+    assert signal_row(migrated_db, signal_id)["status"] == "closed"
 
 
 def test_the_grid_counts_against_the_balance(store: PostgresStore, migrated_db: str, outbox: Path) -> None:
