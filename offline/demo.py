@@ -662,7 +662,8 @@ async def run_phases(demo: Demo) -> None:
             stop(demo.harness)  # inside the loop: Hummingbot schedules its network stop on it
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command line (the tests parse the documented commands with it)."""
     parser = argparse.ArgumentParser(prog="python -m offline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(default_data()),
                         help="folder of recorded candles (default: %(default)s)")
@@ -675,7 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="0-4", help="which phases, e.g. 0-4, 1,2 (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="short windows (a few minutes in all)")
     parser.add_argument("--report", default="demo-report.html", help="HTML report to write (default %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
         plan = make_plan(args)
