@@ -45,6 +45,7 @@ from bridge.path import Candle, Mode, Point, market_path
 from bridge.queue_client import PostgresQueue
 from controller.cli.phase import checklist
 from controller.config import PROJECT_ROOT, ControllerConfig, load_config, load_model, load_secrets
+from controller.config_base import ConfigError
 from controller.data import db, flags
 from controller.data.market_data import SimClock, ohlcv_dir, timeframe_seconds
 from controller.data.migrate import migrate
@@ -199,10 +200,10 @@ class DemoBusy(Exception):
     """Another demo run holds the demo database."""
 
 
-def _lock(url: str) -> psycopg.Connection:
+def _lock(url: str, timeout_s: int) -> psycopg.Connection:
     """A session lock on the server of `url`, held by the returned connection for the whole run, so a second
     demo started meanwhile stops with one line instead of dropping the first one's database under it."""
-    conn = psycopg.connect(url, autocommit=True)
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=timeout_s)
     if not conn.execute("select pg_try_advisory_lock(hashtext('offline.demo'))").fetchone()[0]:
         conn.close()
         raise DemoBusy("another offline demo is running on this database server (it uses the demo database); "
@@ -212,15 +213,18 @@ def _lock(url: str) -> psycopg.Connection:
 
 def demo_database(config: ControllerConfig) -> tuple[str, psycopg.Connection]:
     """A fresh `trading_demo` database on the embedded server (or the DATABASE_URL given), migrated; and the
-    connection holding the demo's lock (close it at the end of the run)."""
+    connection holding the demo's lock (close it at the end of the run). A malformed or unreachable
+    DATABASE_URL raises ConfigError with one line, before anything is written."""
     secrets = load_secrets()
+    timeout_s = config.database.connect_timeout_s
     if secrets.database_url is not None:
-        url = secrets.database_url.get_secret_value()
-        lock = _lock(url)
+        url = db.database_url(config.database, secrets)
+        db.check_reachable(url, timeout_s)
+        lock = _lock(url, timeout_s)
         console.print("[yellow]DATABASE_URL is set: the demo writes its signals and trades into that database[/]")
     else:
         server = db.embedded(config.database).start()
-        lock = _lock(server.url_for("postgres"))
+        lock = _lock(server.url_for("postgres"), timeout_s)
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DEMO_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DB)))
@@ -662,7 +666,8 @@ async def run_phases(demo: Demo) -> None:
             stop(demo.harness)  # inside the loop: Hummingbot schedules its network stop on it
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command line (the tests parse the documented commands with it)."""
     parser = argparse.ArgumentParser(prog="python -m offline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(default_data()),
                         help="folder of recorded candles (default: %(default)s)")
@@ -675,7 +680,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="0-4", help="which phases, e.g. 0-4, 1,2 (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="short windows (a few minutes in all)")
     parser.add_argument("--report", default="demo-report.html", help="HTML report to write (default %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
         plan = make_plan(args)
@@ -685,12 +694,12 @@ def main(argv: list[str] | None = None) -> int:
     if not plan.report.resolve().parent.is_dir():
         print(f"error: --report: folder {plan.report.resolve().parent} does not exist", file=sys.stderr)
         return 2
-    config = load_config()
     logs.configure("WARNING")
     logging.getLogger("controller.scan.pipeline").setLevel(logging.ERROR)  # per-symbol data notes would drown it
     try:
+        config = load_config()
         url, lock = demo_database(config)
-    except DemoBusy as exc:
+    except (DemoBusy, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))

@@ -136,7 +136,7 @@ def flags_phase(
     ml_setup: Annotated[bool, typer.Option("--ml/--flags-only", help="phase 3: train, gate and scan with ML "
                                                                      "(default), or only set the flags")] = True,
 ) -> None:
-    """Set the flags of phase 0-4 (see conf/flags.yml and the README). Phase 3 then trains a model per strategy
+    """Set the flags of phase 0-4 (see conf/flags.yml and docs/cli.md). Phase 3 then trains a model per strategy
     on recorded candles, applies the promotion gate (printing why it promotes or refuses) and replays the
     recordings' last `--hours` with ML on."""
     specs = load_specs(ctx.obj)

@@ -1,4 +1,4 @@
-"""`ml train|evaluate|promote|list`: the ML confidence models (flag ml.enabled) (see the README's ML section).
+"""`ml train|evaluate|promote|list`: the ML confidence models (flag ml.enabled) (see docs/ml-confidence.md).
 
 `ml train --replay DIR` builds events over a folder of recorded candles (every strategy, vectorised), validates
 each strategy's model with purged walk-forward folds, fits it on all events and registers it (inactive);
