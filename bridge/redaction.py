@@ -1,4 +1,4 @@
-"""Keep secrets out of logs: DSN passwords, bearer tokens, API keys and JWTs.
+"""Keep secrets out of logs: DSN passwords, bearer tokens, API keys, Telegram bot tokens and JWTs.
 
 Standard library only, so the Hummingbot side can use it too.
 """
@@ -28,6 +28,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         rf"\g<pre>{MASK}",
     ),
+    # Telegram bot tokens (<bot id>:<35 characters>), which the Bot API puts in the URL path: /bot<token>/sendMessage
+    (re.compile(r"(?P<pre>/bot)\d+:[A-Za-z0-9_-]+"), rf"\g<pre>{MASK}"),
+    (re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}"), MASK),
     # bare JWTs (Supabase keys are JWTs): header.payload.signature, base64url
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
 )

@@ -154,6 +154,7 @@ class Operations:
     def close(self) -> None:
         self.stop.set()  # the retrainer's thread ends at its next check
         self.reporter.final_report()
+        self.alerter.close()  # the final report's alerts go out before the process ends
         if self.metrics is not None:
             self.metrics.stop()
 

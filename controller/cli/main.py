@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bridge.version import __version__
 from controller.cli import access, data, db, ml, ops, phase, report, scan, shadow, trade
 from controller.cli.base import Context, fail
 from controller.config import DEFAULT_CONFIG, load_config, load_secrets
@@ -17,10 +18,18 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Trading control plane around Hummingbot.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", "-c", help="controller config file")] = DEFAULT_CONFIG,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the release version and exit")] = False,
 ) -> None:
     """Load and validate the configuration before any command runs."""
     try:

@@ -17,7 +17,7 @@ from bridge.redaction import RedactingFilter
 # Environment variables whose values are secrets wherever they show up.
 SECRET_ENV_VARS = ("DATABASE_URL", "TEST_DATABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY",
                    "SUPABASE_JWT_SECRET", "PGPASSWORD", "PGRST_JWT_SECRET", "EXECUTOR_JWT", "ALERT_WEBHOOK_URL",
-                   "AUTHENTICATOR_PASSWORD", "POSTGRES_PASSWORD", "CONFIG_PASSWORD", "QUEUE_URL")
+                   "TELEGRAM_BOT_TOKEN", "AUTHENTICATOR_PASSWORD", "POSTGRES_PASSWORD", "CONFIG_PASSWORD", "QUEUE_URL")
 
 _STANDARD = RedactingFilter._STANDARD
 
