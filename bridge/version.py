@@ -1,6 +1,6 @@
 """The release version and the version of each interface others build on (docs/interfaces.md).
 
-The one place they are written: pyproject.toml reads `__version__` from here, the CLI prints it, and
+The one place they are written: pyproject.toml reads `VERSION` from here, the CLI prints it, and
 tests/contract/test_interfaces.py fails when an interface changes while its version stays. Standard library
 only, so the Hummingbot side can import it too.
 
@@ -11,7 +11,7 @@ option, a changed type or return).
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+VERSION = "0.2.0"
 
 INTERFACES: dict[str, str] = {
     "signal_schema": "1.0",     # bridge/schemas.py: NewSignal, Signal, OrderEvent

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bridge.version import __version__
+from bridge.version import VERSION
 from controller.cli import access, data, db, ml, ops, phase, report, scan, shadow, trade
 from controller.cli.base import Context, fail
 from controller.config import DEFAULT_CONFIG, load_config, load_secrets
@@ -20,7 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(__version__)
+        typer.echo(VERSION)
         raise typer.Exit()
 
 

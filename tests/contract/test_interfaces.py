@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from bridge.version import INTERFACES, __version__
+from bridge.version import INTERFACES, VERSION
 from tests.support import interfaces
 from tests.support.interfaces import FINGERPRINT_FILE, ROOT, current, stale
 
@@ -70,7 +70,7 @@ def test_a_changed_interface_under_the_same_version_fails_with_the_diff(now: dic
 
 def test_the_changelog_and_the_docs_name_the_current_versions() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert re.search(rf"^## {re.escape(__version__)}\b", changelog, re.M), f"CHANGELOG.md has no ## {__version__}"
+    assert re.search(rf"^## {re.escape(VERSION)}\b", changelog, re.M), f"CHANGELOG.md has no ## {VERSION}"
     doc = (ROOT / "docs" / "interfaces.md").read_text()
     for name, version in INTERFACES.items():
         assert re.search(rf"`{name}`.*\b{re.escape(version)}\b", doc), f"docs/interfaces.md: {name} {version}"

@@ -209,7 +209,13 @@ def test_bad_input_is_said_in_one_line_and_changes_nothing(case: Case, world: Wo
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("error: ")
     if case.within_s is not None:
-        assert elapsed < case.within_s  # start-up included
+        # Against the same program's start-up, timed here: the demo loads Hummingbot's classes before it reads
+        # its configuration, and a busy machine stretches both alike; a pool retrying would add its whole timeout.
+        startup = time.monotonic()
+        subprocess.run([sys.executable, "-m", argv[0], "--help"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                       timeout=300, check=True)
+        startup = time.monotonic() - startup
+        assert elapsed - startup < case.within_s, (elapsed, startup)
     after = row_counts(world.url)
     assert {t: n for t, n in after.items() if t not in case.may_write} == {
         t: n for t, n in before.items() if t not in case.may_write}
