@@ -197,8 +197,9 @@ def report_cmd(ctx: typer.Context,
                    "max dd %", "sharpe", "vs CHAMPION %", "95 % CI", "q", "basis"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r[0], r[1], "/".join(str(h) for h in r[2]), _span(r[3], r[4]), str(r[5]), _num(r[6], 1),
-                      _num(r[7], 2), _num(r[8], 2), _num(r[9], 2), _num(r[10], 2), _num(r[11], 2),
+        windows = "/".join(str(h) for h in r[2] or () if h is not None)  # "168/720": the same evidence
+        table.add_row(r[0], r[1], windows, _span(r[3], r[4]), str(r[5]), _num(r[6], 1), _num(r[7], 2),
+                      _num(r[8], 2), _num(r[9], 2), _num(r[10], 2), _num(r[11], 2),
                       "" if r[12] is None else f"[{r[12]:+.2f}, {r[13]:+.2f}]", r[14] or "", r[15] or "")
     console.print(table)
     for r in recs:

@@ -258,6 +258,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _windows(hours: Sequence[int | None] | None) -> str:
+    """The windows a row stands for: "168/720" when both read the same evidence."""
+    return "/".join(str(h) for h in hours or () if h is not None)
+
+
 def _span(start: Any, end: Any) -> str:
     return "" if start is None or end is None else f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
 
@@ -278,7 +283,7 @@ def shadow_section(data: ReportData) -> str:
         parts.append(_figure_html(fig, "leaderboard"))
         parts.append(_table(("strategy", "variation", "window h", "evidence", "trades", "win rate %", "avg P&L %",
                              "total P&L %", "max drawdown %", "sharpe", "vs CHAMPION %", "95 % CI", "q", "basis"),
-                            [(r["strategy"], r["name"], "/".join(str(h) for h in r["windows_h"] or ()),
+                            [(r["strategy"], r["name"], _windows(r["windows_h"]),
                               _span(r["evidence_start"], r["evidence_end"]), r["trades"], _cell(r["win_rate_pct"]),
                               _cell(r["avg_pnl_pct"]), _cell(r["total_pnl_pct"]), _cell(r["max_drawdown_pct"]),
                               _cell(r["sharpe"]), _cell(r["mean_diff_pct"]),

@@ -56,7 +56,8 @@ select v.strategy, v.name, v.params_hash, s.window_h, s.windows_h,
        round(s.p_value::numeric, 3)                            as p_value,
        round(s.q_value::numeric, 3)                            as q_value,
        shadow_p_shown(s.p_value, s.p_resolution)               as p_shown,
-       shadow_p_shown(least(1, s.q_value), s.p_resolution)     as q_shown,
+       -- (least() skips a null: CHAMPION, compared with nothing, would read q = 1)
+       shadow_p_shown(case when s.q_value > 1 then 1 else s.q_value end, s.p_resolution) as q_shown,
        s.basis
   from shadow_variations v
   join spans s on s.variation_id = v.id
