@@ -133,13 +133,13 @@ def leaderboard(demo: Demo) -> list[tuple[Any, ...]]:
     with demo.conn() as conn:
         return conn.execute(
             "select strategy, name, window_h, trades, win_rate_pct, avg_pnl_pct, total_pnl_pct, paired_n,"
-            " mean_diff_pct, p_value from dashboard_shadow_leaderboard order by strategy, window_h,"
-            " name = 'CHAMPION' desc, name").fetchall()
+            " mean_diff_pct, q_value, windows_h, q_shown from dashboard_shadow_leaderboard order by strategy,"
+            " window_h, name = 'CHAMPION' desc, name").fetchall()
 
 
 def top_rows(rows: list[tuple[Any, ...]], limit: int = 10) -> list[tuple[Any, ...]]:
     """The rows worth reading first: each strategy's CHAMPION on its longest window, then the variations most
-    clearly different from it (lowest p-value), then those with the most trades."""
+    clearly different from it (lowest stored q), then those with the most trades."""
     longest = {}
     for row in rows:
         longest[row[0]] = max(longest.get(row[0], row[2]), row[2])
@@ -253,10 +253,12 @@ def _print_leaderboard(demo: Demo, console: Any) -> None:
     shown = top_rows(rows)
     table = Table(title=f"shadow leaderboard (dashboard_shadow_leaderboard): the top {len(shown)} of {len(rows)} rows")
     for column in ("strategy", "variation", "window h", "trades", "win %", "avg %", "total %", "paired n",
-                   "diff % vs CHAMPION", "p"):
+                   "diff % vs CHAMPION", "q"):
         table.add_column(column)
-    for row in shown:
-        table.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    for strategy, name, _, trades, win, avg, total, n, diff, _, windows, q_shown in shown:
+        # the figures as the view rounded them, q as `shadow report` shows it
+        table.add_row(strategy, name, "/".join(str(h) for h in windows or ()),
+                      *("-" if v is None else str(v) for v in (trades, win, avg, total, n, diff, q_shown)))
     console.print(table)
     if len(rows) > len(shown):
         console.print(f"  ... and {len(rows) - len(shown)} more rows: `python -m controller shadow report` or the "

@@ -11,6 +11,7 @@ once over all of it, so adding windows or strategies does not add uncorrected ch
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -52,23 +53,29 @@ def candidates(conn: psycopg.Connection, strategy: str, start: datetime, end: da
 def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[tuple[str, str], int],
                now: datetime, settings: ShadowSettings, report: EvaluationReport,
                windows_h: Iterable[int] | None = None) -> dict[tuple[str, int], list[Evidence]]:
-    """Summaries and comparisons per strategy and window, corrected over the pass, stored and returned."""
-    tested: list[tuple[str, int, datetime, float, Summary, dict[str, tuple[Summary, Paired | None]]]] = []
+    """Summaries and comparisons per strategy and window, corrected over the pass, stored and returned.
+
+    Each row records the evidence its window really read (first and last candidate, how many). A longer
+    window that holds no candidate more than a shorter one read the same evidence: it is stored with the
+    same figures and span, and tested once (one entry in the family, the same q)."""
+    tested: list[Window] = []
     for strategy in sorted({v.strategy for v in variations}):
         vids = {v.name: ids[(v.strategy, v.name)] for v in variations if v.strategy == strategy}
-        for window_h in windows_h or settings.windows_h:
+        shorter: Window | None = None
+        for window_h in sorted(set(windows_h or settings.windows_h)):
             start = now - timedelta(hours=window_h)
             data = candidates(conn, strategy, start, now, vids)
             pnl, entered, size = data["pnl"], data["entered"], data["size"]
             if pnl.empty:
                 continue
+            if shorter is not None and pnl.index.equals(shorter.index):
+                tested.append(Window(strategy, window_h, start, shorter.index, shorter.per, twin=True))
+                continue
             times = pnl.index.get_level_values("candle_ts")
-            days = (times.max() - times.min()).total_seconds() / 86400
             clusters_all = symbol_days(pnl.index.get_level_values("symbol").to_numpy(),
                                        times.tz_convert(None).to_numpy())
             c = pnl[CHAMPION].to_numpy(dtype=np.float64)
             ce = entered[CHAMPION].to_numpy()
-            champion_summary = summarize(c[ce & np.isfinite(c)])
             per: dict[str, tuple[Summary, Paired | None]] = {}
             for name in vids:
                 v = pnl[name].to_numpy(dtype=np.float64)
@@ -82,30 +89,55 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
                                    size[CHAMPION].to_numpy(dtype=np.float64)[both], clusters=clusters_all[both],
                                    samples=settings.bootstrap_samples, seed=settings.seed)
                 per[name] = (summary, pair)
-            tested.append((strategy, window_h, start, days, champion_summary, per))
-    family = [pair.p_value for *_, per in tested for _, pair in per.values() if pair is not None]
+            shorter = Window(strategy, window_h, start, pnl.index, per)
+            tested.append(shorter)
+    family = [pair.p_value for w in tested if not w.twin for _, pair in w.per.values() if pair is not None]
     q_values = iter(benjamini_hochberg(np.array(family)))
+    q_of: dict[tuple[str, str, int], float] = {}  # (strategy, variation, id of the tested window's figures)
     evidence: dict[tuple[str, int], list[Evidence]] = {}
-    for strategy, window_h, start, days, champion_summary, per in tested:
+    for w in tested:
+        times = w.index.get_level_values("candle_ts")
+        first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+        days = (last - first).total_seconds() / 86400
+        champion_summary = w.per[CHAMPION][0]
         rows = []
-        for name, (summary, pair) in per.items():
-            vid = ids[(strategy, name)]
-            q = float(next(q_values)) if pair is not None else None
+        for name, (summary, pair) in w.per.items():
+            vid = ids[(w.strategy, name)]
+            q = None
+            if pair is not None:
+                key = (w.strategy, name, id(w.per))
+                if not w.twin:
+                    q_of[key] = float(next(q_values))
+                q = q_of[key]
             basis = pair.basis if pair is not None else (None if name == CHAMPION else "no-op")
-            rows.append((vid, start, now, summary.trades, summary.wins, summary.mean_pnl_pct, summary.total_pnl_pct,
-                         summary.max_drawdown_pct, strategy, window_h, summary.sharpe, summary.win_rate_pct,
+            rows.append((vid, w.start, now, summary.trades, summary.wins, summary.mean_pnl_pct, summary.total_pnl_pct,
+                         summary.max_drawdown_pct, w.strategy, w.window_h, summary.sharpe, summary.win_rate_pct,
                          pair.n if pair else None, pair.mean_diff if pair else None, pair.ci_low if pair else None,
                          pair.ci_high if pair else None, pair.p_value if pair else None, q,
-                         pair.resolution if pair else None, pair.mde if pair else None, basis))
+                         pair.resolution if pair else None, pair.mde if pair else None, basis, first, last,
+                         len(w.index)))
             if pair is not None and q is not None:
-                evidence.setdefault((strategy, window_h), []).append(
+                evidence.setdefault((w.strategy, w.window_h), []).append(
                     Evidence(name, summary, champion_summary, pair, q, days))
         with conn.cursor() as write:
             write.executemany(
                 "insert into shadow_performance (variation_id, window_start, window_end, trades, wins, avg_pnl_pct,"
                 " total_pnl_pct, max_drawdown_pct, strategy, window_h, sharpe, win_rate_pct, paired_n,"
                 " mean_diff_pct, ci_low_pct, ci_high_pct, p_value, q_value, p_resolution, mde_pct, basis,"
-                " computed_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s, now()) on conflict (variation_id, window_start, window_end) do nothing", rows)
+                " evidence_start, evidence_end, candidates, computed_at) values (%s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+                " on conflict (variation_id, window_start, window_end) do nothing", rows)
         report.performance_rows += len(rows)
     return evidence
+
+
+@dataclass(frozen=True)
+class Window:
+    """One strategy's window of a pass: its candidates and, per variation, the summary and comparison."""
+
+    strategy: str
+    window_h: int
+    start: datetime
+    index: pd.Index
+    per: dict[str, tuple[Summary, Paired | None]]
+    twin: bool = False  # the same candidates as the next shorter window: its figures, not tested again

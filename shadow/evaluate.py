@@ -1,5 +1,6 @@
 """The shadow evaluator: decisions for every (variation, candidate), outcomes once their horizon passed,
-statistics per window, CHAMPION's calibration against real trades. The I/O edge of `shadow/`.
+CHAMPION's calibration against real trades (the statistics per window are `shadow.compare`'s). The I/O edge
+of `shadow/`.
 
 A candidate is a scan (strategy, symbol, candle) at which CHAMPION or any variation enters. Every
 (variation, candidate) pair gets a `shadow_outcomes` row, `pending` until the horizon (the variation's
@@ -29,10 +30,9 @@ from controller.scan import indicators
 from controller.scan.strategies import EXIT_COLUMNS
 from controller.scan.strategy_params import StrategiesConfig
 from shadow.decide import decide
-from shadow.recommend import Calibration, Evidence
+from shadow.recommend import Calibration
 from shadow.replay import PENDING, BarrierGrid, Paths, replay
 from shadow.settings import ShadowSettings
-from shadow.stats import benjamini_hochberg, paired, summarize
 from shadow.variations import CHAMPION, Variation
 
 logger = logging.getLogger(__name__)
@@ -242,86 +242,6 @@ def _seconds(ts: pd.Series) -> np.ndarray:
 
 def _nan(value: Any) -> float:
     return np.nan if value is None else float(value)
-
-
-# --------------------------------------------------------------------------------------- statistics
-
-
-def candidate_matrix(conn: psycopg.Connection, strategy: str, start: datetime, end: datetime,
-                     variation_ids: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per candidate (rows) and variation (columns): size-weighted net P&L (0 where it did not enter, NaN
-    while pending or missing), and whether it entered."""
-    rows = conn.execute(
-        "select o.exchange, o.symbol, o.candle_ts, o.variation_id,"
-        "       case when not o.would_enter then 0 when o.status = 'evaluated' then o.pnl_pct * o.size_multiplier end,"
-        "       o.would_enter"
-        "  from shadow_outcomes o where o.strategy = %s and o.candle_ts >= %s and o.candle_ts < %s"
-        "   and o.variation_id = any(%s)", (strategy, start, end, list(variation_ids.values()))).fetchall()
-    if not rows:
-        return pd.DataFrame(columns=list(variation_ids)), pd.DataFrame(columns=list(variation_ids))
-    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "candle_ts", "variation_id", "pnl", "entered"])
-    names = {i: n for n, i in variation_ids.items()}
-    frame["name"] = frame["variation_id"].map(names)
-    frame["pnl"] = frame["pnl"].astype(np.float64)
-    index = ["candle_ts", "exchange", "symbol"]
-    values = frame.pivot_table(index=index, columns="name", values="pnl", aggfunc="first", dropna=False)
-    entered = frame.pivot_table(index=index, columns="name", values="entered", aggfunc="first", dropna=False)
-    columns = list(variation_ids)
-    return (values.reindex(columns=columns).sort_index(),
-            entered.reindex(index=values.index, columns=columns).fillna(False).astype(bool).sort_index())
-
-
-def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[tuple[str, str], int],
-               now: datetime, settings: ShadowSettings, report: EvaluationReport,
-               windows_h: Iterable[int] | None = None) -> dict[tuple[str, int], list[Evidence]]:
-    """Summaries and paired differences per strategy and window, written to shadow_performance.
-
-    A variation's summary counts its evaluated trades; its difference to CHAMPION is paired on the
-    candidates where both are known (not pending)."""
-    evidence: dict[tuple[str, int], list[Evidence]] = {}
-    for strategy in sorted({v.strategy for v in variations}):
-        vids = {v.name: ids[(v.strategy, v.name)] for v in variations if v.strategy == strategy}
-        for window_h in windows_h or settings.windows_h:
-            start = now - timedelta(hours=window_h)
-            values, entered = candidate_matrix(conn, strategy, start, now, vids)
-            if values.empty:
-                continue
-            times = values.index.get_level_values("candle_ts")
-            days = (times.max() - times.min()).total_seconds() / 86400
-            champion_values = values[CHAMPION].to_numpy(dtype=np.float64)
-            champion_traded = entered[CHAMPION].to_numpy() & np.isfinite(champion_values)
-            champion_summary = summarize(champion_values[champion_traded])
-            tested = []
-            for name in vids:
-                v = values[name].to_numpy(dtype=np.float64)
-                summary = summarize(v[entered[name].to_numpy() & np.isfinite(v)])
-                pair = None
-                if name != CHAMPION:
-                    both = np.isfinite(v) & np.isfinite(champion_values)
-                    pair = paired(v[both], champion_values[both], samples=settings.bootstrap_samples,
-                                  seed=settings.seed)
-                tested.append((name, summary, pair))
-            q_values = iter(benjamini_hochberg(np.array([p.p_value for _, _, p in tested if p is not None])))
-            rows = []
-            for name, summary, pair in tested:
-                q = float(next(q_values)) if pair is not None else None
-                rows.append((vids[name], start, now, summary.trades, summary.wins, summary.mean_pnl_pct,
-                             summary.total_pnl_pct, summary.max_drawdown_pct, strategy, window_h, summary.sharpe,
-                             summary.win_rate_pct, pair.n if pair else None, pair.mean_diff if pair else None,
-                             pair.ci_low if pair else None, pair.ci_high if pair else None,
-                             pair.p_value if pair else None, q))
-                if pair is not None and q is not None:
-                    evidence.setdefault((strategy, window_h), []).append(
-                        Evidence(name, summary, champion_summary, pair, q, days))
-            with conn.cursor() as write:
-                write.executemany(
-                    "insert into shadow_performance (variation_id, window_start, window_end, trades, wins, avg_pnl_pct,"
-                    " total_pnl_pct, max_drawdown_pct, strategy, window_h, sharpe, win_rate_pct, paired_n,"
-                    " mean_diff_pct, ci_low_pct, ci_high_pct, p_value, q_value, computed_at)"
-                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-                    " on conflict (variation_id, window_start, window_end) do nothing", rows)
-            report.performance_rows += len(rows)
-    return evidence
 
 
 # --------------------------------------------------------------------------------------- calibration

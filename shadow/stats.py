@@ -37,7 +37,7 @@ class Summary:
     mean_pnl_pct: float | None
     total_pnl_pct: float
     sharpe: float | None  # per trade: mean / standard deviation (not annualised); None without variance
-    max_drawdown_pct: float
+    max_drawdown_pct: float  # on the compounding equity curve of the per-unit returns: within 100 %
 
 
 def summarize(pnl_pct: np.ndarray) -> Summary:
@@ -47,14 +47,29 @@ def summarize(pnl_pct: np.ndarray) -> Summary:
     if n == 0:
         return Summary(0, 0, None, None, 0.0, None, 0.0)
     wins = int((pnl > 0).sum())
-    cumulative = np.cumsum(pnl)
-    peak = np.maximum.accumulate(np.concatenate(([0.0], cumulative)))[1:]
-    drawdown = float((peak - cumulative).max())
+    return Summary(n, wins, wins / n * 100, float(pnl.mean()), float(pnl.sum()), sharpe(pnl), max_drawdown_pct(pnl))
+
+
+def max_drawdown_pct(pnl_pct: np.ndarray) -> float:
+    """The deepest fall from a peak of an equity curve that reinvests each trade's per-unit return in turn, in
+    percent of the peak. Compounding keeps it within 100 %: summed percentages (2 losses of 80 % "fall" 160 %)
+    describe no portfolio. A return below -100 % (a loss larger than the capital) counts as -100 %."""
+    pnl = np.asarray(pnl_pct, dtype=np.float64)
+    if len(pnl) == 0:
+        return 0.0
+    equity = np.cumprod(np.maximum(1.0 + pnl / 100.0, 0.0))
+    peak = np.maximum.accumulate(np.concatenate(([1.0], equity)))[1:]
+    return float(((peak - equity) / peak).max() * 100.0)
+
+
+def sharpe(pnl_pct: np.ndarray) -> float | None:
+    """Mean over standard deviation per trade (not annualised); None without variance."""
+    pnl = np.asarray(pnl_pct, dtype=np.float64)
+    n = len(pnl)
     std = float(pnl.std(ddof=1)) if n > 1 else 0.0
     # a standard deviation at rounding level is no variance: a ratio over it is noise (3e14 on equal trades)
     varies = std > 1e-9 * max(1.0, float(np.abs(pnl).max()))
-    return Summary(n, wins, wins / n * 100, float(pnl.mean()), float(pnl.sum()),
-                   float(pnl.mean() / std) if varies else None, drawdown)
+    return float(pnl.mean() / std) if varies else None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from rich.table import Table
 from controller.cli.base import Context, connect, console, fail, parse_time, require_schema
 from controller.config_base import ConfigError
 from controller.data import flags
+from stats.pvalues import PValue
 
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadow variations: evaluate, report, recommend, apply, roll back.")
 
@@ -158,8 +159,8 @@ def recommend_cmd(ctx: typer.Context, variations: VariationsOption = None, at: A
                           f"{changes}")
             ev = result.evidence
             console.print(f"  evidence: {ev['trades']} trades, win rate {ev['win_rate_pct']:.1f} % vs "
-                          f"{ev['champion_win_rate_pct']:.1f} %, paired difference {ev['mean_diff_pct']:+.3f} % "
-                          f"[{ev['ci'][0]:+.3f}, {ev['ci'][1]:+.3f}], q {ev['q_value']:.4f}")
+                          f"{ev['champion_win_rate_pct']:.1f} %, paired difference {ev['mean_diff_pct']:+.2f} % "
+                          f"[{ev['ci'][0]:+.2f}, {ev['ci'][1]:+.2f}], q {PValue(min(1.0, ev['q_value'])).display()}")
             if rec_id in report.applied:
                 console.print(f"  applied: strategy_params version {report.applied[rec_id]} (shadow.apply is on)")
             else:
@@ -181,23 +182,25 @@ def report_cmd(ctx: typer.Context,
     with connect(ctx.obj) as conn:
         require_schema(conn)
         rows = conn.execute(
-            "select strategy, name, window_h, trades, win_rate_pct, avg_pnl_pct, total_pnl_pct, max_drawdown_pct,"
-            " sharpe, mean_diff_pct, ci_low_pct, ci_high_pct, q_value from dashboard_shadow_leaderboard"
-            " where %s::int is null or window_h = %s order by strategy, window_h, total_pnl_pct desc nulls last",
-            (window, window)).fetchall()
+            "select strategy, name, windows_h, evidence_start, evidence_end, trades, win_rate_pct, avg_pnl_pct,"
+            " total_pnl_pct, max_drawdown_pct, sharpe, mean_diff_pct, ci_low_pct, ci_high_pct, q_shown, basis"
+            " from dashboard_shadow_leaderboard where %s::int is null or %s = any(windows_h)"
+            " order by strategy, window_h, total_pnl_pct desc nulls last", (window, window)).fetchall()
         recs = conn.execute("select id, strategy, variation, tier, status, rollback_of, created_at from recommendations"
                             " order by id desc limit 10").fetchall()
     if not rows:
         console.print("no shadow performance yet: run python -m controller shadow evaluate")
         return
-    table = Table(title="shadow leaderboard (net of fees and slippage; difference paired with CHAMPION)")
-    for column in ("strategy", "variation", "window h", "trades", "win %", "mean %", "total %", "max dd %", "sharpe",
-                   "vs CHAMPION %", "95 % CI", "q"):
+    table = Table(title="shadow leaderboard (net of fees and slippage, per unit of capital; difference to CHAMPION"
+                        " as stored by the latest pass, q Benjamini-Hochberg over the pass)")
+    for column in ("strategy", "variation", "window h", "evidence", "trades", "win %", "mean %", "total %",
+                   "max dd %", "sharpe", "vs CHAMPION %", "95 % CI", "q", "basis"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r[0], r[1], str(r[2]), str(r[3]), _num(r[4], 1), _num(r[5], 3), _num(r[6], 2), _num(r[7], 2),
-                      _num(r[8], 2), _num(r[9], 3), "" if r[10] is None else f"[{r[10]:+.3f}, {r[11]:+.3f}]",
-                      _num(r[12], 4))
+        windows = "/".join(str(h) for h in r[2] or () if h is not None)  # "168/720": the same evidence
+        table.add_row(r[0], r[1], windows, _span(r[3], r[4]), str(r[5]), _num(r[6], 1), _num(r[7], 2),
+                      _num(r[8], 2), _num(r[9], 2), _num(r[10], 2), _num(r[11], 2),
+                      "" if r[12] is None else f"[{r[12]:+.2f}, {r[13]:+.2f}]", r[14] or "", r[15] or "")
     console.print(table)
     for r in recs:
         undo = f", rollback of {r[5]}" if r[5] else ""
@@ -206,6 +209,11 @@ def report_cmd(ctx: typer.Context,
 
 def _num(value: Any, digits: int) -> str:
     return "" if value is None else f"{float(value):.{digits}f}"
+
+
+def _span(start: datetime | None, end: datetime | None) -> str:
+    """The span the window's evidence covers (its first to last candidate)."""
+    return "" if start is None or end is None else f"{start:%m-%d %H:%M} to {end:%m-%d %H:%M}"
 
 
 @shadow_app.command("apply")

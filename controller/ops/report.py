@@ -82,9 +82,11 @@ def read_report(conn: psycopg.Connection) -> ReportData:
                 (exchange, symbol, timeframe[0], start, end)).fetchall()
     predictions = [(float(c), bool(w)) for c, w in conn.execute(
         "select p.confidence, t.pnl_quote > 0 from ml_predictions p join trades t on t.signal_id = p.signal_id")]
-    leaderboard = _dicts(conn, "select strategy, name, trades, wins, win_rate_pct::float8 as win_rate_pct,"
-                               " avg_pnl_pct::float8 as avg_pnl_pct, total_pnl_pct::float8 as total_pnl_pct"
-                               " from dashboard_shadow_leaderboard order by total_pnl_pct desc nulls last")
+    leaderboard = _dicts(conn, "select strategy, name, window_h, windows_h, window_end, evidence_start, evidence_end,"
+                               " trades, win_rate_pct, avg_pnl_pct, total_pnl_pct, max_drawdown_pct, sharpe,"
+                               " mean_diff_pct, ci_low_pct, ci_high_pct, q_shown, basis"
+                               " from dashboard_shadow_leaderboard"
+                               " order by strategy, window_h, total_pnl_pct desc nulls last, name")
     recommendations = _dicts(conn, "select id, strategy, status, created_at, decided_at, rollback_of,"
                                    " to_params_hash from recommendations order by created_at, id")
     conn.rollback()
@@ -241,18 +243,52 @@ def _trade_row(t: dict[str, Any]) -> TradeRow:
                     t["entry_price"], t["exit_price"], t["fees_quote"], True, True, t["ml_confidence"], t["ml_arm"])
 
 
+def latest_window(leaderboard: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leaderboard rows of the latest pass's shortest window: one bar per variation, not every window
+    stacked on one another."""
+    end = max(r["window_end"] for r in leaderboard)
+    rows = [r for r in leaderboard if r["window_end"] == end]
+    shortest = min(r["window_h"] or 0 for r in rows)
+    return sorted((r for r in rows if (r["window_h"] or 0) == shortest),
+                  key=lambda r: (-(r["total_pnl_pct"] or 0), r["strategy"], r["name"]))
+
+
+def _cell(value: Any) -> str:
+    """A figure as the leaderboard view rounded it, empty where there is none (no Sharpe without variance)."""
+    return "" if value is None else str(value)
+
+
+def _windows(hours: Sequence[int | None] | None) -> str:
+    """The windows a row stands for: "168/720" when both read the same evidence."""
+    return "/".join(str(h) for h in hours or () if h is not None)
+
+
+def _span(start: Any, end: Any) -> str:
+    return "" if start is None or end is None else f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+
+
 def shadow_section(data: ReportData) -> str:
     import plotly.graph_objects as go
 
     parts = []
     if data.leaderboard:
-        fig = go.Figure(go.Bar(x=[f"{r['strategy']}/{r['name']}" for r in data.leaderboard],
-                               y=[r["total_pnl_pct"] or 0 for r in data.leaderboard]))
-        fig.update_layout(title="shadow leaderboard: total P&L % of the latest window", yaxis_title="P&L %")
+        latest = latest_window(data.leaderboard)
+        first = min((r["evidence_start"] for r in latest if r["evidence_start"] is not None), default=None)
+        last = max((r["evidence_end"] for r in latest if r["evidence_end"] is not None), default=None)
+        span = f" (evidence {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M})" if first and last else ""
+        fig = go.Figure(go.Bar(x=[f"{r['strategy']}/{r['name']}" for r in latest],
+                               y=[float(r["total_pnl_pct"] or 0) for r in latest]))
+        fig.update_layout(title=f"shadow leaderboard: total P&L % of the latest {latest[0]['window_h']} h window"
+                                f"{span}", yaxis_title="P&L % (per unit of capital)")
         parts.append(_figure_html(fig, "leaderboard"))
-        parts.append(_table(("strategy", "variation", "trades", "wins", "win rate %", "avg P&L %", "total P&L %"),
-                            [(r["strategy"], r["name"], r["trades"], r["wins"], r["win_rate_pct"], r["avg_pnl_pct"],
-                              r["total_pnl_pct"]) for r in data.leaderboard]))
+        parts.append(_table(("strategy", "variation", "window h", "evidence", "trades", "win rate %", "avg P&L %",
+                             "total P&L %", "max drawdown %", "sharpe", "vs CHAMPION %", "95 % CI", "q", "basis"),
+                            [(r["strategy"], r["name"], _windows(r["windows_h"]),
+                              _span(r["evidence_start"], r["evidence_end"]), r["trades"], _cell(r["win_rate_pct"]),
+                              _cell(r["avg_pnl_pct"]), _cell(r["total_pnl_pct"]), _cell(r["max_drawdown_pct"]),
+                              _cell(r["sharpe"]), _cell(r["mean_diff_pct"]),
+                              "" if r["ci_low_pct"] is None else f"[{r['ci_low_pct']:+}, {r['ci_high_pct']:+}]",
+                              r["q_shown"] or "", r["basis"] or "") for r in data.leaderboard]))
     else:
         parts.append(_empty("no shadow variation has been evaluated"))
     if data.recommendations:

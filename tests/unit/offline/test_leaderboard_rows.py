@@ -6,8 +6,10 @@ from offline.phases import top_rows
 
 
 def row(strategy: str, name: str, window_h: int, trades: int, p: float | None) -> tuple:
-    # (strategy, name, window_h, trades, win %, avg %, total %, paired n, diff %, p), as leaderboard() reads them
-    return (strategy, name, window_h, trades, 50.0, 0.1, 1.0, trades, None if p is None else 0.2, p)
+    # (strategy, name, window_h, trades, win %, avg %, total %, paired n, diff %, q, windows h, q shown), as
+    # leaderboard() reads them
+    return (strategy, name, window_h, trades, 50.0, 0.1, 1.0, trades, None if p is None else 0.2, p, [window_h],
+            None if p is None else f"{p:.3f}")
 
 
 def test_each_champion_on_its_longest_window_then_the_most_significant_variations() -> None:
@@ -19,6 +21,6 @@ def test_each_champion_on_its_longest_window_then_the_most_significant_variation
     assert len(shown) == 10
     assert shown[:2] == [row("dca", "CHAMPION", 72, 30, None), row("channel", "CHAMPION", 72, 12, None)]
     assert shown[2] == row("channel", "TIGHT", 72, 12, 0.001)  # the clearest difference from its CHAMPION
-    assert [r[9] for r in shown[3:]] == sorted(r[9] for r in shown[3:])  # then by p-value
-    assert row("dca", "NOISY", 24, 40, None) not in shown  # no p-value: after every tested one
+    assert [r[9] for r in shown[3:]] == sorted(r[9] for r in shown[3:])  # then by q
+    assert row("dca", "NOISY", 24, 40, None) not in shown  # no q: after every tested one
     assert top_rows(rows[:3]) == [rows[1], rows[2], rows[0]]  # fewer than the limit: all, champions first

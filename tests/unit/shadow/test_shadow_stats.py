@@ -14,9 +14,22 @@ def test_summary_of_a_known_sequence() -> None:
     assert (s.trades, s.wins) == (5, 3)
     assert s.win_rate_pct == 60.0
     assert s.total_pnl_pct == 3.0 and s.mean_pnl_pct == pytest.approx(0.6)
-    # cumulative 2, 1, -2, 2, 3: the deepest fall from a peak is 2 -> -2
-    assert s.max_drawdown_pct == 4.0
+    # equity reinvested: 1.02, 1.0098, 0.979506, ...: the deepest fall is from 1.02 to 0.979506
+    assert s.max_drawdown_pct == pytest.approx((1.02 - 1.02 * 0.99 * 0.97) / 1.02 * 100)
     assert s.sharpe == pytest.approx(0.6 / np.std([2, -1, -3, 4, 1], ddof=1))
+
+
+def test_no_run_of_losses_draws_down_more_than_the_capital() -> None:
+    """Two losses of 80 % a trade summed "fall" 160 %; reinvested, 1 -> 0.2 -> 0.04 is 96 % of the peak."""
+    assert summarize(np.array([-80.0, -80.0])).max_drawdown_pct == pytest.approx(96.0)
+    assert summarize(np.array([5.0, -120.0, 3.0])).max_drawdown_pct == 100.0  # a loss past the capital: all of it
+    rng = np.random.default_rng(3)
+    assert all(summarize(rng.normal(-5, 30, 200)).max_drawdown_pct <= 100.0 for _ in range(20))
+
+
+def test_no_sharpe_without_variance() -> None:
+    assert summarize(np.full(12, 0.7)).sharpe is None  # equal trades: no ratio (it read 3e14 over rounding noise)
+    assert summarize(np.array([0.7])).sharpe is None
 
 
 def test_summary_of_nothing() -> None:
