@@ -193,9 +193,11 @@ def report_cmd(ctx: typer.Context,
         return
     table = Table(title="shadow leaderboard (net of fees and slippage, per unit of capital; difference to CHAMPION"
                         " as stored by the latest pass, q Benjamini-Hochberg over the pass)")
+    longest = max(len(r[1]) for r in rows)
     for column in ("strategy", "variation", "window h", "evidence", "trades", "win %", "mean %", "total %",
                    "max dd %", "sharpe", "vs CHAMPION %", "95 % CI", "q", "basis"):
-        table.add_column(column)
+        # a variation's name is what a reader looks for: never cut, the figures wrap instead
+        table.add_column(column, no_wrap=column == "variation", min_width=longest if column == "variation" else None)
     for r in rows:
         windows = "/".join(str(h) for h in r[2] or () if h is not None)  # "168/720": the same evidence
         table.add_row(r[0], r[1], windows, _span(r[3], r[4]), str(r[5]), _num(r[6], 1), _num(r[7], 2),
