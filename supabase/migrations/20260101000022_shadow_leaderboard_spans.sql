@@ -63,4 +63,28 @@ select v.strategy, v.name, v.params_hash, s.window_h, s.windows_h,
   join spans s on s.variation_id = v.id
  where v.active and s.nth = 1 and s.basis is distinct from 'no-op';
 
+-- The leaderboard view runs as its reader, who calls shadow_p_shown: apply_access_policy() takes execute
+-- back from every role on each run, so it grants this one again, as it does is_dashboard_member().
+create or replace function apply_access_policy()
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+    r record;
+begin
+    perform gate_views();
+    perform apply_base_access_policy();
+    -- the gated views call these as the reader
+    grant execute on function is_dashboard_member() to authenticated;
+    grant execute on function shadow_p_shown(double precision, double precision) to authenticated;
+    -- a materialized view cannot ask who reads it: the controller only
+    for r in select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = 'public' and c.relkind = 'm'
+    loop
+        execute format('revoke all on %I from authenticated', r.relname);
+    end loop;
+end
+$$;
+
 select apply_access_policy();

@@ -5,7 +5,7 @@ this file), row-level security on every table, then a sample of the matrix tried
 
     anon           nothing
     authenticated  select on the dashboard_* views (rows only for dashboard_members, migration 0016) and
-                   execute on is_dashboard_member (the views call it as the reader), nothing else
+                   execute on is_dashboard_member and shadow_p_shown (the views call them as the reader), nothing else
     executor       execute on claim_signals, ack_signal, report_order_event, heartbeat, executor_positions,
                    nothing else
     service_role   select/insert/update/delete on every table, select on every view, execute on every function
@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 ROLES = ["anon", "authenticated", "executor", "service_role"]
 EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat", "executor_positions"}
-AUTHENTICATED_FUNCTIONS = {"is_dashboard_member"}
+AUTHENTICATED_FUNCTIONS = {"is_dashboard_member", "shadow_p_shown"}
 MEMBER = "5d9f4a8e-0000-4000-8000-00000000000a"
 TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
 SERVICE_TABLE_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE"}
