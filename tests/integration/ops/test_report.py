@@ -14,7 +14,7 @@ import pytest
 from controller.cli.base import Context
 from controller.cli.report import report_command
 from controller.config import ControllerConfig, Secrets
-from tests.support.browser import chromium_path, open_page
+from tests.support.browser import chromium_path, open_page, png_size
 from tests.support.trading_rows import T0, History
 
 needs_chromium = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (scripts/setup.sh "
@@ -26,7 +26,9 @@ COUNT_CHARTS = """JSON.stringify({
   drawn: Array.from(document.querySelectorAll('div.chart .js-plotly-plot'))
               .filter(d => d.querySelector('.main-svg') && d.querySelectorAll('.trace, .point, path').length > 0)
               .map(d => d.id),
-  empty: Array.from(document.querySelectorAll('p.empty')).map(p => p.textContent)
+  empty: Array.from(document.querySelectorAll('p.empty')).map(p => p.textContent),
+  ticks: Array.from(document.querySelectorAll('.ytick text, .xtick text')).map(t => t.textContent),
+  height: document.documentElement.scrollHeight
 })"""
 
 
@@ -53,6 +55,9 @@ def full_history(conn: psycopg.Connection) -> None:
                       strategy="DCA" if i % 4 else "CHANNEL")
         h.prediction(sid, 0.5 + (i % 5) / 10, arm=arm)
     h.signal(status="rejected", reason="price moved 2.1% from the reference")
+    for worst in (0.97, 1.2, 0.61):  # one gate, three texts
+        h.signal(status="rejected", reason=f"price moved {worst:.2f}% within 5 s (max 0.5%)")
+    h.open_position()
     champion, aggressive = h.variation("CHAMPION"), h.variation("AGGRESSIVE")
     for i in range(10):
         h.outcome(champion, -0.5 + (i % 3) * 0.2)
@@ -69,18 +74,22 @@ def test_the_report_is_one_self_contained_file_with_every_section(migrated_db: s
     page = write_report(migrated_db, tmp_path / "report.html")
     assert not re.search(r"<script[^>]+src=", page) and "<link" not in page  # nothing fetched when opened
     assert page.count("<script>") >= 2 and "Plotly" in page  # Plotly's own JavaScript is inlined
-    for title in ("Phase checklist", "Equity curve and drawdown", "P&amp;L per strategy and pair",
+    for title in ("Headline figures", "Phase checklist", "Equity curve and drawdown",
+                  "P&amp;L per strategy, exit reason and pair", "Per exit reason", "Open positions",
                   "Signal funnel and rejection reasons", "Trades on the price chart", "calibration",
                   "leaderboard", "Storage per table"):
         assert title in page
     assert "price moved 2.1% from the reference" in page  # the rejection reason is shown
+    assert "μ" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # amounts name their currency
+    assert re.search(r"<td>price stability</td><td>3</td>", page)  # three texts, one gate
+    assert "<td>LTC-BTC</td><td>hb-1</td>" in page or "<td>LTC-BTC</td><td>bot</td>" in page  # the open position
     assert 'class="empty"' not in page  # every section had data
     assert "Phase 1: rules trading on paper: holds" in page and "Phase 3: ML as a booster: does not hold" in page
 
 
 def test_sections_without_data_say_so(migrated_db: str, tmp_path: Path) -> None:
     page = write_report(migrated_db, tmp_path / "empty.html")
-    for reason in ("No data: no closed trade yet", "No data: no signal emitted yet",
+    for reason in ("No data: no closed trade yet", "No data: no signal emitted yet", "No data: no open position",
                    "No data: no ML prediction is linked to a closed trade", "No data: no recommendation written",
                    "No data: no shadow variation has been evaluated"):
         assert reason in page
@@ -105,7 +114,10 @@ def test_the_report_renders_every_chart_in_chromium_without_a_javascript_error(m
     assert set(seen["charts"]) == expected
     assert set(seen["drawn"]) == expected, f"not drawn: {expected - set(seen['drawn'])}"
     assert seen["empty"] == []
-    assert screenshot.stat().st_size > 20_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["ticks"] and not [t for t in seen["ticks"] if "μ" in t or "m" == t[-1:]]  # no SI-prefixed amounts
+    # the screenshot is the whole page, far taller than the 900 px window
+    width, height = png_size(screenshot)
+    assert height == seen["height"] > 3 * 900 and width > 1200
 
 
 @needs_chromium
