@@ -387,7 +387,8 @@ def open_positions_section(data: ReportData) -> str:
                                                                  "+.2f"),
                      f"+{p['take_profit_pct']:g} / -{p['stop_loss_pct']:g}" if p["stop_loss_pct"] else
                      f"+{p['take_profit_pct']:g}"))
-    return (f"<p>{len(rows)} executing entries without a trade row, priced at their pair's last stored close "
+    what = "entry" if len(rows) == 1 else "entries"
+    return (f"<p>{len(rows)} executing {what} without a trade row, priced at their pair's last stored close "
             "(before exit fees):</p>" + _table(("opened", "strategy", "pair", "executor", "amount", "entry",
                                                "last price", "unrealised", "unrealised %", "TP / SL %"), rows))
 
@@ -429,7 +430,8 @@ def ml_section(data: ReportData) -> str:
 
 def _trade_row(t: dict[str, Any]) -> TradeRow:
     return TradeRow(t["strategy"], t["pnl_quote"], t["pnl_pct"], t["exit_reason"], t["side"], t["amount"],
-                    t["entry_price"], t["exit_price"], t["fees_quote"], True, True, t["ml_confidence"], t["ml_arm"])
+                    t["entry_price"], t["exit_price"], t["fees_quote"], True, True, t["ml_confidence"], t["ml_arm"],
+                    t["symbol"])
 
 
 def latest_window(leaderboard: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
