@@ -315,8 +315,10 @@ def funnel_section(data: ReportData) -> str:
     if gates:
         total = sum(g.signals for g in gates)
         parts.append(f"<h3>Rejections by gate ({total} signals, {sum(g.texts for g in gates)} distinct texts)</h3>")
-        parts.append(_figure_html(go.Figure(go.Bar(x=[g.signals for g in gates][::-1], y=[g.gate for g in gates][::-1],
-                                                   orientation="h")), "rejections"))
+        fig = go.Figure(go.Bar(x=[g.signals for g in gates][::-1], y=[g.gate for g in gates][::-1], orientation="h"))
+        # whole signals: ticks one or more signals apart, never at 0.5
+        fig.update_xaxes(title_text="rejected signals", tick0=0, dtick=max(1, -(-gates[0].signals // 8)))
+        parts.append(_figure_html(fig, "rejections"))
         parts.append(_table(("gate", "signals", "share %", "strategies", "texts", "example"),
                             [(g.gate, g.signals, f"{g.signals / total * 100:.1f}", ", ".join(g.strategies), g.texts,
                               g.example) for g in gates]))
