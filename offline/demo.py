@@ -615,7 +615,9 @@ def finish(demo: Demo) -> None:
     console.rule("success criteria over the whole run (python -m controller phase check all)")
     with demo.conn() as conn:
         final = {r.phase: r for r in check(conn, [1, 2, 3, 4])}
-        page = build_html(read_report(conn), title="Offline demo: seed 004's recovery plan",
+        capital = {demo.selection.quote: demo.selection.balance}
+        page = build_html(read_report(conn, capital, "the demo's paper balance"),
+                          title="Offline demo: seed 004's recovery plan",
                           generated_at=datetime.now(UTC))
     if isinstance(demo.results.get(0), PhaseResult):
         console.print(checklist(demo.results[0]), highlight=False)  # phase 0 is judged by the run, not the tables

@@ -67,6 +67,7 @@ class TradeRow:
     has_exit_fill: bool
     ml_confidence: float | None
     ml_arm: str | None
+    symbol: str = ""  # BASE-QUOTE: its quote names the currency of pnl_quote
 
 
 @dataclass(frozen=True)
@@ -155,13 +156,17 @@ def _tracking_checks(f: Facts) -> list[Check]:
     trades = f.trades
     open_positions = f.signals_by_status.get("executing", 0)
     inconsistent = sum(not _pnl_consistent(t) for t in trades)
-    total = sum(t.pnl_quote for t in trades)
+    totals: dict[str, float] = {}
+    for t in trades:  # amounts of two quote currencies are never added
+        quote = t.symbol.rsplit("-", 1)[-1] or "quote"
+        totals[quote] = totals.get(quote, 0.0) + t.pnl_quote
+    total = ", ".join(f"{v:+.8f}".rstrip("0").rstrip(".") + f" {q}" for q, v in sorted(totals.items())) or "0"
     return [
         Check("positions tracked", bool(trades) and f.closed_signals_without_trade == 0,
               f"{len(trades)} closed positions with a trade row, {f.closed_signals_without_trade} closed signals "
               f"without one, {open_positions} open"),
         Check("P&L calculated", bool(trades) and inconsistent == 0,
-              f"total {total:+.8g} (quote) over {len(trades)} trades, {inconsistent} disagree with "
+              f"total {total} over {len(trades)} trades, {inconsistent} disagree with "
               "entry/exit/amount/fees"),
     ]
 
@@ -313,7 +318,8 @@ def read_facts(conn: psycopg.Connection) -> Facts:
                exists (select 1 from fills f join orders o using (client_order_id)
                         where f.signal_id = t.signal_id and o.purpose = 'exit'),
                s.ml_confidence,
-               (select p.arm from ml_predictions p where p.signal_id = s.id order by p.id desc limit 1)
+               (select p.arm from ml_predictions p where p.signal_id = s.id order by p.id desc limit 1),
+               t.symbol
           from trades t join signals s on s.id = t.signal_id
          order by t.closed_at""").fetchall())
     predictions = conn.execute("select count(*) from ml_predictions").fetchone()[0]

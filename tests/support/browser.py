@@ -1,5 +1,6 @@
 """Open a local HTML file in headless Chromium over the DevTools protocol: collect console errors and uncaught
-exceptions, evaluate an expression once the page has loaded, and take a screenshot.
+exceptions, evaluate an expression once the page has loaded, and take a screenshot of the full page or of the
+viewport. `python -m tests.support.browser PAGE.html OUT.png` saves a full-page screenshot of a page.
 
 The DevTools protocol (not `--dump-dom`) because it reports errors as events instead of log lines to parse,
 and it can wait for the page's own rendering. Chromium is Debian's `chromium` (scripts/setup.sh installs it).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -81,7 +83,15 @@ async def _session(ws_url: str, url: str, expression: str, screenshot: Path | No
             result = await send("Runtime.evaluate", expression=expression, returnByValue=True)
             run.value = result.get("result", {}).get("value")
             if screenshot is not None:
-                shot = await send("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)
+                clip = {}
+                if full_page:
+                    # the whole document, not the viewport: its layout size, captured beyond the viewport
+                    # without resizing it (a resize would make Plotly redraw every responsive chart)
+                    metrics = await send("Page.getLayoutMetrics")
+                    size = metrics.get("cssContentSize") or metrics["contentSize"]
+                    clip = {"clip": {"x": 0, "y": 0, "width": math.ceil(size["width"]),
+                                     "height": math.ceil(size["height"]), "scale": 1}}
+                shot = await send("Page.captureScreenshot", format="png", captureBeyondViewport=full_page, **clip)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
         finally:
             task.cancel()
@@ -90,7 +100,8 @@ async def _session(ws_url: str, url: str, expression: str, screenshot: Path | No
 
 def open_page(path: Path, expression: str = "true", screenshot: Path | None = None, settle_s: float = 1.0,
               viewport: tuple[int, int] = (1280, 900), full_page: bool = True) -> PageRun:
-    """Load `path` in headless Chromium; return its errors and the value of `expression`."""
+    """Load `path` in headless Chromium; return its errors and the value of `expression`. With `screenshot`,
+    save a PNG of the whole page (`full_page`) or of the viewport only."""
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed")
@@ -124,3 +135,34 @@ def open_page(path: Path, expression: str = "true", screenshot: Path | None = No
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's header."""
+    header = path.read_bytes()[:24]
+    if header[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m tests.support.browser PAGE.html OUT.png", file=sys.stderr)
+        return 2
+    page, out = Path(args[0]), Path(args[1])
+    if not page.is_file():
+        print(f"error: {page}: no such file", file=sys.stderr)
+        return 2
+    run = open_page(page, screenshot=out, settle_s=3.0)
+    for error in run.errors:
+        print(f"page error: {error}", file=sys.stderr)
+    width, height = png_size(out)
+    print(f"{out}: {width} x {height} px")
+    return 1 if run.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

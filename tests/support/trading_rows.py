@@ -69,6 +69,14 @@ class History:
              self.now, self.now + timedelta(minutes=20)))
         return sid
 
+    def open_position(self, strategy: str = "CHANNEL", symbol: str = "LTC-BTC", entry: float = 0.018,
+                      amount: float = 0.1) -> uuid.UUID:
+        """An entry the executor is still holding: executing, its entry order filled, no trade row yet."""
+        sid = self.signal(strategy, symbol, status="executing")
+        self.conn.execute("update signals set executing_at = created_at where id = %s", (sid,))
+        self.order(sid, "entry", price=entry, amount=amount, fee=entry * amount * 0.001)
+        return sid
+
     def model(self, version: str = "m1", active: bool = True) -> None:
         self.conn.execute("insert into ml_models (version, features, training_start, training_end, artefact_path,"
                           " artefact_sha256, active) values (%s, '[\"rsi\"]', %s, %s, 'x.joblib', 'ab', %s)",

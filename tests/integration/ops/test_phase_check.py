@@ -4,6 +4,7 @@ history that meets them and one that misses, checked through the command's exit 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import psycopg
@@ -48,6 +49,7 @@ def test_phase_1_holds_with_ten_logged_trades_and_every_signal_claimed(migrated_
     assert checks["orders placed"] == (True, "10 entry and 10 exit orders")
     assert "1 open" in checks["positions tracked"][1]
     assert checks["P&L calculated"][0] and "0 disagree" in checks["P&L calculated"][1]
+    assert re.match(r"total [+-]0\.\d+ BTC over 10 trades", checks["P&L calculated"][1])  # its currency named
 
 
 def test_phase_1_fails_on_nine_trades_an_unclaimed_signal_and_a_wrong_pnl(migrated_db: str, capsys) -> None:

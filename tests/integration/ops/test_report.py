@@ -3,20 +3,29 @@ reads; the page is opened in headless Chromium, which must raise no JavaScript e
 
 from __future__ import annotations
 
+import html
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from bridge.queue_client import PostgresQueue
+from bridge.resilience import RetryPolicy
+from bridge.schemas import NewSignal
 from controller.cli.base import Context
 from controller.cli.report import report_command
 from controller.config import ControllerConfig, Secrets
-from tests.support.browser import chromium_path, open_page
+from controller.data.storage.postgres import PostgresStore
+from controller.ops.report import read_report
+from controller.ops.report_figures import amount_text, by_gate, duration_text
+from controller.scan.signals import QuoteSizing, SizingParams
+from tests.support.browser import chromium_path, open_page, png_size
 from tests.support.trading_rows import T0, History
 
+NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=3)
 needs_chromium = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (scripts/setup.sh "
                                     "installs Debian's chromium package): the report is not opened in a browser")
 
@@ -26,7 +35,9 @@ COUNT_CHARTS = """JSON.stringify({
   drawn: Array.from(document.querySelectorAll('div.chart .js-plotly-plot'))
               .filter(d => d.querySelector('.main-svg') && d.querySelectorAll('.trace, .point, path').length > 0)
               .map(d => d.id),
-  empty: Array.from(document.querySelectorAll('p.empty')).map(p => p.textContent)
+  empty: Array.from(document.querySelectorAll('p.empty')).map(p => p.textContent),
+  ticks: Array.from(document.querySelectorAll('.ytick text, .xtick text')).map(t => t.textContent),
+  height: document.documentElement.scrollHeight
 })"""
 
 
@@ -53,6 +64,9 @@ def full_history(conn: psycopg.Connection) -> None:
                       strategy="DCA" if i % 4 else "CHANNEL")
         h.prediction(sid, 0.5 + (i % 5) / 10, arm=arm)
     h.signal(status="rejected", reason="price moved 2.1% from the reference")
+    for worst in (0.97, 1.2, 0.61):  # one gate, three texts
+        h.signal(status="rejected", reason=f"price moved {worst:.2f}% within 5 s (max 0.5%)")
+    h.open_position()
     champion, aggressive = h.variation("CHAMPION"), h.variation("AGGRESSIVE")
     for i in range(10):
         h.outcome(champion, -0.5 + (i % 3) * 0.2)
@@ -69,18 +83,22 @@ def test_the_report_is_one_self_contained_file_with_every_section(migrated_db: s
     page = write_report(migrated_db, tmp_path / "report.html")
     assert not re.search(r"<script[^>]+src=", page) and "<link" not in page  # nothing fetched when opened
     assert page.count("<script>") >= 2 and "Plotly" in page  # Plotly's own JavaScript is inlined
-    for title in ("Phase checklist", "Equity curve and drawdown", "P&amp;L per strategy and pair",
+    for title in ("Headline figures", "Phase checklist", "Equity curve and drawdown",
+                  "P&amp;L per strategy, exit reason and pair", "Per exit reason", "Open positions",
                   "Signal funnel and rejection reasons", "Trades on the price chart", "calibration",
                   "leaderboard", "Storage per table"):
         assert title in page
     assert "price moved 2.1% from the reference" in page  # the rejection reason is shown
+    assert "μ" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # amounts name their currency
+    assert re.search(r"<td>price stability</td><td>3</td>", page)  # three texts, one gate
+    assert "<td>LTC-BTC</td><td>hb-1</td>" in page or "<td>LTC-BTC</td><td>bot</td>" in page  # the open position
     assert 'class="empty"' not in page  # every section had data
     assert "Phase 1: rules trading on paper: holds" in page and "Phase 3: ML as a booster: does not hold" in page
 
 
 def test_sections_without_data_say_so(migrated_db: str, tmp_path: Path) -> None:
     page = write_report(migrated_db, tmp_path / "empty.html")
-    for reason in ("No data: no closed trade yet", "No data: no signal emitted yet",
+    for reason in ("No data: no closed trade yet", "No data: no signal emitted yet", "No data: no open position",
                    "No data: no ML prediction is linked to a closed trade", "No data: no recommendation written",
                    "No data: no shadow variation has been evaluated"):
         assert reason in page
@@ -105,7 +123,10 @@ def test_the_report_renders_every_chart_in_chromium_without_a_javascript_error(m
     assert set(seen["charts"]) == expected
     assert set(seen["drawn"]) == expected, f"not drawn: {expected - set(seen['drawn'])}"
     assert seen["empty"] == []
-    assert screenshot.stat().st_size > 20_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["ticks"] and not [t for t in seen["ticks"] if "μ" in t or "m" == t[-1:]]  # no SI-prefixed amounts
+    # the screenshot is the whole page, far taller than the 900 px window
+    width, height = png_size(screenshot)
+    assert height == seen["height"] > 3 * 900 and width > 1200
 
 
 @needs_chromium
@@ -131,8 +152,6 @@ def test_an_out_file_in_a_missing_folder_is_refused_before_reading(migrated_db: 
 def test_a_replays_trades_are_marked_at_their_decision_candle_not_at_the_executor_clock(migrated_db: str) -> None:
     """In a replay the executor's clock runs years after the candles; the scan row puts a trade back in market
     time, so its entry and exit land on the pair's price chart."""
-    from controller.ops.report import read_report
-
     with psycopg.connect(migrated_db) as conn:
         full_history(conn)
         conn.execute("update trades set opened_at = opened_at + interval '3000 days',"
@@ -148,3 +167,106 @@ def test_a_replays_trades_are_marked_at_their_decision_candle_not_at_the_executo
     assert "LTC-BTC" in data.candles  # candles exist around that trade's market time
     unscanned = [t for t in data.trades if t["opened_at"] != decided]
     assert all(t["opened_at"] > T0 + timedelta(days=2999) for t in unscanned)  # no scan row: the order's own time
+
+
+CARD = re.compile(r'<div class="label">(.*?)</div><div class="value">(.*?)</div>')
+
+
+def cards(page: str) -> dict[str, str]:
+    return {html.unescape(k): html.unescape(v) for k, v in CARD.findall(page)}
+
+
+def test_the_headline_figures_equal_a_computation_straight_from_the_trades_table(migrated_db: str,
+                                                                               tmp_path: Path) -> None:
+    """The figures a trader reads first, recomputed here in SQL from the rows of `trades` alone, on the capital
+    the controller config gives the quote currency."""
+    with psycopg.connect(migrated_db) as conn:
+        h = History(conn)
+        for i, pnl_pct in enumerate((2.5, -1.5, 3.0, -2.0, 0.8, -4.0, 1.2, 2.2, -0.6, 3.3)):
+            h.trade(pnl_pct, symbol="ETH-BTC", entry=0.1, amount=0.02 + i * 0.001)
+        # holding times of 1 to 29 min; trades open 30 min apart, so the closing order is the opening order
+        conn.execute("update trades set closed_at = opened_at"
+                     " + make_interval(mins => (abs(hashtext(signal_id::text)) % 29) + 1)")
+        expected = conn.execute("""
+            with t as (select pnl_quote::float8 as p, pnl_pct::float8 as r, closed_at,
+                              extract(epoch from closed_at - opened_at)::float8 as d from trades),
+                 c as (select *, sum(p) over (order by closed_at) as cum from t),
+                 k as (select *, greatest(0, max(cum) over (order by closed_at)) as peak from c)
+            select count(*), sum(p) / 0.4 * 100, avg((p > 0)::int) * 100,
+                   sum(p) filter (where p > 0) / -sum(p) filter (where p < 0), avg(r), avg(p),
+                   max((peak - cum) / (0.4 + peak)) * 100, max(peak - cum), avg(d),
+                   percentile_cont(0.5) within group (order by d),
+                   avg(r) / stddev_samp(r), avg(r) / sqrt(avg(least(r, 0) ^ 2)), sum(p), count(*) filter (where p > 0)
+              from k""").fetchone()
+        conn.commit()
+    n, ret, win, pf, exp_pct, exp_q, dd_pct, dd_q, mean_d, median_d, sharpe, sortino, net, wins = expected
+    config = ControllerConfig(sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.4)}))
+    path = report_command(Context(config, Secrets(DATABASE_URL=migrated_db)), tmp_path / "r.html")
+    page = path.read_text()
+    shown = cards(page)
+    assert "Closed trades in BTC, starting capital 0.40 BTC" in page
+    assert shown["net return"] == f"{ret:+.2f} %" and shown["net P&L"] == amount_text(net, "BTC")
+    assert shown["trades"] == str(n) == "10"
+    assert shown["win rate"] == f"{win:.1f} % ({wins}/{n})"
+    assert shown["profit factor"] == f"{pf:.2f}"
+    assert shown["expectancy / trade"] == f"{exp_pct:+.3f} % · {amount_text(exp_q, 'BTC')}"
+    assert shown["max drawdown"] == f"{dd_pct:.2f} % · {amount_text(-dd_q, 'BTC')}" and dd_pct > 0
+    assert shown["duration avg · median"] == f"{duration_text(mean_d)} · {duration_text(median_d)}"
+    assert shown["Sharpe (per trade)"] == f"{sharpe:.3f}" and shown["Sortino (per trade)"] == f"{sortino:.3f}"
+    assert "not compounded" in page and "μ" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+
+
+def test_without_a_known_capital_the_return_is_not_guessed(migrated_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        History(conn).trade(2.0)
+    page = write_report(migrated_db, tmp_path / "r.html")  # the default config sizes USD quotes only
+    shown = cards(page)
+    assert shown["net return"] == "—" and shown["max drawdown"].startswith("— · ")
+    assert "starting capital unknown" in page and "none known: set sizing.quotes.&lt;quote&gt;.balance" in page
+
+
+def test_the_funnel_only_narrows_and_rejections_group_by_gate_on_the_real_queue(migrated_db: str,
+                                                                               tmp_path: Path) -> None:
+    """Signals through the real queue functions: an entry that closed without a fill (the view counts it
+    closed, not filled), two entries the stability gate rejected, an exit the queue rejected because its entry
+    had no position, and one complete trade."""
+    store, queue = PostgresStore(migrated_db), PostgresQueue(migrated_db, retry=NO_WAIT)
+    try:
+        unfilled = store.emit_signal(new_signal("ETH-BTC"))
+        [claimed] = queue.claim("hb-1", 1, 60)
+        queue.ack(claimed.id, "hb-1", "executing")
+        exit_id = store.emit_signal(new_signal("ETH-BTC", side="sell", kind="exit", entry_signal_id=unfilled,
+                                               confidence=1.0))
+        queue.ack(unfilled, "hb-1", "closed")
+        for symbol, worst in (("LTC-BTC", 0.97), ("NEO-BTC", 1.2)):
+            store.emit_signal(new_signal(symbol))
+            [claimed] = queue.claim("hb-1", 1, 60)
+            queue.ack(claimed.id, "hb-1", "rejected", f"price moved {worst:.2f}% within 5 s (max 0.5%)")
+        assert queue.claim("hb-1", 5, 60) == []  # resolves the exit: its entry holds no position
+    finally:
+        store.close()
+        queue.close()
+    with psycopg.connect(migrated_db) as conn:
+        History(conn).trade(2.0)
+        conn.commit()
+        view = conn.execute("select sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed)"
+                            " from dashboard_signal_funnel").fetchone()
+        exit_reason = conn.execute("select reject_reason from signals where id = %s", [exit_id]).fetchone()[0]
+        data = read_report(conn)
+    assert view[4] > view[3]  # the view's per-status counts widen: more closed than filled
+    assert data.funnel.stages() == [("emitted", 4), ("claimed", 4), ("ordered", 1), ("filled", 1), ("closed", 1)]
+    assert (data.exits.emitted, data.exits.rejected) == (1, 1)
+    assert exit_reason == f"entry {unfilled} closed without a fill: no position to exit"
+    gates = {g.gate: (g.signals, g.texts) for g in by_gate(data.rejections)}
+    assert gates == {"price stability": (2, 2), "exit without a position": (1, 1)}
+    page = write_report(migrated_db, tmp_path / "r.html")
+    assert "1 emitted, 0 executed, 1 rejected, 0 expired, 0 open" in page
+    assert re.search(r"<td>exit without a position</td><td>1</td>.*?<td>entry [0-9a-f-]+ closed without a fill", page)
+
+
+def new_signal(symbol: str, **extra: object) -> NewSignal:
+    fields: dict[str, object] = {
+        "strategy": "channel", "exchange": "bittrex", "symbol": symbol, "side": "buy", "price": 0.1,
+        "quote_amount": 0.002, "take_profit_pct": 4.0, "stop_loss_pct": 14.6, "confidence": 0.7,
+        "expires_at": datetime.now(UTC) + timedelta(minutes=10)}
+    return NewSignal(**{**fields, **extra})
