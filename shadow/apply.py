@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from bridge.schemas import params_hash
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from shadow.recommend import Recommendation
-from shadow.rollback import LiveTrade, baseline_of, trigger
+from shadow.rollback import LiveTrade, baseline_of, emergency, trigger
 from shadow.settings import RollbackConfig
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,14 @@ def apply(conn: psycopg.Connection, recommendation_id: int, config: StrategiesCo
     stored_now = params_json(current)
     if params_hash(stored_now) != rec["from_params_hash"]:
         raise ApplyRefused(f"recommendation {recommendation_id} was drawn from parameters that are no longer active")
-    with_params(section, rec["params"])  # validate before anything is written
+    to_apply = with_params(section, rec["params"])  # validate before anything is written
+    replayed = conn.execute(
+        "select v.name from shadow_variations v where v.strategy = %s and v.params_hash = %s"
+        " and exists (select 1 from shadow_outcomes o where o.variation_id = v.id) order by v.id limit 1",
+        (rec["strategy"], to_apply.params_hash())).fetchone()
+    if replayed is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: its parameters were never replayed as a variation "
+                           "(only a tested set is applied)")
     _register(conn, rec["strategy"], stored_now)  # the version to roll back to
     version = _register(conn, rec["strategy"], rec["params"])
     conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
@@ -161,6 +168,21 @@ def applied_times(conn: psycopg.Connection, since: datetime) -> list[datetime]:
                                        (since,)).fetchall()]
 
 
+def regime_readings(conn: psycopg.Connection, since: datetime, until: datetime) -> list[tuple[datetime, str, str]]:
+    """The regime each scan recorded in [since, until]: (scan time, regime, its BTC changes), one per scan time."""
+    rows = conn.execute(
+        "select distinct on (candle_ts) candle_ts, features ->> 'regime', features ->> 'regime_market',"
+        " features ->> 'btc_change_1h_pct', features ->> 'btc_change_24h_pct' from scans"
+        " where candle_ts >= %s and candle_ts <= %s and features ? 'regime' order by candle_ts, id",
+        (since, until)).fetchall()
+    out = []
+    for at, regime, market, change_1h, change_24h in rows:
+        read = ", ".join(f"{label} {float(v):+.2f} %" for label, v in (("1h", change_1h), ("24h", change_24h))
+                         if v is not None)
+        out.append((at, str(regime), f"{market or 'no market'}{': ' + read if read else ''}"))
+    return out
+
+
 def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config: RollbackConfig,
             now: datetime) -> list[tuple[int, str]]:
     """Roll back every change applied within the monitoring window whose live results tripped a trigger."""
@@ -175,7 +197,8 @@ def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config:
             (strategy, applied_at - timedelta(hours=rollback_config.monitor_h))).fetchall()]
         before = [t for t in trades if t.closed_at < applied_at]
         after = [t for t in trades if t.closed_at >= applied_at]
-        reason = trigger(applied_at, now, baseline_of(before), after, rollback_config)
+        reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
+        reason = reason or trigger(applied_at, now, baseline_of(before), after, rollback_config)
         if reason is not None:
             rollback(conn, rec_id, config, reason, now)
             done.append((rec_id, reason))

@@ -69,6 +69,19 @@ def loss_run_needed(baseline: Baseline | None, config: RollbackConfig) -> int:
     return max(config.consecutive_stops, run_threshold(rate, config.run_horizon_trades, alpha))
 
 
+def emergency(applied_at: datetime, now: datetime, readings: list[tuple[datetime, str, str]],
+              config: RollbackConfig) -> str | None:
+    """Why the change must be rolled back at once because of the market, or None. `readings`: (scan time,
+    regime, what it read) as the scans recorded them. A regime in `emergency_regimes` (PANIC) at or after the
+    change, within its monitoring window, rolls it back whatever the trades say: parameters tuned on a calmer
+    market are not the ones to hold through a crash."""
+    end = min(now, applied_at + timedelta(hours=config.monitor_h))
+    for at, regime, read in sorted(readings):
+        if applied_at <= at <= end and regime in config.emergency_regimes:
+            return f"emergency: the regime turned {regime} at {at:%Y-%m-%d %H:%M} UTC ({read})"
+    return None
+
+
 def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, after: list[LiveTrade],
             config: RollbackConfig) -> str | None:
     """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first."""
