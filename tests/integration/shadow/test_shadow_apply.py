@@ -19,10 +19,10 @@ from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.apply import ActiveParams, ApplyRefused, apply, monitor, rollback, write_recommendation
+from shadow.evaluate import EvaluationReport, record_decisions, sync_variations
 from shadow.recommend import Calibration, Evidence, Recommendation, recommend
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
-from shadow.evaluate import EvaluationReport, record_decisions, sync_variations
 from shadow.variations import CHAMPION, Change, Variation, vary
 
 # DCA on ADA-BTC (15m): at 22:15 on 2018-01-11 the drop from the 16-bar high is 3.57 %, under the
