@@ -160,6 +160,10 @@ def safety(now: datetime, regime_changes: list[datetime], applied: list[datetime
 
 
 def calibration_gate(calibration: Calibration, settings: ShadowSettings) -> list[str]:
+    """Why CHAMPION's replay is not trusted (empty: it is). `min_calibration_trades` 0 turns the gate off:
+    candles replayed without an executor have no real trades to check against."""
+    if settings.min_calibration_trades == 0:
+        return []
     if calibration.trades < settings.min_calibration_trades or calibration.agreement is None:
         return [f"calibration: {calibration.trades} real closed trades to check CHAMPION's replay against, "
                 f"need {settings.min_calibration_trades}"]

@@ -22,7 +22,8 @@ class ShadowSettings(Frozen):
     pnl_match_points: float = Field(0.25, ge=0, le=10, description="a replayed trade matches a real one when the "
                                                                    "exit reasons agree and the net P&L differ by "
                                                                    "at most this many percentage points")
-    min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement")
+    min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement (0: no "
+                                                                         "calibration gate)")
     bootstrap_samples: int = Field(2000, ge=100, le=100000)
     seed: int = 13
     windows_h: tuple[int, ...] = Field((24, 72, 168, 720), min_length=1, description="statistics windows, hours")
