@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from bridge.schemas import params_hash
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from shadow.recommend import Recommendation
-from shadow.rollback import LiveTrade, baseline_of, emergency, trigger
+from shadow.rollback import LiveTrade, baseline_of, emergency, half_way, trigger, underperforms
 from shadow.settings import RollbackConfig
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,34 @@ def rollback(conn: psycopg.Connection, recommendation_id: int, config: Strategie
     return int(row[0])
 
 
+def revert_half(conn: psycopg.Connection, recommendation_id: int, config: StrategiesConfig, reason: str,
+                now: datetime) -> int:
+    """The gradual revert's first step: parameters half-way back to those before the change become active,
+    as a new row pointing at it (`evidence.revert_share` 0.5); the change stays `applied` until the monitor
+    rolls it back fully or it recovers. Returns the new row's id."""
+    cur = conn.cursor(row_factory=dict_row)
+    rec = cur.execute("select * from recommendations where id = %s for update", (recommendation_id,)).fetchone()
+    if rec is None or rec["status"] != "applied" or rec["rollback_of"] is not None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: only an applied change reverts")
+    previous = cur.execute("select params from strategy_params where strategy = %s and params_hash = %s",
+                           (rec["strategy"], rec["from_params_hash"])).fetchone()
+    section = dict(config.items()).get(rec["strategy"])
+    if previous is None or section is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: its previous parameters were never registered")
+    stored = params_json(with_params(section, half_way(rec["params"], previous["params"])))
+    version = _register(conn, rec["strategy"], stored)
+    row = conn.execute(
+        "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, status,"
+        " decided_at, rollback_of, version) values (%s, %s, %s, %s, %s, 'applied', %s, %s, %s) returning id",
+        (rec["strategy"], rec["to_params_hash"], params_hash(stored), Jsonb(stored),
+         Jsonb({"rollback": reason, "revert_share": 0.5}), now, recommendation_id, version)).fetchone()
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
+                 " values (%s, %s, %s, %s, %s)", (rec["strategy"], version, row[0],
+                                                  f"half-way revert of {recommendation_id}: {reason}", now))
+    logger.warning("recommendation half reverted", extra={"recommendation_id": recommendation_id, "reason": reason})
+    return int(row[0])
+
+
 def applied_times(conn: psycopg.Connection, since: datetime) -> list[datetime]:
     return [r[0] for r in conn.execute("select decided_at from recommendations where status in ('applied',"
                                        " 'rolled_back') and rollback_of is null and decided_at >= %s",
@@ -183,23 +211,50 @@ def regime_readings(conn: psycopg.Connection, since: datetime, until: datetime) 
     return out
 
 
+def _trades(conn: psycopg.Connection, strategy: str, since: datetime) -> list[LiveTrade]:
+    return [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
+        "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
+        " where s.strategy = %s and t.closed_at >= %s order by t.closed_at", (strategy, since)).fetchall()]
+
+
 def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config: RollbackConfig,
             now: datetime) -> list[tuple[int, str]]:
-    """Roll back every change applied within the monitoring window whose live results tripped a trigger."""
+    """Roll back every change applied within the monitoring window whose live results (or the regime)
+    tripped a trigger; at the end of its window, move a change that underperformed half-way back; and
+    roll back fully a half-reverted change that did not recover within the next window.
+    Returns (recommendation id, reason) per step taken."""
     done = []
-    recs = conn.execute("select id, strategy, decided_at from recommendations where status = 'applied'"
-                        " and rollback_of is null and decided_at >= %s",
-                        (now - timedelta(hours=rollback_config.monitor_h),)).fetchall()
+    window = timedelta(hours=rollback_config.monitor_h)
+    recs = conn.execute("select id, strategy, decided_at from recommendations r where status = 'applied'"
+                        " and rollback_of is null and decided_at >= %s"
+                        " and not exists (select 1 from recommendations h where h.rollback_of = r.id)",
+                        (now - 2 * window,)).fetchall()
     for rec_id, strategy, applied_at in recs:
-        trades = [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
-            "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
-            " where s.strategy = %s and t.closed_at >= %s order by t.closed_at",
-            (strategy, applied_at - timedelta(hours=rollback_config.monitor_h))).fetchall()]
-        before = [t for t in trades if t.closed_at < applied_at]
-        after = [t for t in trades if t.closed_at >= applied_at]
-        reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
-        reason = reason or trigger(applied_at, now, baseline_of(before), after, rollback_config)
-        if reason is not None:
+        trades = _trades(conn, strategy, applied_at - window)
+        baseline = baseline_of([t for t in trades if t.closed_at < applied_at])
+        after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window]
+        if now <= applied_at + window:
+            reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
+            reason = reason or trigger(applied_at, now, baseline, after, rollback_config)
+            if reason is not None:
+                rollback(conn, rec_id, config, reason, now)
+                done.append((rec_id, reason))
+        elif (reason := underperforms(baseline, after, rollback_config)) is not None:
+            reason = f"gradual: {reason}; half-way back"
+            revert_half(conn, rec_id, config, reason, now)
+            done.append((rec_id, reason))
+    halves = conn.execute(
+        "select r.id, r.strategy, r.decided_at, h.decided_at from recommendations h"
+        " join recommendations r on r.id = h.rollback_of where h.evidence ? 'revert_share' and r.status = 'applied'"
+        " and h.decided_at <= %s and exists (select 1 from dashboard_active_strategy_params a"
+        " where a.strategy = h.strategy and a.params_hash = h.to_params_hash)", (now - window,)).fetchall()
+    # only while the half-way set is still the active one: a later change is not undone from under it
+    for rec_id, strategy, applied_at, halved_at in halves:
+        trades = _trades(conn, strategy, applied_at - window)
+        baseline = baseline_of([t for t in trades if t.closed_at < applied_at])
+        after = [t for t in trades if halved_at <= t.closed_at <= halved_at + window]
+        if (reason := underperforms(baseline, after, rollback_config)) is not None:
+            reason = f"gradual: no recovery in {rollback_config.monitor_h:g} h after the half-way revert: {reason}"
             rollback(conn, rec_id, config, reason, now)
             done.append((rec_id, reason))
     return done

@@ -201,3 +201,65 @@ def test_a_panic_after_a_change_rolls_it_back_with_the_reason(store: PostgresSto
     assert rolled == rec_id and reason.startswith("emergency: the regime turned PANIC at 2018-01-11 23:15 UTC")
     assert "1h -3.40 %" in reason and recorded == reason
     assert scan_dca(store, url, champion)[2] == before[2]
+
+
+def test_an_underperforming_change_moves_half_way_back_then_fully_when_it_does_not_recover(
+        store: PostgresStore, url: str, champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    config, window = RollbackConfig(), timedelta(hours=RollbackConfig().monitor_h)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        for i in range(20):  # the book before the change: +1 % a trade on average
+            _trade(conn, SKIPPED - timedelta(hours=40 - i), "take_profit" if i % 2 else "trailing_stop",
+                   3.0 if i % 2 else -1.0)
+        for i in range(20):  # after it: -0.5 % a trade, never a long losing run, the win rate unchanged
+            _trade(conn, SKIPPED + timedelta(hours=1 + i), "take_profit" if i % 2 else "trailing_stop",
+                   0.5 if i % 2 else -1.5)
+        assert monitor(conn, champion, config, SKIPPED + timedelta(hours=30)) == []  # nothing immediate
+        [(halved, reason)] = monitor(conn, champion, config, SKIPPED + window + timedelta(hours=1))
+        half = conn.execute("select id, evidence, decided_at from recommendations where rollback_of = %s",
+                            (rec_id,)).fetchone()
+        active = conn.execute("select params -> 'default' ->> 'min_drop_pct' from dashboard_active_strategy_params"
+                              " where strategy = 'dca'").fetchone()[0]
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+    assert halved == rec_id and reason.startswith("gradual: mean P&L -0.50 % per trade over 20 trades in 48 h")
+    assert half[1]["revert_share"] == 0.5 and half[1]["rollback"] == reason and status == "applied"
+    assert float(active) == pytest.approx(3.375)  # half-way from 3.0 back to 3.75
+    halfway = scan_dca(store, url, champion)
+    assert halfway[0] == "enter" and halfway[2] not in (before[2],)  # 3.57 % is deeper than 3.375 %
+
+    with psycopg.connect(url) as conn:
+        assert monitor(conn, champion, config, half[2] + window - timedelta(hours=1)) == []  # its window runs
+        for i in range(20):  # no recovery after the half-way revert
+            _trade(conn, half[2] + timedelta(hours=1 + i), "trailing_stop" if i % 2 else "take_profit",
+                   -1.5 if i % 2 else 0.5)
+        [(rolled, final)] = monitor(conn, champion, config, half[2] + window + timedelta(hours=1))
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+        recorded = conn.execute("select evidence ->> 'rollback' from recommendations where rollback_of = %s"
+                                " and not evidence ? 'revert_share'", (rec_id,)).fetchone()[0]
+        assert monitor(conn, champion, config, half[2] + window + timedelta(hours=2)) == []  # once
+    assert rolled == rec_id and final.startswith("gradual: no recovery in 48 h after the half-way revert")
+    assert status == "rolled_back" and recorded == final
+    assert scan_dca(store, url, champion)[2] == before[2]
+
+
+def test_a_half_reverted_change_that_recovers_stays(store: PostgresStore, url: str,
+                                                    champion: StrategiesConfig) -> None:
+    scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    config, window = RollbackConfig(), timedelta(hours=RollbackConfig().monitor_h)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        for i in range(20):
+            _trade(conn, SKIPPED - timedelta(hours=40 - i), "take_profit", 3.0 if i % 2 else -1.0)
+        for i in range(20):
+            _trade(conn, SKIPPED + timedelta(hours=1 + i), "take_profit", 0.5 if i % 2 else -1.5)
+        assert len(monitor(conn, champion, config, SKIPPED + window + timedelta(hours=1))) == 1
+        halved_at = conn.execute("select decided_at from recommendations where rollback_of = %s",
+                                 (rec_id,)).fetchone()[0]
+        for i in range(20):  # after the half-way revert the book earns as before the change
+            _trade(conn, halved_at + timedelta(hours=1 + i), "take_profit", 3.0 if i % 2 else -1.0)
+        assert monitor(conn, champion, config, halved_at + window + timedelta(hours=1)) == []
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+    assert status == "applied"

@@ -9,7 +9,7 @@ import pytest
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.compare import evidence_days
 from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, recommend
-from shadow.rollback import Baseline, LiveTrade, emergency, loss_run_needed, trigger
+from shadow.rollback import Baseline, LiveTrade, emergency, half_way, loss_run_needed, trigger, underperforms
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
 from shadow.variations import Change, Variation, vary
@@ -232,3 +232,23 @@ def test_a_panic_reading_after_the_change_rolls_it_back_at_once() -> None:
     assert reason == f"emergency: the regime turned PANIC at {panic[0]:%Y-%m-%d %H:%M} UTC (BTC-USDT: 1h -3.40 %)"
     late = (APPLIED + timedelta(hours=RB.monitor_h + 1), "PANIC", "after the window")
     assert emergency(APPLIED, late[0], [*calm, late], RB) is None
+
+
+def test_half_way_moves_every_changed_value_half_the_distance_back() -> None:
+    current = {"default": {"min_drop_pct": 3.0, "grid_levels": 5, "rsi_min": 28.0},
+               "tiers": {"large": {"min_drop_pct": 2.0, "grid_levels": 5, "rsi_min": 28.0}}}
+    previous = {"default": {"min_drop_pct": 3.75, "grid_levels": 2, "rsi_min": 28.0},
+                "tiers": {"large": {"min_drop_pct": 1.5, "grid_levels": 2, "rsi_min": 28.0}}}
+    halved = half_way(current, previous)
+    assert halved["default"] == {"min_drop_pct": 3.375, "grid_levels": 3, "rsi_min": 28.0}  # 5 -> 2: 3, nearer 2
+    assert halved["tiers"]["large"] == {"min_drop_pct": 1.75, "grid_levels": 3, "rsi_min": 28.0}
+
+
+def test_underperformance_needs_a_window_clearly_below_the_baseline() -> None:
+    base = Baseline(trades=20, win_rate_pct=50.0, mean_pnl_pct=1.0, sd_pnl_pct=2.05, losses=10)
+    bad = _trades(*[("take_profit", 0.5), ("trailing_stop", -1.5)] * 10)  # -0.5 a trade
+    reason = underperforms(base, bad, RB)
+    assert reason is not None and reason.startswith("mean P&L -0.50 % per trade over 20 trades in 48 h")
+    assert underperforms(base, bad[:4], RB) is None  # fewer than min_trades
+    assert underperforms(base, _trades(*[("take_profit", 1.5), ("trailing_stop", 0.0)] * 10), RB) is None  # +0.75
+    assert underperforms(None, bad, RB) is None
