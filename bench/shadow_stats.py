@@ -21,6 +21,9 @@ drawn at random. Measured, each with its Wilson 95 % interval:
    sizes: how often q < 0.05, how often the gate recommends, the mean trades that took; and the trades an
    i.i.d. paired test needs for 80 % power (`stats.power.trades_needed_mean`). A decay of -1 % and of -3 % per
    trade planted after the change gives the rollback's power by 5, 10 and 20 trades.
+4. The gradual revert: how often `shadow.rollback.underperforms`, judged once on a window of 20 trades,
+   would move an unchanged strategy half-way back (`resampled`, `following`), and how often a planted
+   decay of -1 % and -3 % a trade.
 
 Goals: A/A false recommendations <= 5 %; false rollbacks of the resampled unchanged strategy <= 5 % by 20
 trades. Last line: one JSON object.
@@ -175,6 +178,36 @@ def rollback_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int
     return out
 
 
+def gradual_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int, baseline: int, seed: int,
+                  window_trades: int = max(LOOKS),
+                  decays: tuple[float, ...] = (0.0, *PLANTED_DECAYS)) -> dict[str, Any]:
+    """Share of runs in which the gradual trigger (`shadow.rollback.underperforms`, judged once on the
+    `window_trades` trades of a monitoring window) would move the change half-way back, per planted decay,
+    after `resampled` and `following` trades (decay 0: a strategy that did not change)."""
+    rng = np.random.default_rng(seed)
+    pnl = trades["net_return_pct"].to_numpy()
+    reasons = trades["exit_reason"].to_numpy()
+    applied = datetime(2026, 1, 1, tzinfo=UTC)
+    config = rollback.RollbackConfig()
+    out: dict[str, Any] = {}
+    for kind in ("resampled", "following"):
+        for decay in decays:
+            if kind == "following" and decay:
+                continue
+            fired = 0
+            for _ in range(runs):
+                start = int(rng.integers(0, len(pnl) - baseline - window_trades))
+                before = [rollback.LiveTrade(applied - timedelta(hours=baseline - i), str(reasons[start + i]),
+                                             float(pnl[start + i])) for i in range(baseline)]
+                pick = (start + rng.integers(0, baseline, size=window_trades) if kind == "resampled"
+                        else start + baseline + np.arange(window_trades))
+                after = [rollback.LiveTrade(applied + timedelta(minutes=10 * (i + 1)), str(reasons[j]),
+                                            float(pnl[j]) + decay) for i, j in enumerate(pick)]
+                fired += rollback.underperforms(rollback.baseline_of(before), after, config) is not None
+            out[f"{kind} {decay:+.1f}"] = _rate(fired, runs)
+    return out
+
+
 def current() -> tuple[Compare, SimpleNamespace]:
     """The comparison and the rollback monitor of the code in this tree."""
     from shadow import rollback
@@ -182,7 +215,8 @@ def current() -> tuple[Compare, SimpleNamespace]:
     from shadow.stats import compare
 
     return compare, SimpleNamespace(trigger=rollback.trigger, baseline_of=rollback.baseline_of,
-                                    LiveTrade=rollback.LiveTrade, RollbackConfig=RollbackConfig)
+                                    LiveTrade=rollback.LiveTrade, RollbackConfig=RollbackConfig,
+                                    underperforms=rollback.underperforms)
 
 
 def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -> dict[str, Any]:
@@ -209,6 +243,9 @@ def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -
         result["rollback_decay"][f"{decay:+.1f}"] = figures
         print(f"rollback power, {decay:+.1f} % a trade after the change: "
               + ", ".join(f"by {look}: {figures[f'by_{look}']['rate']:.1%}" for look in LOOKS), flush=True)
+    result["gradual"] = gradual_rates(trades, rollback, runs=args.runs, baseline=args.baseline, seed=5)
+    print("half-way revert after a window of 20 trades: " + ", ".join(
+        f"{kind} {figures['rate']:.1%}" for kind, figures in result["gradual"].items()), flush=True)
     diff = pairs["v"].to_numpy() - pairs["c"].to_numpy()
     result["power"] = {"edge_pct": PLANTED_EDGE, "iid_trades_needed_80pct": trades_needed_mean(
         float(diff.std(ddof=1)), PLANTED_EDGE), "by_window": {}}

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from bridge.schemas import params_hash
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from shadow.recommend import Recommendation
-from shadow.rollback import LiveTrade, baseline_of, trigger
+from shadow.rollback import LiveTrade, baseline_of, emergency, half_way, trigger, underperforms
 from shadow.settings import RollbackConfig
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,14 @@ def apply(conn: psycopg.Connection, recommendation_id: int, config: StrategiesCo
     stored_now = params_json(current)
     if params_hash(stored_now) != rec["from_params_hash"]:
         raise ApplyRefused(f"recommendation {recommendation_id} was drawn from parameters that are no longer active")
-    with_params(section, rec["params"])  # validate before anything is written
+    to_apply = with_params(section, rec["params"])  # validate before anything is written
+    replayed = conn.execute(
+        "select v.name from shadow_variations v where v.strategy = %s and v.params_hash = %s"
+        " and exists (select 1 from shadow_outcomes o where o.variation_id = v.id) order by v.id limit 1",
+        (rec["strategy"], to_apply.params_hash())).fetchone()
+    if replayed is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: its parameters were never replayed as a variation "
+                           "(only a tested set is applied)")
     _register(conn, rec["strategy"], stored_now)  # the version to roll back to
     version = _register(conn, rec["strategy"], rec["params"])
     conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
@@ -155,28 +162,99 @@ def rollback(conn: psycopg.Connection, recommendation_id: int, config: Strategie
     return int(row[0])
 
 
+def revert_half(conn: psycopg.Connection, recommendation_id: int, config: StrategiesConfig, reason: str,
+                now: datetime) -> int:
+    """The gradual revert's first step: parameters half-way back to those before the change become active,
+    as a new row pointing at it (`evidence.revert_share` 0.5); the change stays `applied` until the monitor
+    rolls it back fully or it recovers. Returns the new row's id."""
+    cur = conn.cursor(row_factory=dict_row)
+    rec = cur.execute("select * from recommendations where id = %s for update", (recommendation_id,)).fetchone()
+    if rec is None or rec["status"] != "applied" or rec["rollback_of"] is not None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: only an applied change reverts")
+    previous = cur.execute("select params from strategy_params where strategy = %s and params_hash = %s",
+                           (rec["strategy"], rec["from_params_hash"])).fetchone()
+    section = dict(config.items()).get(rec["strategy"])
+    if previous is None or section is None:
+        raise ApplyRefused(f"recommendation {recommendation_id}: its previous parameters were never registered")
+    stored = params_json(with_params(section, half_way(rec["params"], previous["params"])))
+    version = _register(conn, rec["strategy"], stored)
+    row = conn.execute(
+        "insert into recommendations (strategy, from_params_hash, to_params_hash, params, evidence, status,"
+        " decided_at, rollback_of, version) values (%s, %s, %s, %s, %s, 'applied', %s, %s, %s) returning id",
+        (rec["strategy"], rec["to_params_hash"], params_hash(stored), Jsonb(stored),
+         Jsonb({"rollback": reason, "revert_share": 0.5}), now, recommendation_id, version)).fetchone()
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
+                 " values (%s, %s, %s, %s, %s)", (rec["strategy"], version, row[0],
+                                                  f"half-way revert of {recommendation_id}: {reason}", now))
+    logger.warning("recommendation half reverted", extra={"recommendation_id": recommendation_id, "reason": reason})
+    return int(row[0])
+
+
 def applied_times(conn: psycopg.Connection, since: datetime) -> list[datetime]:
     return [r[0] for r in conn.execute("select decided_at from recommendations where status in ('applied',"
                                        " 'rolled_back') and rollback_of is null and decided_at >= %s",
                                        (since,)).fetchall()]
 
 
+def regime_readings(conn: psycopg.Connection, since: datetime, until: datetime) -> list[tuple[datetime, str, str]]:
+    """The regime each scan recorded in [since, until]: (scan time, regime, its BTC changes), one per scan time."""
+    rows = conn.execute(
+        "select distinct on (candle_ts) candle_ts, features ->> 'regime', features ->> 'regime_market',"
+        " features ->> 'btc_change_1h_pct', features ->> 'btc_change_24h_pct' from scans"
+        " where candle_ts >= %s and candle_ts <= %s and features ? 'regime' order by candle_ts, id",
+        (since, until)).fetchall()
+    out = []
+    for at, regime, market, change_1h, change_24h in rows:
+        read = ", ".join(f"{label} {float(v):+.2f} %" for label, v in (("1h", change_1h), ("24h", change_24h))
+                         if v is not None)
+        out.append((at, str(regime), f"{market or 'no market'}{': ' + read if read else ''}"))
+    return out
+
+
+def _trades(conn: psycopg.Connection, strategy: str, since: datetime) -> list[LiveTrade]:
+    return [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
+        "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
+        " where s.strategy = %s and t.closed_at >= %s order by t.closed_at", (strategy, since)).fetchall()]
+
+
 def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config: RollbackConfig,
             now: datetime) -> list[tuple[int, str]]:
-    """Roll back every change applied within the monitoring window whose live results tripped a trigger."""
+    """Roll back every change applied within the monitoring window whose live results (or the regime)
+    tripped a trigger; at the end of its window, move a change that underperformed half-way back; and
+    roll back fully a half-reverted change that did not recover within the next window.
+    Returns (recommendation id, reason) per step taken."""
     done = []
-    recs = conn.execute("select id, strategy, decided_at from recommendations where status = 'applied'"
-                        " and rollback_of is null and decided_at >= %s",
-                        (now - timedelta(hours=rollback_config.monitor_h),)).fetchall()
+    window = timedelta(hours=rollback_config.monitor_h)
+    recs = conn.execute("select id, strategy, decided_at from recommendations r where status = 'applied'"
+                        " and rollback_of is null and decided_at >= %s"
+                        " and not exists (select 1 from recommendations h where h.rollback_of = r.id)",
+                        (now - 2 * window,)).fetchall()
     for rec_id, strategy, applied_at in recs:
-        trades = [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
-            "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
-            " where s.strategy = %s and t.closed_at >= %s order by t.closed_at",
-            (strategy, applied_at - timedelta(hours=rollback_config.monitor_h))).fetchall()]
-        before = [t for t in trades if t.closed_at < applied_at]
-        after = [t for t in trades if t.closed_at >= applied_at]
-        reason = trigger(applied_at, now, baseline_of(before), after, rollback_config)
-        if reason is not None:
+        trades = _trades(conn, strategy, applied_at - window)
+        baseline = baseline_of([t for t in trades if t.closed_at < applied_at])
+        after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window]
+        if now <= applied_at + window:
+            reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
+            reason = reason or trigger(applied_at, now, baseline, after, rollback_config)
+            if reason is not None:
+                rollback(conn, rec_id, config, reason, now)
+                done.append((rec_id, reason))
+        elif (reason := underperforms(baseline, after, rollback_config)) is not None:
+            reason = f"gradual: {reason}; half-way back"
+            revert_half(conn, rec_id, config, reason, now)
+            done.append((rec_id, reason))
+    halves = conn.execute(
+        "select r.id, r.strategy, r.decided_at, h.decided_at from recommendations h"
+        " join recommendations r on r.id = h.rollback_of where h.evidence ? 'revert_share' and r.status = 'applied'"
+        " and h.decided_at <= %s and exists (select 1 from dashboard_active_strategy_params a"
+        " where a.strategy = h.strategy and a.params_hash = h.to_params_hash)", (now - window,)).fetchall()
+    # only while the half-way set is still the active one: a later change is not undone from under it
+    for rec_id, strategy, applied_at, halved_at in halves:
+        trades = _trades(conn, strategy, applied_at - window)
+        baseline = baseline_of([t for t in trades if t.closed_at < applied_at])
+        after = [t for t in trades if halved_at <= t.closed_at <= halved_at + window]
+        if (reason := underperforms(baseline, after, rollback_config)) is not None:
+            reason = f"gradual: no recovery in {rollback_config.monitor_h:g} h after the half-way revert: {reason}"
             rollback(conn, rec_id, config, reason, now)
             done.append((rec_id, reason))
     return done

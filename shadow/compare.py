@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from controller.data.market_data import timeframe_seconds
 from shadow.evaluate import EvaluationReport
 from shadow.recommend import Evidence
 from shadow.settings import ShadowSettings
@@ -48,6 +49,14 @@ def candidates(conn: psycopg.Connection, strategy: str, start: datetime, end: da
     out["size"] = out["size"].reindex(index=out["pnl"].index).fillna(1.0)
     return out
 
+
+
+def evidence_days(first_close: datetime, last_close: datetime, timeframe_s: float, window_h: float) -> float:
+    """Days the evidence covers: from the first candidate's candle open to the last one's close (candle_ts
+    is a close), at most the window. A window scanned on every candle therefore spans its full length, so a
+    tier that asks for 3 days is reachable in a 72 h window."""
+    span = (last_close - first_close).total_seconds() + timeframe_s
+    return min(span, window_h * 3600) / 86400
 
 
 def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[tuple[str, str], int],
@@ -95,10 +104,11 @@ def statistics(conn: psycopg.Connection, variations: list[Variation], ids: dict[
     q_values = iter(benjamini_hochberg(np.array(family)))
     q_of: dict[tuple[str, str, int], float] = {}  # (strategy, variation, id of the tested window's figures)
     evidence: dict[tuple[str, int], list[Evidence]] = {}
+    timeframe_s = {v.strategy: timeframe_seconds(v.section.timeframe) for v in variations if v.name == CHAMPION}
     for w in tested:
         times = w.index.get_level_values("candle_ts")
         first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
-        days = (last - first).total_seconds() / 86400
+        days = evidence_days(first, last, timeframe_s.get(w.strategy, 0), w.window_h)
         champion_summary = w.per[CHAMPION][0]
         rows = []
         for name, (summary, pair) in w.per.items():

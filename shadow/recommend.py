@@ -3,9 +3,17 @@
 Pure: the evidence comes in, a `Recommendation` (with its evidence) or the list of reasons comes out.
 The gates, in order: calibration (CHAMPION's simulated exits must agree with the real trades, or the
 replay is not trusted), safety (regime stable, few adjustments a day), then the seed's confidence tiers
-(trades, win-rate outperformance, Benjamini-Hochberg q, days of evidence), tried from HIGH down. The
-winning variation's parameter values are approached by the tier's multiplier, at most `max_change` of the
-current value per step and never outside [min, max]; a parameter without a limit is never adjusted.
+(trades, win-rate outperformance, Benjamini-Hochberg q, days of evidence), tried from HIGH down.
+
+What is recommended is the winning variation's parameter set exactly as it was replayed: every key it
+changed, in the default and every tier, so the set that would trade is the set that earned the evidence
+(its hash is the variation's). The direction is the evidence's: champion -> the variation that did better.
+Each changed value must lie within `step_ratio_min`-`step_ratio_max` times the current one, within its
+limit's `max_change` where it has one, and must not leave (or move further outside) the limit's absolute
+range. A variation that breaks a bound is refused with the reason, never cut to a set nobody replayed; a
+current value already outside its range is reported, not "corrected". A variation whose sizing or ML gate
+differs from the champion's is refused too: those are not strategy parameters, so applying its strategy
+parameters alone would trade a set that was not replayed.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 from controller.scan.strategy_params import StrategyConfig
 from shadow.settings import Limit, RecommendConfig, ShadowSettings
 from shadow.stats import Paired, Summary
+from shadow.variations import Variation
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class Recommendation:
     variation: str
     tier: str
     changes: dict[str, dict[str, Any]]  # parameter -> {tier or "default": [from, to]}
-    section: StrategyConfig[Any]  # the champion with the changes
+    section: StrategyConfig[Any]  # the tested variation's parameters, exactly as replayed
     evidence: dict[str, Any]
 
 
@@ -74,22 +83,66 @@ class NoRecommendation:
     reasons: list[str] = field(default_factory=list)
 
 
-def adjust(current: float, target: float, multiplier: float, limit: Limit, offset: float = 0.0) -> float:
-    """One bounded step from `current` toward `target`.
-
-    Values are measured from `offset` (1.0 for a factor such as breakout_factor, so its limits read as the
-    breakout in percent). The step is the tier's share of the way, at most `max_change` of the current
-    value, and the result stays within [min, max] without ever stepping more than `max_change`.
-    """
-    cur, tgt = current - offset, target - offset
-    bound = limit.max_change * abs(cur)
-    step = max(-bound, min(bound, (tgt - cur) * multiplier))
-    new = min(limit.max, max(limit.min, cur + step))
-    new = min(cur + bound, max(cur - bound, new))
-    return round(new + offset, 10)
+OFFSETS = {"breakout_factor": 1.0}  # a factor: its limits and ratios read as the breakout in percent
 
 
-OFFSETS = {"breakout_factor": 1.0}
+@dataclass(frozen=True)
+class Move:
+    """One key of one parameter set (the default or a tier) as the variation changes it."""
+
+    key: str
+    where: str  # "default" or a tier
+    current: float
+    tested: float
+
+
+def moves(champion: StrategyConfig[Any], variation: StrategyConfig[Any]) -> list[Move]:
+    """Every value the variation changes, in the default and in each tier's complete set."""
+    current, target = champion.params, variation.params
+    sets = [("default", current.default, target.default)]
+    sets += [(tier, current.for_tier(tier), target.for_tier(tier)) for tier in sorted(current.tiers)]
+    out = []
+    for where, cur_params, tgt_params in sets:
+        tested = tgt_params.model_dump()
+        for key, cur in cur_params.model_dump().items():
+            if tested[key] != cur:
+                out.append(Move(key, where, cur, tested[key]))
+    return out
+
+
+def _outside(value: float, limit: Limit) -> float:
+    """How far `value` lies outside the limit's absolute range (0 inside, or without one)."""
+    below = limit.min - value if limit.min is not None else 0.0
+    above = value - limit.max if limit.max is not None else 0.0
+    return max(0.0, below, above)
+
+
+def check_move(move: Move, config: RecommendConfig) -> tuple[str | None, str | None]:
+    """(why the move is refused or None, a note or None). The move is the tested value itself: a move that
+    breaks a bound is refused, never cut to a value nobody replayed."""
+    name = f"{move.key} ({move.where}) {move.current:g} -> {move.tested:g}"
+    offset = OFFSETS.get(move.key, 0.0)
+    cur, new = move.current - offset, move.tested - offset
+    if cur <= 0 or new <= 0:
+        return f"{name}: a step relative to the current value needs both above 0", None
+    ratio = new / cur
+    if not config.step_ratio_min <= ratio <= config.step_ratio_max:
+        return (f"{name}: x{ratio:.3g} is outside x{config.step_ratio_min:g}-{config.step_ratio_max:g} per step"), None
+    limit = config.limits.get(move.key)
+    if limit is None:
+        return None, None
+    if abs(ratio - 1) > limit.max_change + 1e-12:
+        return f"{name}: {abs(ratio - 1):.0%} change, more than its {limit.max_change:.0%} per step", None
+    was_out, now_out = _outside(move.current - offset, limit), _outside(new, limit)
+    bounds = f"[{limit.min:g}, {limit.max:g}]"
+    if was_out == 0 and now_out > 0:
+        return f"{name}: leaves its range {bounds}", None
+    if was_out > 0:
+        if now_out > was_out:
+            return f"{name}: the current value is already outside {bounds} and this moves it further out", None
+        return None, (f"{move.key} ({move.where}): the current value {move.current:g} is outside {bounds}; "
+                      "reported, not corrected")
+    return None, None
 
 
 def safety(now: datetime, regime_changes: list[datetime], applied: list[datetime],
@@ -107,6 +160,10 @@ def safety(now: datetime, regime_changes: list[datetime], applied: list[datetime
 
 
 def calibration_gate(calibration: Calibration, settings: ShadowSettings) -> list[str]:
+    """Why CHAMPION's replay is not trusted (empty: it is). `min_calibration_trades` 0 turns the gate off:
+    candles replayed without an executor have no real trades to check against."""
+    if settings.min_calibration_trades == 0:
+        return []
     if calibration.trades < settings.min_calibration_trades or calibration.agreement is None:
         return [f"calibration: {calibration.trades} real closed trades to check CHAMPION's replay against, "
                 f"need {settings.min_calibration_trades}"]
@@ -138,41 +195,37 @@ def tier_of(evidence: Evidence, config: RecommendConfig) -> tuple[str | None, li
     return None, misses
 
 
-def changes_toward(champion: StrategyConfig[Any], variation: StrategyConfig[Any], multiplier: float,
-                   config: RecommendConfig) -> tuple[dict[str, dict[str, Any]], StrategyConfig[Any], list[str]]:
-    """Bounded steps of every limited parameter the variation changes, in the default and each tier."""
-    current, target = champion.params, variation.params
+def tested_changes(champion: StrategyConfig[Any], variation: Variation, config: RecommendConfig,
+                   champion_ml_threshold: float | None = None) -> tuple[dict[str, dict[str, Any]], list[str],
+                                                                          list[str]]:
+    """The variation's changes exactly as replayed ({key: {default or tier: [from, to]}}), why they cannot
+    be applied (empty: they can), and notes."""
+    refusals: list[str] = []
+    notes: list[str] = []
+    if variation.size_multiplier != 1.0 or variation.volatility_sizing is not None:
+        sizing = f"size x{variation.size_multiplier:g}" + (", volatility sizing" if variation.volatility_sizing
+                                                            else "")
+        refusals.append(f"its sizing ({sizing}) is not a strategy parameter: the live book would trade another "
+                        "set than the one replayed")
+    if variation.ml_threshold != champion_ml_threshold:
+        refusals.append(f"its ML threshold {variation.ml_threshold} is not a strategy parameter: the live book "
+                        "would trade another set than the one replayed")
     changes: dict[str, dict[str, Any]] = {}
-    unlimited: set[str] = set()
-    new_default = current.default.model_dump()
-    new_tiers = {tier: p.model_dump() for tier, p in current.tiers.items()}
-    sets = [("default", current.default, target.default, new_default)]
-    sets += [(tier, current.tiers[tier], target.for_tier(tier), new_tiers[tier]) for tier in current.tiers]
-    for where, cur_params, tgt_params, out in sets:
-        for key, cur in cur_params.model_dump().items():
-            tgt = getattr(tgt_params, key)
-            if tgt == cur:
-                continue
-            limit = config.limits.get(key)
-            if limit is None:
-                unlimited.add(key)
-                continue
-            new = adjust(float(cur), float(tgt), multiplier, limit, OFFSETS.get(key, 0.0))
-            if isinstance(cur, int) and not isinstance(cur, bool):
-                new = round(new)
-            if new != cur:
-                out[key] = new
-                changes.setdefault(key, {})[where] = [cur, new]
-    params = type(current).model_validate({"default": new_default, "tiers": new_tiers}).with_tier_map(current.tier_map)
-    notes = [f"not adjusted (no adjustment limit): {', '.join(sorted(unlimited))}"] if unlimited else []
-    return changes, champion.model_copy(update={"params": params}), notes
+    for move in moves(champion, variation.section):
+        refused, note = check_move(move, config)
+        if refused:
+            refusals.append(refused)
+        if note and note not in notes:
+            notes.append(note)
+        changes.setdefault(move.key, {})[move.where] = [move.current, move.tested]
+    return changes, refusals, notes
 
 
-def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str, StrategyConfig[Any]],
+def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str, Variation],
               evidence: list[Evidence], calibration: Calibration, *, now: datetime, regime_changes: list[datetime],
               applied: list[datetime], settings: ShadowSettings,
               config: RecommendConfig) -> Recommendation | NoRecommendation:
-    """The best-supported bounded change for `strategy`, or the reasons there is none."""
+    """The best-supported tested variation of `strategy`, exactly as replayed, or the reasons there is none."""
     reasons = calibration_gate(calibration, settings) + safety(now, regime_changes, applied, config)
     if reasons:
         return NoRecommendation(strategy, reasons)
@@ -185,15 +238,17 @@ def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str
             continue
         ranked.append((order.index(tier), -item.paired.mean_diff, item, tier))
     for _, _, item, tier in sorted(ranked, key=lambda r: (r[0], r[1])):
-        changes, section, notes = changes_toward(champion, variations[item.name], config.tiers[tier].multiplier,
-                                                 config)
-        if not changes:
-            reasons.append(f"{item.name}: passes {tier} but changes no parameter with an adjustment limit"
-                           + (f" ({notes[0]})" if notes else ""))
+        variation = variations[item.name]
+        changes, refusals, notes = tested_changes(champion, variation, config, settings.champion_ml_threshold)
+        if refusals:
+            reasons.append(f"{item.name}: passes {tier} but is not applied as tested: {'; '.join(refusals)}")
             continue
-        return Recommendation(strategy, item.name, tier, changes, section, {
-            **item.as_json(), "tier": tier, "multiplier": config.tiers[tier].multiplier,
-            "calibration": calibration.__dict__, "notes": notes, "window_h": config.window_h})
+        if not changes:
+            reasons.append(f"{item.name}: passes {tier} but changes no strategy parameter")
+            continue
+        return Recommendation(strategy, item.name, tier, changes, variation.section, {
+            **item.as_json(), "tier": tier, "calibration": calibration.__dict__, "notes": notes,
+            "window_h": config.window_h, "variation_params_hash": variation.params_hash})
     if not evidence:
         reasons.append("no variation has outcomes in the window yet")
     return NoRecommendation(strategy, reasons)

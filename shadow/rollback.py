@@ -12,6 +12,11 @@ Within `monitor_h` of the change, the first of these that holds names the reason
   and the drop at least as large as `win_rate_drop_points` / `pnl_drop_pct` (statistically there and
   large enough to matter).
 
+Emergency: a scan that reads a regime in `emergency_regimes` (PANIC) after the change rolls it back at
+once. Gradual (the seed's "48 h of underperformance -> revert 50 %"): a change that tripped nothing but
+whose window's mean P&L sits below the baseline (`underperforms`) moves half-way back; if the next
+`monitor_h` after that do not recover (the same test against the same baseline), it is rolled back fully.
+
 The three shares add up to `false_alarm` (Bonferroni), so the monitor's false-alarm rate on an unchanged
 strategy is at most `false_alarm` in the tests' model (independent trades, the baseline's rates);
 `bench/shadow_stats.py` measures it on resampled real trades. The baseline is the live book before the
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +75,19 @@ def loss_run_needed(baseline: Baseline | None, config: RollbackConfig) -> int:
     return max(config.consecutive_stops, run_threshold(rate, config.run_horizon_trades, alpha))
 
 
+def emergency(applied_at: datetime, now: datetime, readings: list[tuple[datetime, str, str]],
+              config: RollbackConfig) -> str | None:
+    """Why the change must be rolled back at once because of the market, or None. `readings`: (scan time,
+    regime, what it read) as the scans recorded them. A regime in `emergency_regimes` (PANIC) at or after the
+    change, within its monitoring window, rolls it back whatever the trades say: parameters tuned on a calmer
+    market are not the ones to hold through a crash."""
+    end = min(now, applied_at + timedelta(hours=config.monitor_h))
+    for at, regime, read in sorted(readings):
+        if applied_at <= at <= end and regime in config.emergency_regimes:
+            return f"emergency: the regime turned {regime} at {at:%Y-%m-%d %H:%M} UTC ({read})"
+    return None
+
+
 def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, after: list[LiveTrade],
             config: RollbackConfig) -> str | None:
     """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first."""
@@ -104,3 +123,40 @@ def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, afte
             return (f"mean P&L {mean.mean:+.2f} % per trade over {mean.n} trades, down {drop:.2f} points from "
                     f"{baseline.mean_pnl_pct:+.2f} % (sequential p {mean.p_value:.3f})")
     return None
+
+
+def underperforms(baseline: Baseline | None, after: list[LiveTrade], config: RollbackConfig) -> str | None:
+    """The gradual trigger, judged once at the end of a monitoring window: why the trades of the window
+    underperformed the baseline, or None. The mean P&L per trade is below the baseline's by the mixture
+    SPRT at `gradual_false_alarm` (looser than the immediate tests: what follows is a half step back that
+    the next window can undo), and at least `min_trades` trades closed."""
+    if baseline is None or baseline.trades < config.min_baseline_trades or baseline.sd_pnl_pct <= 0:
+        return None
+    if len(after) < config.min_trades:
+        return None
+    pnl = np.array([t.pnl_pct for t in after], dtype=np.float64)
+    test = mixture_sprt(pnl, baseline.mean_pnl_pct, baseline.sd_pnl_pct, alpha=config.gradual_false_alarm,
+                        tau=config.tau_sd * baseline.sd_pnl_pct)
+    if not test.rejects:
+        return None
+    return (f"mean P&L {test.mean:+.2f} % per trade over {test.n} trades in {config.monitor_h:g} h, below the "
+            f"baseline's {baseline.mean_pnl_pct:+.2f} % (sequential p {test.p_value:.3f})")
+
+
+def half_way(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """Stored parameters ({"default": {...}, "tiers": {...}}) half-way back from `current` to `previous`:
+    every value that differs moves half the distance (integers rounded toward `previous`)."""
+    def mid(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+        out = dict(now)
+        for key, value in now.items():
+            old = before.get(key, value)
+            if value == old or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if isinstance(value, int) and isinstance(old, int):
+                out[key] = value + math.ceil((old - value) / 2) if old > value else value - math.ceil((value - old) / 2)
+            else:
+                out[key] = round(value + (old - value) / 2, 10)
+        return out
+    tiers = {tier: mid(p, previous.get("tiers", {}).get(tier, previous["default"]))
+             for tier, p in current.get("tiers", {}).items()}
+    return {"default": mid(current["default"], previous["default"]), "tiers": tiers}

@@ -99,7 +99,7 @@ def run_pass(conn: psycopg.Connection, conf: StrategiesConfig, spec: VariationsF
     for strategy, section in champion.items():
         if not section.enabled:
             continue
-        mine = {v.name: v.section for v in variations if v.strategy == strategy and v.name != CHAMPION}
+        mine = {v.name: v for v in variations if v.strategy == strategy and v.name != CHAMPION}
         result = recommend(strategy, section, mine, evidence.get((strategy, spec.recommend.window_h), []),
                            calibration.get(strategy, Calibration(0, None)), now=now, regime_changes=changes,
                            applied=applied, settings=spec.settings, config=spec.recommend)

@@ -22,7 +22,8 @@ class ShadowSettings(Frozen):
     pnl_match_points: float = Field(0.25, ge=0, le=10, description="a replayed trade matches a real one when the "
                                                                    "exit reasons agree and the net P&L differ by "
                                                                    "at most this many percentage points")
-    min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement")
+    min_calibration_trades: int = Field(5, ge=0, description="real trades needed to judge agreement (0: no "
+                                                                         "calibration gate)")
     bootstrap_samples: int = Field(2000, ge=100, le=100000)
     seed: int = 13
     windows_h: tuple[int, ...] = Field((24, 72, 168, 720), min_length=1, description="statistics windows, hours")
@@ -30,47 +31,50 @@ class ShadowSettings(Frozen):
 
 
 class Tier(Frozen):
-    """A confidence tier: the evidence needed and how far toward the variation's value a change moves."""
+    """A confidence tier: the evidence a variation needs before its tested parameters are recommended."""
 
     trades: int = Field(ge=1)
     outperformance_pct: float = Field(ge=0, description="variation win rate minus CHAMPION's, points")
     max_q: float = Field(gt=0, le=1, description="Benjamini-Hochberg adjusted p-value at most this")
-    days: float = Field(gt=0, description="days of evidence at least this")
-    multiplier: float = Field(gt=0, le=1, description="fraction of the way toward the variation's value")
+    days: float = Field(gt=0, description="days the evidence spans, at least this")
 
 
 class Limit(Frozen):
-    """Per adjustment: at most `max_change` (a fraction of the current value), never outside [min, max]."""
+    """Per adjustment: at most `max_change` (a fraction of the current value), and never out of [min, max]
+    where a range is given (a bound of None: none on that side)."""
 
     max_change: float = Field(gt=0, le=1)
-    min: float
-    max: float
+    min: float | None = None
+    max: float | None = None
 
     @model_validator(mode="after")
     def _range(self) -> Limit:
-        if self.min >= self.max:
+        if self.min is not None and self.max is not None and self.min >= self.max:
             raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
         return self
 
 
 def _tiers() -> dict[str, Tier]:
-    return {"HIGH": Tier(trades=100, outperformance_pct=10, max_q=0.01, days=3, multiplier=1.0),
-            "MEDIUM": Tier(trades=50, outperformance_pct=5, max_q=0.05, days=2, multiplier=0.5),
-            "LOW": Tier(trades=30, outperformance_pct=3, max_q=0.10, days=1, multiplier=0.25)}
+    return {"HIGH": Tier(trades=100, outperformance_pct=10, max_q=0.01, days=3),
+            "MEDIUM": Tier(trades=50, outperformance_pct=5, max_q=0.05, days=2),
+            "LOW": Tier(trades=30, outperformance_pct=3, max_q=0.10, days=1)}
 
 
 def _limits() -> dict[str, Limit]:
     # Seed ADJUSTMENT_LIMITS in this project's units (percent for *_pct; breakout as a factor).
     return {"stop_loss_pct": Limit(max_change=0.20, min=3.0, max=10.0),
-            "take_profit_pct": Limit(max_change=0.15, min=0.5, max=30.0),
+            "take_profit_pct": Limit(max_change=0.15),
             "min_drop_pct": Limit(max_change=0.20, min=2.0, max=10.0),
             "breakout_factor": Limit(max_change=0.25, min=0.02, max=0.08)}
 
 
 class RecommendConfig(Frozen):
     tiers: dict[str, Tier] = Field(default_factory=_tiers, description="tried in order, first passing wins")
-    limits: dict[str, Limit] = Field(default_factory=_limits, description="a parameter without a limit is "
-                                                                          "never adjusted")
+    limits: dict[str, Limit] = Field(default_factory=_limits, description="per-key bounds on top of the step "
+                                                                          "ratio every changed key obeys")
+    step_ratio_min: float = Field(0.5, gt=0, le=1, description="a changed value is at least this times the "
+                                                               "current one (seed: x0.5-1.5)")
+    step_ratio_max: float = Field(1.5, ge=1, description="and at most this times")
     window_h: int = Field(72, ge=1, description="the statistics window recommendations are drawn from")
     regime_stable_h: float = Field(12, ge=0, description="the regime has not changed for this long")
     max_per_day: int = Field(3, ge=0, description="applied adjustments per 24 h, all strategies")
@@ -78,6 +82,8 @@ class RecommendConfig(Frozen):
 
 class RollbackConfig(Frozen):
     monitor_h: float = Field(48, gt=0, description="how long after a change live results are watched")
+    emergency_regimes: tuple[str, ...] = Field(("PANIC",), description="a scan reading one of these regimes "
+                                                                       "after a change rolls it back at once")
     false_alarm: float = Field(0.05, gt=0, lt=1, description="the monitor's false-alarm rate on an unchanged "
                                                              "strategy, shared by its three tests")
     run_share: float = Field(0.2, gt=0, lt=1, description="the losing-run test's share of false_alarm; the "
@@ -91,5 +97,7 @@ class RollbackConfig(Frozen):
     pnl_drop_pct: float = Field(20, gt=0, description="a P&L alarm also needs the mean down this much "
                                                       "relative to the baseline")
     min_trades: int = Field(5, ge=1, description="trades after the change before win rate and P&L are judged")
+    gradual_false_alarm: float = Field(0.2, gt=0, lt=1, description="the 50 % revert's false-alarm rate on an "
+                                                                     "unchanged strategy, judged once per window")
     min_baseline_trades: int = Field(10, ge=2, description="trades before the change needed to judge win rate "
                                                            "and P&L against them")

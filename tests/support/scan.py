@@ -15,6 +15,7 @@ from controller.config import PROJECT_ROOT, ControllerConfig, LoopConfig, load_m
 from controller.data import flags
 from controller.data.market_data import ReplaySource, SimClock, ohlcv_dir
 from controller.data.storage.postgres import PostgresStore
+from controller.scan.params_source import ParamsSource
 from controller.scan.pipeline import Scanner
 from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
@@ -32,7 +33,8 @@ SPECS = load_model(flags.FlagsFile, PROJECT_ROOT / "conf" / "flags.yml")
 def scanner(store: PostgresStore, at: datetime, *, strategy_config: StrategiesConfig | None = None,
             strategy_fns: dict[str, Callable[..., pd.DataFrame]] | None = None, timeout_s: float = 60.0,
             symbols: tuple[str, ...] = ("ADA-BTC", "ETH-BTC"), config: ControllerConfig | None = None,
-            folder: Path | None = None, exchange: str = "bittrex") -> tuple[Scanner, SimClock]:
+            folder: Path | None = None, exchange: str = "bittrex",
+            params_source: ParamsSource | None = None, simulated: bool = False) -> tuple[Scanner, SimClock]:
     clock = SimClock(at)
     # timeout_s: a deadline for a strategy stalled by a loaded 2-core box, never a speed check (the hang test
     # sets its own)
@@ -42,7 +44,7 @@ def scanner(store: PostgresStore, at: datetime, *, strategy_config: StrategiesCo
                    source=ReplaySource(folder or ohlcv_dir(), exchange, clock=clock), exchange=exchange,
                    symbols=symbols,
                    clock=clock.now, flag_defaults={n: s.default for n, s in SPECS.flags.items()},
-                   strategy_fns=strategy_fns), clock
+                   strategy_fns=strategy_fns, params_source=params_source, simulated=simulated), clock
 
 
 def rows(url: str, query: str, *params: Any) -> list[tuple]:

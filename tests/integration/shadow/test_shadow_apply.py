@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from controller.config import PROJECT_ROOT, ControllerConfig, load_model
 from controller.data import flags
@@ -18,10 +19,11 @@ from controller.scan.regime import RegimeParams
 from controller.scan.signals import QuoteSizing, SizingParams
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.apply import ActiveParams, ApplyRefused, apply, monitor, rollback, write_recommendation
+from shadow.evaluate import EvaluationReport, record_decisions, sync_variations
 from shadow.recommend import Calibration, Evidence, Recommendation, recommend
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
-from shadow.variations import Change, vary
+from shadow.variations import CHAMPION, Change, Variation, vary
 
 # DCA on ADA-BTC (15m): at 22:15 on 2018-01-11 the drop from the 16-bar high is 3.57 %, under the
 # champion's 3.75 %: a skip. DCA_DROPS_3 (3.0 %) enters there.
@@ -65,9 +67,19 @@ def scan_dca(store: PostgresStore, url: str, champion: StrategiesConfig) -> tupl
                             " order by id desc limit 1").fetchone()
 
 
-def propose(url: str, champion: StrategiesConfig) -> int:
+def replay(url: str, champion: StrategiesConfig, variations: list[Variation]) -> None:
+    """The evaluator's decision step for `variations` on the scans so far: registered and replayed."""
+    with psycopg.connect(url) as conn:
+        ids = sync_variations(conn, [Variation(CHAMPION, "dca", champion.dca), *variations])
+        record_decisions(conn, champion, [Variation(CHAMPION, "dca", champion.dca), *variations], ids,
+                         SKIPPED - timedelta(days=1), SKIPPED + timedelta(days=1), EvaluationReport())
+
+
+def propose(url: str, champion: StrategiesConfig, *, replayed: bool = True) -> int:
     """A HIGH-tier recommendation drawn from DCA_DROPS_3, written as the evaluator writes it."""
-    drops = vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test")
+    drops = Variation("DCA_DROPS_3", "dca", vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test"))
+    if replayed:
+        replay(url, champion, [drops])
     summary = Summary(120, 72, 60.0, 0.5, 60.0, 0.3, 2.0)
     base = Summary(120, 54, 45.0, 0.2, 24.0, 0.1, 3.0)
     evidence = Evidence("DCA_DROPS_3", summary, base, Paired(120, 0.3, 0.1, 0.5, 0.002), 0.004, 4.0)
@@ -94,7 +106,12 @@ def test_apply_changes_the_next_decision_and_rollback_restores_it(store: Postgre
         version = apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
         status, recorded_version = conn.execute("select status, version from recommendations where id = %s",
                                                 (rec_id,)).fetchone()
+        replayed = conn.execute("select count(*) from shadow_outcomes o join shadow_variations v"
+                                " on v.id = o.variation_id where v.name = 'DCA_DROPS_3' and o.would_enter"
+                                " and v.params_hash = %s", (vary(champion.dca, Change(set={"min_drop_pct": 3.0}),
+                                                                 "test").params_hash(),)).fetchone()[0]
     assert (status, recorded_version) == ("applied", version)
+    assert replayed == 1  # the applied set is the one replayed: it entered the scan CHAMPION skipped
 
     after = scan_dca(store, url, champion)
     assert after[0] == "enter" and after[2] != before[2], after  # the next scan decided with the new version
@@ -153,3 +170,96 @@ def test_a_rare_run_of_losing_exits_after_a_change_rolls_it_back_automatically(s
         [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), applied_at + timedelta(hours=4.5))
     assert rolled == rec_id and reason.startswith("4 consecutive losing exits since the change")
     assert scan_dca(store, url, champion)[2] == before[2]
+
+
+def test_a_parameter_set_that_was_never_replayed_is_not_applied(store: PostgresStore, url: str,
+                                                                 champion: StrategiesConfig) -> None:
+    scan_dca(store, url, champion)
+    rec_id = propose(url, champion, replayed=False)
+    with psycopg.connect(url) as conn, pytest.raises(ApplyRefused, match="never replayed as a variation"):
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from strategy_params_activations").fetchone()[0] == 0
+
+
+def test_a_panic_after_a_change_rolls_it_back_with_the_reason(store: PostgresStore, url: str,
+                                                              champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        assert monitor(conn, champion, RollbackConfig(), SKIPPED + timedelta(minutes=30)) == []
+        # a later scan reads PANIC (the scan loop stores the regime it read on every scans row)
+        conn.execute("insert into scans (candle_ts, strategy, exchange, symbol, timeframe, decision, reason, features,"
+                     " thresholds, params_hash) values (%s, 'dca', 'bittrex', 'ADA-BTC', '15m', 'blocked',"
+                     " 'regime PANIC', %s, '{}', 'x')",
+                     (SKIPPED + timedelta(hours=1), Jsonb({"regime": "PANIC", "regime_market": "BTC-USDT",
+                                                            "btc_change_1h_pct": -3.4, "btc_change_24h_pct": -6.1})))
+        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), SKIPPED + timedelta(hours=1, minutes=5))
+        recorded = conn.execute("select evidence ->> 'rollback' from recommendations where rollback_of = %s",
+                                (rec_id,)).fetchone()[0]
+    assert rolled == rec_id and reason.startswith("emergency: the regime turned PANIC at 2018-01-11 23:15 UTC")
+    assert "1h -3.40 %" in reason and recorded == reason
+    assert scan_dca(store, url, champion)[2] == before[2]
+
+
+def test_an_underperforming_change_moves_half_way_back_then_fully_when_it_does_not_recover(
+        store: PostgresStore, url: str, champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    config, window = RollbackConfig(), timedelta(hours=RollbackConfig().monitor_h)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        for i in range(20):  # the book before the change: +1 % a trade on average
+            _trade(conn, SKIPPED - timedelta(hours=40 - i), "take_profit" if i % 2 else "trailing_stop",
+                   3.0 if i % 2 else -1.0)
+        for i in range(20):  # after it: -0.5 % a trade, never a long losing run, the win rate unchanged
+            _trade(conn, SKIPPED + timedelta(hours=1 + i), "take_profit" if i % 2 else "trailing_stop",
+                   0.5 if i % 2 else -1.5)
+        assert monitor(conn, champion, config, SKIPPED + timedelta(hours=30)) == []  # nothing immediate
+        [(halved, reason)] = monitor(conn, champion, config, SKIPPED + window + timedelta(hours=1))
+        half = conn.execute("select id, evidence, decided_at from recommendations where rollback_of = %s",
+                            (rec_id,)).fetchone()
+        active = conn.execute("select params -> 'default' ->> 'min_drop_pct' from dashboard_active_strategy_params"
+                              " where strategy = 'dca'").fetchone()[0]
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+    assert halved == rec_id and reason.startswith("gradual: mean P&L -0.50 % per trade over 20 trades in 48 h")
+    assert half[1]["revert_share"] == 0.5 and half[1]["rollback"] == reason and status == "applied"
+    assert float(active) == pytest.approx(3.375)  # half-way from 3.0 back to 3.75
+    halfway = scan_dca(store, url, champion)
+    assert halfway[0] == "enter" and halfway[2] not in (before[2],)  # 3.57 % is deeper than 3.375 %
+
+    with psycopg.connect(url) as conn:
+        assert monitor(conn, champion, config, half[2] + window - timedelta(hours=1)) == []  # its window runs
+        for i in range(20):  # no recovery after the half-way revert
+            _trade(conn, half[2] + timedelta(hours=1 + i), "trailing_stop" if i % 2 else "take_profit",
+                   -1.5 if i % 2 else 0.5)
+        [(rolled, final)] = monitor(conn, champion, config, half[2] + window + timedelta(hours=1))
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+        recorded = conn.execute("select evidence ->> 'rollback' from recommendations where rollback_of = %s"
+                                " and not evidence ? 'revert_share'", (rec_id,)).fetchone()[0]
+        assert monitor(conn, champion, config, half[2] + window + timedelta(hours=2)) == []  # once
+    assert rolled == rec_id and final.startswith("gradual: no recovery in 48 h after the half-way revert")
+    assert status == "rolled_back" and recorded == final
+    assert scan_dca(store, url, champion)[2] == before[2]
+
+
+def test_a_half_reverted_change_that_recovers_stays(store: PostgresStore, url: str,
+                                                    champion: StrategiesConfig) -> None:
+    scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    config, window = RollbackConfig(), timedelta(hours=RollbackConfig().monitor_h)
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
+        for i in range(20):
+            _trade(conn, SKIPPED - timedelta(hours=40 - i), "take_profit", 3.0 if i % 2 else -1.0)
+        for i in range(20):
+            _trade(conn, SKIPPED + timedelta(hours=1 + i), "take_profit", 0.5 if i % 2 else -1.5)
+        assert len(monitor(conn, champion, config, SKIPPED + window + timedelta(hours=1))) == 1
+        halved_at = conn.execute("select decided_at from recommendations where rollback_of = %s",
+                                 (rec_id,)).fetchone()[0]
+        for i in range(20):  # after the half-way revert the book earns as before the change
+            _trade(conn, halved_at + timedelta(hours=1 + i), "take_profit", 3.0 if i % 2 else -1.0)
+        assert monitor(conn, champion, config, halved_at + window + timedelta(hours=1)) == []
+        status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
+    assert status == "applied"

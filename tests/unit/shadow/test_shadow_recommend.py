@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
-from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, adjust, recommend
-from shadow.rollback import Baseline, LiveTrade, loss_run_needed, trigger
-from shadow.settings import Limit, RecommendConfig, RollbackConfig, ShadowSettings
+from shadow.compare import evidence_days
+from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, recommend
+from shadow.rollback import Baseline, LiveTrade, emergency, half_way, loss_run_needed, trigger, underperforms
+from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
-from shadow.variations import Change, vary
+from shadow.variations import Change, Variation, vary
 from stats.sequential import run_probability
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -37,27 +38,32 @@ def _evidence(name: str = "DCA_DROPS_3", *, trades: int = 120, outperformance: f
 
 def _recommend(champion: StrategiesConfig, evidence: list[Evidence], *, calibration: Calibration = GOOD,
                regime_changes: list[datetime] | None = None, applied: list[datetime] | None = None,
-               variation_change: Change | None = None) -> Recommendation | NoRecommendation:
-    change = variation_change or Change(set={"min_drop_pct": 3.0, "stop_loss_pct": 6.0})
-    varied = vary(champion.dca, change, "test")
-    return recommend("dca", champion.dca, {e.name: varied for e in evidence}, evidence, calibration, now=NOW,
+               variation_change: Change | None = None, strategy: str = "dca",
+               size_multiplier: float = 1.0) -> Recommendation | NoRecommendation:
+    change = variation_change or Change(set={"min_drop_pct": 3.0}, scale={"volume_ratio_min": 1.1})
+    section = dict(champion.items())[strategy]
+    varied = Variation("V", strategy, vary(section, change, "test"), size_multiplier=size_multiplier)
+    return recommend(strategy, section, {e.name: varied for e in evidence}, evidence, calibration, now=NOW,
                      regime_changes=regime_changes or [], applied=applied or [], settings=SETTINGS, config=CONFIG)
 
 
-@pytest.mark.parametrize(("evidence", "tier", "multiplier"), [
-    (_evidence(), "HIGH", 1.0),
-    (_evidence(trades=60, outperformance=6, q=0.04, days=2.5), "MEDIUM", 0.5),
-    (_evidence(trades=35, outperformance=3.5, q=0.08, days=1.2), "LOW", 0.25),
+@pytest.mark.parametrize(("evidence", "tier"), [
+    (_evidence(), "HIGH"),
+    (_evidence(trades=60, outperformance=6, q=0.04, days=2.5), "MEDIUM"),
+    (_evidence(trades=35, outperformance=3.5, q=0.08, days=1.2), "LOW"),
 ])
-def test_each_tier_moves_its_share_of_the_way(champion: StrategiesConfig, evidence: Evidence, tier: str,
-                                             multiplier: float) -> None:
-    result = _recommend(champion, [evidence])
+def test_each_tier_recommends_the_tested_variation_exactly(champion: StrategiesConfig, evidence: Evidence,
+                                                           tier: str) -> None:
+    change = Change(set={"min_drop_pct": 3.0}, scale={"volume_ratio_min": 1.1})
+    tested = vary(champion.dca, change, "test")
+    result = _recommend(champion, [evidence], variation_change=change)
     assert isinstance(result, Recommendation)
     assert result.tier == tier
-    # min_drop_pct 3.75 -> 3.0: the step is multiplier x -0.75, at most 20 % of 3.75 = 0.75
-    expected = round(3.75 - 0.75 * multiplier, 10)
-    assert result.changes["min_drop_pct"]["default"] == [3.75, expected]
-    assert result.section.params.default.min_drop_pct == expected
+    # every key the variation changed, at the value it was replayed with: the same parameter set (hash)
+    assert result.section.params_hash() == tested.params_hash() != champion.dca.params_hash()
+    assert result.evidence["variation_params_hash"] == tested.params_hash()
+    assert result.changes["min_drop_pct"]["default"] == [3.75, 3.0]
+    assert result.changes["volume_ratio_min"]["default"] == [1.29, pytest.approx(1.419)]
     assert result.evidence["tier"] == tier and result.evidence["trades"] == evidence.summary.trades
 
 
@@ -75,29 +81,68 @@ def test_evidence_below_every_tier_is_no_recommendation(champion: StrategiesConf
     assert lack in result.reasons[0]
 
 
-def test_limits_cap_the_step_and_the_range() -> None:
-    limit = Limit(max_change=0.20, min=3.0, max=10.0)
-    assert adjust(5.0, 9.0, 1.0, limit) == 6.0  # at most 20 % of 5 per adjustment
-    assert adjust(5.0, 5.5, 1.0, limit) == 5.5  # a small step is taken whole
-    assert adjust(5.0, 9.0, 0.25, limit) == 6.0  # 0.25 x 4 = 1.0 = the cap
-    assert adjust(5.0, 6.0, 0.5, limit) == 5.5
-    assert adjust(3.2, 1.0, 1.0, limit) == 3.0  # never below min
-    assert adjust(27.9, 6.0, 1.0, limit) == pytest.approx(22.32)  # outside the range: toward it, one capped step
-    breakout = Limit(max_change=0.25, min=0.02, max=0.08)
-    assert adjust(1.01, 1.05, 1.0, breakout, offset=1.0) == pytest.approx(1.0125)  # 1 % -> 1.25 %, then floor .02
-    assert adjust(1.03, 1.05, 1.0, breakout, offset=1.0) == pytest.approx(1.0375)
+def test_keys_without_a_limit_are_applied_as_tested(champion: StrategiesConfig) -> None:
+    # buy zone, volume ratio, trailing and time limit have no adjustment limit: they move with the rest
+    change = Change(scale={"buy_zone": 1.4, "volume_ratio_min": 0.8, "trailing_delta_pct": 0.6,
+                           "time_limit_s": 1.25})
+    result = _recommend(champion, [_evidence()], variation_change=change, strategy="channel")
+    assert isinstance(result, Recommendation)
+    assert set(result.changes) == {"buy_zone", "volume_ratio_min", "trailing_delta_pct", "time_limit_s"}
+    assert result.section.params_hash() == vary(champion.channel, change, "test").params_hash()
+    # every tier's complete set moves, not only the default
+    assert set(result.changes["buy_zone"]) == {"default", *champion.channel.params.tiers}
 
 
-def test_stop_loss_step_is_limited_in_the_recommendation(champion: StrategiesConfig) -> None:
-    result = _recommend(champion, [_evidence()])
+@pytest.mark.parametrize(("strategy", "change", "refusal"), [
+    # the case: channel's stop of 14.6 % is already above the 10 % limit; widening it further is
+    # refused, never turned into a tightening to a value nobody replayed
+    ("channel", Change(scale={"stop_loss_pct": 1.2}), "stop_loss_pct (default) 14.6 -> 17.52: the current value "
+                                                      "is already outside [3, 10] and this moves it further out"),
+    ("dca", Change(set={"rsi_min": 10.0}), "rsi_min (default) 28 -> 10: x0.357 is outside x0.5-1.5 per step"),
+    ("dca", Change(set={"min_drop_pct": 2.5}), "min_drop_pct (default) 3.75 -> 2.5: 33% change, more than its "
+                                               "20% per step"),
+    ("dca", Change(scale={"take_profit_pct": 1.2}), "take_profit_pct (default) 3 -> 3.6: 20% change, more than "
+                                                    "its 15% per step"),
+])
+def test_a_variation_beyond_a_bound_is_refused_with_the_reason_not_clipped(champion: StrategiesConfig,
+                                                                           strategy: str, change: Change,
+                                                                           refusal: str) -> None:
+    result = _recommend(champion, [_evidence()], variation_change=change, strategy=strategy)
+    assert isinstance(result, NoRecommendation)
+    assert "passes HIGH but is not applied as tested" in result.reasons[0] and refusal in result.reasons[0]
+
+
+def test_a_move_that_leaves_the_range_is_refused(champion: StrategiesConfig) -> None:
+    inside = vary(champion.dca, Change(set={"stop_loss_pct": 3.5}), "test")
+    tested = Variation("TIGHT", "dca", vary(inside, Change(set={"stop_loss_pct": 2.9}), "test"))
+    evidence = _evidence("TIGHT")
+    result = recommend("dca", inside, {"TIGHT": tested}, [evidence], GOOD, now=NOW, regime_changes=[], applied=[],
+                       settings=SETTINGS, config=CONFIG)
+    assert isinstance(result, NoRecommendation) and "3.5 -> 2.9: leaves its range [3, 10]" in result.reasons[0]
+
+
+def test_a_current_value_outside_its_range_is_reported_not_corrected(champion: StrategiesConfig) -> None:
+    # DCA's stop of 27.9 % is outside 3-10 %: a tested step toward the range is applied as tested (22.32),
+    # with a note; nothing pulls it to 10
+    result = _recommend(champion, [_evidence()], variation_change=Change(scale={"stop_loss_pct": 0.8}))
     assert isinstance(result, Recommendation)
     assert result.changes["stop_loss_pct"]["default"] == [27.9, pytest.approx(22.32)]
+    assert any("27.9 is outside [3, 10]; reported, not corrected" in n for n in result.evidence["notes"])
 
 
-def test_a_parameter_without_a_limit_is_never_adjusted(champion: StrategiesConfig) -> None:
-    result = _recommend(champion, [_evidence()], variation_change=Change(set={"rsi_min": 20.0}))
-    assert isinstance(result, NoRecommendation)
-    assert "no adjustment limit" in result.reasons[0] and "rsi_min" in result.reasons[0]
+def test_a_variation_that_changes_its_size_is_not_applied(champion: StrategiesConfig) -> None:
+    result = _recommend(champion, [_evidence()], size_multiplier=0.75)
+    assert isinstance(result, NoRecommendation) and "its sizing (size x0.75) is not a strategy parameter" in \
+        result.reasons[0]
+
+
+def test_a_full_window_spans_its_length_so_every_tier_is_reachable() -> None:
+    end = datetime(2026, 3, 4, tzinfo=UTC)
+    first, last = end - timedelta(hours=72), end - timedelta(minutes=5)  # closes of the window's 5m candles
+    assert evidence_days(first, last, 300, 72) == pytest.approx(3.0)  # HIGH needs 3 days
+    assert evidence_days(first, last, 300, 72) >= CONFIG.tiers["HIGH"].days
+    assert evidence_days(last, last, 300, 72) == pytest.approx(300 / 86400)
+    assert evidence_days(first - timedelta(hours=1), last, 300, 72) == pytest.approx(3.0)  # never beyond the window
 
 
 def test_regime_must_be_stable_for_12_hours(champion: StrategiesConfig) -> None:
@@ -176,3 +221,34 @@ def test_nothing_is_judged_after_the_monitoring_window_or_on_too_few_trades() ->
     stops = _trades(*[("stop_loss", -3.0)] * 12)
     assert trigger(APPLIED, APPLIED + timedelta(hours=49), BASE, stops, RB) is None
     assert trigger(APPLIED, NOW, BASE, _trades(("time_limit", -5.0)), RB) is None
+
+
+def test_a_panic_reading_after_the_change_rolls_it_back_at_once() -> None:
+    calm = [(APPLIED + timedelta(hours=h), "NORMAL", "BTC-USDT: 1h +0.10 %") for h in (1, 2)]
+    panic = (APPLIED + timedelta(hours=3), "PANIC", "BTC-USDT: 1h -3.40 %")
+    assert emergency(APPLIED, NOW, calm, RB) is None
+    assert emergency(APPLIED, NOW, [(APPLIED - timedelta(hours=1), "PANIC", "before"), *calm], RB) is None
+    reason = emergency(APPLIED, NOW, [*calm, panic], RB)
+    assert reason == f"emergency: the regime turned PANIC at {panic[0]:%Y-%m-%d %H:%M} UTC (BTC-USDT: 1h -3.40 %)"
+    late = (APPLIED + timedelta(hours=RB.monitor_h + 1), "PANIC", "after the window")
+    assert emergency(APPLIED, late[0], [*calm, late], RB) is None
+
+
+def test_half_way_moves_every_changed_value_half_the_distance_back() -> None:
+    current = {"default": {"min_drop_pct": 3.0, "grid_levels": 5, "rsi_min": 28.0},
+               "tiers": {"large": {"min_drop_pct": 2.0, "grid_levels": 5, "rsi_min": 28.0}}}
+    previous = {"default": {"min_drop_pct": 3.75, "grid_levels": 2, "rsi_min": 28.0},
+                "tiers": {"large": {"min_drop_pct": 1.5, "grid_levels": 2, "rsi_min": 28.0}}}
+    halved = half_way(current, previous)
+    assert halved["default"] == {"min_drop_pct": 3.375, "grid_levels": 3, "rsi_min": 28.0}  # 5 -> 2: 3, nearer 2
+    assert halved["tiers"]["large"] == {"min_drop_pct": 1.75, "grid_levels": 3, "rsi_min": 28.0}
+
+
+def test_underperformance_needs_a_window_clearly_below_the_baseline() -> None:
+    base = Baseline(trades=20, win_rate_pct=50.0, mean_pnl_pct=1.0, sd_pnl_pct=2.05, losses=10)
+    bad = _trades(*[("take_profit", 0.5), ("trailing_stop", -1.5)] * 10)  # -0.5 a trade
+    reason = underperforms(base, bad, RB)
+    assert reason is not None and reason.startswith("mean P&L -0.50 % per trade over 20 trades in 48 h")
+    assert underperforms(base, bad[:4], RB) is None  # fewer than min_trades
+    assert underperforms(base, _trades(*[("take_profit", 1.5), ("trailing_stop", 0.0)] * 10), RB) is None  # +0.75
+    assert underperforms(None, bad, RB) is None
