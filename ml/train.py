@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
 import sklearn
@@ -29,10 +28,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from ml.compiled import cached_njit
 from ml.config import GateParams, TrainParams
+from ml.drift import DriftReference
 from ml.features import FEATURES
 from ml.gate import figures as gate_figures
 from ml.gate import held_back_split
+from ml.novelty import Novelty, nearest_mean
 
 
 class TrainingRefused(ValueError):
@@ -190,16 +192,7 @@ class Forest:
         return (1.0 / (1.0 + np.exp(self.slope * raw + self.intercept))).mean(axis=1)
 
 
-def _cached_njit(function: Any) -> Any:
-    """numba's compiled `function`, cached on disk (next to this file, or numba's user cache) so that only the
-    first process after an install pays the compile (seconds); without a writable cache, compiled per process."""
-    try:
-        return numba.njit(nogil=True, cache=True)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True, cache=False)(function)
-
-
-@_cached_njit
+@cached_njit
 def _tree_sums(x: np.ndarray, roots: np.ndarray, depths: np.ndarray, column: np.ndarray, threshold: np.ndarray,
                child: np.ndarray, value: np.ndarray,
                baseline: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled; tested through Forest.predict
@@ -238,20 +231,22 @@ def warm_up() -> None:
     one = np.zeros((1, 1), dtype=np.int64)
     _tree_sums(np.zeros((1, 3)), one, one, np.full(1, 2, dtype=np.int64), np.full(1, np.inf),
                np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
+    nearest_mean(np.zeros((1, 1)), np.zeros((1, 1)), 1)  # the dissimilarity index's distance kernel
     _WARM.set()
 
 
 @dataclass
 class ConfidenceModel:
     """What the registry stores: the calibrated classifier, the feature names in order, the features the
-    training data never held (always NaN there: the model ignores them), and the training set's per-feature
-    quantiles for the out-of-distribution score."""
+    training data never held (always NaN there: the model ignores them), the nearest-neighbour reference of
+    the out-of-distribution score (`ml.novelty`) and the training distributions drift is measured against
+    (`ml.drift`)."""
 
     features: tuple[str, ...]
     classifier: CalibratedClassifierCV
     unused: tuple[str, ...]
-    low: np.ndarray  # 0.5 % quantile per feature (NaN where unused)
-    high: np.ndarray  # 99.5 % quantile per feature
+    novelty: Novelty
+    drift: DriftReference
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """The feature columns in the model's order, as one float array (one block copy when the frame holds
@@ -283,20 +278,15 @@ class ConfidenceModel:
         return self.forest.predict(self.matrix(frame))
 
     def dissimilarity(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Share of the used features outside the training set's 0.5-99.5 % range (or missing where training
-        always had them): 0 looks like the training data, 1 like nothing it saw."""
-        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else frame
-        used = np.isfinite(self.low) & np.isfinite(self.high)
-        if not used.any():
-            return np.zeros(len(x))
-        xs = x[:, used]
-        outside = ~np.isfinite(xs) | (xs < self.low[used]) | (xs > self.high[used])
-        return outside.mean(axis=1)
+        """The dissimilarity index per row (`ml.novelty`): about 0.5 among the training points, 1 as far from
+        the nearest ones as training points are from each other on average, infinite when a feature training
+        always had is missing."""
+        return self.novelty.index(self.raw(frame) if isinstance(frame, pd.DataFrame) else frame)
 
     def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """`predict` and `dissimilarity` of one batch, reading the frame once (what the scan calls)."""
         x = self.raw(frame)
-        return self.forest.predict(self.matrix(x)), self.dissimilarity(x)
+        return self.forest.predict(self.matrix(x)), self.novelty.index(x)
 
 
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
@@ -308,9 +298,7 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
     seen = np.isfinite(raw[:cut]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
-    with np.errstate(all="ignore"):
-        low = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.005, axis=0), np.nan)
-        high = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.995, axis=0), np.nan)
+    known = np.where(seen, raw, np.nan)  # what the model reads, for the novelty and drift references
     x = raw.copy()
     x[:, ~seen] = 0.0
     y = events["label"].to_numpy(dtype=np.int64)
@@ -323,7 +311,9 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
     calibrated.fit(x[cut:], y[cut:])
-    return ConfidenceModel(tuple(FEATURES), calibrated, unused, low, high)
+    novelty = Novelty.of(known, k=params.ood_neighbours, size=params.ood_reference, seed=params.seed)
+    drift = DriftReference.of(FEATURES, known, seen, Forest.of(calibrated).predict(x[cut:]), params.drift_bins)
+    return ConfidenceModel(tuple(FEATURES), calibrated, unused, novelty, drift)
 
 
 @dataclass(frozen=True)

@@ -282,10 +282,13 @@ def list_cmd(ctx: typer.Context) -> None:
         o = (m["metrics"] or {}).get("out_of_sample") or {}
         t = o.get("trading") or {}
         edge = (f"{t['ml_return_per_unit_pct']:+.4f} vs {t['rules_return_per_unit_pct']:+.4f}" if t else "-")
+        note = m["promotion_note"] or ""
+        if m.get("demoted_at") is not None:
+            note = f"demoted by {m['demoted_by']}: {m['demotion_note']}"
         table.add_row(m["version"], m["strategy"] or "all", "yes" if m["active"] else "",
                       f"{m['created_at']:%Y-%m-%d %H:%M}",
                       f"{m['training_start']:%Y-%m-%d} .. {m['training_end']:%Y-%m-%d}", _fmt(o.get("auc")), edge,
-                      m["promoted_by"] or "", m["promotion_note"] or "")
+                      m["promoted_by"] or "", note)
     console.print(table)
     if not models:
         console.print("no models yet: python -m controller ml train --replay DIR")
