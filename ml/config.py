@@ -57,6 +57,17 @@ class RetrainConfig(Frozen):
     check_every_s: float = Field(300.0, gt=0, description="how often the retrainer looks whether it is due")
 
 
+class DriftParams(Frozen):
+    """PSI of a live model's scores against its training set's (`ml.drift`); past `level`, the model is
+    demoted and the reason recorded on its row."""
+
+    level: float = Field(0.25, gt=0, le=10, description="score PSI above which the model is demoted")
+    window: int = Field(500, ge=50, le=100_000, description="the last N live predictions of the model compared")
+    min_predictions: int = Field(500, ge=50, description="fewer live predictions than this: measured, no verdict")
+    check_every: int = Field(50, ge=1, description="measure again after this many new predictions")
+    demote: bool = Field(True, description="demote past the level (false: measure and report only)")
+
+
 class MlConfig(Frozen):
     model_dir: Path = Field(Path(".data/models"), description="where joblib artefacts are written")
     max_age_days: float = Field(30.0, gt=0, description="an active model older than this is stale: no effect")
@@ -68,3 +79,4 @@ class MlConfig(Frozen):
     train: TrainParams = TrainParams()
     gate: GateParams = GateParams()
     retrain: RetrainConfig = RetrainConfig()
+    drift: DriftParams = DriftParams()
