@@ -78,8 +78,9 @@ class DriftReading:
         return sorted(self.feature_psi.items(), key=lambda item: -item[1])[:count]
 
     def summary(self) -> dict[str, object]:
+        # pairs, largest first: a JSON object's key order does not survive jsonb
         return {"n": self.n, "score_psi": round(self.score_psi, 4),
-                "features": {name: round(value, 4) for name, value in self.worst()}}
+                "features": [[name, round(value, 4)] for name, value in self.worst()]}
 
 
 def measure(reference: DriftReference, live_scores: np.ndarray,

@@ -94,7 +94,8 @@ class MlScorer:
         self.warming = threading.Thread(target=warm_up, name="ml-warm-up", daemon=True)
         self.warming.start()
 
-    def _refresh(self, conn: psycopg.Connection) -> None:
+    def refresh(self, conn: psycopg.Connection) -> None:
+        """Load each strategy's active model when its version changed; forget a strategy with none."""
         active = registry.active_versions(conn)
         for strategy in list(self.models):
             if strategy not in active:
@@ -118,7 +119,7 @@ class MlScorer:
               now: datetime) -> dict[tuple[str, str], MlVerdict]:
         """Verdicts for the latest-candle entries of each strategy's evaluated frame, keyed (strategy, symbol)."""
         with self.connect() as conn:
-            self._refresh(conn)
+            self.refresh(conn)
             verdicts = self._score(frames, regime, flags)
             self.counters["cycles"] += 1
             # every cycle, so health sees the booster progressing even in cycles without candidates

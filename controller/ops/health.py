@@ -280,7 +280,7 @@ def _ml_progress(progress: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...
 def _drift_note(strategy: str, reading: Mapping[str, Any]) -> str:
     """`drift dca: score PSI 0.031 over 500 live (level 0.25); rsi 0.12, adx 0.08`: the model's latest
     reading (`ml.drift`), the features that moved most after it."""
-    moved = ", ".join(f"{name} {float(value):.2f}" for name, value in dict(reading.get("features") or {}).items())
+    moved = ", ".join(f"{name} {float(value):.2f}" for name, value in reading.get("features") or ())
     return (f"drift {strategy}: score PSI {float(reading.get('score_psi') or 0):.3f} over {int(reading.get('n') or 0)}"
             f" live (level {float(reading.get('level') or 0):g})" + (f"; {moved}" if moved else ""))
 
