@@ -30,7 +30,7 @@ class TrainParams(Frozen):
     l2_regularization: float = Field(1.0, ge=0)
     ood_neighbours: int = Field(5, ge=1, le=100, description="nearest training points the dissimilarity index "
                                                                "averages (FreqAI's DI uses 1)")
-    ood_reference: int = Field(2000, ge=50, le=20_000, description="training rows kept with the model for the "
+    ood_reference: int = Field(1000, ge=50, le=20_000, description="training rows kept with the model for the "
                                                                     "nearest-neighbour distance (a seeded sample)")
     drift_bins: int = Field(10, ge=3, le=50, description="quantile bins of the training distributions PSI reads")
     seed: int = 0
