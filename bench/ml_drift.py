@@ -7,8 +7,9 @@ fits one; then, with live windows of `--window` scores (the `ml.drift.window` de
 
 1. A/A, i.i.d.: windows drawn with replacement from the model's own calibration rows (the score reference):
    the rate PSI passes `ml.drift.level` from sampling alone.
-2. A/A in time: consecutive windows of the calibration rows in decision order: the same population, but
-   each window a stretch of time, as live predictions come.
+2. A/A in time: consecutive windows of the training entries in decision order, scored by the model,
+   against the histogram of its scores on all of them: the same population, but each window a stretch of
+   time, as live predictions come (the calibration rows alone are too few for a window).
 3. Later: consecutive windows of the entries after the training window (what a live model would have seen
    next): the share of windows past the level, and the largest score PSI.
 4. Novelty: the share of later entries with a dissimilarity index above `ml.ood_max_dissimilarity`.
@@ -31,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from controller.scan.strategy_params import load_strategies
 from ml.config import MlConfig
-from ml.drift import psi
+from ml.drift import Histogram, psi
 from ml.events import build_events
 from ml.features import FEATURES
 from ml.train import TrainingRefused, fit
@@ -69,7 +70,9 @@ def main() -> None:
         cal_scores = model.predict(calibration)
         iid = [psi(reference, rng.choice(cal_scores, size=args.window)) for _ in range(args.runs)]
         step = max(1, args.window // 10)
-        in_time = [psi(reference, cal_scores[w]) for w in windows(len(cal_scores), args.window, step)]
+        train_scores = model.predict(train)
+        in_sample = Histogram.of(train_scores, config.train.drift_bins)
+        in_time = [psi(in_sample, train_scores[w]) for w in windows(len(train_scores), args.window, step)]
         later_scores = model.predict(later)
         ahead = [psi(reference, later_scores[w]) for w in windows(len(later_scores), args.window, step)]
         di = model.dissimilarity(later[list(FEATURES)])
