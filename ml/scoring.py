@@ -8,8 +8,10 @@ in `ml.registry.load`), every entry candidate of the cycle is turned into featur
 - `ood`: its inputs are unlike the training set (`dissimilarity` above `ood_max_dissimilarity`): no effect;
 - `control`: a share `ml.control_share` of candidates, chosen by a hash of the signal's key (strategy,
   exchange, symbol, candle close), scored but never boosted, so the dashboard compares like with like;
-- `boosted`: size x `multiplier(confidence)` in [0.5, 1.5]; vetoed only when `ml.veto` is on and the
-  confidence is below `ml.min_confidence`.
+- `boosted`: size x `multiplier(confidence, threshold)` in [0.5, 1.5], 1 at the threshold; vetoed only when
+  `ml.veto` is on and the confidence is below the threshold. The threshold is the candidate's break-even
+  confidence from its strategy's and tier's take profit, stop and costs (`ml.payoff`), at least the
+  `ml.min_confidence` flag.
 
 After recording a cycle's predictions, every `ml.drift.check_every` new predictions of a model, the PSI of its
 last `ml.drift.window` live scores and features against its training set is measured (`ml.drift`), kept on its
@@ -38,7 +40,7 @@ from controller.scan.signals import Decision
 from controller.scan.strategy_params import StrategiesConfig
 from ml import drift as ml_drift
 from ml import features as ml_features
-from ml import registry
+from ml import payoff, registry
 from ml.config import MlConfig
 from ml.train import multiplier, warm_up
 
@@ -55,11 +57,13 @@ def signal_key(strategy: str, exchange: str, symbol: str, candle_close: datetime
 
 
 def arms(confidence: np.ndarray, dissimilarity: np.ndarray, keys: Sequence[str], *, stale: bool,
-         control_share: float, ood_max: float, threshold: float, veto: bool,
+         control_share: float, ood_max: float, threshold: float | np.ndarray, veto: bool,
          enabled: bool) -> list[tuple[str, float, bool]]:
-    """(arm, size multiplier, vetoed) per candidate. Pure: the rules of the booster in one place."""
+    """(arm, size multiplier, vetoed) per candidate; `threshold` one for all or one per candidate (its
+    strategy's and tier's payoff, `ml.payoff`). Pure: the rules of the booster in one place."""
     out = []
-    for p, d, key in zip(confidence, dissimilarity, keys, strict=True):
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), np.shape(confidence))
+    for p, d, key, t in zip(confidence, dissimilarity, keys, thresholds, strict=True):
         if not enabled:
             out.append(("off", 1.0, False))
         elif stale:
@@ -69,7 +73,7 @@ def arms(confidence: np.ndarray, dissimilarity: np.ndarray, keys: Sequence[str],
         elif control_draw(key) < control_share:
             out.append(("control", 1.0, False))
         else:
-            out.append(("boosted", float(multiplier(np.array([p]), threshold)[0]), bool(veto and p < threshold)))
+            out.append(("boosted", float(multiplier(np.array([p]), t)[0]), bool(veto and p < t)))
     return out
 
 
@@ -151,7 +155,8 @@ class MlScorer:
             decided = arms(confidence, dissimilarity, keys, stale=stale,
                            control_share=float(flags.get("ml.control_share", 0.2)),
                            ood_max=self.config.ood_max_dissimilarity,
-                           threshold=float(flags.get("ml.min_confidence", 0.6)),
+                           threshold=payoff.for_symbols(section, candidates["symbol"].tolist(), self.config.costs,
+                                                        floor=float(flags.get("ml.min_confidence", 0.0))),
                            veto=bool(flags.get("ml.veto", False)), enabled=bool(flags.get("ml.enabled", False)))
             for i, symbol in enumerate(candidates["symbol"]):
                 arm, mult, veto = decided[i]

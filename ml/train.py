@@ -41,7 +41,7 @@ class TrainingRefused(ValueError):
     """The data cannot give an honest model (constant target, too few events)."""
 
 
-def multiplier(confidence: np.ndarray, threshold: float) -> np.ndarray:
+def multiplier(confidence: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """Size multiplier of the booster: 1 at the threshold, +-2x the distance, clipped to [0.5, 1.5]."""
     return np.clip(1.0 + 2.0 * (np.asarray(confidence, dtype=np.float64) - threshold), 0.5, 1.5)
 
@@ -353,12 +353,12 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return table
 
 
-def _sizes(p: np.ndarray, threshold: float, veto: bool) -> np.ndarray:
+def _sizes(p: np.ndarray, threshold: float | np.ndarray, veto: bool) -> np.ndarray:
     size = multiplier(p, threshold)
     return np.where(p >= threshold, size, 0.0) if veto else size
 
 
-def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
+def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray,
                     veto: bool = False) -> dict[str, float | int]:
     """Rules only vs rules + ML on the same entries: trades, win rate, net return per unit of capital."""
     size = _sizes(p, threshold, veto)
@@ -380,7 +380,8 @@ def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold
     }
 
 
-def scores(y: np.ndarray, p: np.ndarray, returns: np.ndarray, threshold: float, veto: bool = False) -> dict[str, Any]:
+def scores(y: np.ndarray, p: np.ndarray, returns: np.ndarray, threshold: float | np.ndarray,
+           veto: bool = False) -> dict[str, Any]:
     """Every metric of one set of out-of-sample predictions."""
     both = len(np.unique(y)) == 2
     above = p >= threshold
@@ -406,7 +407,8 @@ def _label_ends(events: pd.DataFrame) -> np.ndarray:
     return np.maximum(horizon, events["exit_ts"].to_numpy(dtype="datetime64[ns]"))
 
 
-def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams, threshold: float) -> dict[str, Any]:
+def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams,
+              threshold: float | np.ndarray) -> dict[str, Any]:
     """The held-back-asset check (`ml.gate.held_back_split`): trading figures and AUC on the held-back assets'
     later entries of a model fitted without them."""
     train, test, assets = held_back_split(events, gate.held_back_share, params.seed)
@@ -425,17 +427,25 @@ def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams, thres
     both = len(np.unique(y)) == 2
     return {"assets": assets, "train": len(train), "n": len(test),
             "auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "trading": trading_figures(r, y, p, threshold)}
+            "trading": trading_figures(r, y, p, threshold if np.ndim(threshold) == 0 else threshold[test])}
 
 
-def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
+def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float | pd.Series,
                  progress: Any = None, gate: GateParams | None = None) -> dict[str, Any]:
     """Out-of-sample metrics over purged walk-forward folds, the promotion gate's figures on the pooled
     predictions, and the held-back-asset check; folds whose training window is refused are reported as
-    skipped, never silently dropped."""
+    skipped, never silently dropped. `threshold` is one for all entries or one per entry (a Series indexed as
+    `events`: `ml.payoff.for_events`)."""
     gate = gate or GateParams()
     check_target(events["label"], params)
-    events = events.sort_values("decided_at", kind="stable").reset_index(drop=True)
+    events = events.sort_values("decided_at", kind="stable")
+    if isinstance(threshold, pd.Series):
+        th_all = threshold.reindex(events.index).to_numpy(dtype=np.float64)
+        if np.isnan(th_all).any():
+            raise ValueError("walk_forward: the threshold Series lacks some entries of `events`")
+    else:
+        th_all = np.full(len(events), float(threshold))
+    events = events.reset_index(drop=True)
     y_all = events["label"].to_numpy(dtype=np.int64)
     r_all = events["net_return_pct"].to_numpy(dtype=np.float64)
     tested, predicted, per_fold, skipped = [], [], [], []
@@ -448,7 +458,7 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
             p = model.predict(events.iloc[fold.test])
             tested.append(fold.test)
             predicted.append(p)
-            fold_scores = scores(y_all[fold.test], p, r_all[fold.test], threshold)
+            fold_scores = scores(y_all[fold.test], p, r_all[fold.test], th_all[fold.test])
             fold_scores.pop("calibration")
             per_fold.append({"fold": fold.index, "train": len(fold.train),
                              "test_from": str(events["decided_at"].iloc[fold.test[0]]), **fold_scores})
@@ -461,9 +471,11 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
                               f"{skipped[-1]['reason'] if skipped else 'none'})")
     idx = np.concatenate(tested)
     p = np.concatenate(predicted)
-    pooled = scores(y_all[idx], p, r_all[idx], threshold)
+    pooled = scores(y_all[idx], p, r_all[idx], th_all[idx])
     decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
-    pooled["gate"] = gate_figures(y_all[idx], p, r_all[idx], _sizes(p, threshold, False), decided[idx],
+    pooled["gate"] = gate_figures(y_all[idx], p, r_all[idx], _sizes(p, th_all[idx], False), decided[idx],
                                   _label_ends(events)[idx], gate, seed=params.seed)
-    return {"out_of_sample": pooled, "folds": per_fold, "skipped_folds": skipped, "threshold": threshold,
-            "events": len(events), "held_back": held_back(events, params, gate, threshold)}
+    return {"out_of_sample": pooled, "folds": per_fold, "skipped_folds": skipped,
+            "threshold": round(float(np.median(th_all)), 4),
+            "thresholds": sorted({round(float(t), 4) for t in th_all}),
+            "events": len(events), "held_back": held_back(events, params, gate, th_all)}
