@@ -1,5 +1,5 @@
 """The `ml:` section of conf/controller.yml (static settings; the live switches are flags: ml.enabled,
-ml.min_confidence (the threshold), ml.veto, ml.control_share)."""
+ml.min_confidence (a floor under the payoff threshold, `ml.payoff`), ml.veto, ml.control_share)."""
 
 from __future__ import annotations
 
