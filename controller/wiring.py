@@ -203,7 +203,7 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
     scorer = scanner.scorer
     if config.ml.retrain.enabled and isinstance(scorer, MlScorer):
         ops.retrainer = Retrainer(config.ml, wiring.strategies, scorer.connect, alerter.alert,
-                                  threshold=lambda: float(scanner._flags().get("ml.min_confidence", 0.6)))
+                                  threshold=lambda: float(scanner._flags().get("ml.min_confidence", 0.0)))
         ops.retrainer.start(ops.stop)
     return ops
 

@@ -1,5 +1,5 @@
 """The `ml:` section of conf/controller.yml (static settings; the live switches are flags: ml.enabled,
-ml.min_confidence (the threshold), ml.veto, ml.control_share)."""
+ml.min_confidence (a floor under the payoff threshold, `ml.payoff`), ml.veto, ml.control_share)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ class TrainParams(Frozen):
     max_leaf_nodes: int = Field(15, ge=2, le=255)
     min_samples_leaf: int = Field(40, ge=1)
     l2_regularization: float = Field(1.0, ge=0)
+    ood_neighbours: int = Field(5, ge=1, le=100, description="nearest training points the dissimilarity index "
+                                                               "averages (FreqAI's DI uses 1)")
+    ood_reference: int = Field(1000, ge=50, le=20_000, description="training rows kept with the model for the "
+                                                                    "nearest-neighbour distance (a seeded sample)")
+    drift_bins: int = Field(10, ge=3, le=50, description="quantile bins of the training distributions PSI reads")
     seed: int = 0
 
 
@@ -52,13 +57,26 @@ class RetrainConfig(Frozen):
     check_every_s: float = Field(300.0, gt=0, description="how often the retrainer looks whether it is due")
 
 
+class DriftParams(Frozen):
+    """PSI of a live model's scores against its training set's (`ml.drift`); past `level`, the model is
+    demoted and the reason recorded on its row."""
+
+    level: float = Field(0.25, gt=0, le=10, description="score PSI above which the model is demoted")
+    window: int = Field(500, ge=50, le=100_000, description="the last N live predictions of the model compared")
+    min_predictions: int = Field(500, ge=50, description="fewer live predictions than this: measured, no verdict")
+    check_every: int = Field(50, ge=1, description="measure again after this many new predictions")
+    demote: bool = Field(True, description="demote past the level (false: measure and report only)")
+
+
 class MlConfig(Frozen):
     model_dir: Path = Field(Path(".data/models"), description="where joblib artefacts are written")
     max_age_days: float = Field(30.0, gt=0, description="an active model older than this is stale: no effect")
-    ood_max_dissimilarity: float = Field(0.25, gt=0, le=1,
-                                         description="share of features outside the training range above which "
-                                                     "a candidate is out of distribution: no effect")
+    ood_max_dissimilarity: float = Field(1.0, gt=0, le=100,
+                                         description="dissimilarity index (ml.novelty: mean distance to the "
+                                                     "nearest training points / their mean pairwise distance) "
+                                                     "above which a candidate is out of distribution: no effect")
     costs: CostParams = CostParams()
     train: TrainParams = TrainParams()
     gate: GateParams = GateParams()
     retrain: RetrainConfig = RetrainConfig()
+    drift: DriftParams = DriftParams()

@@ -27,7 +27,9 @@ from psycopg.types.json import Jsonb
 from controller.config_base import resolve
 from ml import gate as promotion_gate
 from ml.config import GateParams
+from ml.drift import DriftReference
 from ml.features import FEATURES
+from ml.novelty import Novelty
 from ml.train import ConfidenceModel
 
 
@@ -115,7 +117,12 @@ def load(conn: psycopg.Connection, version: str, expected_features: tuple[str, .
         if names != list(expected_features):
             raise ArtefactMismatch(f"model {version}: feature list of {what} differs from the features this code "
                                    f"computes: {_feature_difference(list(expected_features), names)}")
-    return LoadedModel(version, str(row["strategy"]), artefact["model"], row["created_at"], dict(row["metrics"]))
+    model = artefact["model"]
+    if not isinstance(getattr(model, "novelty", None), Novelty) or not isinstance(getattr(model, "drift", None),
+                                                                                   DriftReference):
+        raise ArtefactMismatch(f"model {version}: the artefact holds no nearest-neighbour or drift reference "
+                               "(trained by an earlier release): train it again")
+    return LoadedModel(version, str(row["strategy"]), model, row["created_at"], dict(row["metrics"]))
 
 
 def active_versions(conn: psycopg.Connection) -> dict[str, str]:
@@ -128,7 +135,8 @@ def list_models(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "select version, strategy, active, created_at, training_start, training_end, promoted_at, promoted_by,"
-            " promotion_note, metrics from ml_models order by strategy, created_at desc").fetchall()
+            " promotion_note, demoted_at, demoted_by, demotion_note, drift, metrics from ml_models"
+            " order by strategy, created_at desc").fetchall()
 
 
 def _per_unit(metrics: dict[str, Any]) -> float | None:
@@ -143,6 +151,9 @@ def gate(conn: psycopg.Connection, version: str, params: GateParams | None = Non
     evaluations (`ml.gate.decide`), then the trading figure against the active model's."""
     row = _row(conn, version)
     metrics = dict(row["metrics"])
+    if row.get("demoted_at") is not None:
+        return False, (f"refused: demoted {row['demoted_at']:%Y-%m-%d %H:%M} UTC by {row['demoted_by']} "
+                       f"({row['demotion_note']}): train a new model on recent candles")
     if "out_of_sample" not in metrics:
         return False, "refused: no walk-forward metrics recorded with this model: train it again"
     ok, why = promotion_gate.verdict(promotion_gate.decide(metrics, list(row["evaluations"] or []),
@@ -172,6 +183,21 @@ def promote(conn: psycopg.Connection, version: str, *, actor: str, force: bool =
         conn.execute("update ml_models set active = true, promoted_at = now(), promoted_by = %s, promotion_note = %s"
                      " where version = %s", ("gate" if ok else actor, reason, version))
     return True, reason
+
+
+def record_drift(conn: psycopg.Connection, version: str, reading: dict[str, Any]) -> None:
+    """Keep the model's latest drift reading on its row (what `ml list` and a post-mortem read)."""
+    conn.execute("update ml_models set drift = %s where version = %s", (_json(reading), version))
+
+
+def demote(conn: psycopg.Connection, version: str, *, actor: str, reason: str,
+           reading: dict[str, Any] | None = None) -> bool:
+    """Deactivate `version` and record who and why; False when it was not active (nothing changes)."""
+    row = conn.execute(
+        "update ml_models set active = false, demoted_at = now(), demoted_by = %s, demotion_note = %s,"
+        " drift = coalesce(%s, drift) where version = %s and active returning version",
+        (actor, reason, _json(reading) if reading is not None else None, version)).fetchone()
+    return row is not None
 
 
 def add_evaluation(conn: psycopg.Connection, version: str, evaluation: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import psycopg
 
 from controller.scan.pipeline import StrategyTimeout, run_with_timeout
 from controller.scan.strategy_params import StrategiesConfig
-from ml import registry
+from ml import payoff, registry
 from ml.config import MlConfig
 from ml.events import build_events, events_from_series, series_from_store
 from ml.gate import with_family
@@ -39,16 +39,19 @@ class TrainOutcome:
 
 
 def train_and_register(conn: psycopg.Connection, events: pd.DataFrame, config: MlConfig, threshold: float, *,
-                       actor: str, promote: bool,
-                       progress: Callable[[str, int], None] | None = None) -> TrainOutcome:
+                       actor: str, promote: bool, progress: Callable[[str, int], None] | None = None,
+                       strategies: StrategiesConfig | None = None) -> TrainOutcome:
     """Per strategy: purged walk-forward metrics, a model fitted on all its events, registered (inactive), and
-    with `promote` the gate applied. A refused strategy is reported with its reason and registers nothing."""
+    with `promote` the gate applied. A refused strategy is reported with its reason and registers nothing.
+    With `strategies`, each entry's threshold is its payoff break-even (`ml.payoff`), at least `threshold`;
+    without, `threshold` for all."""
     outcome = TrainOutcome()
     fitted: dict[str, tuple[Any, pd.DataFrame]] = {}
     for name, group in events.groupby("strategy", sort=True):
         name = str(name)
         try:
-            metrics = walk_forward(group, config.train, threshold,
+            cut = threshold if strategies is None else payoff.for_events(group, strategies, config.costs, threshold)
+            metrics = walk_forward(group, config.train, cut,
                                    progress=(lambda k, n=name: progress(n, k)) if progress else None,
                                    gate=config.gate)
             model = fit(group, config.train)
@@ -117,7 +120,8 @@ class Retrainer:
                 events, _ = events_from_series(series_from_store(conn), self.strategies, self.config.costs)
             if events.empty:
                 raise TrainingRefused("no labelled entries in the training candles")
-            return train_and_register(conn, events, self.config, self.threshold(), actor="retrainer", promote=True)
+            return train_and_register(conn, events, self.config, self.threshold(), actor="retrainer", promote=True,
+                                      strategies=self.strategies)
 
     def run_once(self, reason: str = "asked") -> bool:
         """One retrain under the timeout. True when it finished; on failure alert and keep the active model."""

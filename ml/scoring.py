@@ -8,8 +8,14 @@ in `ml.registry.load`), every entry candidate of the cycle is turned into featur
 - `ood`: its inputs are unlike the training set (`dissimilarity` above `ood_max_dissimilarity`): no effect;
 - `control`: a share `ml.control_share` of candidates, chosen by a hash of the signal's key (strategy,
   exchange, symbol, candle close), scored but never boosted, so the dashboard compares like with like;
-- `boosted`: size x `multiplier(confidence)` in [0.5, 1.5]; vetoed only when `ml.veto` is on and the
-  confidence is below `ml.min_confidence`.
+- `boosted`: size x `multiplier(confidence, threshold)` in [0.5, 1.5], 1 at the threshold; vetoed only when
+  `ml.veto` is on and the confidence is below the threshold. The threshold is the candidate's break-even
+  confidence from its strategy's and tier's take profit, stop and costs (`ml.payoff`), at least the
+  `ml.min_confidence` flag.
+
+After recording a cycle's predictions, every `ml.drift.check_every` new predictions of a model, the PSI of its
+last `ml.drift.window` live scores and features against its training set is measured (`ml.drift`), kept on its
+registry row and shown in the heartbeat; a score PSI past `ml.drift.level` demotes the model with the reason.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from controller.scan.pipeline import MlVerdict
 from controller.scan.regime import RegimeReading
 from controller.scan.signals import Decision
 from controller.scan.strategy_params import StrategiesConfig
+from ml import drift as ml_drift
 from ml import features as ml_features
-from ml import registry
+from ml import payoff, registry
 from ml.config import MlConfig
 from ml.train import multiplier, warm_up
 
@@ -50,11 +57,13 @@ def signal_key(strategy: str, exchange: str, symbol: str, candle_close: datetime
 
 
 def arms(confidence: np.ndarray, dissimilarity: np.ndarray, keys: Sequence[str], *, stale: bool,
-         control_share: float, ood_max: float, threshold: float, veto: bool,
+         control_share: float, ood_max: float, threshold: float | np.ndarray, veto: bool,
          enabled: bool) -> list[tuple[str, float, bool]]:
-    """(arm, size multiplier, vetoed) per candidate. Pure: the rules of the booster in one place."""
+    """(arm, size multiplier, vetoed) per candidate; `threshold` one for all or one per candidate (its
+    strategy's and tier's payoff, `ml.payoff`). Pure: the rules of the booster in one place."""
     out = []
-    for p, d, key in zip(confidence, dissimilarity, keys, strict=True):
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), np.shape(confidence))
+    for p, d, key, t in zip(confidence, dissimilarity, keys, thresholds, strict=True):
         if not enabled:
             out.append(("off", 1.0, False))
         elif stale:
@@ -64,7 +73,7 @@ def arms(confidence: np.ndarray, dissimilarity: np.ndarray, keys: Sequence[str],
         elif control_draw(key) < control_share:
             out.append(("control", 1.0, False))
         else:
-            out.append(("boosted", float(multiplier(np.array([p]), threshold)[0]), bool(veto and p < threshold)))
+            out.append(("boosted", float(multiplier(np.array([p]), t)[0]), bool(veto and p < t)))
     return out
 
 
@@ -81,12 +90,16 @@ class MlScorer:
         self.models: dict[str, registry.LoadedModel] = {}
         self.counters: Counter[str] = Counter()
         self.problems: dict[str, str] = {}
+        self.unchecked: Counter[str] = Counter()  # predictions recorded per version since its last drift reading
+        self.drift: dict[str, dict[str, Any]] = {}  # strategy -> the active model's latest reading
+        self.demoted: dict[str, dict[str, str]] = {}  # strategy -> the model demoted for drift, and why
         # the tree walk is compiled (or loaded from numba's disk cache) beside the scan loop, not in its first
         # scored cycle; that cycle waits only for what is left of it
         self.warming = threading.Thread(target=warm_up, name="ml-warm-up", daemon=True)
         self.warming.start()
 
-    def _refresh(self, conn: psycopg.Connection) -> None:
+    def refresh(self, conn: psycopg.Connection) -> None:
+        """Load each strategy's active model when its version changed; forget a strategy with none."""
         active = registry.active_versions(conn)
         for strategy in list(self.models):
             if strategy not in active:
@@ -97,6 +110,8 @@ class MlScorer:
             try:
                 self.models[strategy] = registry.load(conn, version)
                 self.problems.pop(strategy, None)
+                self.drift.pop(strategy, None)
+                self.demoted.pop(strategy, None)  # a new active model replaces the demoted one
             except (registry.ArtefactMismatch, registry.UnknownModel) as exc:
                 self.models.pop(strategy, None)
                 self.problems[strategy] = str(exc)
@@ -108,7 +123,7 @@ class MlScorer:
               now: datetime) -> dict[tuple[str, str], MlVerdict]:
         """Verdicts for the latest-candle entries of each strategy's evaluated frame, keyed (strategy, symbol)."""
         with self.connect() as conn:
-            self._refresh(conn)
+            self.refresh(conn)
             verdicts = self._score(frames, regime, flags)
             self.counters["cycles"] += 1
             # every cycle, so health sees the booster progressing even in cycles without candidates
@@ -140,7 +155,8 @@ class MlScorer:
             decided = arms(confidence, dissimilarity, keys, stale=stale,
                            control_share=float(flags.get("ml.control_share", 0.2)),
                            ood_max=self.config.ood_max_dissimilarity,
-                           threshold=float(flags.get("ml.min_confidence", 0.6)),
+                           threshold=payoff.for_symbols(section, candidates["symbol"].tolist(), self.config.costs,
+                                                        floor=float(flags.get("ml.min_confidence", 0.0))),
                            veto=bool(flags.get("ml.veto", False)), enabled=bool(flags.get("ml.enabled", False)))
             for i, symbol in enumerate(candidates["symbol"]):
                 arm, mult, veto = decided[i]
@@ -164,7 +180,36 @@ class MlScorer:
                     [(v.model_version, sid, d.strategy, d.exchange, d.symbol, d.candle_close, v.confidence,
                       Jsonb(dict(v.features)), v.arm, v.size_multiplier, v.dissimilarity, v.veto)
                      for d, v, sid in rows])
+            for _, v, _ in rows:
+                self.unchecked[v.model_version] += 1
+            self.check_drift(conn)
             conn.execute("select heartbeat('ml', %s)", (Jsonb(self.progress()),))
+
+    def check_drift(self, conn: psycopg.Connection) -> None:
+        """Measure each active model's drift when due; demote one past the level (`ml.drift`)."""
+        params = self.config.drift
+        for strategy, loaded in list(self.models.items()):
+            if strategy in self.drift and self.unchecked[loaded.version] < params.check_every:
+                continue
+            rows = conn.execute("select confidence, features from ml_predictions where model_version = %s"
+                                " order by id desc limit %s", (loaded.version, params.window)).fetchall()
+            if not rows:
+                continue
+            self.unchecked[loaded.version] = 0
+            scores, features = live_window(rows, loaded.model.drift.features)
+            reading = ml_drift.measure(loaded.model.drift, scores, features)
+            summary = {"version": loaded.version, **reading.summary(), "level": params.level}
+            self.drift[strategy] = summary
+            registry.record_drift(conn, loaded.version, summary)
+            reason = ml_drift.demotion(reading, level=params.level, min_predictions=params.min_predictions)
+            if reason is None or not params.demote:
+                continue
+            if registry.demote(conn, loaded.version, actor="drift", reason=reason, reading=summary):
+                self.counters["demoted"] += 1
+                logger.error("model demoted", extra={"strategy": strategy, "version": loaded.version,
+                                                    "reason": reason})
+            self.demoted[strategy] = {"version": loaded.version, "reason": reason}
+            del self.models[strategy]
 
     def progress(self) -> dict[str, Any]:
         too_old = timedelta(days=self.config.max_age_days)
@@ -174,4 +219,15 @@ class MlScorer:
                 "scored": self.counters["scored"],
                 "boosted": self.counters["boosted"], "control": self.counters["control"],
                 "ood": self.counters["ood"], "stale": self.counters["stale"],
-                "refused_models": dict(self.problems)}
+                "refused_models": dict(self.problems), "drift": dict(self.drift),
+                "demoted_models": dict(self.demoted)}
+
+
+def live_window(rows: Sequence[tuple[float, Mapping[str, Any] | None]],
+                names: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(scores, feature -> values) of `ml_predictions` rows (confidence, features); a value stored as null
+    (missing, or not finite) reads as NaN."""
+    scores = np.array([float(r[0]) for r in rows], dtype=np.float64)
+    features = {name: np.array([np.nan if (v := (r[1] or {}).get(name)) is None else float(v) for r in rows],
+                               dtype=np.float64) for name in names}
+    return scores, features

@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
 import sklearn
@@ -29,17 +28,20 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from ml.compiled import cached_njit
 from ml.config import GateParams, TrainParams
+from ml.drift import DriftReference
 from ml.features import FEATURES
 from ml.gate import figures as gate_figures
 from ml.gate import held_back_split
+from ml.novelty import Novelty, nearest_mean
 
 
 class TrainingRefused(ValueError):
     """The data cannot give an honest model (constant target, too few events)."""
 
 
-def multiplier(confidence: np.ndarray, threshold: float) -> np.ndarray:
+def multiplier(confidence: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """Size multiplier of the booster: 1 at the threshold, +-2x the distance, clipped to [0.5, 1.5]."""
     return np.clip(1.0 + 2.0 * (np.asarray(confidence, dtype=np.float64) - threshold), 0.5, 1.5)
 
@@ -190,16 +192,7 @@ class Forest:
         return (1.0 / (1.0 + np.exp(self.slope * raw + self.intercept))).mean(axis=1)
 
 
-def _cached_njit(function: Any) -> Any:
-    """numba's compiled `function`, cached on disk (next to this file, or numba's user cache) so that only the
-    first process after an install pays the compile (seconds); without a writable cache, compiled per process."""
-    try:
-        return numba.njit(nogil=True, cache=True)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True, cache=False)(function)
-
-
-@_cached_njit
+@cached_njit
 def _tree_sums(x: np.ndarray, roots: np.ndarray, depths: np.ndarray, column: np.ndarray, threshold: np.ndarray,
                child: np.ndarray, value: np.ndarray,
                baseline: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled; tested through Forest.predict
@@ -238,20 +231,22 @@ def warm_up() -> None:
     one = np.zeros((1, 1), dtype=np.int64)
     _tree_sums(np.zeros((1, 3)), one, one, np.full(1, 2, dtype=np.int64), np.full(1, np.inf),
                np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
+    nearest_mean(np.zeros((1, 1)), np.zeros((1, 1)), 1)  # the dissimilarity index's distance kernel
     _WARM.set()
 
 
 @dataclass
 class ConfidenceModel:
     """What the registry stores: the calibrated classifier, the feature names in order, the features the
-    training data never held (always NaN there: the model ignores them), and the training set's per-feature
-    quantiles for the out-of-distribution score."""
+    training data never held (always NaN there: the model ignores them), the nearest-neighbour reference of
+    the out-of-distribution score (`ml.novelty`) and the training distributions drift is measured against
+    (`ml.drift`)."""
 
     features: tuple[str, ...]
     classifier: CalibratedClassifierCV
     unused: tuple[str, ...]
-    low: np.ndarray  # 0.5 % quantile per feature (NaN where unused)
-    high: np.ndarray  # 99.5 % quantile per feature
+    novelty: Novelty
+    drift: DriftReference
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """The feature columns in the model's order, as one float array (one block copy when the frame holds
@@ -283,20 +278,15 @@ class ConfidenceModel:
         return self.forest.predict(self.matrix(frame))
 
     def dissimilarity(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Share of the used features outside the training set's 0.5-99.5 % range (or missing where training
-        always had them): 0 looks like the training data, 1 like nothing it saw."""
-        x = self.raw(frame) if isinstance(frame, pd.DataFrame) else frame
-        used = np.isfinite(self.low) & np.isfinite(self.high)
-        if not used.any():
-            return np.zeros(len(x))
-        xs = x[:, used]
-        outside = ~np.isfinite(xs) | (xs < self.low[used]) | (xs > self.high[used])
-        return outside.mean(axis=1)
+        """The dissimilarity index per row (`ml.novelty`): about 0.5 among the training points, 1 as far from
+        the nearest ones as training points are from each other on average, infinite when a feature training
+        always had is missing."""
+        return self.novelty.index(self.raw(frame) if isinstance(frame, pd.DataFrame) else frame)
 
     def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """`predict` and `dissimilarity` of one batch, reading the frame once (what the scan calls)."""
         x = self.raw(frame)
-        return self.forest.predict(self.matrix(x)), self.dissimilarity(x)
+        return self.forest.predict(self.matrix(x)), self.novelty.index(x)
 
 
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
@@ -308,9 +298,7 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
     seen = np.isfinite(raw[:cut]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
-    with np.errstate(all="ignore"):
-        low = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.005, axis=0), np.nan)
-        high = np.where(seen, np.nanquantile(np.where(seen, raw[:cut], 0.0), 0.995, axis=0), np.nan)
+    known = np.where(seen, raw, np.nan)  # what the model reads, for the novelty and drift references
     x = raw.copy()
     x[:, ~seen] = 0.0
     y = events["label"].to_numpy(dtype=np.int64)
@@ -323,7 +311,9 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
     calibrated.fit(x[cut:], y[cut:])
-    return ConfidenceModel(tuple(FEATURES), calibrated, unused, low, high)
+    novelty = Novelty.of(known, k=params.ood_neighbours, size=params.ood_reference, seed=params.seed)
+    drift = DriftReference.of(FEATURES, known, seen, Forest.of(calibrated).predict(x[cut:]), params.drift_bins)
+    return ConfidenceModel(tuple(FEATURES), calibrated, unused, novelty, drift)
 
 
 @dataclass(frozen=True)
@@ -363,12 +353,12 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return table
 
 
-def _sizes(p: np.ndarray, threshold: float, veto: bool) -> np.ndarray:
+def _sizes(p: np.ndarray, threshold: float | np.ndarray, veto: bool) -> np.ndarray:
     size = multiplier(p, threshold)
     return np.where(p >= threshold, size, 0.0) if veto else size
 
 
-def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
+def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray,
                     veto: bool = False) -> dict[str, float | int]:
     """Rules only vs rules + ML on the same entries: trades, win rate, net return per unit of capital."""
     size = _sizes(p, threshold, veto)
@@ -390,7 +380,8 @@ def trading_figures(returns: np.ndarray, y: np.ndarray, p: np.ndarray, threshold
     }
 
 
-def scores(y: np.ndarray, p: np.ndarray, returns: np.ndarray, threshold: float, veto: bool = False) -> dict[str, Any]:
+def scores(y: np.ndarray, p: np.ndarray, returns: np.ndarray, threshold: float | np.ndarray,
+           veto: bool = False) -> dict[str, Any]:
     """Every metric of one set of out-of-sample predictions."""
     both = len(np.unique(y)) == 2
     above = p >= threshold
@@ -416,7 +407,8 @@ def _label_ends(events: pd.DataFrame) -> np.ndarray:
     return np.maximum(horizon, events["exit_ts"].to_numpy(dtype="datetime64[ns]"))
 
 
-def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams, threshold: float) -> dict[str, Any]:
+def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams,
+              threshold: float | np.ndarray) -> dict[str, Any]:
     """The held-back-asset check (`ml.gate.held_back_split`): trading figures and AUC on the held-back assets'
     later entries of a model fitted without them."""
     train, test, assets = held_back_split(events, gate.held_back_share, params.seed)
@@ -435,17 +427,25 @@ def held_back(events: pd.DataFrame, params: TrainParams, gate: GateParams, thres
     both = len(np.unique(y)) == 2
     return {"assets": assets, "train": len(train), "n": len(test),
             "auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "trading": trading_figures(r, y, p, threshold)}
+            "trading": trading_figures(r, y, p, threshold if np.ndim(threshold) == 0 else threshold[test])}
 
 
-def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
+def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float | pd.Series,
                  progress: Any = None, gate: GateParams | None = None) -> dict[str, Any]:
     """Out-of-sample metrics over purged walk-forward folds, the promotion gate's figures on the pooled
     predictions, and the held-back-asset check; folds whose training window is refused are reported as
-    skipped, never silently dropped."""
+    skipped, never silently dropped. `threshold` is one for all entries or one per entry (a Series indexed as
+    `events`: `ml.payoff.for_events`)."""
     gate = gate or GateParams()
     check_target(events["label"], params)
-    events = events.sort_values("decided_at", kind="stable").reset_index(drop=True)
+    events = events.sort_values("decided_at", kind="stable")
+    if isinstance(threshold, pd.Series):
+        th_all = threshold.reindex(events.index).to_numpy(dtype=np.float64)
+        if np.isnan(th_all).any():
+            raise ValueError("walk_forward: the threshold Series lacks some entries of `events`")
+    else:
+        th_all = np.full(len(events), float(threshold))
+    events = events.reset_index(drop=True)
     y_all = events["label"].to_numpy(dtype=np.int64)
     r_all = events["net_return_pct"].to_numpy(dtype=np.float64)
     tested, predicted, per_fold, skipped = [], [], [], []
@@ -458,7 +458,7 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
             p = model.predict(events.iloc[fold.test])
             tested.append(fold.test)
             predicted.append(p)
-            fold_scores = scores(y_all[fold.test], p, r_all[fold.test], threshold)
+            fold_scores = scores(y_all[fold.test], p, r_all[fold.test], th_all[fold.test])
             fold_scores.pop("calibration")
             per_fold.append({"fold": fold.index, "train": len(fold.train),
                              "test_from": str(events["decided_at"].iloc[fold.test[0]]), **fold_scores})
@@ -471,9 +471,11 @@ def walk_forward(events: pd.DataFrame, params: TrainParams, threshold: float,
                               f"{skipped[-1]['reason'] if skipped else 'none'})")
     idx = np.concatenate(tested)
     p = np.concatenate(predicted)
-    pooled = scores(y_all[idx], p, r_all[idx], threshold)
+    pooled = scores(y_all[idx], p, r_all[idx], th_all[idx])
     decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
-    pooled["gate"] = gate_figures(y_all[idx], p, r_all[idx], _sizes(p, threshold, False), decided[idx],
+    pooled["gate"] = gate_figures(y_all[idx], p, r_all[idx], _sizes(p, th_all[idx], False), decided[idx],
                                   _label_ends(events)[idx], gate, seed=params.seed)
-    return {"out_of_sample": pooled, "folds": per_fold, "skipped_folds": skipped, "threshold": threshold,
-            "events": len(events), "held_back": held_back(events, params, gate, threshold)}
+    return {"out_of_sample": pooled, "folds": per_fold, "skipped_folds": skipped,
+            "threshold": round(float(np.median(th_all)), 4),
+            "thresholds": sorted({round(float(t), 4) for t in th_all}),
+            "events": len(events), "held_back": held_back(events, params, gate, th_all)}

@@ -94,7 +94,7 @@ def train_before(demo: Demo, window_start: datetime, console: Any) -> dict[str, 
     threshold = float(_flags(demo)["ml.min_confidence"])
     with demo.conn() as conn:
         outcome = train_and_register(conn, events.reset_index(drop=True), demo.config.ml, threshold, actor="demo",
-                                     promote=True)
+                                     promote=True, strategies=strategies)
         conn.commit()
     verdicts = dict(outcome.verdicts)
     for name, result in outcome.results.items():

@@ -38,16 +38,25 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ml_app, name="ml")
 
 
+def _strategies(ctx: Context) -> Any:
+    """The configured strategies (their barriers set each entry's payoff threshold)."""
+    from controller.scan.strategy_params import load_strategies
+
+    config = ctx.config
+    try:
+        return load_strategies(config.resolve(config.loop.strategies_file), config.resolve(config.loop.tiers_file))
+    except (ConfigError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
 def _events(ctx: Context, folder: Path | None, strategy: str | None) -> tuple[pd.DataFrame, int]:
     from controller.data.market_data import ohlcv_dir
-    from controller.scan.strategy_params import load_strategies
     from ml.events import build_events, recordings
 
     config = ctx.config
     folder = folder or ohlcv_dir()
+    strategies = _strategies(ctx)
     try:
-        strategies = load_strategies(config.resolve(config.loop.strategies_file),
-                                     config.resolve(config.loop.tiers_file))
         found = recordings(folder)
     except (ConfigError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
@@ -68,16 +77,19 @@ def _events(ctx: Context, folder: Path | None, strategy: str | None) -> tuple[pd
 
 def _walk_forward(ctx: Context, events: pd.DataFrame, threshold: float) -> dict[str, dict[str, Any]]:
     """strategy -> walk-forward metrics, or {'refused': reason}."""
+    from ml import payoff
     from ml.train import TrainingRefused, walk_forward
 
     results: dict[str, dict[str, Any]] = {}
+    strategies = _strategies(ctx)
     groups = list(events.groupby("strategy", sort=True))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         for name, group in groups:
             task = progress.add_task(f"walk-forward {name}", total=ctx.config.ml.train.folds)
             try:
-                results[str(name)] = walk_forward(group, ctx.config.ml.train, threshold,
+                cut = payoff.for_events(group, strategies, ctx.config.ml.costs, threshold)
+                results[str(name)] = walk_forward(group, ctx.config.ml.train, cut,
                                                   progress=lambda _k, t=task: progress.advance(t),
                                                   gate=ctx.config.ml.gate)
             except TrainingRefused as exc:
@@ -143,7 +155,8 @@ def _summary(results: dict[str, dict[str, Any]], extra: dict[str, Any] | None = 
 
 
 def _threshold(ctx: Context, conn: Any) -> float:
-    """The live ml.min_confidence flag (its default before the flags table is filled)."""
+    """The live ml.min_confidence flag, the floor under each entry's payoff threshold (its default before the
+    flags table is filled)."""
     from controller.data import flags
 
     specs = ctx.flag_specs()
@@ -182,7 +195,7 @@ def train_cmd(
 
         with connect(context) as conn:
             outcome = train_and_register(conn, events, context.config.ml, threshold, actor=actor(), promote=promote,
-                                         progress=advance)
+                                         progress=advance, strategies=_strategies(context))
     results, verdicts, versions = outcome.results, outcome.verdicts, outcome.versions
     _print_table("walk-forward, out of sample", results, verdicts)
     print(_summary(results, {"versions": versions}))
@@ -200,7 +213,7 @@ def evaluate_cmd(
     """Print the walk-forward table (and write it to the newest model), or score `--model` on other data."""
     import numpy as np
 
-    from ml import registry
+    from ml import payoff, registry
     from ml.train import scores
 
     context: Context = ctx.obj
@@ -226,7 +239,8 @@ def evaluate_cmd(
             raise fail(f"no labelled {loaded.strategy} entries in that folder: nothing to score")
         p = loaded.model.predict(events)
         y = events["label"].to_numpy(dtype=np.int64)
-        result = {"out_of_sample": scores(y, p, events["net_return_pct"].to_numpy(dtype=np.float64), threshold)}
+        cut = payoff.for_events(events, _strategies(context), context.config.ml.costs, threshold).to_numpy()
+        result = {"out_of_sample": scores(y, p, events["net_return_pct"].to_numpy(dtype=np.float64), cut)}
         overlap = events["decided_at"].min() <= registry_training_end(conn, model)
         evaluation = {"replay": str(replay) if replay else "default", "at": datetime.now().astimezone().isoformat(),
                       "overlaps_training_window": bool(overlap), **result}
@@ -282,10 +296,13 @@ def list_cmd(ctx: typer.Context) -> None:
         o = (m["metrics"] or {}).get("out_of_sample") or {}
         t = o.get("trading") or {}
         edge = (f"{t['ml_return_per_unit_pct']:+.4f} vs {t['rules_return_per_unit_pct']:+.4f}" if t else "-")
+        note = m["promotion_note"] or ""
+        if m.get("demoted_at") is not None:
+            note = f"demoted by {m['demoted_by']}: {m['demotion_note']}"
         table.add_row(m["version"], m["strategy"] or "all", "yes" if m["active"] else "",
                       f"{m['created_at']:%Y-%m-%d %H:%M}",
                       f"{m['training_start']:%Y-%m-%d} .. {m['training_end']:%Y-%m-%d}", _fmt(o.get("auc")), edge,
-                      m["promoted_by"] or "", m["promotion_note"] or "")
+                      m["promoted_by"] or "", note)
     console.print(table)
     if not models:
         console.print("no models yet: python -m controller ml train --replay DIR")
@@ -338,7 +355,8 @@ def phase3_setup(context: Context, replay: Path | None, exchange: str | None, ho
     with connect(context) as conn:
         require_schema(conn)
         threshold = _threshold(context, conn)
-        outcome = train_and_register(conn, events, config.ml, threshold, actor=actor(), promote=True)
+        outcome = train_and_register(conn, events, config.ml, threshold, actor=actor(), promote=True,
+                                     strategies=strategies)
         conn.commit()
         active = dict(conn.execute("select strategy, version from ml_models where active").fetchall())
     _print_table("walk-forward, out of sample (before the window)", outcome.results, outcome.verdicts)

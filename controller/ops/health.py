@@ -260,17 +260,29 @@ def assess_heartbeat(heartbeat: Heartbeat, now: datetime, config: HealthConfig, 
 
 
 def _ml_progress(progress: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
-    """What the ML booster's heartbeat says: an active model refused (hash or features) or stale (older than
-    ml.max_age_days, so its scores have no effect) degrades it; the arm counts, out-of-distribution and stale
-    included, are shown as figures."""
+    """What the ML booster's heartbeat says: an active model refused (hash or features), stale (older than
+    ml.max_age_days, so its scores have no effect) or demoted for drift degrades it; the arm counts,
+    out-of-distribution and stale included, and each model's latest drift reading are shown as figures."""
     reasons = [f"active model of {strategy} refused: {why}"
                for strategy, why in sorted(dict(progress.get("refused_models") or {}).items())]
     reasons += [f"model {version} is stale: its scores have no effect"
                 for version in progress.get("stale_models") or ()]
+    reasons += [f"model {d.get('version')} of {strategy} demoted: {d.get('reason')}"
+                for strategy, d in sorted(dict(progress.get("demoted_models") or {}).items())]
+    drift = [_drift_note(strategy, dict(reading))
+             for strategy, reading in sorted(dict(progress.get("drift") or {}).items())]
     if "scored" not in progress:
-        return reasons, ()
+        return reasons, tuple(drift)
     counts = ", ".join(f"{arm} {int(progress.get(arm) or 0)}" for arm in ("boosted", "control", "ood", "stale"))
-    return reasons, (f"scored {int(progress.get('scored') or 0)}: {counts}",)
+    return reasons, (f"scored {int(progress.get('scored') or 0)}: {counts}", *drift)
+
+
+def _drift_note(strategy: str, reading: Mapping[str, Any]) -> str:
+    """`drift dca: score PSI 0.031 over 500 live (level 0.25); rsi 0.12, adx 0.08`: the model's latest
+    reading (`ml.drift`), the features that moved most after it."""
+    moved = ", ".join(f"{name} {float(value):.2f}" for name, value in reading.get("features") or ())
+    return (f"drift {strategy}: score PSI {float(reading.get('score_psi') or 0):.3f} over {int(reading.get('n') or 0)}"
+            f" live (level {float(reading.get('level') or 0):g})" + (f"; {moved}" if moved else ""))
 
 
 def _disabled_by_flag(kind: Kind, flags: Mapping[str, Any]) -> str | None:

@@ -30,9 +30,9 @@ def test_sync_starts_every_flag_at_its_default(conn: psycopg.Connection) -> None
 
 def test_set_records_old_and_new_value(conn: psycopg.Connection) -> None:
     changes = flags.set_flag(conn, SPECS, "ml.min_confidence", "0.7", "cli:alice")
-    assert changes == [flags.FlagChange("ml.min_confidence", 0.6, 0.7)]
+    assert changes == [flags.FlagChange("ml.min_confidence", 0.0, 0.7)]
     assert flags.live_values(conn, SPECS)["ml.min_confidence"] == 0.7
-    assert changes_logged(conn) == [("ml.min_confidence", 0.6, 0.7, "cli:alice")]
+    assert changes_logged(conn) == [("ml.min_confidence", 0.0, 0.7, "cli:alice")]
 
 
 def test_setting_the_same_value_changes_and_logs_nothing(conn: psycopg.Connection) -> None:

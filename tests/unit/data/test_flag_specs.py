@@ -81,6 +81,6 @@ def test_a_phase_naming_an_unknown_flag_is_a_config_error(tmp_path: Path) -> Non
 
 def test_a_default_outside_its_range_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "flags.yml"
-    bad.write_text(SHIPPED.read_text().replace("default: 0.6", "default: 1.6"))
+    bad.write_text(SHIPPED.read_text().replace("default: 0.0", "default: 1.6"))
     with pytest.raises(ConfigError, match=r"flags.ml.min_confidence: .*default: expected a number from 0 to 1"):
         load_model(FlagsFile, bad)

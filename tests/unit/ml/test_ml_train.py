@@ -105,10 +105,10 @@ def test_a_model_ignores_features_its_training_never_held_and_flags_unlike_input
     row = events.iloc[[0]].copy()
     with_value = row.assign(btc_change_1h_pct=5.0)
     assert model.predict(row)[0] == model.predict(with_value)[0]
-    assert model.dissimilarity(row)[0] < 0.1
+    assert model.dissimilarity(row)[0] < 1.0  # a training row: nearer its neighbours than the average pair
     far = row.copy()
     far[list(FEATURES)] = 1e6
-    assert model.dissimilarity(far)[0] > 0.9
+    assert model.dissimilarity(far)[0] > 1e3
 
 
 def test_a_feature_that_appears_only_in_the_latest_events_is_unused_not_a_crash() -> None:
