@@ -50,7 +50,8 @@ begin
                             coalesce(n::text, 'null'));
     end if;
     if exists (select 1 from shard_leases l where l.n <> acquire_shard.n and l.expires_at > clock_timestamp()) then
-        perform queue_error(fn, 'shard %s/%s: controllers of another split hold live leases (n = %s)', shard, n,
+        perform queue_error(fn, 'shard %s/%s: controllers of another split hold live leases (n = %s)', shard::text,
+                            n::text,
                             (select string_agg(distinct l.n::text, ', ') from shard_leases l
                               where l.n <> acquire_shard.n and l.expires_at > clock_timestamp()));
     end if;
