@@ -412,7 +412,7 @@ class Scanner:
                 except AlreadyEmitted as exc:  # another controller queued this candle's decision: it stands
                     report.already_emitted += 1
                     self.counters["already_emitted"] += 1
-                    item = Planned(item.decision, "skip", f"emitted already: {exc}")
+                    item = Planned(item.decision, "blocked", f"duplicate decision, not queued again: {exc}")
                 except SignalRejected as exc:
                     item = Planned(item.decision, "blocked", f"refused by the queue: {exc}")
             report.planned.append(item)

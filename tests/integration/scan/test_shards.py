@@ -84,7 +84,7 @@ def test_a_shard_whose_renewals_stop_is_taken_over_at_the_next_cycle_and_its_can
     assert report.shards == (0, 1) and gate_b.taken_over == [0]
     assert report.already_emitted >= 1  # a had queued ADA-BTC's DCA entry on this candle: b's attempt is a no-op
     skipped = {(p.decision.strategy, p.decision.symbol) for p in report.planned
-               if p.reason.startswith("emitted already")}
+               if p.reason.startswith("duplicate decision")}
     assert ("dca", "ADA-BTC") in skipped and skipped <= before  # only what a (or b itself) had queued on this candle
     assert len(rows(migrated_db, "select id from signals")) == len(before) + report.emitted
     doubled = rows(migrated_db, "select strategy, symbol, candle_ts, count(*) from signals"
