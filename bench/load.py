@@ -29,15 +29,20 @@ Defaults finish in a few minutes on 2 cores; the issue's run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
+import os
 import queue as queue_mod
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,7 +143,7 @@ class DbSource:
                     ) -> pd.DataFrame:
         until = until or datetime.now(UTC)
         if self._cache is None or self._cache[:2] != (since, until):
-            with psycopg.connect(self.url) as conn:
+            with psycopg.connect(self.url, prepare_threshold=None) as conn:
                 rows = conn.execute(
                     "select symbol, ts, open, high, low, close, volume from candles where exchange = %s"
                     " and timeframe = %s and symbol = any(%s) and ts >= %s and ts < %s order by symbol, ts",
@@ -197,7 +202,8 @@ def controller(url: str, shard: int, shards: int, symbols: list[str], minutes: i
                             max_open_total=many, max_open_per_strategy=many, max_open_per_symbol=3))
     specs = load_model(flags.FlagsFile, ROOT / "conf" / "flags.yml")
     store = TimedStore(PostgresStore(url))
-    leases = ShardLeases(lambda: psycopg.connect(url), ShardSpec(shards, shard), f"bench-{shard}", 30.0)
+    leases = ShardLeases(lambda: psycopg.connect(url, prepare_threshold=None), ShardSpec(shards, shard),
+                         f"bench-{shard}", 30.0)
     mine = list(symbols_of(symbols, [shard], shards))
     clock = {"now": START}
     scanner = Scanner(config=config, strategy_config=strategies, store=store, source=DbSource(url, mine),
@@ -347,7 +353,7 @@ def executor(url: str, consumer: str, listen: bool, hold_s: float, stop: Any, re
 
 
 def reader(url: str, every_s: float, stop: Any, out: Any, name: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         views = [r[0] for r in conn.execute(
             "select viewname from pg_views where schemaname = 'public' and viewname like 'dashboard\\_%' order by 1")]
         ms: dict[str, list[float]] = {v: [] for v in views}
@@ -357,6 +363,75 @@ def reader(url: str, every_s: float, stop: Any, out: Any, name: str) -> None:
                 conn.execute(f"select * from {view} limit 500").fetchall()
                 ms[view].append((time.perf_counter() - started) * 1000)
     out.put((name, {"ms": ms}))
+
+
+# --- the pooler -------------------------------------------------------------------------------------------
+
+EXECUTOR_LOGIN = "bench_executor"  # through the pooler the bots log in as a member of `executor`
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def pgbouncer(server_url: str) -> Iterator[str]:
+    """Debian's pgbouncer in transaction mode on a loopback port in front of `server_url`; yields its URL."""
+    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    if binary is None:
+        raise SystemExit("bench/load.py --pooler: pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    target = psycopg.conninfo.conninfo_to_dict(server_url)
+    folder = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
+    port = free_port()
+    (folder / "users.txt").write_text(f'"{target.get("user", "postgres")}" ""\n"{EXECUTOR_LOGIN}" ""\n')
+    (folder / "pgbouncer.ini").write_text(f"""[databases]
+* = host={target.get("host", "127.0.0.1")} port={target.get("port", 5432)}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {folder / "users.txt"}
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits
+logfile = {folder / "pgbouncer.log"}
+pidfile = {folder / "pgbouncer.pid"}
+""")
+    argv = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses root, as Postgres does
+        shutil.chown(folder, "postgres")
+        for path in folder.iterdir():
+            shutil.chown(path, "postgres")
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = str(psycopg.conninfo.make_conninfo(server_url, host="127.0.0.1", port=str(port)))
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                psycopg.connect(url, prepare_threshold=None, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (folder / "pgbouncer.log").read_text() if (folder / "pgbouncer.log").exists() else ""
+                    raise SystemExit(f"bench/load.py --pooler: pgbouncer did not start: {log[-500:]}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def executor_url(url: str, pooled: bool) -> str:
+    """Direct: the superuser URL (the client sets role executor per call). Pooled: the same role, logged in as
+    a member of it, so that nothing of one bot's session reaches another client's transaction."""
+    return str(psycopg.conninfo.make_conninfo(url, user=EXECUTOR_LOGIN)) if pooled else url
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -389,13 +464,13 @@ def db_figures(url: str) -> dict[str, Any]:
     return {"size_bytes": size, "cpu_s": cpu}
 
 
-def idle_baseline(url: str, consumer: str, times: int = 200) -> dict[str, float]:
+def idle_baseline(url: str, bots_url: str, consumer: str, times: int = 200) -> dict[str, float]:
     """The same calls on the idle database: emit, claim, ack, report, one after another."""
     from bridge.queue_client import PostgresQueue
     from bridge.schemas import NewSignal, OrderEvent
     from controller.data.storage.postgres import PostgresStore
 
-    store, client = PostgresStore(url), PostgresQueue(url)
+    store, client = PostgresStore(url), PostgresQueue(bots_url)
     ms: dict[str, list[float]] = {"emit": [], "claim": [], "ack": [], "report": []}
     for i in range(times):
         sig = NewSignal(strategy="baseline", exchange="idle", symbol=f"I{i:04d}-USDT", side="buy", price=1.0,
@@ -426,7 +501,11 @@ def idle_baseline(url: str, consumer: str, times: int = 200) -> dict[str, float]
 
 
 def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
-    url = args.pgbouncer or direct_url  # the pooler's URL names the same database
+    url = args.pooler_url or direct_url  # the pooler's URL names the same database
+    bots_url = executor_url(url, args.pooler_url is not None)
+    with psycopg.connect(direct_url, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_roles where rolname = %s", (EXECUTOR_LOGIN,)).fetchone():
+            conn.execute(f"create role {EXECUTOR_LOGIN} login in role executor")
     symbols = bench_symbols(args.symbols)
     closes, volumes = synthetic_closes(args.symbols, args.history + args.minutes, args.seed, args.scale)
     from controller.data.storage.postgres import PostgresStore
@@ -436,19 +515,19 @@ def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
     store.write_candles(candle_rows(symbols, closes, volumes, 0, args.history, START - timedelta(minutes=args.history)))
     history_s = time.perf_counter() - started
     store.close()
-    baseline = idle_baseline(url, "bench-idle")
+    baseline = idle_baseline(url, bots_url, "bench-idle")
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     published = ctx.Value("i", 0)
     ready = ctx.Value("i", 0)
     stop = ctx.Event()
-    listen = args.pgbouncer is None and not args.no_listen
+    listen = args.pooler_url is None and not args.no_listen  # no LISTEN through a transaction pooler
     parts = [ctx.Process(target=market, args=(direct_url, symbols, closes, volumes, args.history, args.minutes,
                                               args.minute_s, published, out), name="market")]
     parts += [ctx.Process(target=controller, args=(url, k, args.shards, symbols, args.minutes, published, ready, out),
                           name=f"controller-{k}") for k in range(args.shards)]
-    executors = [ctx.Process(target=executor, args=(url, f"bot-{e}", listen, args.hold_s, stop, ready,
+    executors = [ctx.Process(target=executor, args=(bots_url, f"bot-{e}", listen, args.hold_s, stop, ready,
                                                 out), name=f"bot-{e}")
                  for e in range(args.executors)]
     readers = [ctx.Process(target=reader, args=(url, args.read_every_s, stop, out, f"reader-{r}"), name=f"reader-{r}")
@@ -471,7 +550,7 @@ def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
         if retention_ms is None and time.monotonic() >= retention_at:
             from controller.ops.retention import run_retention
 
-            with psycopg.connect(url) as conn:
+            with psycopg.connect(url, prepare_threshold=None) as conn:
                 t = time.perf_counter()
                 run_retention(conn)
                 retention_ms = (time.perf_counter() - t) * 1000
@@ -531,7 +610,7 @@ def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
         for view, xs in results[r.name]["ms"].items():
             per_view.setdefault(view, []).extend(xs)
     figures: dict[str, Any] = {
-        "benchmark": "load", "transport": "pgbouncer" if args.pgbouncer else "direct", "listen": listen,
+        "benchmark": "load", "transport": "pgbouncer-transaction" if args.pooler_url else "direct", "listen": listen,
         "symbols": args.symbols, "strategies": 3, "shards": args.shards, "executors": args.executors,
         "readers": args.readers, "minutes": args.minutes, "minute_s": args.minute_s, "cores": psutil.cpu_count(),
         "elapsed_s": round(elapsed, 1), "history_rows": args.symbols * args.history,
@@ -581,7 +660,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", type=float, default=6.0, help="synthetic returns x this (bar-sized moves)")
     parser.add_argument("--no-listen", action="store_true", help="executors poll even on the direct transport")
-    parser.add_argument("--pgbouncer", metavar="URL", help="run the parts through this pooler (transaction mode)")
+    parser.add_argument("--pooler", action="store_true", help="controllers, bots and readers through pgbouncer in "
+                        "transaction mode (started here; the market's COPY stays direct)")
     args = parser.parse_args()
     for name in ("symbols", "shards", "executors", "minutes"):
         if getattr(args, name) < 1:
@@ -590,10 +670,10 @@ def main() -> None:
         parser.error("bounded: at most 5000 symbols, 60 minutes, 50 executors, 16 shards")
     if args.history < LOOKBACK:
         parser.error(f"--history must be at least {LOOKBACK} (the indicators' lookback)")
-    with postgres_server() as admin_url, migrated_database(admin_url) as url:
-        if args.pgbouncer:
-            args.pgbouncer = str(psycopg.conninfo.make_conninfo(args.pgbouncer,
-                                                                dbname=psycopg.conninfo.conninfo_to_dict(url)["dbname"]))
+    with contextlib.ExitStack() as stack:
+        admin_url = stack.enter_context(postgres_server())
+        url = stack.enter_context(migrated_database(admin_url))
+        args.pooler_url = stack.enter_context(pgbouncer(url)) if args.pooler else None
         figures = run(args, url)
     lat, sig = figures["latency_ms"], figures["signals"]
     for name in ("emit", "claim", "ack", "report"):

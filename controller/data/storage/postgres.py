@@ -48,7 +48,9 @@ _CLOSED_TRADES = """
 class PostgresStore:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 10.0) -> None:
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, open=True,
-                                   kwargs={"connect_timeout": max(1, round(timeout_s))})
+                                   # unprepared: a transaction-mode pooler may run each statement on
+                                   # another server connection, where a prepared one does not exist
+                                   kwargs={"connect_timeout": max(1, round(timeout_s)), "prepare_threshold": None})
 
     def close(self) -> None:
         self.pool.close()
