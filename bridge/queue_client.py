@@ -159,8 +159,11 @@ class PostgrestQueue:
 class PostgresQueue:
     """The queue over a direct Postgres connection (psycopg 3, imported on first use).
 
-    With `role` set (default `executor`), the session switches to that role right after connecting, so
-    even a superuser URL (the embedded database) gets only the executor's rights.
+    With `role` set (default `executor`), each call runs as that role, so even a superuser URL (the embedded
+    database) gets only the executor's rights. Each call is one transaction that sets its role and statement
+    timeout locally, and no statement is prepared: a transaction-mode pooler (pgbouncer, Supabase's port 6543),
+    which hands the server connection to another client after every transaction and keeps no session state,
+    carries it unchanged. LISTEN (`listener()`) needs a session: not through such a pooler.
     """
 
     def __init__(self, dsn: str, *, role: str | None = "executor", timeout_s: float = 5.0,
@@ -177,17 +180,18 @@ class PostgresQueue:
 
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
-                                         connect_timeout=max(1, round(self.timeout_s)),
-                                         options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
-            if self.role:
-                self._conn.execute(psycopg.sql.SQL("set role {}").format(psycopg.sql.Identifier(self.role)))
+                                         connect_timeout=max(1, round(self.timeout_s)), prepare_threshold=None)
         return self._conn
 
     def _call(self, function: str, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         import psycopg
 
         try:
-            return self._connection().execute(query, params).fetchall()
+            conn = self._connection()
+            with conn.transaction():  # the settings below end with it: nothing stays on a pooled server connection
+                conn.execute("select set_config('statement_timeout', %s, true), set_config('role', %s, true)",
+                             (str(int(self.timeout_s * 1000)), self.role or "none"))
+                return conn.execute(query, params).fetchall()
         except psycopg.errors.QueryCanceled as exc:
             raise CallError(ErrorKind.TIMEOUT, str(exc), endpoint=function) from None
         except psycopg.OperationalError as exc:

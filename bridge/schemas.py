@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SignalStatus = Literal["new", "claimed", "executing", "closed", "rejected", "expired"]
 AckStatus = Literal["executing", "rejected", "closed"]
@@ -82,6 +82,10 @@ class NewSignal(_Payload):
     grid_levels: int | None = Field(None, ge=1, le=20, description="DCA: resting limit buys below the entry")
     grid_spacing_pct: float | None = Field(None, gt=0, description="DCA: percent between grid levels")
     grid_level_quote: float | None = Field(None, gt=0, description="DCA: quote amount of each grid level")
+    # The decision candle: the queue takes one signal per strategy, exchange, symbol, timeframe, candle and
+    # kind, so two controllers (or one restarted) never queue the same decision twice.
+    timeframe_s: int | None = Field(None, gt=0, description="the decision's candle period in seconds")
+    candle_ts: datetime | None = Field(None, description="close of the candle the decision was taken on")
 
     @field_validator("features")
     @classmethod
@@ -89,12 +93,18 @@ class NewSignal(_Payload):
         # JSON has no NaN or infinity: a feature that is not finite becomes null, not an invalid document.
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in features.items()}
 
-    @field_validator("expires_at")
+    @field_validator("expires_at", "candle_ts")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("expires_at must carry a time zone")
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{info.field_name} must carry a time zone")
         return value
+
+    @model_validator(mode="after")
+    def _candle(self) -> NewSignal:
+        if (self.timeframe_s is None) != (self.candle_ts is None):
+            raise ValueError("timeframe_s and candle_ts go together: give both or neither")
+        return self
 
 
 class Signal(BaseModel):

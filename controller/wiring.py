@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from controller.data.market_data import (
     normalize_symbol,
     timeframe_seconds,
 )
+from controller.data.shard_leases import ShardLeases
+from controller.data.shards import ShardSpec
 from controller.data.storage import Store, open_store
 from controller.ops.alerts import Alerter, MetricsServer
 from controller.ops.health import DatabaseSnapshot, HealthReporter, read_database
@@ -43,6 +47,7 @@ class Wiring:
     store: Store
     clock: SimClock | None  # set when replaying
     strategies: StrategiesConfig
+    leases: ShardLeases | None = None  # set when sharded (`run --shard`)
 
     def base_timeframe_s(self) -> int:
         """The shortest timeframe of the enabled strategies: the loop scans at each of its closes."""
@@ -91,8 +96,10 @@ def replay_universe(source: ReplaySource, exchange: str, symbols: tuple[str, ...
 
 
 def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = None, exchange: str | None = None,
-          start: datetime | None = None, symbols: tuple[str, ...] | None = None) -> Wiring:
-    """A Scanner on the live exchange, or on recorded candles (`replay`) with a simulated clock at `start`."""
+          start: datetime | None = None, symbols: tuple[str, ...] | None = None, shard: ShardSpec | None = None,
+          holder: str | None = None) -> Wiring:
+    """A Scanner on the live exchange, or on recorded candles (`replay`) with a simulated clock at `start`;
+    with `shard`, of the symbols of the shards it holds a lease on (as `holder`)."""
     strategy_config = load_strategies(config.resolve(config.loop.strategies_file),
                                       config.resolve(config.loop.tiers_file))
     flag_specs = load_model(flags.FlagsFile, config.resolve(config.flags.file))
@@ -115,11 +122,18 @@ def build(config: ControllerConfig, secrets: Secrets, *, replay: Path | None = N
     # The active strategy_params version needs SQL; a Supabase-URL-only store scans with the conf values.
     direct_sql = secrets.database_url is not None or (config.database.embedded and not secrets.supabase_url)
     active = ActiveParams(lambda: db.connect(config.database, secrets)) if direct_sql else None
+    leases = None
+    if shard is not None:
+        if not direct_sql:
+            raise ConfigError("--shard needs DATABASE_URL (the leases are SQL functions): a Supabase URL and key "
+                              "alone cannot hold them")
+        leases = ShardLeases(lambda: db.connect(config.database, secrets), shard,
+                             holder or f"{socket.gethostname()}-{os.getpid()}", config.loop.shard_lease_s)
     scanner = Scanner(config=config, strategy_config=strategy_config, store=store, source=source,
                       exchange=exchange_name, symbols=universe, clock=now, flag_defaults=defaults,
                       simulated=clock is not None, params_source=active,
-                      scorer=ml_scorer(config, secrets, strategy_config, exchange_name))
-    return Wiring(scanner, store, clock, strategy_config)
+                      scorer=ml_scorer(config, secrets, strategy_config, exchange_name), shards=leases)
+    return Wiring(scanner, store, clock, strategy_config, leases)
 
 
 def ml_scorer(config: ControllerConfig, secrets: Secrets, strategy_config: StrategiesConfig,

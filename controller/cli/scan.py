@@ -23,6 +23,7 @@ from controller.cli.base import (
 )
 from controller.config_base import ConfigError
 from controller.data.embedded_db import EmbeddedDbError
+from controller.data.shards import ShardSpec, parse_spec
 
 if TYPE_CHECKING:
     from controller.scan.pipeline import CycleReport
@@ -35,14 +36,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _wiring(ctx: Context, replay: Path | None, exchange: str | None, start: datetime | None,
-            symbols: str | None) -> Wiring:
+            symbols: str | None, shard: ShardSpec | None = None, holder: str | None = None) -> Wiring:
     if ctx.secrets.database_url is not None or (ctx.config.database.embedded and not ctx.secrets.supabase_url):
         connect(ctx).close()  # the store's database, unreachable or malformed, is said now: before seconds of imports
     from controller import wiring as app_wiring  # the pipeline's imports (pandas, TA-Lib, ccxt) only when needed
 
     try:
         return app_wiring.build(ctx.config, ctx.secrets, replay=replay, exchange=exchange, start=start,
-                                symbols=tuple(symbols.split(",")) if symbols else None)
+                                symbols=tuple(symbols.split(",")) if symbols else None, shard=shard,
+                                holder=holder)
     except (ConfigError, EmbeddedDbError, FileNotFoundError) as exc:  # a bad recorded file is a ConfigError too
         raise fail(str(exc)) from None
 
@@ -75,9 +77,21 @@ def run_cmd(
     until: Annotated[str | None, typer.Option(help="last scan time (replay), ISO 8601")] = None,
     exchange: ExchangeOption = None,
     symbols: SymbolsOption = None,
+    shard: Annotated[str | None, typer.Option(
+        help="scan one shard of the universe: i/n (shard i of n) or auto/n (any free or lapsed shard, and "
+             "every shard whose controller stopped renewing its lease); symbols go to shards by a stable hash")] = None,
+    holder: Annotated[str | None, typer.Option(help="this controller's name on its shard leases "
+                                                    "(default: host-pid)")] = None,
 ) -> None:
     """Scan the universe at every candle close until stopped (SIGTERM: after the current cycle)."""
     from controller.scan import pipeline
+
+    try:
+        spec = parse_spec(shard) if shard is not None else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if holder is not None and spec is None:
+        raise fail("--holder needs --shard: only a sharded controller holds leases")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -87,8 +101,15 @@ def run_cmd(
     end = parse_time(until)
     if replay is not None and end is None:
         raise fail("--until is required with --replay")
-    wiring = _wiring(ctx.obj, replay, exchange, parse_time(start), symbols)
+    wiring = _wiring(ctx.obj, replay, exchange, parse_time(start), symbols, spec, holder)
     step = wiring.base_timeframe_s()
+    if wiring.leases is not None:
+        lease_s = wiring.leases.lease_s
+        if wiring.clock is None and lease_s >= step:
+            console.print(f"[yellow]shard lease {lease_s:g} s is not shorter than the {step} s candle period: a "
+                          "dead controller's shards are taken over a cycle late[/yellow]", soft_wrap=True)
+        console.print(f"shard {spec.text() if spec else ''} as {wiring.leases.holder}, lease {lease_s:g} s")
+        wiring.leases.start()
     ops = operations(wiring, ctx.obj.config, ctx.obj.secrets)
     try:
         evaluator = shadow_evaluator(wiring, ctx.obj.config, ctx.obj.secrets)
@@ -108,6 +129,8 @@ def run_cmd(
     finally:
         if evaluator is not None:
             evaluator.stop()
+        if wiring.leases is not None:  # a clean stop frees its shards for the others at once
+            wiring.leases.stop(release=True)
         ops.close()  # the final health report: how the run ended, even when it ended on an error
         wiring.store.close()
     console.print("stopped cleanly" if stop.is_set() else "done")

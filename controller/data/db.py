@@ -53,7 +53,9 @@ def database_url(database: DatabaseConfig, secrets: Secrets) -> str:
 
 
 def connect(database: DatabaseConfig, secrets: Secrets) -> psycopg.Connection:
-    return psycopg.connect(database_url(database, secrets), connect_timeout=database.connect_timeout_s)
+    # unprepared statements, so a transaction-mode pooler between carries the connection (docs/supabase.md)
+    return psycopg.connect(database_url(database, secrets), connect_timeout=database.connect_timeout_s,
+                           prepare_threshold=None)
 
 
 def check_reachable(url: str, timeout_s: int) -> None:

@@ -20,7 +20,8 @@ import pandas as pd
 
 from bridge.resilience import CallError
 from controller.data.market_data import MarketDataSource, floor_time, timeframe_seconds
-from controller.data.storage.port import SignalRejected, Store
+from controller.data.shards import ShardSpec, symbols_of
+from controller.data.storage.port import AlreadyEmitted, SignalRejected, Store
 from controller.scan import indicators, strategies
 from controller.scan.params_source import ParamsSource, active_or_conf
 from controller.scan.regime import (
@@ -100,6 +101,9 @@ class CycleReport:
     asked: set[str] = field(default_factory=set)  # symbols whose candles were asked for this cycle
     with_candles: set[str] = field(default_factory=set)  # symbols that got candles this cycle
     outage: str | None = None  # set when no symbol got candles: which sources were tried, why they failed
+    shards: tuple[int, ...] | None = None  # the shards this cycle scanned (sharded controllers only)
+    scanned_symbols: int = 0
+    already_emitted: int = 0  # decisions another controller had queued for the same candle
 
     def data_failures(self) -> dict[str, str]:
         return {k: v for k, v in self.failures.items() if k.startswith("data:")}
@@ -137,8 +141,19 @@ class Scorer(Protocol):
         ...
 
 
+class ShardGate(Protocol):
+    """The shard leases of a sharded controller (`controller.data.shard_leases.ShardLeases`)."""
+
+    spec: ShardSpec
+    holder: str
+
+    def held(self) -> tuple[int, ...]:
+        """Renew and take leases; the shards held now."""
+        ...
+
+
 class Scanner:
-    """One scan of the configured universe at the clock's time."""
+    """One scan of the configured universe at the clock's time (with `shards`: of the shards it holds)."""
 
     def __init__(self, *, config: ScanSettings, strategy_config: StrategiesConfig, store: Store,
                  source: MarketDataSource, exchange: str, symbols: tuple[str, ...],
@@ -146,7 +161,7 @@ class Scanner:
                  flag_defaults: Mapping[str, Any] | None = None,
                  strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
                  emit_exits: bool | None = None, params_source: ParamsSource | None = None,
-                 scorer: Scorer | None = None) -> None:
+                 scorer: Scorer | None = None, shards: ShardGate | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -165,6 +180,7 @@ class Scanner:
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
         self.scorer = scorer
+        self.shards = shards
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -238,13 +254,13 @@ class Scanner:
         markets = " or ".join(params.markets_for(self.exchange))
         return unknown(params, f"no fresh {markets} candles on {self.exchange}")
 
-    def _blocked_symbols(self, now: datetime) -> dict[str, str]:
+    def _blocked_symbols(self, now: datetime, symbols: tuple[str, ...]) -> dict[str, str]:
         protection = self.config.protection
         since = now - timedelta(hours=protection.longest_h() * 2)
         trades = [ClosedTrade(t["symbol"], t["exit_reason"], t["closed_at"]) for t in self.store.closed_trades(since)]
         tier_of = self.strategy_config.dca.params.tier_of
         blocked = {}
-        for symbol in self.symbols:
+        for symbol in symbols:
             if reason := symbol_block(trades, symbol, now, protection, tier_of(symbol)):
                 blocked[symbol] = reason
         return blocked
@@ -304,10 +320,14 @@ class Scanner:
         now = self.clock()
         report = CycleReport(at=now, exchange=self.exchange)
         flags = self._flags()
-        if not flags.get("trading.enabled", True) or not flags.get("signals.enabled", True):
+        universe = self._universe(report)
+        if universe is None:
+            pass  # report.skipped says why
+        elif not flags.get("trading.enabled", True) or not flags.get("signals.enabled", True):
             report.skipped = "flags: trading.enabled or signals.enabled is false"
         else:
-            self._scan(now, flags, report)
+            report.scanned_symbols = len(universe)
+            self._scan(now, flags, report, universe)
             if report.asked and not report.with_candles:
                 report.outage = outage_summary(self.source, report, now)
                 logger.warning("no candles for any pair", extra={"summary": report.outage})
@@ -317,10 +337,29 @@ class Scanner:
         self._heartbeat(report)
         return report
 
-    def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport) -> None:
+    def _universe(self, report: CycleReport) -> tuple[str, ...] | None:
+        """The symbols to scan this cycle: all, or those of the shards whose lease this controller holds now.
+        None (and `report.skipped`) when it holds none: it scans nothing rather than risk a shard it lost."""
+        if self.shards is None:
+            return self.symbols
+        n = self.shards.spec.n
+        try:
+            held = self.shards.held()
+        except Exception as exc:  # without a lease there is no scan: another controller may hold the shard
+            self.counters["shard_lease_failures"] += 1
+            report.skipped = f"shard leases unreadable, not scanning: {exc}"
+            logger.warning("shard leases unreadable", extra={"error": str(exc)})
+            return None
+        report.shards = held
+        if not held:
+            report.skipped = f"standby: every shard of {n} is held by another controller"
+            return None
+        return symbols_of(self.symbols, held, n)
+
+    def _scan(self, now: datetime, flags: Mapping[str, Any], report: CycleReport, universe: tuple[str, ...]) -> None:
         report.regime = self._regime(now, report)
         profile = self.config.loop.validation if flags.get("profile") == "validation" else None
-        symbols, sizing = self.symbols, self.config.sizing
+        symbols, sizing = universe, self.config.sizing
         sections = [(n, active_or_conf(self.params_source, n, s)) for n, s in self.strategy_config.items()
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
         if profile is not None:
@@ -354,7 +393,7 @@ class Scanner:
         wall_now = now if self.simulated else self.wall_clock()
         entries = [r for r in open_now if r.get("kind", "entry") == "entry"]  # exits hold no new exposure
         planned = plan(decisions, report.regime, OpenBook.from_signals(entries),
-                       sizing, self._blocked_symbols(now), now, wall_now, stops=self.config.regime.stops,
+                       sizing, self._blocked_symbols(now, symbols), now, wall_now, stops=self.config.regime.stops,
                        boosts=boosts)
         planned += plan_exits(decisions, open_now, now, wall_now, sizing)
         report.planned, scans = [], []
@@ -370,6 +409,10 @@ class Scanner:
                     logger.info("signal emitted", extra={"signal_id": signal_id, "strategy": item.decision.strategy,
                                                          "symbol": item.decision.symbol,
                                                          "quote_amount": item.signal.quote_amount})
+                except AlreadyEmitted as exc:  # another controller queued this candle's decision: it stands
+                    report.already_emitted += 1
+                    self.counters["already_emitted"] += 1
+                    item = Planned(item.decision, "blocked", f"duplicate decision, not queued again: {exc}")
                 except SignalRejected as exc:
                     item = Planned(item.decision, "blocked", f"refused by the queue: {exc}")
             report.planned.append(item)
@@ -421,8 +464,14 @@ class Scanner:
             "regime_market": report.regime.market if report.regime else None,
             "regime_reason": report.regime.reason if report.regime else None,
         }
+        component = self.config.loop.heartbeat_component
+        if self.shards is not None:  # one heartbeat per controller, not one row they overwrite in turn
+            component = f"{component}:{self.shards.holder}"
+            progress.update(shards=list(report.shards or ()), shard_n=self.shards.spec.n,
+                            scanned_symbols=report.scanned_symbols,
+                            already_emitted=self.counters["already_emitted"])
         try:
-            self.store.heartbeat(self.config.loop.heartbeat_component, progress)
+            self.store.heartbeat(component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
 

@@ -45,6 +45,9 @@ class LoopConfig(Frozen):
     strategies_file: Path = Field(Path("conf/strategies.yml"), description="strategy parameters and tiers")
     tiers_file: Path = Field(Path("conf/tiers.yml"), description="symbol -> tier map")
     heartbeat_component: str = "controller"
+    shard_lease_s: float = Field(60.0, ge=1, le=3600, description="a sharded controller's lease on its shards "
+                                 "(`run --shard`); renewed every third of it. Shorter than the candle period, "
+                                 "so a dead controller's shards are taken over at the next cycle")
     gap_window_candles: int = Field(48, ge=2, le=5000, description="candles a decision's freshness is judged on")
     max_gap_share: float = Field(0.1, ge=0, lt=1, description="share of those candles that may be missing")
     exit_signals: bool = Field(True, description="send exit signals (kind exit) for open positions; the queue "

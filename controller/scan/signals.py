@@ -239,6 +239,7 @@ def plan(decisions: Sequence[Decision], regime: RegimeReading, book: OpenBook, s
             params_hash=decision.params_hash, features=dict(decision.features),
             ml_confidence=boost.confidence if boost is not None else None,
             model_version=boost.model_version if boost is not None else None,
+            timeframe_s=decision.timeframe_s, candle_ts=decision.candle_close,
             **_grid_fields(decision, amount),
         )
         if boost is not None:
@@ -289,7 +290,7 @@ def plan_exits(decisions: Sequence[Decision], open_rows: Iterable[Mapping[str, A
             take_profit_pct=float(row["take_profit_pct"]), expires_at=wall_now + (valid_until - sim_now),
             confidence=1.0, params_hash=decision.params_hash,
             features={**decision.features, "exit_reason": decision.exit_reason}, kind="exit",
-            entry_signal_id=row["id"])
+            entry_signal_id=row["id"], timeframe_s=decision.timeframe_s, candle_ts=decision.candle_close)
         planned.append(Planned(decision, "exit", reason, signal))
     return planned
 

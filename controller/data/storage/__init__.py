@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from controller.config_base import ConfigError
 from controller.data.db import DatabaseConfig, Secrets, check_reachable, database_url
-from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected, Store
+from controller.data.storage.port import (
+    CANDLE_COLUMNS,
+    OPEN_STATUSES,
+    SCAN_COLUMNS,
+    AlreadyEmitted,
+    SignalRejected,
+    Store,
+)
 
-__all__ = ["CANDLE_COLUMNS", "OPEN_STATUSES", "SCAN_COLUMNS", "SignalRejected", "Store", "open_store"]
+__all__ = ["CANDLE_COLUMNS", "OPEN_STATUSES", "SCAN_COLUMNS", "AlreadyEmitted", "SignalRejected", "Store", "open_store"]
 
 
 def open_store(database: DatabaseConfig, secrets: Secrets) -> Store:

@@ -27,6 +27,15 @@ class SignalRejected(Exception):
     """emit_signal refused a signal (invalid, expired or a duplicate); the message says why."""
 
 
+class AlreadyEmitted(SignalRejected):
+    """The signal's decision candle was queued already (by another controller, or before a restart)."""
+
+
+def already_emitted(signal: NewSignal) -> AlreadyEmitted:
+    return AlreadyEmitted(f"{signal.strategy}/{signal.exchange}/{signal.symbol}: the {signal.kind or 'entry'} of "
+                          f"the candle closing {signal.candle_ts} was emitted already")
+
+
 class Store(Protocol):
     """What the controller reads and writes. Candles travel as DataFrames with CANDLE_COLUMNS."""
 

@@ -21,7 +21,13 @@ from psycopg_pool import ConnectionPool
 
 from bridge.schemas import NewSignal, params_hash
 from controller.data.storage.pgcopy import COPY_COLUMNS, candles_binary_copy
-from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
+from controller.data.storage.port import (
+    CANDLE_COLUMNS,
+    OPEN_STATUSES,
+    SCAN_COLUMNS,
+    SignalRejected,
+    already_emitted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,9 @@ _CLOSED_TRADES = """
 class PostgresStore:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 10.0) -> None:
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, open=True,
-                                   kwargs={"connect_timeout": max(1, round(timeout_s))})
+                                   # unprepared: a transaction-mode pooler may run each statement on
+                                   # another server connection, where a prepared one does not exist
+                                   kwargs={"connect_timeout": max(1, round(timeout_s)), "prepare_threshold": None})
 
     def close(self) -> None:
         self.pool.close()
@@ -116,11 +124,15 @@ class PostgresStore:
         try:
             with self.pool.connection() as conn:
                 if as_of is not None:  # a replay: the queue compares with the simulated time
-                    return conn.execute("select emit_signal_at(%s, %s)",
-                                        (Jsonb(signal.to_payload()), as_of)).fetchone()[0]
-                return conn.execute("select emit_signal(%s)", (Jsonb(signal.to_payload()),)).fetchone()[0]
+                    signal_id = conn.execute("select emit_signal_at(%s, %s)",
+                                             (Jsonb(signal.to_payload()), as_of)).fetchone()[0]
+                else:
+                    signal_id = conn.execute("select emit_signal(%s)", (Jsonb(signal.to_payload()),)).fetchone()[0]
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.UniqueViolation) as exc:
             raise SignalRejected(exc.diag.message_primary or str(exc)) from None
+        if signal_id is None:  # the decision candle's unique key: queued before, nothing written now
+            raise already_emitted(signal)
+        return signal_id
 
     def write_scans(self, scans: Sequence[Mapping[str, Any]]) -> int:
         if not scans:

@@ -18,7 +18,13 @@ from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
 from bridge.schemas import NewSignal, params_hash, to_json_value
-from controller.data.storage.port import CANDLE_COLUMNS, OPEN_STATUSES, SCAN_COLUMNS, SignalRejected
+from controller.data.storage.port import (
+    CANDLE_COLUMNS,
+    OPEN_STATUSES,
+    SCAN_COLUMNS,
+    SignalRejected,
+    already_emitted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +94,18 @@ class SupabaseStore:
     def emit_signal(self, signal: NewSignal, as_of: datetime | None = None) -> UUID:
         try:
             if as_of is not None:  # a replay: the queue compares with the simulated time
-                return UUID(self.client.rpc("emit_signal_at", {"signal": signal.to_payload(),
-                                                                "as_of": as_of.isoformat()}).execute().data)
-            return UUID(self.client.rpc("emit_signal", {"signal": signal.to_payload()}).execute().data)
+                data = self.client.rpc("emit_signal_at", {"signal": signal.to_payload(),
+                                                          "as_of": as_of.isoformat()}).execute().data
+            else:
+                data = self.client.rpc("emit_signal", {"signal": signal.to_payload()}).execute().data
         except APIError as exc:
             # invalid_parameter_value (a bad key) and unique_violation (a duplicate) are refusals
             if exc.code in ("22023", "23505"):
                 raise SignalRejected(exc.message or str(exc)) from None
             raise
+        if data is None:  # the decision candle's unique key: queued before, nothing written now
+            raise already_emitted(signal)
+        return UUID(data)
 
     def write_scans(self, scans: Sequence[Mapping[str, Any]]) -> int:
         rows = [{c: to_json_value(scan.get(c)) for c in SCAN_COLUMNS} for scan in scans]

@@ -20,7 +20,7 @@ from bridge.schemas import NewSignal
 from controller.config import PROJECT_ROOT, load_model
 from controller.data import flags
 from controller.data.market_data import ohlcv_dir
-from controller.data.storage import SignalRejected, Store
+from controller.data.storage import AlreadyEmitted, SignalRejected, Store
 from controller.data.storage.postgres import PostgresStore
 from controller.data.storage.supabase import SupabaseStore
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
@@ -122,6 +122,19 @@ def test_a_duplicate_or_expired_signal_is_rejected_with_the_reason(store: Store)
         store.emit_signal(signal())
     with pytest.raises(SignalRejected, match="expires_at"):
         store.emit_signal(signal(symbol="LTC-BTC", expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+
+
+def test_a_decision_candle_is_queued_once_even_after_its_signal_closed(store: Store, migrated_db: str) -> None:
+    candle = datetime(2026, 1, 5, 12, 5, tzinfo=UTC)
+    first = store.emit_signal(signal(timeframe_s=300, candle_ts=candle))
+    with psycopg.connect(migrated_db) as conn:  # the position ran and closed: the one-open rule no longer holds it
+        conn.execute("update signals set status = 'closed', finished_at = now() where id = %s", (first,))
+    with pytest.raises(AlreadyEmitted, match="candle closing 2026-01-05 12:05"):
+        store.emit_signal(signal(timeframe_s=300, candle_ts=candle, quote_amount=0.02))
+    store.emit_signal(signal(timeframe_s=300, candle_ts=candle + timedelta(minutes=5)))  # the next candle is new
+    with psycopg.connect(migrated_db) as conn:
+        rows = conn.execute("select candle_ts, quote_amount from signals order by candle_ts").fetchall()
+    assert rows == [(candle, Decimal("0.01")), (candle + timedelta(minutes=5), Decimal("0.01"))]
 
 
 def test_open_signals_lists_every_open_signal_past_one_page(store: Store, migrated_db: str) -> None:
