@@ -7,6 +7,9 @@ Two transports behind one interface:
   this transport is chosen, since the official Hummingbot image does not ship psycopg. It can also LISTEN
   for new signals (`listener()`, migration 0018), so a bot claims at once instead of at its next poll.
 
+PostgREST cannot LISTEN; its client has `claim_wait()` instead, a long poll (migration 0026): the database
+waits a bounded time for a claimable signal and claims it as soon as one commits.
+
 Every call has a timeout. `ack`, `report` and `heartbeat` are idempotent in SQL and are retried with
 backoff on retryable errors; `claim` is not idempotent (a lost reply would leave signals leased to
 nobody until the lease runs out), so it is never retried: the next tick claims again.
@@ -55,6 +58,10 @@ class SignalQueue(Protocol):
     def claim(self, consumer: str, max_count: int, lease_seconds: int,
               markets: Markets | None = None) -> list[Signal]: ...
 
+    # Optional, where the transport has it (PostgrestQueue): `claim` that first waits up to `wait_s` in the
+    # database for a claimable signal. Callable from a thread of its own while other calls run.
+    #   def claim_wait(self, consumer, max_count, lease_seconds, markets, wait_s) -> list[Signal]
+
     def ack(self, signal_id: UUID, consumer: str, status: AckStatus, reason: str | None = None) -> str: ...
 
     def report(self, event: OrderEvent) -> dict[str, Any]: ...
@@ -85,22 +92,29 @@ class PostgrestQueue:
         self.timeout_s = timeout_s
         self.retry = retry
         self.session = session or requests.Session()
-        self.session.headers.update({
+        headers = {
             "apikey": api_key,
             "Authorization": f"Bearer {token or api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-        })
+        }
+        self.session.headers.update(headers)
+        # claim_wait's own session: a long poll runs on its own thread while acks and reports go out on the
+        # other (a requests.Session is not meant to be shared between threads)
+        self.wait_session = requests.Session()
+        self.wait_session.headers.update(headers)
 
     @classmethod
     def for_supabase(cls, supabase_url: str, api_key: str, **kwargs: Any) -> PostgrestQueue:
         return cls(supabase_url.rstrip("/") + "/rest/v1", api_key, **kwargs)
 
-    def _rpc(self, function: str, params: dict[str, Any]) -> Any:
+    def _rpc(self, function: str, params: dict[str, Any], *, session: requests.Session | None = None,
+             timeout_s: float | None = None) -> Any:
         endpoint = f"rpc/{function}"
         try:
-            response = self.session.post(f"{self.base_url}/{endpoint}", data=json.dumps(to_json_value(params)),
-                                         timeout=self.timeout_s)
+            response = (session or self.session).post(f"{self.base_url}/{endpoint}",
+                                                      data=json.dumps(to_json_value(params)),
+                                                      timeout=timeout_s or self.timeout_s)
         except requests.Timeout as exc:
             raise CallError(ErrorKind.TIMEOUT, str(exc), endpoint=endpoint) from None
         except requests.ConnectionError as exc:
@@ -128,10 +142,17 @@ class PostgrestQueue:
               markets: Markets | None = None) -> list[Signal]:
         rows = self._rpc("claim_signals", {"consumer": consumer, "max_count": max_count,
                                            "lease_seconds": lease_seconds, "markets": markets_payload(markets)})
-        if not isinstance(rows, list):
-            raise CallError(ErrorKind.MALFORMED, f"claim_signals returned {type(rows).__name__}, not a list",
-                            endpoint="rpc/claim_signals")
-        return [Signal.model_validate(row) for row in rows]
+        return signals_of("claim_signals", rows)
+
+    def claim_wait(self, consumer: str, max_count: int, lease_seconds: int, markets: Markets | None = None,
+                   wait_s: float = 1.0) -> list[Signal]:
+        """`claim`, after waiting up to `wait_s` in the database for a claimable signal (claim_signals_wait):
+        returns as soon as one is claimed, or empty when none came. Never retried, like `claim`."""
+        params = {"consumer": consumer, "max_count": max_count, "lease_seconds": lease_seconds,
+                  "markets": markets_payload(markets), "wait_ms": round(wait_s * 1000)}
+        # the reply comes after the wait: the timeout covers both
+        rows = self._rpc("claim_signals_wait", params, session=self.wait_session, timeout_s=self.timeout_s + wait_s)
+        return signals_of("claim_signals_wait", rows)
 
     def ack(self, signal_id: UUID, consumer: str, status: AckStatus, reason: str | None = None) -> str:
         params = {"signal_id": signal_id, "consumer": consumer, "status": status, "reason": reason}
@@ -154,6 +175,14 @@ class PostgrestQueue:
 
     def close(self) -> None:
         self.session.close()
+        self.wait_session.close()
+
+
+def signals_of(function: str, rows: Any) -> list[Signal]:
+    if not isinstance(rows, list):
+        raise CallError(ErrorKind.MALFORMED, f"{function} returned {type(rows).__name__}, not a list",
+                        endpoint=f"rpc/{function}")
+    return [Signal.model_validate(row) for row in rows]
 
 
 class PostgresQueue:

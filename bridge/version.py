@@ -15,7 +15,7 @@ VERSION = "0.2.0"
 
 INTERFACES: dict[str, str] = {
     "signal_schema": "1.1",     # bridge/schemas.py: NewSignal, Signal, OrderEvent
-    "queue_functions": "1.0",   # the executor role's SQL functions (claim_signals, ack_signal, ...)
-    "executor_config": "1.0",   # executor/config.py: SignalExecutorConfig's fields
+    "queue_functions": "1.1",   # the executor role's SQL functions (claim_signals, ack_signal, ...)
+    "executor_config": "1.1",   # executor/config.py: SignalExecutorConfig's fields
     "cli": "1.1",               # the controller's commands and options
 }

@@ -33,6 +33,11 @@ class SignalExecutorConfig(StrategyV2ConfigBase):
     queue_listen: bool = Field(True, description=(
         "postgres transport: LISTEN for new signals and claim at once (off behind a transaction-pooling proxy, "
         "which cannot LISTEN); PostgREST always polls"))
+    claim_wait_s: float = Field(2.0, ge=0, le=30, description=(
+        "postgrest transport: each claim waits up to this long in the database for a signal (a long poll, "
+        "claim_signals_wait) and returns as soon as one is claimable, so a bot claims within ~50 ms of the "
+        "emit instead of at its next poll; each waiting bot holds one PostgREST pool connection. 0: poll "
+        "every claim_interval_s"))
     claim_batch: int = Field(5, ge=1, le=100)
     lease_s: int = Field(120, ge=10)
     heartbeat_interval_s: float = Field(30.0, gt=0)

@@ -76,6 +76,7 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
         self.restore_done = threading.Event()
         self.ready = threading.Event()  # set by the strategy's first on_tick: its connectors are ready
         self.slots = Slots(config.max_open_positions)
+        self._claiming = 0  # slots reserved by the claim in flight (a long poll holds them while it waits)
         self.progress: dict[str, Any] = {}
         self.stats: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -91,6 +92,12 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
         listens = config.queue_listen and callable(getattr(queue_client, "listener", None))
         self._listener_thread = (threading.Thread(target=self._listen, name="signal-queue-listen", daemon=True)
                                  if listens else None)
+        # Long poll (PostgREST, which cannot LISTEN): claims run on a thread of their own, each waiting up to
+        # claim_wait_s in the database, so acks, reports and heartbeats never wait behind a claim
+        self.long_poll = (config.claim_wait_s > 0 and self._listener_thread is None
+                          and callable(getattr(queue_client, "claim_wait", None)))
+        self._claim_thread = (threading.Thread(target=self._claim_loop, name="signal-queue-claim", daemon=True)
+                              if self.long_poll else None)
 
     @property
     def started(self) -> bool:
@@ -99,8 +106,9 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
     def start(self) -> None:
         if not self.started:
             self._thread.start()
-            if self._listener_thread is not None:
-                self._listener_thread.start()
+            for thread in (self._listener_thread, self._claim_thread):
+                if thread is not None:
+                    thread.start()
 
     def stop(self) -> None:
         """Ask the thread to end and return at once; the thread closes the queue client on its way out."""
@@ -111,8 +119,9 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
 
     def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)
-        if self._listener_thread is not None and self._listener_thread.ident:
-            self._listener_thread.join(timeout_s)
+        for thread in (self._listener_thread, self._claim_thread):
+            if thread is not None and thread.ident:
+                thread.join(timeout_s)
 
     def wake(self) -> None:
         self._wake.set()
@@ -121,7 +130,12 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
         try:
             self._loop()
         finally:
+            if self._claim_thread is not None and self._claim_thread.ident:
+                self._claim_thread.join()  # it may be in a claim: close the client once that has returned
             self.queue.close()
+
+    def _may_claim(self) -> bool:
+        return len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set()
 
     def _loop(self) -> None:
         next_claim = next_heartbeat = 0.0
@@ -131,9 +145,10 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
             if not self.restore_done.is_set() and len(self.outbox) == 0:
                 self._restore()
             due = now >= next_claim or self.notified.is_set()
-            if due and len(self.outbox) == 0 and self.restore_done.is_set() and self.ready.is_set():
+            if due and self._may_claim():
                 self.notified.clear()  # before the claim: a notification during it claims once more
-                self._claim()
+                if not self.long_poll:
+                    self._claim()
                 self._poll_close_requests()
                 next_claim = now + self.config.claim_interval_s
             if now >= next_heartbeat:
@@ -141,6 +156,21 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
                 next_heartbeat = now + self.config.heartbeat_interval_s
             self._wake.wait(min(self.config.claim_interval_s, 0.2))
             self._wake.clear()
+
+    def _claim_loop(self) -> None:
+        """The long-poll thread: one waiting claim after another while claims are allowed."""
+        wait_s = self.config.claim_wait_s
+        while not self._stop.is_set():
+            if not self._may_claim():
+                self._stop.wait(0.05)  # the other thread is delivering the outbox or restoring
+                continue
+            started = time.monotonic()
+            claimed = self._claim(wait_s)
+            if claimed is None:
+                self._stop.wait(self.config.claim_interval_s)  # failed or refused by the breaker: as the poll
+            elif claimed == 0 and time.monotonic() - started < wait_s / 2:
+                # back early with nothing: what it saw was taken by another bot's claim in flight; never spin
+                self._stop.wait(min(self.config.claim_interval_s, 0.2))
 
     def _listen(self) -> None:
         """The LISTEN thread: wake the claimer when a signal for one of our markets is emitted."""
@@ -174,27 +204,36 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
             self.stats[f"errors_{exc.kind.value}"] += 1
             raise
 
-    def _claim(self) -> None:
+    def _claim(self, wait_s: float = 0.0) -> int | None:
+        """Claim once (waiting up to `wait_s` in the database when > 0); how many signals came, None on error."""
         # With every slot held the claim still runs with max_count 0: the queue then hands out only the exits
         # of this bot's positions (0018), which come on top of max_count and free slots when they close.
         count = self.slots.reserve(self.config.claim_batch)
+        self._claiming = count
         self.stats["claim_calls"] += 1
+        consumer, lease_s = self.config.consumer, self.config.lease_s
         try:
-            signals = self._call(lambda: self.queue.claim(self.config.consumer, count, self.config.lease_s,
-                                                          self.markets))
+            if wait_s > 0:
+                signals = self._call(lambda: self.queue.claim_wait(  # type: ignore[attr-defined]
+                    consumer, count, lease_s, self.markets, wait_s))
+            else:
+                signals = self._call(lambda: self.queue.claim(consumer, count, lease_s, self.markets))
         except CallError:
             self.slots.release(count)
-            return  # not retried: a lost reply only leaves signals leased until the lease runs out
+            return None  # not retried: a lost reply only leaves signals leased until the lease runs out
+        finally:
+            self._claiming = 0
         exits = sum(1 for s in signals if s.kind == "exit")
         self.slots.release(count - (len(signals) - exits))
         self.slots.hold(exits)  # released when the exit is taken or rejected, like any claimed signal
         for signal in signals:
             self.stats["claimed"] += 1
             self.claimed.put(signal)
+        return len(signals)
 
     def _poll_close_requests(self) -> None:
         """Manual closes (`python -m controller close`) of the signals this bot executes, once per claim cycle."""
-        if self.slots.held <= 0:
+        if self.slots.held - self._claiming <= 0:
             return
         try:
             rows = self._call(lambda: self.queue.positions(self.config.consumer))

@@ -35,8 +35,8 @@ def test_no_interface_changed_without_a_version_bump(now: dict) -> None:
 
 def test_the_fingerprint_holds_what_users_depend_on(now: dict) -> None:
     queue = now["queue_functions"]["shape"]
-    assert {k.split("(")[0] for k in queue} == {"claim_signals", "ack_signal", "report_order_event", "heartbeat",
-                                                "executor_positions"}
+    assert {k.split("(")[0] for k in queue} == {"claim_signals", "claim_signals_wait", "ack_signal",
+                                                "report_order_event", "heartbeat", "executor_positions"}
     assert {"NewSignal", "Signal", "OrderEvent"} == set(now["signal_schema"]["shape"])
     assert "consumer" in now["executor_config"]["shape"] and "connector" in now["executor_config"]["shape"]
     assert "scan" in now["cli"]["shape"] and "--version" in now["cli"]["shape"]["(root)"]["version"]["opts"]

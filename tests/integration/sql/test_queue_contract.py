@@ -2,11 +2,13 @@
 
 The HTTP transport talks to the in-repo PostgREST stand-in (tests/support/postgrest_standin.py) with an
 executor JWT, on the same real database; the direct transport connects and switches to the executor role.
+The long-poll claim (claim_signals_wait, PostgREST's stand-in for LISTEN) is tested through the stand-in.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +21,7 @@ from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, Signa
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
+from tests.support.clock import wait_until
 from tests.support.net import BlackHole, refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
@@ -242,3 +245,148 @@ def test_positions_lists_what_the_consumer_is_executing(transport: tuple[SignalQ
     assert Decimal(str(position["fees_quote"])) == Decimal("0.02012")  # a restarted bot must not forget them
     assert [o["client_order_id"] for o in position["open_orders"]] == ["buy-1"]
     assert queue.positions("bot-b") == []
+
+
+# --- the long-poll claim (claim_signals_wait, PostgREST) ------------------------------------------------
+
+@pytest.fixture
+def http_queue(migrated_db: str) -> Iterator[tuple[PostgrestQueue, PostgrestStandin]]:
+    with PostgrestStandin(migrated_db, JWT_SECRET) as standin:
+        queue = PostgrestQueue(standin.base_url, make_jwt(JWT_SECRET, "executor"), retry=NO_WAIT)
+        yield queue, standin
+        queue.close()
+
+
+def claim_wait_in_thread(queue: PostgrestQueue, consumer: str, wait_s: float,
+                         markets: dict[str, list[str] | None] | None = None) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(queue.claim_wait(consumer, 5, 30, markets, wait_s)))
+    thread.start()
+    return thread, out
+
+
+def waiting_claims(url: str) -> int:
+    """Backends inside claim_signals_wait's sleep right now (what PostgREST would be holding open)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*) from pg_stat_activity where wait_event = 'PgSleep'").fetchone()[0]
+
+
+def test_a_waiting_claim_returns_the_signal_emitted_while_it_waits(http_queue: tuple[PostgrestQueue, object],
+                                                                   migrated_db: str) -> None:
+    queue, _ = http_queue
+    thread, out = claim_wait_in_thread(queue, "bot-a", 60.0)  # the longest wait there is
+    wait_until(lambda: waiting_claims(migrated_db) == 1, "the claim is waiting in the database")
+
+    signal_id = emit(migrated_db, "BTC-USDT")
+    thread.join(50)
+
+    # back before its 60 s wait was over (the join would have given up first), with the new signal
+    assert not thread.is_alive()
+    [[signal]] = out
+    assert signal.id == signal_id and signal.claimed_by == "bot-a" and signal.status == "claimed"
+    with psycopg.connect(migrated_db) as conn:
+        created, claimed, lease = conn.execute("select created_at, claimed_at, lease_until from signals").fetchone()
+    # stamped when claimed, not when the waiting request began: after the emit, with a full lease
+    assert created <= claimed and lease == claimed + timedelta(seconds=30)
+
+
+def test_a_waiting_claim_with_nothing_to_claim_returns_empty_after_its_wait(
+        http_queue: tuple[PostgrestQueue, PostgrestStandin], migrated_db: str) -> None:
+    queue, standin = http_queue
+    emit(migrated_db, "ETH-USDT")  # not in the markets asked for: never ends the wait
+
+    assert queue.claim_wait("bot-a", 5, 30, {"binance": ["BTC-USDT"]}, 0.3) == []
+
+    [request] = [r for r in standin.requests_seen if r.path == "/rpc/claim_signals_wait"]
+    assert request.body["wait_ms"] == 300
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select status from signals").fetchall() == [("new",)]
+    assert waiting_claims(migrated_db) == 0
+
+
+def test_a_waiting_claim_hands_out_what_is_already_there_at_once(http_queue: tuple[PostgrestQueue, object],
+                                                                 migrated_db: str) -> None:
+    queue, _ = http_queue
+    first, second = emit(migrated_db, "BTC-USDT"), emit(migrated_db, "ETH-USDT")
+    thread, out = claim_wait_in_thread(queue, "bot-a", 60.0)
+    thread.join(20)
+    assert not thread.is_alive() and [s.id for s in out[0]] == [first, second]
+
+
+def test_two_waiting_consumers_never_claim_the_same_signal(http_queue: tuple[PostgrestQueue, object],
+                                                           migrated_db: str) -> None:
+    queue, _ = http_queue
+    other = PostgrestQueue(queue.base_url, make_jwt(JWT_SECRET, "executor"), retry=NO_WAIT)
+    claimed: dict[str, list[UUID]] = {"bot-a": [], "bot-b": []}
+    emitted = []
+    stop = threading.Event()
+
+    def consume(client: PostgrestQueue, consumer: str) -> None:
+        while not stop.is_set():
+            claimed[consumer] += [s.id for s in client.claim_wait(consumer, 1, 30, None, 5.0)]
+
+    threads = [threading.Thread(target=consume, args=(client, name))
+               for client, name in ((queue, "bot-a"), (other, "bot-b"))]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: waiting_claims(migrated_db) == 2, "both claims are waiting")
+        for i in range(12):
+            emitted.append(emit(migrated_db, "BTC-USDT", strategy=f"s{i}"))
+        wait_until(lambda: len(claimed["bot-a"]) + len(claimed["bot-b"]) >= len(emitted), "all claimed")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+        other.close()
+
+    everything = claimed["bot-a"] + claimed["bot-b"]
+    assert sorted(everything) == sorted(emitted)  # each exactly once
+    with psycopg.connect(migrated_db) as conn:
+        rows = conn.execute("select claimed_by, claim_count from signals").fetchall()
+    assert all(count == 1 for _, count in rows)
+    assert {by for by, _ in rows} <= {"bot-a", "bot-b"}
+
+
+def test_a_waiting_claim_keeps_exits_for_the_bot_that_holds_the_entry(
+        http_queue: tuple[PostgrestQueue, object], migrated_db: str) -> None:
+    queue, _ = http_queue
+    entry = emit(migrated_db, "BTC-USDT")
+    [signal] = queue.claim("bot-a", 1, 30)
+    queue.ack(signal.id, "bot-a", "executing")
+    store = PostgresStore(migrated_db)
+    try:
+        exit_id = store.emit_signal(NewSignal(
+            strategy="dca", exchange="binance", symbol="BTC-USDT", side="sell", kind="exit",
+            entry_signal_id=entry, price=101, quote_amount=20, take_profit_pct=2,
+            expires_at=datetime.now(UTC) + timedelta(minutes=5), confidence=0.6))
+    finally:
+        store.close()
+
+    # another bot waits its whole (short) wait and gets nothing; the holder gets the exit at once, with
+    # max_count 0 (every slot full), as from claim_signals
+    assert queue.claim_wait("bot-b", 5, 30, None, 0.3) == []
+    assert [s.id for s in queue.claim_wait("bot-a", 0, 30, None, 30.0)] == [exit_id]
+
+
+def test_a_waiting_claim_refuses_a_bad_wait_and_another_consumers_name_at_once(migrated_db: str) -> None:
+    with PostgrestStandin(migrated_db, JWT_SECRET) as standin:
+        bound = PostgrestQueue(standin.base_url, make_jwt(JWT_SECRET, "executor", consumer="bot-a"), retry=NO_WAIT)
+        try:
+            with pytest.raises(CallError) as bad_wait:
+                bound.claim_wait("bot-a", 5, 30, None, 61.0)
+            with pytest.raises(CallError) as other_name:
+                bound.claim_wait("bot-b", 5, 30, None, 30.0)
+        finally:
+            bound.close()
+    assert bad_wait.value.kind == ErrorKind.CLIENT and "wait_ms must be between 0 and 60000" in str(bad_wait.value)
+    assert other_name.value.kind == ErrorKind.AUTH and 'bound to consumer "bot-a"' in str(other_name.value)
+
+
+def test_a_waiting_claim_ends_before_the_statement_timeout(migrated_db: str) -> None:
+    """Supabase gives each API role a statement_timeout: the wait stops short of it, so a long wait_ms
+    ends in an ordinary (empty) claim, never in a cancelled statement."""
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute("set role executor")
+        conn.execute("set statement_timeout = '1500ms'")
+        assert conn.execute("select * from claim_signals_wait('bot-a', 5, 30, null, 30000)").fetchall() == []

@@ -6,8 +6,8 @@ this file), row-level security on every table, then a sample of the matrix tried
     anon           nothing
     authenticated  select on the dashboard_* views (rows only for dashboard_members, migration 0016) and
                    execute on is_dashboard_member and shadow_p_shown (the views call them as the reader), nothing else
-    executor       execute on claim_signals, ack_signal, report_order_event, heartbeat, executor_positions,
-                   nothing else
+    executor       execute on claim_signals, claim_signals_wait, ack_signal, report_order_event, heartbeat,
+                   executor_positions, nothing else
     service_role   select/insert/update/delete on every table, select on every view, execute on every function
 """
 
@@ -23,7 +23,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 ROLES = ["anon", "authenticated", "executor", "service_role"]
-EXECUTOR_FUNCTIONS = {"claim_signals", "ack_signal", "report_order_event", "heartbeat", "executor_positions"}
+EXECUTOR_FUNCTIONS = {"claim_signals", "claim_signals_wait", "ack_signal", "report_order_event", "heartbeat",
+                      "executor_positions"}
 AUTHENTICATED_FUNCTIONS = {"is_dashboard_member", "shadow_p_shown"}
 MEMBER = "5d9f4a8e-0000-4000-8000-00000000000a"
 TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
@@ -202,12 +203,15 @@ DENIED = [
     pytest.param("anon", "select * from signals", id="anon-reads-signals"),
     pytest.param("anon", "select * from dashboard_signal_funnel", id="anon-reads-dashboard"),
     pytest.param("anon", "select * from claim_signals('bot-a', 1, 60)", id="anon-claims"),
+    pytest.param("anon", "select * from claim_signals_wait('bot-a', 1, 60, null, 0)", id="anon-waits-to-claim"),
     pytest.param("anon", "select heartbeat('anon', '{}')", id="anon-heartbeat"),
     pytest.param("authenticated", "select * from signals", id="authenticated-reads-signals"),
     pytest.param("authenticated", "select * from trades", id="authenticated-reads-trades"),
     pytest.param("authenticated", "select * from candles", id="authenticated-reads-candles"),
     pytest.param("authenticated", "update signals set status = 'rejected'", id="authenticated-updates-signals"),
     pytest.param("authenticated", "select * from claim_signals('bot-a', 1, 60)", id="authenticated-claims"),
+    pytest.param("authenticated", "select * from claim_signals_wait('bot-a', 1, 60, null, 0)",
+                 id="authenticated-waits-to-claim"),
     pytest.param("authenticated", "update flags set value = 'true'", id="authenticated-updates-flags"),
     pytest.param("authenticated", "select * from dashboard_members", id="authenticated-reads-members"),
     pytest.param("authenticated", "insert into dashboard_members (user_id, added_by) values (gen_random_uuid(), 'me')",
@@ -220,6 +224,8 @@ DENIED = [
     pytest.param("executor", "select queue_error('x', 'y')", id="executor-calls-a-helper"),
     pytest.param("executor", "select apply_access_policy()", id="executor-applies-the-policy"),
     pytest.param("executor", "select * from flags", id="executor-reads-flags"),
+    pytest.param("executor", "select * from queue_core.claim_signals_wait('bot-a', 1, 60, null, 0)",
+                 id="executor-waits-without-the-consumer-check"),
 ]
 
 
