@@ -92,7 +92,7 @@ def read_report(conn: psycopg.Connection, capital: Mapping[str, float] | None = 
                (select p.arm from ml_predictions p where p.signal_id = s.id order by p.id desc limit 1) as ml_arm
           from trades t join signals s on s.id = t.signal_id
           left join lateral (select min(candle_ts) as candle_ts from scans where signal_id = s.id) sc on true
-         order by 12""")
+         order by 12, t.signal_id""")  # ties in one stable order: the drawdown follows it
     # Entry signals only, each with the stages it was recorded at; entry_funnel counts a stage only for the
     # signals that passed every stage before it. Exit signals place no entry order: counted apart.
     funnel = entry_funnel(((c, o, f, t), int(n)) for c, o, f, t, n in conn.execute("""

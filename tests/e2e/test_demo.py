@@ -4,6 +4,7 @@ into two windows, and the options that do not fit the data."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from controller.config import PROJECT_ROOT
 from controller.data.market_data import ohlcv_dir
 from offline import demo
 from tests.conftest import DEMO_S, DEMO_TEST_TIMEOUT, DemoRun
+from tests.support.report_page import cards, expected_cards, sql_headline
 
 SHARED = ohlcv_dir()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared recordings not found at {SHARED}")
@@ -91,6 +93,19 @@ def test_the_offline_demo_turns_signals_into_closed_trades(demo_run: DemoRun) ->
     # right after the run nothing may be stuck: the bot claimed every signal and holds orders for the open ones
     assert "nothing stuck" in verify.stdout, verify.stdout
     assert verify.returncode == 0, verify.stderr[-2000:]
+
+
+@needs_data
+def test_the_demo_reports_headline_figures_equal_to_a_computation_from_its_trades_table(demo_run: DemoRun) -> None:
+    """The report's headline on the paper balance the demo printed, against SQL over the rows it stored."""
+    assert demo_run.result.returncode == 0, demo_run.result.stderr[-3000:]
+    flat = " ".join(demo_run.result.stdout.split())
+    balance, quote = re.search(r"paper balance ([\d.]+) (\w+)", flat).groups()  # type: ignore[union-attr]
+    with psycopg.connect(demo_run.url) as conn:
+        expected = sql_headline(conn, float(balance))
+    page = demo_run.report.read_text()
+    assert f"Closed trades in {quote}, starting capital {float(balance):.2f} {quote}" in page
+    assert cards(page) == expected_cards(expected, quote) and expected.trades >= 3
 
 
 @needs_data

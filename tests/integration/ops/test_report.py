@@ -3,7 +3,6 @@ reads; the page is opened in headless Chromium, which must raise no JavaScript e
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,10 @@ from controller.cli.report import report_command
 from controller.config import ControllerConfig, Secrets
 from controller.data.storage.postgres import PostgresStore
 from controller.ops.report import read_report
-from controller.ops.report_figures import amount_text, by_gate, duration_text
+from controller.ops.report_figures import by_gate
 from controller.scan.signals import QuoteSizing, SizingParams
 from tests.support.browser import chromium_path, open_page, png_size
+from tests.support.report_page import cards, expected_cards, sql_headline
 from tests.support.trading_rows import T0, History
 
 NO_WAIT = RetryPolicy(base_s=0.0, cap_s=0.0, tries=3)
@@ -169,13 +169,6 @@ def test_a_replays_trades_are_marked_at_their_decision_candle_not_at_the_executo
     assert all(t["opened_at"] > T0 + timedelta(days=2999) for t in unscanned)  # no scan row: the order's own time
 
 
-CARD = re.compile(r'<div class="label">(.*?)</div><div class="value">(.*?)</div>')
-
-
-def cards(page: str) -> dict[str, str]:
-    return {html.unescape(k): html.unescape(v) for k, v in CARD.findall(page)}
-
-
 def test_the_headline_figures_equal_a_computation_straight_from_the_trades_table(migrated_db: str,
                                                                                tmp_path: Path) -> None:
     """The figures a trader reads first, recomputed here in SQL from the rows of `trades` alone, on the capital
@@ -187,32 +180,13 @@ def test_the_headline_figures_equal_a_computation_straight_from_the_trades_table
         # holding times of 1 to 29 min; trades open 30 min apart, so the closing order is the opening order
         conn.execute("update trades set closed_at = opened_at"
                      " + make_interval(mins => (abs(hashtext(signal_id::text)) % 29) + 1)")
-        expected = conn.execute("""
-            with t as (select pnl_quote::float8 as p, pnl_pct::float8 as r, closed_at,
-                              extract(epoch from closed_at - opened_at)::float8 as d from trades),
-                 c as (select *, sum(p) over (order by closed_at) as cum from t),
-                 k as (select *, greatest(0, max(cum) over (order by closed_at)) as peak from c)
-            select count(*), sum(p) / 0.4 * 100, avg((p > 0)::int) * 100,
-                   sum(p) filter (where p > 0) / -sum(p) filter (where p < 0), avg(r), avg(p),
-                   max((peak - cum) / (0.4 + peak)) * 100, max(peak - cum), avg(d),
-                   percentile_cont(0.5) within group (order by d),
-                   avg(r) / stddev_samp(r), avg(r) / sqrt(avg(least(r, 0) ^ 2)), sum(p), count(*) filter (where p > 0)
-              from k""").fetchone()
+        expected = sql_headline(conn, 0.4)
         conn.commit()
-    n, ret, win, pf, exp_pct, exp_q, dd_pct, dd_q, mean_d, median_d, sharpe, sortino, net, wins = expected
     config = ControllerConfig(sizing=SizingParams(quotes={"BTC": QuoteSizing(amount=0.002, balance=0.4)}))
     path = report_command(Context(config, Secrets(DATABASE_URL=migrated_db)), tmp_path / "r.html")
     page = path.read_text()
-    shown = cards(page)
     assert "Closed trades in BTC, starting capital 0.40 BTC" in page
-    assert shown["net return"] == f"{ret:+.2f} %" and shown["net P&L"] == amount_text(net, "BTC")
-    assert shown["trades"] == str(n) == "10"
-    assert shown["win rate"] == f"{win:.1f} % ({wins}/{n})"
-    assert shown["profit factor"] == f"{pf:.2f}"
-    assert shown["expectancy / trade"] == f"{exp_pct:+.3f} % · {amount_text(exp_q, 'BTC')}"
-    assert shown["max drawdown"] == f"{dd_pct:.2f} % · {amount_text(-dd_q, 'BTC')}" and dd_pct > 0
-    assert shown["duration avg · median"] == f"{duration_text(mean_d)} · {duration_text(median_d)}"
-    assert shown["Sharpe (per trade)"] == f"{sharpe:.3f}" and shown["Sortino (per trade)"] == f"{sortino:.3f}"
+    assert cards(page) == expected_cards(expected, "BTC") and expected.trades == 10 and expected.drawdown_pct > 0
     assert "not compounded" in page and "μ" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)
 
 
