@@ -181,10 +181,15 @@ def test_heartbeat_is_recorded(transport: tuple[SignalQueue, object], migrated_d
     assert progress == {"claimed": 3, "open_positions": 1}
 
 
-def test_the_direct_transport_has_only_the_executor_rights(migrated_db: str) -> None:
+def test_the_direct_transport_has_only_the_executor_rights_and_leaves_none_on_the_session(migrated_db: str) -> None:
     queue = PostgresQueue(migrated_db)
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        queue._connection().execute("select * from signals")
+    with pytest.raises(CallError) as refused:
+        queue._call("select", "select * from signals", ())
+    assert refused.value.kind == ErrorKind.AUTH
+    queue.heartbeat("bot", {})
+    # the role and the timeout lived in each call's transaction: a pooler's next client gets a clean session
+    session = queue._connection().execute("select current_user, current_setting('statement_timeout')").fetchone()
+    assert session == {"current_user": "postgres", "current_setting": "0"}
     queue.close()
 
 
