@@ -32,17 +32,13 @@ import argparse
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import queue as queue_mod
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +48,8 @@ import pandas as pd
 import psutil
 import psycopg
 from _support import OHLCV_DIR, migrated_database, postgres_server
+
+from tests.support.pgbouncer import EXECUTOR_LOGIN, pgbouncer
 
 TIMEFRAME = "1m"
 EXCHANGE = "bench"
@@ -367,67 +365,6 @@ def reader(url: str, every_s: float, stop: Any, out: Any, name: str) -> None:
 
 # --- the pooler -------------------------------------------------------------------------------------------
 
-EXECUTOR_LOGIN = "bench_executor"  # through the pooler the bots log in as a member of `executor`
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def pgbouncer(server_url: str) -> Iterator[str]:
-    """Debian's pgbouncer in transaction mode on a loopback port in front of `server_url`; yields its URL."""
-    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-    if binary is None:
-        raise SystemExit("bench/load.py --pooler: pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    target = psycopg.conninfo.conninfo_to_dict(server_url)
-    folder = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
-    port = free_port()
-    (folder / "users.txt").write_text(f'"{target.get("user", "postgres")}" ""\n"{EXECUTOR_LOGIN}" ""\n')
-    (folder / "pgbouncer.ini").write_text(f"""[databases]
-* = host={target.get("host", "127.0.0.1")} port={target.get("port", 5432)}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {folder / "users.txt"}
-pool_mode = transaction
-max_client_conn = 500
-default_pool_size = 20
-ignore_startup_parameters = extra_float_digits
-logfile = {folder / "pgbouncer.log"}
-pidfile = {folder / "pgbouncer.pid"}
-""")
-    argv = [binary, str(folder / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # pgbouncer refuses root, as Postgres does
-        shutil.chown(folder, "postgres")
-        for path in folder.iterdir():
-            shutil.chown(path, "postgres")
-        argv = ["runuser", "-u", "postgres", "--", *argv]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = str(psycopg.conninfo.make_conninfo(server_url, host="127.0.0.1", port=str(port)))
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                psycopg.connect(url, prepare_threshold=None, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = (folder / "pgbouncer.log").read_text() if (folder / "pgbouncer.log").exists() else ""
-                    raise SystemExit(f"bench/load.py --pooler: pgbouncer did not start: {log[-500:]}") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def executor_url(url: str, pooled: bool) -> str:
     """Direct: the superuser URL (the client sets role executor per call). Pooled: the same role, logged in as
     a member of it, so that nothing of one bot's session reaches another client's transaction."""
@@ -673,7 +610,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         admin_url = stack.enter_context(postgres_server())
         url = stack.enter_context(migrated_database(admin_url))
-        args.pooler_url = stack.enter_context(pgbouncer(url)) if args.pooler else None
+        try:
+            args.pooler_url = stack.enter_context(pgbouncer(url)) if args.pooler else None
+        except RuntimeError as exc:
+            raise SystemExit(f"bench/load.py --pooler: {exc}") from None
         figures = run(args, url)
     lat, sig = figures["latency_ms"], figures["signals"]
     for name in ("emit", "claim", "ack", "report"):

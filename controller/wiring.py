@@ -192,7 +192,7 @@ def operations(wiring: Wiring, config: ControllerConfig, secrets: Secrets) -> Op
         if last is None:
             return None
         failing = [name for name in last.failures if name.startswith("data:") and not name.endswith(":regime")]
-        if failing and len(failing) >= len(scanner.symbols):
+        if failing and len(failing) >= len(last.asked or scanner.symbols):  # a shard asks for its symbols only
             return f"no candles for any symbol in the last cycle ({len(failing)} fetches failed)"
         return None
 

@@ -186,7 +186,7 @@ class DatabaseSnapshot:
 
 def component_kind(name: str, controller_name: str = "controller") -> Kind:
     """The kind of a heartbeat component from its name (`hummingbot:<consumer>`, `ml`, `shadow:x`, ...)."""
-    if name == controller_name:
+    if name == controller_name or name.startswith(f"{controller_name}:"):  # a sharded one: controller:<holder>
         return Kind.CONTROLLER
     prefix = name.split(":", 1)[0]
     try:
@@ -403,8 +403,10 @@ def assess(heartbeats: Iterable[Heartbeat], now: datetime, config: HealthConfig,
         for name, kind in expected.items():
             if name in rows:
                 continue
-            # ML or shadow heartbeating under a longer name (ml:trainer) counts as present.
-            if kind in (Kind.ML, Kind.SHADOW) and any(component_kind(r, controller_name) is kind for r in rows):
+            # ML, shadow or sharded controllers heartbeating under a longer name (ml:trainer, controller:<holder>)
+            # count as present.
+            if kind in (Kind.ML, Kind.SHADOW, Kind.CONTROLLER) and any(
+                    component_kind(r, controller_name) is kind for r in rows):
                 continue
             components.append(assess_missing(name, kind, flags))
         for name, row in sorted(rows.items()):

@@ -11,6 +11,7 @@ from controller.data import flags
 from controller.data.shard_leases import ShardLeases
 from controller.data.shards import ShardSpec, parse_spec, shard_of
 from controller.data.storage.postgres import PostgresStore
+from controller.ops.health import HealthConfig, Kind, assess, read_database
 from controller.scan.pipeline import Scanner
 from tests.support.clock import wait_for_database_time
 from tests.support.scan import ENTRY_SCAN, SPECS, rows, scanner
@@ -57,6 +58,11 @@ def test_two_controllers_on_different_shards_scan_disjoint_symbols_and_together_
     assert ("ADA-BTC",) in emitted and ("ETH-BTC",) in emitted  # DCA enters both on this candle, one per shard
     beats = dict(rows(migrated_db, "select component, progress -> 'shards' from heartbeats"))
     assert beats == {"controller:a": [0], "controller:b": [1]}
+    with psycopg.connect(migrated_db) as conn:  # `controller status` sees both, and no missing controller
+        snapshot = read_database(conn, {})
+    report = assess(snapshot.heartbeats, snapshot.now, HealthConfig())
+    controllers = {c.name: c.kind for c in report.components if c.kind is Kind.CONTROLLER}
+    assert controllers == {"controller:a": Kind.CONTROLLER, "controller:b": Kind.CONTROLLER}
 
 
 def test_a_shard_whose_renewals_stop_is_taken_over_at_the_next_cycle_and_its_candle_is_not_queued_twice(

@@ -22,6 +22,8 @@ from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
 from tests.support.clock import wait_until
+from tests.conftest import PgServer
+from tests.support import pgbouncer
 from tests.support.net import BlackHole, refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
@@ -39,11 +41,24 @@ def emit(url: str, symbol: str, exchange: str = "binance", strategy: str = "dca"
         store.close()
 
 
-@pytest.fixture(params=["postgres", "postgrest"])
+@pytest.fixture(scope="module")
+def pooler(pg_server: PgServer) -> Iterator[str]:
+    """pgbouncer in transaction mode in front of the test server (Supabase's port 6543 works this way)."""
+    if pgbouncer.binary() is None:
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer): the pooler path is not tested")
+    with pgbouncer.pgbouncer(pg_server.url_for("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(params=["postgres", "postgrest", "pgbouncer"])
 def transport(request: pytest.FixtureRequest,
               migrated_db: str) -> Iterator[tuple[SignalQueue, PostgrestStandin | None]]:
-    if request.param == "postgres":
-        queue = PostgresQueue(migrated_db, retry=NO_WAIT)
+    if request.param in ("postgres", "pgbouncer"):
+        url = migrated_db
+        if request.param == "pgbouncer":  # the same database, each call through the pooler
+            dbname = psycopg.conninfo.conninfo_to_dict(migrated_db)["dbname"]
+            url = psycopg.conninfo.make_conninfo(request.getfixturevalue("pooler"), dbname=dbname)
+        queue = PostgresQueue(url, retry=NO_WAIT)
         yield queue, None
         queue.close()
         return
@@ -184,10 +199,15 @@ def test_heartbeat_is_recorded(transport: tuple[SignalQueue, object], migrated_d
     assert progress == {"claimed": 3, "open_positions": 1}
 
 
-def test_the_direct_transport_has_only_the_executor_rights(migrated_db: str) -> None:
+def test_the_direct_transport_has_only_the_executor_rights_and_leaves_none_on_the_session(migrated_db: str) -> None:
     queue = PostgresQueue(migrated_db)
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        queue._connection().execute("select * from signals")
+    with pytest.raises(CallError) as refused:
+        queue._call("select", "select * from signals", ())
+    assert refused.value.kind == ErrorKind.AUTH
+    queue.heartbeat("bot", {})
+    # the role and the timeout lived in each call's transaction: a pooler's next client gets a clean session
+    session = queue._connection().execute("select current_user, current_setting('statement_timeout')").fetchone()
+    assert session == {"current_user": "postgres", "current_setting": "0"}
     queue.close()
 
 
