@@ -127,7 +127,11 @@ def test_a_current_value_outside_its_range_is_reported_not_corrected(champion: S
     result = _recommend(champion, [_evidence()], variation_change=Change(scale={"stop_loss_pct": 0.8}))
     assert isinstance(result, Recommendation)
     assert result.changes["stop_loss_pct"]["default"] == [27.9, pytest.approx(22.32)]
-    assert any("27.9 is outside [3, 10]; reported, not corrected" in n for n in result.evidence["notes"])
+    assert "stop_loss_pct 27.9 (default) is outside its range [3, 10]: reported, not corrected" in \
+        result.evidence["notes"]
+    # reported whatever the variation changes, also when nothing is recommended
+    refused = _recommend(champion, [_evidence(q=0.5)])
+    assert isinstance(refused, NoRecommendation) and any(n.startswith("stop_loss_pct 27.9") for n in refused.notes)
 
 
 def test_a_variation_that_changes_its_size_is_not_applied(champion: StrategiesConfig) -> None:
