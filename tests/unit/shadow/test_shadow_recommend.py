@@ -256,3 +256,11 @@ def test_underperformance_needs_a_window_clearly_below_the_baseline() -> None:
     assert underperforms(base, bad[:4], RB) is None  # fewer than min_trades
     assert underperforms(base, _trades(*[("take_profit", 1.5), ("trailing_stop", 0.0)] * 10), RB) is None  # +0.75
     assert underperforms(None, bad, RB) is None
+
+
+def test_a_variation_with_its_own_ml_threshold_is_not_applied(champion: StrategiesConfig) -> None:
+    varied = Variation("V", "dca", vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test"), ml_threshold=0.55)
+    result = recommend("dca", champion.dca, {"V": varied}, [_evidence("V")], GOOD, now=NOW, regime_changes=[],
+                       applied=[], settings=SETTINGS, config=CONFIG)
+    assert isinstance(result, NoRecommendation) and "its ML threshold 0.55 is not a strategy parameter" in \
+        result.reasons[0]
