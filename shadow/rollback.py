@@ -160,3 +160,19 @@ def half_way(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any
     tiers = {tier: mid(p, previous.get("tiers", {}).get(tier, previous["default"]))
              for tier, p in current.get("tiers", {}).items()}
     return {"default": mid(current["default"], previous["default"]), "tiers": tiers}
+
+
+def against_previous(better: np.ndarray, config: RollbackConfig) -> str | None:
+    """The live-shadow trigger: on the candidates since the change where the applied parameters and the
+    previous ones (replayed beside them on the same candles) came out differently, `better` is 1 where the
+    applied did better, 0 where worse. With no difference between the two sets each is a fair coin, a
+    null whose variance is known (1/4), so the mixture SPRT's false-alarm rate holds however often it looks;
+    the market's drift is the same for both sides and cancels. Fires when the applied set does worse at
+    `shadow_false_alarm`."""
+    if len(better) < config.min_trades:
+        return None
+    test = mixture_sprt(better.astype(np.float64), 0.5, 0.5, alpha=config.shadow_false_alarm, tau=config.tau_sd * 0.5)
+    if not test.rejects:
+        return None
+    return (f"on the same candles the previous parameters did better on {test.n - round(test.mean * test.n)} of "
+            f"{test.n} candidates where the two differed (sequential p {test.p_value:.3f})")

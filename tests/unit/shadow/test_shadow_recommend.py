@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.compare import evidence_days
 from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, recommend
-from shadow.rollback import Baseline, LiveTrade, emergency, half_way, loss_run_needed, trigger, underperforms
+from shadow.rollback import (
+    Baseline,
+    LiveTrade,
+    against_previous,
+    emergency,
+    half_way,
+    loss_run_needed,
+    trigger,
+    underperforms,
+)
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
 from shadow.variations import Change, Variation, vary
@@ -264,3 +274,15 @@ def test_a_variation_with_its_own_ml_threshold_is_not_applied(champion: Strategi
                        applied=[], settings=SETTINGS, config=CONFIG)
     assert isinstance(result, NoRecommendation) and "its ML threshold 0.55 is not a strategy parameter" in \
         result.reasons[0]
+
+
+def test_the_live_shadow_fires_when_the_previous_parameters_keep_doing_better_on_the_same_candles() -> None:
+    rng = np.random.default_rng(7)
+    fair = [against_previous(rng.random(60) < 0.5, RB) for _ in range(200)]  # no difference: a fair coin
+    assert sum(r is not None for r in fair) <= 10  # at most a few of 200 (the test's rate is 2 %)
+    worse = np.array([True, False, False, False] * 20)  # the previous set better on 3 of 4 candidates
+    reason = against_previous(worse, RB)
+    assert reason is not None
+    assert reason.startswith("on the same candles the previous parameters did better on 60 of 80")
+    assert against_previous(worse[:4], RB) is None  # fewer than min_trades differing candidates
+    assert against_previous(~worse, RB) is None  # the applied set better: no alarm
