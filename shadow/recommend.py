@@ -118,6 +118,12 @@ def _outside(value: float, limit: Limit) -> float:
     return max(0.0, below, above)
 
 
+def _range_text(limit: Limit) -> str:
+    low = "-inf" if limit.min is None else f"{limit.min:g}"
+    high = "inf" if limit.max is None else f"{limit.max:g}"
+    return f"[{low}, {high}]"
+
+
 def check_move(move: Move, config: RecommendConfig) -> str | None:
     """Why the move is refused, or None. The move is the tested value itself: a move that breaks a bound
     is refused, never cut to a value nobody replayed. A move from a current value already outside the
@@ -136,7 +142,7 @@ def check_move(move: Move, config: RecommendConfig) -> str | None:
     if abs(ratio - 1) > limit.max_change + 1e-12:
         return f"{name}: {abs(ratio - 1):.0%} change, more than its {limit.max_change:.0%} per step"
     was_out, now_out = _outside(move.current - offset, limit), _outside(new, limit)
-    bounds = f"[{limit.min:g}, {limit.max:g}]"
+    bounds = _range_text(limit)
     if was_out == 0 and now_out > 0:
         return f"{name}: leaves its range {bounds}"
     if was_out > 0 and now_out > was_out:
@@ -204,7 +210,7 @@ def outside_notes(champion: StrategyConfig[Any], config: RecommendConfig) -> lis
         where = [w for w, p in sets if key in type(p).model_fields and _outside(getattr(p, key) - offset, limit) > 0]
         if where:
             value = getattr(params.default, key) if "default" in where else getattr(params.for_tier(where[0]), key)
-            notes.append(f"{key} {value:g} ({', '.join(where)}) is outside its range [{limit.min:g}, {limit.max:g}]:"
+            notes.append(f"{key} {value:g} ({', '.join(where)}) is outside its range {_range_text(limit)}:"
                          " reported, not corrected")
     return notes
 

@@ -286,3 +286,10 @@ def test_the_live_shadow_fires_when_the_previous_parameters_keep_doing_better_on
     assert reason.startswith("on the same candles the previous parameters did better on 60 of 80")
     assert against_previous(worse[:4], RB) is None  # fewer than min_trades differing candidates
     assert against_previous(~worse, RB) is None  # the applied set better: no alarm
+
+
+def test_take_profit_is_bounded_relative_to_the_current_value_only(champion: StrategiesConfig) -> None:
+    # no absolute range: x0.9 of 3 % passes (within 15 % a step, within x0.5-1.5)
+    result = _recommend(champion, [_evidence()], variation_change=Change(scale={"take_profit_pct": 0.9}))
+    assert isinstance(result, Recommendation)
+    assert result.changes["take_profit_pct"]["default"] == [3.0, pytest.approx(2.7)]
