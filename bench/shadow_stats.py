@@ -16,7 +16,8 @@ drawn at random. Measured, each with its Wilson 95 % interval:
 2. False rollbacks: a strategy that did not change. The baseline is `--baseline` consecutive real DCA trades;
    the trades after the change are drawn with replacement from the baseline (`resampled`), or are the real
    trades that followed (`following`, which also carries the market's drift). The share of runs in which
-   `shadow.rollback.trigger`, asked after every trade, has fired by 5, 10 and 20 trades.
+   `shadow.rollback.trigger`, asked after every trade, has fired by 5, 10 and 20 trades; and the same with
+   a live shadow running (`with_shadow`: of the trade tests only the losing run).
 3. Power: the exchangeable pair with +0.5 % per trade planted on the variation's trades, at several window
    sizes: how often q < 0.05, how often the gate recommends, the mean trades that took; and the trades an
    i.i.d. paired test needs for 80 % power (`stats.power.trades_needed_mean`). A decay of -1 % and of -3 % per
@@ -149,7 +150,7 @@ def recommendation_rates(pairs: pd.DataFrame, compare: Compare, *, runs: int, wi
 
 
 def rollback_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int, baseline: int, seed: int,
-                   decay: float = 0.0) -> dict[str, Any]:
+                   decay: float = 0.0, with_shadow: bool = False) -> dict[str, Any]:
     """Share of runs in which the trigger has fired by each look, after `resampled` and `following` trades."""
     rng = np.random.default_rng(seed)
     pnl = trades["net_return_pct"].to_numpy()
@@ -172,7 +173,8 @@ def rollback_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int
             base = rollback.baseline_of(before)
             first = None
             for k in range(1, max(LOOKS) + 1):
-                if rollback.trigger(applied, applied + timedelta(minutes=10 * k), base, after[:k], config):
+                if rollback.trigger(applied, applied + timedelta(minutes=10 * k), base, after[:k], config,
+                                    with_shadow=with_shadow):
                     first = k
                     break
             for look in LOOKS:
@@ -272,6 +274,11 @@ def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -
     for kind, figures in result["rollback"].items():
         print(f"rollback {kind:10s} " + ", ".join(f"by {look}: {figures[f'by_{look}']['rate']:.1%}"
                                                  for look in LOOKS), flush=True)
+    result["rollback_with_shadow"] = rollback_rates(trades, rollback, runs=args.runs, baseline=args.baseline,
+                                                    seed=2, with_shadow=True)
+    for kind, figures in result["rollback_with_shadow"].items():
+        print(f"rollback {kind:10s} with a live shadow (trade tests: the losing run only) " + ", ".join(
+            f"by {look}: {figures[f'by_{look}']['rate']:.1%}" for look in LOOKS), flush=True)
     result["rollback_decay"] = {}
     for decay in PLANTED_DECAYS:
         figures = rollback_rates(trades, rollback, runs=args.runs, baseline=args.baseline, seed=3,

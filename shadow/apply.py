@@ -230,6 +230,13 @@ def applied_vs_previous(conn: psycopg.Connection, strategy: str, since: datetime
     return np.array([bool(r[0]) for r in rows], dtype=bool)
 
 
+def shadow_running(conn: psycopg.Connection, strategy: str, since: datetime) -> bool:
+    """Whether the evaluator replays PREVIOUS for `strategy` on candidates since the change."""
+    return conn.execute("select exists (select 1 from shadow_outcomes o join shadow_variations v on v.id ="
+                        " o.variation_id where v.active and v.name = %s and v.strategy = %s and o.candle_ts >= %s)",
+                        (PREVIOUS, strategy, since)).fetchone()[0]
+
+
 def _trades(conn: psycopg.Connection, strategy: str, since: datetime) -> list[LiveTrade]:
     return [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
         "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
@@ -254,8 +261,11 @@ def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config:
         after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window]
         if now <= applied_at + window:
             reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
-            reason = reason or trigger(applied_at, now, baseline, after, rollback_config)
-            reason = reason or against_previous(applied_vs_previous(conn, strategy, applied_at, now), rollback_config)
+            shadowed = shadow_running(conn, strategy, applied_at)
+            reason = reason or trigger(applied_at, now, baseline, after, rollback_config, with_shadow=shadowed)
+            if shadowed:
+                reason = reason or against_previous(applied_vs_previous(conn, strategy, applied_at, now),
+                                                    rollback_config)
             if reason is not None:
                 rollback(conn, rec_id, config, reason, now)
                 done.append((rec_id, reason))

@@ -89,8 +89,11 @@ def emergency(applied_at: datetime, now: datetime, readings: list[tuple[datetime
 
 
 def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, after: list[LiveTrade],
-            config: RollbackConfig) -> str | None:
-    """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first."""
+            config: RollbackConfig, *, with_shadow: bool = False) -> str | None:
+    """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first.
+    `with_shadow`: the previous parameters are replayed beside the applied ones (`against_previous` judges
+    performance on the same candles), so the win-rate and P&L tests against the earlier book, which also
+    see the market's drift between the two periods, are left to it; the losing run still counts."""
     if now > applied_at + timedelta(hours=config.monitor_h):
         return None
     watched = [t for t in after if applied_at <= t.closed_at <= applied_at + timedelta(hours=config.monitor_h)]
@@ -102,7 +105,8 @@ def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, afte
             return f"{run} consecutive losing exits since the change (a run this long: under " \
                    f"{config.false_alarm * config.run_share:.1%} in {config.run_horizon_trades} trades at the " \
                    f"baseline's loss rate)"
-    if baseline is None or baseline.trades < config.min_baseline_trades or len(watched) < config.min_trades:
+    if with_shadow or baseline is None or baseline.trades < config.min_baseline_trades \
+            or len(watched) < config.min_trades:
         return None
     pnl = np.array([t.pnl_pct for t in watched], dtype=np.float64)
     share = (1 - config.run_share) / 2
