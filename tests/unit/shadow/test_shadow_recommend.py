@@ -293,3 +293,12 @@ def test_take_profit_is_bounded_relative_to_the_current_value_only(champion: Str
     result = _recommend(champion, [_evidence()], variation_change=Change(scale={"take_profit_pct": 0.9}))
     assert isinstance(result, Recommendation)
     assert result.changes["take_profit_pct"]["default"] == [3.0, pytest.approx(2.7)]
+
+
+def test_with_a_live_shadow_the_book_tests_give_way_and_the_losing_run_still_counts() -> None:
+    pattern = [("take_profit", 0.5)] * 3 + [("trailing_stop", -2.0)] * 2  # the P&L drop of the test above
+    assert trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB) is not None
+    assert trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB, with_shadow=True) is None
+    losing = [("trailing_stop", -0.5)] * loss_run_needed(BASE, RB)
+    reason = trigger(APPLIED, NOW, BASE, _trades(*losing), RB, with_shadow=True)
+    assert reason is not None and "consecutive losing exits" in reason
