@@ -16,7 +16,8 @@ drawn at random. Measured, each with its Wilson 95 % interval:
 2. False rollbacks: a strategy that did not change. The baseline is `--baseline` consecutive real DCA trades;
    the trades after the change are drawn with replacement from the baseline (`resampled`), or are the real
    trades that followed (`following`, which also carries the market's drift). The share of runs in which
-   `shadow.rollback.trigger`, asked after every trade, has fired by 5, 10 and 20 trades.
+   `shadow.rollback.trigger`, asked after every trade, has fired by 5, 10 and 20 trades; and the same with
+   a live shadow running (`with_shadow`: of the trade tests only the losing run).
 3. Power: the exchangeable pair with +0.5 % per trade planted on the variation's trades, at several window
    sizes: how often q < 0.05, how often the gate recommends, the mean trades that took; and the trades an
    i.i.d. paired test needs for 80 % power (`stats.power.trades_needed_mean`). A decay of -1 % and of -3 % per
@@ -24,6 +25,9 @@ drawn at random. Measured, each with its Wilson 95 % interval:
 4. The gradual revert: how often `shadow.rollback.underperforms`, judged once on a window of 20 trades,
    would move an unchanged strategy half-way back (`resampled`, `following`), and how often a planted
    decay of -1 % and -3 % a trade.
+5. The live shadow: how often `shadow.rollback.against_previous` fires by 5, 10 and 20 candidates where
+   the applied and the previous arm differ, with no edge either way (CHAMPION and CONSERVATIVE swapped per
+   symbol-day) and with -1 % and -3 % a trade planted on the applied arm.
 
 Goals: A/A false recommendations <= 5 %; false rollbacks of the resampled unchanged strategy <= 5 % by 20
 trades. Last line: one JSON object.
@@ -146,7 +150,7 @@ def recommendation_rates(pairs: pd.DataFrame, compare: Compare, *, runs: int, wi
 
 
 def rollback_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int, baseline: int, seed: int,
-                   decay: float = 0.0) -> dict[str, Any]:
+                   decay: float = 0.0, with_shadow: bool = False) -> dict[str, Any]:
     """Share of runs in which the trigger has fired by each look, after `resampled` and `following` trades."""
     rng = np.random.default_rng(seed)
     pnl = trades["net_return_pct"].to_numpy()
@@ -169,7 +173,8 @@ def rollback_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int
             base = rollback.baseline_of(before)
             first = None
             for k in range(1, max(LOOKS) + 1):
-                if rollback.trigger(applied, applied + timedelta(minutes=10 * k), base, after[:k], config):
+                if rollback.trigger(applied, applied + timedelta(minutes=10 * k), base, after[:k], config,
+                                    with_shadow=with_shadow):
                     first = k
                     break
             for look in LOOKS:
@@ -208,6 +213,38 @@ def gradual_rates(trades: pd.DataFrame, rollback: SimpleNamespace, *, runs: int,
     return out
 
 
+def shadow_rates(pairs: pd.DataFrame, rollback: SimpleNamespace, *, runs: int, seed: int,
+                 decays: tuple[float, ...] = (0.0, *PLANTED_DECAYS), horizon: int = 200) -> dict[str, Any]:
+    """The live-shadow trigger (`shadow.rollback.against_previous`), asked after every candidate where the
+    applied and the previous arm differ: the share of runs in which it has fired by 5, 10 and 20 such
+    candidates. The arms are CHAMPION and CONSERVATIVE swapped per symbol-day by a coin (no edge either way,
+    the dependence within a symbol-day kept), consecutive candidates from a random start; a planted decay
+    is taken off the applied arm's trades."""
+    rng = np.random.default_rng(seed)
+    cluster_all = (pairs["symbol"] + "|" + pairs["decided_at"].dt.strftime("%Y-%m-%d")).to_numpy()
+    config = rollback.RollbackConfig()
+    out: dict[str, Any] = {}
+    for decay in decays:
+        fired = dict.fromkeys(LOOKS, 0)
+        for _ in range(runs):
+            start = int(rng.integers(0, len(pairs) - horizon))
+            w = pairs.iloc[start:start + horizon]
+            _, which = np.unique(cluster_all[start:start + horizon], return_inverse=True)
+            flip = (rng.random(which.max() + 1) < 0.5)[which]
+            v, c = w["v"].to_numpy(), w["c"].to_numpy()
+            applied, previous = np.where(flip, c, v), np.where(flip, v, c)
+            entered = np.where(flip, w["ce"].to_numpy(), w["ve"].to_numpy())
+            applied = applied + np.where(entered, decay, 0.0)
+            differ = applied != previous
+            better = (applied > previous)[differ][:max(LOOKS)]
+            first = next((k for k in range(1, len(better) + 1)
+                          if rollback.against_previous(better[:k], config) is not None), None)
+            for look in LOOKS:
+                fired[look] += first is not None and first <= look
+        out[f"{decay:+.1f}"] = {f"by_{look}": _rate(fired[look], runs) for look in LOOKS}
+    return out
+
+
 def current() -> tuple[Compare, SimpleNamespace]:
     """The comparison and the rollback monitor of the code in this tree."""
     from shadow import rollback
@@ -216,7 +253,8 @@ def current() -> tuple[Compare, SimpleNamespace]:
 
     return compare, SimpleNamespace(trigger=rollback.trigger, baseline_of=rollback.baseline_of,
                                     LiveTrade=rollback.LiveTrade, RollbackConfig=RollbackConfig,
-                                    underperforms=rollback.underperforms)
+                                    underperforms=rollback.underperforms,
+                                    against_previous=rollback.against_previous)
 
 
 def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -> dict[str, Any]:
@@ -236,6 +274,11 @@ def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -
     for kind, figures in result["rollback"].items():
         print(f"rollback {kind:10s} " + ", ".join(f"by {look}: {figures[f'by_{look}']['rate']:.1%}"
                                                  for look in LOOKS), flush=True)
+    result["rollback_with_shadow"] = rollback_rates(trades, rollback, runs=args.runs, baseline=args.baseline,
+                                                    seed=2, with_shadow=True)
+    for kind, figures in result["rollback_with_shadow"].items():
+        print(f"rollback {kind:10s} with a live shadow (trade tests: the losing run only) " + ", ".join(
+            f"by {look}: {figures[f'by_{look}']['rate']:.1%}" for look in LOOKS), flush=True)
     result["rollback_decay"] = {}
     for decay in PLANTED_DECAYS:
         figures = rollback_rates(trades, rollback, runs=args.runs, baseline=args.baseline, seed=3,
@@ -246,6 +289,10 @@ def run(args: argparse.Namespace, compare: Compare, rollback: SimpleNamespace) -
     result["gradual"] = gradual_rates(trades, rollback, runs=args.runs, baseline=args.baseline, seed=5)
     print("half-way revert after a window of 20 trades: " + ", ".join(
         f"{kind} {figures['rate']:.1%}" for kind, figures in result["gradual"].items()), flush=True)
+    result["shadow"] = shadow_rates(pairs, rollback, runs=args.runs, seed=6)
+    for decay, figures in result["shadow"].items():
+        print(f"live shadow, applied arm {decay} % a trade: " + ", ".join(
+            f"by {look}: {figures[f'by_{look}']['rate']:.1%}" for look in LOOKS), flush=True)
     diff = pairs["v"].to_numpy() - pairs["c"].to_numpy()
     result["power"] = {"edge_pct": PLANTED_EDGE, "iid_trades_needed_80pct": trades_needed_mean(
         float(diff.std(ddof=1)), PLANTED_EDGE), "by_window": {}}
@@ -279,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     compare, rollback = current()
     result = run(args, compare, rollback)
     goals = {"aa_at_most_5pct": all(f["recommended"]["rate"] <= GOAL for f in result["aa"].values()),
-             "rollback_by_20_at_most_5pct": result["rollback"]["resampled"]["by_20"]["rate"] <= GOAL}
+             "rollback_by_20_at_most_5pct": result["rollback"]["resampled"]["by_20"]["rate"] <= GOAL,
+             "shadow_rollback_by_20_at_most_5pct": result["shadow"]["+0.0"]["by_20"]["rate"] <= GOAL}
     print(json.dumps({**result, "goals": goals}))
     return 0
 

@@ -185,9 +185,10 @@ async def run_phase4(demo: Demo, hours: float, replay: Replay, console: Any, pap
     if not state.applied:
         console.print("  no rollback: nothing was applied, so there is nothing to monitor")
     elif not state.rolled_back:
-        console.print(f"  no rollback: the monitor's triggers (win rate down {spec.rollback.win_rate_drop_points:g}"
-                      f" points, mean P&L down {spec.rollback.pnl_drop_pct:g} %, {spec.rollback.consecutive_stops} "
-                      f"stop losses in a row; after {spec.rollback.min_trades} trades) did not fire on the "
+        console.print(f"  no rollback: the monitor's triggers (a {'/'.join(spec.rollback.emergency_regimes)} "
+                      f"regime, a losing run rare at the baseline's loss rate, win rate down "
+                      f"{spec.rollback.win_rate_drop_points:g} points or mean P&L down {spec.rollback.pnl_drop_pct:g} "
+                      f"% by a sequential test after {spec.rollback.min_trades} trades) did not fire on the "
                       f"{state.trades_after_apply} trades closed since the change")
 
 

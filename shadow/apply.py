@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -20,8 +21,9 @@ from psycopg.types.json import Jsonb
 from bridge.schemas import params_hash
 from controller.scan.strategy_params import StrategiesConfig, StrategyConfig
 from shadow.recommend import Recommendation
-from shadow.rollback import LiveTrade, baseline_of, emergency, half_way, trigger, underperforms
+from shadow.rollback import LiveTrade, against_previous, baseline_of, emergency, half_way, trigger, underperforms
 from shadow.settings import RollbackConfig
+from shadow.variations import CHAMPION, PREVIOUS
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +213,30 @@ def regime_readings(conn: psycopg.Connection, since: datetime, until: datetime) 
     return out
 
 
+def applied_vs_previous(conn: psycopg.Connection, strategy: str, since: datetime, until: datetime) -> np.ndarray:
+    """Per candidate since the change where the active CHAMPION (the applied parameters) and PREVIOUS came
+    out differently, in scan order: 1 where the applied did better (net P&L per unit, 0 without an entry)."""
+    rows = conn.execute(
+        "select a.pnl > p.pnl from"
+        " (select o.exchange, o.symbol, o.candle_ts, case when o.would_enter then o.pnl_pct else 0 end as pnl"
+        "    from shadow_outcomes o join shadow_variations v on v.id = o.variation_id"
+        "   where v.active and v.name = %s and v.strategy = %s and o.status = 'evaluated') a"
+        " join (select o.exchange, o.symbol, o.candle_ts, case when o.would_enter then o.pnl_pct else 0 end as pnl"
+        "    from shadow_outcomes o join shadow_variations v on v.id = o.variation_id"
+        "   where v.active and v.name = %s and v.strategy = %s and o.status = 'evaluated') p"
+        "   using (exchange, symbol, candle_ts)"
+        " where candle_ts >= %s and candle_ts <= %s and a.pnl <> p.pnl order by candle_ts, exchange, symbol",
+        (CHAMPION, strategy, PREVIOUS, strategy, since, until)).fetchall()
+    return np.array([bool(r[0]) for r in rows], dtype=bool)
+
+
+def shadow_running(conn: psycopg.Connection, strategy: str, since: datetime) -> bool:
+    """Whether the evaluator replays PREVIOUS for `strategy` on candidates since the change."""
+    return conn.execute("select exists (select 1 from shadow_outcomes o join shadow_variations v on v.id ="
+                        " o.variation_id where v.active and v.name = %s and v.strategy = %s and o.candle_ts >= %s)",
+                        (PREVIOUS, strategy, since)).fetchone()[0]
+
+
 def _trades(conn: psycopg.Connection, strategy: str, since: datetime) -> list[LiveTrade]:
     return [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
         "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
@@ -235,7 +261,11 @@ def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config:
         after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window]
         if now <= applied_at + window:
             reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
-            reason = reason or trigger(applied_at, now, baseline, after, rollback_config)
+            shadowed = shadow_running(conn, strategy, applied_at)
+            reason = reason or trigger(applied_at, now, baseline, after, rollback_config, with_shadow=shadowed)
+            if shadowed:
+                reason = reason or against_previous(applied_vs_previous(conn, strategy, applied_at, now),
+                                                    rollback_config)
             if reason is not None:
                 rollback(conn, rec_id, config, reason, now)
                 done.append((rec_id, reason))

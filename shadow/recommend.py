@@ -81,6 +81,7 @@ class Recommendation:
 class NoRecommendation:
     strategy: str
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # current values outside their range: reported only
 
 
 OFFSETS = {"breakout_factor": 1.0}  # a factor: its limits and ratios read as the breakout in percent
@@ -117,32 +118,36 @@ def _outside(value: float, limit: Limit) -> float:
     return max(0.0, below, above)
 
 
-def check_move(move: Move, config: RecommendConfig) -> tuple[str | None, str | None]:
-    """(why the move is refused or None, a note or None). The move is the tested value itself: a move that
-    breaks a bound is refused, never cut to a value nobody replayed."""
+def _range_text(limit: Limit) -> str:
+    low = "-inf" if limit.min is None else f"{limit.min:g}"
+    high = "inf" if limit.max is None else f"{limit.max:g}"
+    return f"[{low}, {high}]"
+
+
+def check_move(move: Move, config: RecommendConfig) -> str | None:
+    """Why the move is refused, or None. The move is the tested value itself: a move that breaks a bound
+    is refused, never cut to a value nobody replayed. A move from a current value already outside the
+    range toward it is allowed (`outside_notes` reports the current value)."""
     name = f"{move.key} ({move.where}) {move.current:g} -> {move.tested:g}"
     offset = OFFSETS.get(move.key, 0.0)
     cur, new = move.current - offset, move.tested - offset
     if cur <= 0 or new <= 0:
-        return f"{name}: a step relative to the current value needs both above 0", None
+        return f"{name}: a step relative to the current value needs both above 0"
     ratio = new / cur
     if not config.step_ratio_min <= ratio <= config.step_ratio_max:
-        return (f"{name}: x{ratio:.3g} is outside x{config.step_ratio_min:g}-{config.step_ratio_max:g} per step"), None
+        return f"{name}: x{ratio:.3g} is outside x{config.step_ratio_min:g}-{config.step_ratio_max:g} per step"
     limit = config.limits.get(move.key)
     if limit is None:
-        return None, None
+        return None
     if abs(ratio - 1) > limit.max_change + 1e-12:
-        return f"{name}: {abs(ratio - 1):.0%} change, more than its {limit.max_change:.0%} per step", None
+        return f"{name}: {abs(ratio - 1):.0%} change, more than its {limit.max_change:.0%} per step"
     was_out, now_out = _outside(move.current - offset, limit), _outside(new, limit)
-    bounds = f"[{limit.min:g}, {limit.max:g}]"
+    bounds = _range_text(limit)
     if was_out == 0 and now_out > 0:
-        return f"{name}: leaves its range {bounds}", None
-    if was_out > 0:
-        if now_out > was_out:
-            return f"{name}: the current value is already outside {bounds} and this moves it further out", None
-        return None, (f"{move.key} ({move.where}): the current value {move.current:g} is outside {bounds}; "
-                      "reported, not corrected")
-    return None, None
+        return f"{name}: leaves its range {bounds}"
+    if was_out > 0 and now_out > was_out:
+        return f"{name}: the current value is already outside {bounds} and this moves it further out"
+    return None
 
 
 def safety(now: datetime, regime_changes: list[datetime], applied: list[datetime],
@@ -195,13 +200,26 @@ def tier_of(evidence: Evidence, config: RecommendConfig) -> tuple[str | None, li
     return None, misses
 
 
+def outside_notes(champion: StrategyConfig[Any], config: RecommendConfig) -> list[str]:
+    """Every current value outside its limit's absolute range, reported (no recommendation corrects it)."""
+    params = champion.params
+    sets = [("default", params.default), *((tier, params.for_tier(tier)) for tier in sorted(params.tiers))]
+    notes = []
+    for key, limit in config.limits.items():
+        offset = OFFSETS.get(key, 0.0)
+        where = [w for w, p in sets if key in type(p).model_fields and _outside(getattr(p, key) - offset, limit) > 0]
+        if where:
+            value = getattr(params.default, key) if "default" in where else getattr(params.for_tier(where[0]), key)
+            notes.append(f"{key} {value:g} ({', '.join(where)}) is outside its range {_range_text(limit)}:"
+                         " reported, not corrected")
+    return notes
+
+
 def tested_changes(champion: StrategyConfig[Any], variation: Variation, config: RecommendConfig,
-                   champion_ml_threshold: float | None = None) -> tuple[dict[str, dict[str, Any]], list[str],
-                                                                          list[str]]:
-    """The variation's changes exactly as replayed ({key: {default or tier: [from, to]}}), why they cannot
-    be applied (empty: they can), and notes."""
+                   champion_ml_threshold: float | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The variation's changes exactly as replayed ({key: {default or tier: [from, to]}}) and why they
+    cannot be applied (empty: they can)."""
     refusals: list[str] = []
-    notes: list[str] = []
     if variation.size_multiplier != 1.0 or variation.volatility_sizing is not None:
         sizing = f"size x{variation.size_multiplier:g}" + (", volatility sizing" if variation.volatility_sizing
                                                             else "")
@@ -212,13 +230,10 @@ def tested_changes(champion: StrategyConfig[Any], variation: Variation, config: 
                         "would trade another set than the one replayed")
     changes: dict[str, dict[str, Any]] = {}
     for move in moves(champion, variation.section):
-        refused, note = check_move(move, config)
-        if refused:
+        if refused := check_move(move, config):
             refusals.append(refused)
-        if note and note not in notes:
-            notes.append(note)
         changes.setdefault(move.key, {})[move.where] = [move.current, move.tested]
-    return changes, refusals, notes
+    return changes, refusals
 
 
 def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str, Variation],
@@ -227,8 +242,9 @@ def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str
               config: RecommendConfig) -> Recommendation | NoRecommendation:
     """The best-supported tested variation of `strategy`, exactly as replayed, or the reasons there is none."""
     reasons = calibration_gate(calibration, settings) + safety(now, regime_changes, applied, config)
+    outside = outside_notes(champion, config)
     if reasons:
-        return NoRecommendation(strategy, reasons)
+        return NoRecommendation(strategy, reasons, outside)
     ranked: list[tuple[int, float, Evidence, str]] = []
     order = list(config.tiers)
     for item in evidence:
@@ -239,7 +255,7 @@ def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str
         ranked.append((order.index(tier), -item.paired.mean_diff, item, tier))
     for _, _, item, tier in sorted(ranked, key=lambda r: (r[0], r[1])):
         variation = variations[item.name]
-        changes, refusals, notes = tested_changes(champion, variation, config, settings.champion_ml_threshold)
+        changes, refusals = tested_changes(champion, variation, config, settings.champion_ml_threshold)
         if refusals:
             reasons.append(f"{item.name}: passes {tier} but is not applied as tested: {'; '.join(refusals)}")
             continue
@@ -247,8 +263,9 @@ def recommend(strategy: str, champion: StrategyConfig[Any], variations: dict[str
             reasons.append(f"{item.name}: passes {tier} but changes no strategy parameter")
             continue
         return Recommendation(strategy, item.name, tier, changes, variation.section, {
-            **item.as_json(), "tier": tier, "calibration": calibration.__dict__, "notes": notes,
+            **item.as_json(), "tier": tier, "calibration": calibration.__dict__,
+            "notes": outside,
             "window_h": config.window_h, "variation_params_hash": variation.params_hash})
     if not evidence:
         reasons.append("no variation has outcomes in the window yet")
-    return NoRecommendation(strategy, reasons)
+    return NoRecommendation(strategy, reasons, outside)

@@ -89,8 +89,11 @@ def emergency(applied_at: datetime, now: datetime, readings: list[tuple[datetime
 
 
 def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, after: list[LiveTrade],
-            config: RollbackConfig) -> str | None:
-    """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first."""
+            config: RollbackConfig, *, with_shadow: bool = False) -> str | None:
+    """Why the change must be rolled back, or None. `after`: trades closed since the change, oldest first.
+    `with_shadow`: the previous parameters are replayed beside the applied ones (`against_previous` judges
+    performance on the same candles), so the win-rate and P&L tests against the earlier book, which also
+    see the market's drift between the two periods, are left to it; the losing run still counts."""
     if now > applied_at + timedelta(hours=config.monitor_h):
         return None
     watched = [t for t in after if applied_at <= t.closed_at <= applied_at + timedelta(hours=config.monitor_h)]
@@ -102,7 +105,8 @@ def trigger(applied_at: datetime, now: datetime, baseline: Baseline | None, afte
             return f"{run} consecutive losing exits since the change (a run this long: under " \
                    f"{config.false_alarm * config.run_share:.1%} in {config.run_horizon_trades} trades at the " \
                    f"baseline's loss rate)"
-    if baseline is None or baseline.trades < config.min_baseline_trades or len(watched) < config.min_trades:
+    if with_shadow or baseline is None or baseline.trades < config.min_baseline_trades \
+            or len(watched) < config.min_trades:
         return None
     pnl = np.array([t.pnl_pct for t in watched], dtype=np.float64)
     share = (1 - config.run_share) / 2
@@ -160,3 +164,19 @@ def half_way(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any
     tiers = {tier: mid(p, previous.get("tiers", {}).get(tier, previous["default"]))
              for tier, p in current.get("tiers", {}).items()}
     return {"default": mid(current["default"], previous["default"]), "tiers": tiers}
+
+
+def against_previous(better: np.ndarray, config: RollbackConfig) -> str | None:
+    """The live-shadow trigger: on the candidates since the change where the applied parameters and the
+    previous ones (replayed beside them on the same candles) came out differently, `better` is 1 where the
+    applied did better, 0 where worse. With no difference between the two sets each is a fair coin, a
+    null whose variance is known (1/4), so the mixture SPRT's false-alarm rate holds however often it looks;
+    the market's drift is the same for both sides and cancels. Fires when the applied set does worse at
+    `shadow_false_alarm`."""
+    if len(better) < config.min_trades:
+        return None
+    test = mixture_sprt(better.astype(np.float64), 0.5, 0.5, alpha=config.shadow_false_alarm, tau=config.tau_sd * 0.5)
+    if not test.rejects:
+        return None
+    return (f"on the same candles the previous parameters did better on {test.n - round(test.mean * test.n)} of "
+            f"{test.n} candidates where the two differed (sequential p {test.p_value:.3f})")

@@ -27,6 +27,7 @@ from shadow.apply import (
     apply,
     monitor,
     params_json,
+    with_params,
     write_recommendation,
 )
 from shadow.compare import statistics
@@ -39,7 +40,7 @@ from shadow.evaluate import (
     sync_variations,
 )
 from shadow.recommend import Calibration, NoRecommendation, Recommendation, recommend
-from shadow.variations import CHAMPION, VariationsFile, build
+from shadow.variations import CHAMPION, PREVIOUS, Variation, VariationsFile, build
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,28 @@ def regime_changes(conn: psycopg.Connection, since: datetime, until: datetime) -
     return changes
 
 
+def previous_variations(conn: psycopg.Connection, conf: StrategiesConfig, spec: VariationsFile,
+                        now: datetime) -> list[Variation]:
+    """PREVIOUS per strategy whose applied change is in its monitoring window and still active: the
+    parameters before it, replayed beside the applied ones on the same candidates (the rollback monitor's
+    live shadow, so the market's drift cancels)."""
+    rows = conn.execute(
+        "select r.strategy, sp.params from recommendations r"
+        " join dashboard_active_strategy_params a on a.strategy = r.strategy and a.params_hash = r.to_params_hash"
+        " join strategy_params sp on sp.strategy = r.strategy and sp.params_hash = r.from_params_hash"
+        " where r.status = 'applied' and r.rollback_of is null and r.decided_at >= %s and r.decided_at <= %s",
+        (now - timedelta(hours=spec.rollback.monitor_h), now)).fetchall()
+    sections = dict(conf.items())
+    return [Variation(PREVIOUS, strategy, with_params(sections[strategy], params), spec.settings.champion_ml_threshold)
+            for strategy, params in rows if strategy in sections and sections[strategy].enabled]
+
+
 def run_pass(conn: psycopg.Connection, conf: StrategiesConfig, spec: VariationsFile, flags: Mapping[str, Any],
              now: datetime, *, recommend_now: bool = True, progress: Progress | None = None) -> PassReport:
     """One evaluation pass at `now` (scan time). Commits as it goes, so a failure keeps what was done."""
     report = PassReport(now, EvaluationReport())
     champion = active_config(conn, conf)
-    variations = build(spec, champion)
+    variations = build(spec, champion) + previous_variations(conn, conf, spec, now)
     ids = sync_variations(conn, variations, {n: s.description for n, s in spec.variations.items()})
     conn.commit()
     since = now - timedelta(hours=max(spec.settings.windows_h))
@@ -99,8 +116,9 @@ def run_pass(conn: psycopg.Connection, conf: StrategiesConfig, spec: VariationsF
     for strategy, section in champion.items():
         if not section.enabled:
             continue
-        mine = {v.name: v for v in variations if v.strategy == strategy and v.name != CHAMPION}
-        result = recommend(strategy, section, mine, evidence.get((strategy, spec.recommend.window_h), []),
+        mine = {v.name: v for v in variations if v.strategy == strategy and v.name not in (CHAMPION, PREVIOUS)}
+        tested = [e for e in evidence.get((strategy, spec.recommend.window_h), []) if e.name in mine]
+        result = recommend(strategy, section, mine, tested,
                            calibration.get(strategy, Calibration(0, None)), now=now, regime_changes=changes,
                            applied=applied, settings=spec.settings, config=spec.recommend)
         report.recommendations[strategy] = result

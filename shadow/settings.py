@@ -97,6 +97,9 @@ class RollbackConfig(Frozen):
     pnl_drop_pct: float = Field(20, gt=0, description="a P&L alarm also needs the mean down this much "
                                                       "relative to the baseline")
     min_trades: int = Field(5, ge=1, description="trades after the change before win rate and P&L are judged")
+    shadow_false_alarm: float = Field(0.02, gt=0, lt=1, description="the live-shadow test's false-alarm rate: "
+                                                                    "applied vs previous parameters on the same "
+                                                                    "candles")
     gradual_false_alarm: float = Field(0.2, gt=0, lt=1, description="the 50 % revert's false-alarm rate on an "
                                                                      "unchanged strategy, judged once per window")
     min_baseline_trades: int = Field(10, ge=2, description="trades before the change needed to judge win rate "

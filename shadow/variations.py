@@ -23,6 +23,7 @@ from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 
 DEFAULT_VARIATIONS = PROJECT_ROOT / "conf" / "variations.yml"
 CHAMPION = "CHAMPION"
+PREVIOUS = "PREVIOUS"  # the parameters before an applied change, replayed while the change is monitored
 
 
 class Change(Frozen):
@@ -74,8 +75,9 @@ class VariationsFile(Frozen):
 
     @model_validator(mode="after")
     def _names(self) -> VariationsFile:
-        if CHAMPION in self.variations:
-            raise ValueError("CHAMPION is the active parameter set; it cannot be defined as a variation")
+        if CHAMPION in self.variations or PREVIOUS in self.variations:
+            raise ValueError("CHAMPION is the active parameter set and PREVIOUS the one before an applied change; "
+                             "neither can be defined as a variation")
         bad = [n for n in self.variations if not n.replace("_", "").isalnum() or n != n.upper()]
         if bad:
             raise ValueError(f"variation names are UPPER_CASE words: {', '.join(bad)}")

@@ -161,6 +161,8 @@ def recommend_cmd(ctx: typer.Context, variations: VariationsOption = None, at: A
             console.print(f"  evidence: {ev['trades']} trades, win rate {ev['win_rate_pct']:.1f} % vs "
                           f"{ev['champion_win_rate_pct']:.1f} %, paired difference {ev['mean_diff_pct']:+.2f} % "
                           f"[{ev['ci'][0]:+.2f}, {ev['ci'][1]:+.2f}], q {PValue(min(1.0, ev['q_value'])).display()}")
+            for note in ev.get("notes", []):
+                console.print(f"  note: {note}")
             if rec_id in report.applied:
                 console.print(f"  applied: strategy_params version {report.applied[rec_id]} (shadow.apply is on)")
             else:
@@ -169,6 +171,8 @@ def recommend_cmd(ctx: typer.Context, variations: VariationsOption = None, at: A
             console.print(f"[yellow]{strategy}: no recommendation[/]")
             for reason in result.reasons[:8]:
                 console.print(f"  - {reason}")
+            for note in result.notes:
+                console.print(f"  note: {note}")
     for note in report.notes:
         console.print(f"note: {note}")
     for rec_id, reason in report.rolled_back:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from controller.config import PROJECT_ROOT, ControllerConfig, load_model
 from controller.data import flags
@@ -24,6 +23,7 @@ from shadow.recommend import Calibration, Evidence, Recommendation, recommend
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
 from shadow.variations import CHAMPION, Change, Variation, vary
+from tests.support.scan import scanner
 
 # DCA on ADA-BTC (15m): at 22:15 on 2018-01-11 the drop from the 16-bar high is 3.57 %, under the
 # champion's 3.75 %: a skip. DCA_DROPS_3 (3.0 %) enters there.
@@ -182,24 +182,34 @@ def test_a_parameter_set_that_was_never_replayed_is_not_applied(store: PostgresS
         assert conn.execute("select count(*) from strategy_params_activations").fetchone()[0] == 0
 
 
+# BTC-USDT on binanceusdm falls 3.7 % in the hour to 16:40 on 2023-01-18: the regime guard reads PANIC.
+CRASH = datetime(2023, 1, 18, 16, 45, tzinfo=UTC)
+
+
 def test_a_panic_after_a_change_rolls_it_back_with_the_reason(store: PostgresStore, url: str,
                                                               champion: StrategiesConfig) -> None:
     before = scan_dca(store, url, champion)
     rec_id = propose(url, champion)
+    applied_at = CRASH - timedelta(hours=6)
     with psycopg.connect(url) as conn:
-        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED)
-        assert monitor(conn, champion, RollbackConfig(), SKIPPED + timedelta(minutes=30)) == []
-        # a later scan reads PANIC (the scan loop stores the regime it read on every scans row)
-        conn.execute("insert into scans (candle_ts, strategy, exchange, symbol, timeframe, decision, reason, features,"
-                     " thresholds, params_hash) values (%s, 'dca', 'bittrex', 'ADA-BTC', '15m', 'blocked',"
-                     " 'regime PANIC', %s, '{}', 'x')",
-                     (SKIPPED + timedelta(hours=1), Jsonb({"regime": "PANIC", "regime_market": "BTC-USDT",
-                                                            "btc_change_1h_pct": -3.4, "btc_change_24h_pct": -6.1})))
-        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), SKIPPED + timedelta(hours=1, minutes=5))
+        apply(conn, rec_id, champion, set_apply(url, True), applied_at)
+    # the scan loop on the recorded BTC market, with the shipped regime thresholds, records what it reads
+    calm, clock = scanner(store, applied_at + timedelta(hours=1), exchange="binanceusdm", symbols=("BTC-USDT",),
+                          config=ControllerConfig(), simulated=True)
+    calm.scan()
+    with psycopg.connect(url) as conn:
+        assert monitor(conn, champion, RollbackConfig(), clock.now()) == []
+    clock.set(CRASH)
+    calm.scan()
+    with psycopg.connect(url) as conn:
+        regimes = [r for (r,) in conn.execute("select distinct features ->> 'regime' from scans"
+                                              " where exchange = 'binanceusdm' order by 1").fetchall()]
+        [(rolled, reason)] = monitor(conn, champion, RollbackConfig(), CRASH + timedelta(minutes=5))
         recorded = conn.execute("select evidence ->> 'rollback' from recommendations where rollback_of = %s",
                                 (rec_id,)).fetchone()[0]
-    assert rolled == rec_id and reason.startswith("emergency: the regime turned PANIC at 2018-01-11 23:15 UTC")
-    assert "1h -3.40 %" in reason and recorded == reason
+    assert "PANIC" in regimes and len(regimes) == 2, regimes
+    assert rolled == rec_id and reason.startswith("emergency: the regime turned PANIC at 2023-01-18 16:45 UTC")
+    assert "BTC-USDT: 1h -3" in reason and recorded == reason
     assert scan_dca(store, url, champion)[2] == before[2]
 
 

@@ -20,8 +20,9 @@ import pytest
 
 from controller.data import flags
 from controller.data.storage.postgres import PostgresStore
+from controller.scan.pipeline import Scanner
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
-from shadow.apply import ActiveParams, monitor, with_params
+from shadow.apply import ActiveParams, applied_vs_previous, monitor, with_params
 from shadow.recommend import Recommendation
 from shadow.service import run_pass
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
@@ -73,6 +74,12 @@ def _signals(url: str, since: datetime) -> list[tuple]:
             " order by s.candle_ts, g.symbol", (since,)).fetchall()
 
 
+def _record_5m(scan: Scanner, store: PostgresStore, since: datetime, until: datetime) -> None:
+    """The 5m candles the evaluator replays exits on, as the demo records them beside the scan's 15m."""
+    store.write_candles(pd.concat([scan.source.fetch_ohlcv(s, "5m", since, until)
+                                   .assign(exchange="bittrex", symbol=s, timeframe="5m") for s in SYMBOLS]))
+
+
 def _trade(conn: psycopg.Connection, signal_id: object, symbol: str, opened: datetime, pnl_pct: float) -> None:
     conn.execute("insert into trades (signal_id, exchange, symbol, side, amount, entry_price, exit_price, pnl_quote,"
                  " pnl_pct, exit_reason, opened_at, closed_at) values (%s, 'bittrex', %s, 'buy', 1, 1, %s, %s, %s,"
@@ -91,9 +98,7 @@ def test_a_planted_edge_is_recommended_applied_traded_and_rolled_back_after_a_de
     for _ in range(SCANS):
         scan.scan()
         clock.advance(900)
-    # the 5m candles the evaluator replays exits on, as the demo records them beside the scan's 15m
-    store.write_candles(pd.concat([scan.source.fetch_ohlcv(s, "5m", START - timedelta(days=1), clock.now())
-                                   .assign(exchange="bittrex", symbol=s, timeframe="5m") for s in SYMBOLS]))
+    _record_5m(scan, store, START - timedelta(days=1), clock.now())
 
     with psycopg.connect(url) as conn:
         now = conn.execute("select max(candle_ts) from scans").fetchone()[0]
@@ -128,6 +133,23 @@ def test_a_planted_edge_is_recommended_applied_traded_and_rolled_back_after_a_de
     for _, symbol, params_hash, activation, _ in after:
         assert params_hash == tested.section.params_hash_for(symbol) != conf.dca.params_hash_for(symbol)
         assert float(activation) == pytest.approx(tested.section.params.for_symbol(symbol).trailing_activation_pct)
+
+    # the evaluator replays the parameters before the change beside the applied ones, on the same candidates
+    _record_5m(scan, store, now, clock.now())
+    with psycopg.connect(url) as conn:
+        second = run_pass(conn, conf, SPEC, {**flags.live_values(conn, SPECS), "shadow.apply": False},
+                          conn.execute("select max(candle_ts) from scans").fetchone()[0])
+        previous = conn.execute(
+            "select v.params_hash, count(*) filter (where o.candle_ts > %s), count(*) filter (where o.would_enter)"
+            " from shadow_outcomes o join shadow_variations v on v.id = o.variation_id where v.name = 'PREVIOUS'"
+            " group by 1", (now,)).fetchall()
+        differing = applied_vs_previous(conn, "dca", now, clock.now())
+        champion_now = conn.execute("select params_hash from shadow_variations where active and name = 'CHAMPION'"
+                                    " and strategy = 'dca'").fetchone()[0]
+    # on these candles the applied set did not do worse than the previous one where the two differed
+    assert len(differing) > 0 and differing.mean() >= 0.5 and second.rolled_back == [], differing
+    assert [(h, n > 0, e > 0) for h, n, e in previous] == [(conf.dca.params_hash(), True, True)], previous
+    assert champion_now == tested.params_hash
 
     # a planted decay: the book made money before the change (a baseline of winners) and loses after it
     before = [row for row in _signals(url, now - timedelta(hours=40)) if row[4] <= now - timedelta(hours=2)]

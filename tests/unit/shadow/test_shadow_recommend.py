@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from controller.scan.strategy_params import StrategiesConfig, load_strategies
 from shadow.compare import evidence_days
 from shadow.recommend import Calibration, Evidence, NoRecommendation, Recommendation, recommend
-from shadow.rollback import Baseline, LiveTrade, emergency, half_way, loss_run_needed, trigger, underperforms
+from shadow.rollback import (
+    Baseline,
+    LiveTrade,
+    against_previous,
+    emergency,
+    half_way,
+    loss_run_needed,
+    trigger,
+    underperforms,
+)
 from shadow.settings import RecommendConfig, RollbackConfig, ShadowSettings
 from shadow.stats import Paired, Summary
 from shadow.variations import Change, Variation, vary
@@ -127,7 +137,11 @@ def test_a_current_value_outside_its_range_is_reported_not_corrected(champion: S
     result = _recommend(champion, [_evidence()], variation_change=Change(scale={"stop_loss_pct": 0.8}))
     assert isinstance(result, Recommendation)
     assert result.changes["stop_loss_pct"]["default"] == [27.9, pytest.approx(22.32)]
-    assert any("27.9 is outside [3, 10]; reported, not corrected" in n for n in result.evidence["notes"])
+    assert "stop_loss_pct 27.9 (default) is outside its range [3, 10]: reported, not corrected" in \
+        result.evidence["notes"]
+    # reported whatever the variation changes, also when nothing is recommended
+    refused = _recommend(champion, [_evidence(q=0.5)])
+    assert isinstance(refused, NoRecommendation) and any(n.startswith("stop_loss_pct 27.9") for n in refused.notes)
 
 
 def test_a_variation_that_changes_its_size_is_not_applied(champion: StrategiesConfig) -> None:
@@ -252,3 +266,39 @@ def test_underperformance_needs_a_window_clearly_below_the_baseline() -> None:
     assert underperforms(base, bad[:4], RB) is None  # fewer than min_trades
     assert underperforms(base, _trades(*[("take_profit", 1.5), ("trailing_stop", 0.0)] * 10), RB) is None  # +0.75
     assert underperforms(None, bad, RB) is None
+
+
+def test_a_variation_with_its_own_ml_threshold_is_not_applied(champion: StrategiesConfig) -> None:
+    varied = Variation("V", "dca", vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test"), ml_threshold=0.55)
+    result = recommend("dca", champion.dca, {"V": varied}, [_evidence("V")], GOOD, now=NOW, regime_changes=[],
+                       applied=[], settings=SETTINGS, config=CONFIG)
+    assert isinstance(result, NoRecommendation) and "its ML threshold 0.55 is not a strategy parameter" in \
+        result.reasons[0]
+
+
+def test_the_live_shadow_fires_when_the_previous_parameters_keep_doing_better_on_the_same_candles() -> None:
+    rng = np.random.default_rng(7)
+    fair = [against_previous(rng.random(60) < 0.5, RB) for _ in range(200)]  # no difference: a fair coin
+    assert sum(r is not None for r in fair) <= 10  # at most a few of 200 (the test's rate is 2 %)
+    worse = np.array([True, False, False, False] * 20)  # the previous set better on 3 of 4 candidates
+    reason = against_previous(worse, RB)
+    assert reason is not None
+    assert reason.startswith("on the same candles the previous parameters did better on 60 of 80")
+    assert against_previous(worse[:4], RB) is None  # fewer than min_trades differing candidates
+    assert against_previous(~worse, RB) is None  # the applied set better: no alarm
+
+
+def test_take_profit_is_bounded_relative_to_the_current_value_only(champion: StrategiesConfig) -> None:
+    # no absolute range: x0.9 of 3 % passes (within 15 % a step, within x0.5-1.5)
+    result = _recommend(champion, [_evidence()], variation_change=Change(scale={"take_profit_pct": 0.9}))
+    assert isinstance(result, Recommendation)
+    assert result.changes["take_profit_pct"]["default"] == [3.0, pytest.approx(2.7)]
+
+
+def test_with_a_live_shadow_the_book_tests_give_way_and_the_losing_run_still_counts() -> None:
+    pattern = [("take_profit", 0.5)] * 3 + [("trailing_stop", -2.0)] * 2  # the P&L drop of the test above
+    assert trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB) is not None
+    assert trigger(APPLIED, NOW, BASE, _trades(*(pattern * 6)), RB, with_shadow=True) is None
+    losing = [("trailing_stop", -0.5)] * loss_run_needed(BASE, RB)
+    reason = trigger(APPLIED, NOW, BASE, _trades(*losing), RB, with_shadow=True)
+    assert reason is not None and "consecutive losing exits" in reason
