@@ -2,7 +2,8 @@
 
 The model is scikit-learn's `HistGradientBoostingClassifier` (NaN-aware, so a missing regime reading is a
 value, not an error), calibrated with a sigmoid fitted on the latest fifth of its own training window (time
-order, never shuffled), so a confidence of 0.7 means about 70 % of such entries won.
+order, never shuffled; the trees fit only the entries whose labels ended before that fifth begins), so a
+confidence of 0.7 means about 70 % of such entries won.
 
 Walk-forward: events sorted by decision time are cut into `folds + 1` consecutive blocks; fold k tests block
 k on a model trained only on events whose label ended (the later of decision + time limit and the real exit)
@@ -295,8 +296,13 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     events = events.sort_values("decided_at", kind="stable")
     raw = events[list(FEATURES)].to_numpy(dtype=np.float64)
     cut = int(len(events) * (1 - params.calibration_share))
+    # the trees learn only from labels that ended before the calibration slice begins: a label still open
+    # then shares its market path with the first calibration entries, and a calibrator fitted on scores whose
+    # outcomes the trees partly saw would map confidence too high
+    decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
+    grown = np.flatnonzero(_label_ends(events)[:cut] < decided[cut])
     # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
-    seen = np.isfinite(raw[:cut]).any(axis=0)
+    seen = np.isfinite(raw[grown]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
     known = np.where(seen, raw, np.nan)  # what the model reads, for the novelty and drift references
     x = raw.copy()
@@ -306,7 +312,10 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
         max_iter=params.max_iter, learning_rate=params.learning_rate, max_leaf_nodes=params.max_leaf_nodes,
         min_samples_leaf=params.min_samples_leaf, l2_regularization=params.l2_regularization,
         random_state=params.seed)
-    base.fit(x[:cut], y[:cut])
+    if len(np.unique(y[grown])) < 2:
+        raise TrainingRefused(f"refused: the {len(grown)} events whose labels ended before the calibration window "
+                              "hold one class only")
+    base.fit(x[grown], y[grown])
     if len(np.unique(y[cut:])) < 2:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml.config import GateParams, TrainParams
@@ -177,3 +178,29 @@ def test_warming_up_compiles_the_walk_scoring_uses() -> None:
     model = fit(synthetic_events(800, informative=True), PARAMS)
     model.predict(synthetic_events(30, informative=True, seed=8))
     assert compiled and list(_tree_sums.signatures) == compiled  # scoring found its compiled walk: no new compile
+
+
+def test_the_trees_never_fit_an_entry_whose_label_is_still_open_when_the_calibration_window_begins() -> None:
+    events = synthetic_events(800, informative=True, seed=21)
+    params = TrainParams(folds=2, min_events=100, max_iter=60, min_samples_leaf=5)
+    cut = int(len(events) * (1 - params.calibration_share))
+    late = np.arange(cut - 60, cut)  # entries just before the calibration window
+    open_late = events.copy()
+    open_late.loc[late, "horizon_end"] = open_late.loc[late, "decided_at"] + pd.Timedelta(hours=100)
+    probe = synthetic_events(200, informative=True, seed=22)
+
+    def trees(frame: pd.DataFrame) -> np.ndarray:
+        """The trees' scores (before calibration) of the probe rows."""
+        model = fit(frame, params)
+        [member] = model.classifier.calibrated_classifiers_
+        return member.estimator.predict_proba(model.matrix(probe))[:, 1]
+
+    def flipped(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out.loc[late, "label"] = 1 - out.loc[late, "label"]
+        return out
+
+    # labels still open when the calibration window begins: their outcomes do not reach the trees at all
+    np.testing.assert_array_equal(trees(open_late), trees(flipped(open_late)))
+    # closed in time, the same entries are fitted: flipping their outcomes changes the trees (the check can fail)
+    assert np.abs(trees(events) - trees(flipped(events))).max() > 0.01
