@@ -3,7 +3,8 @@
 The model is scikit-learn's `HistGradientBoostingClassifier` (NaN-aware, so a missing regime reading is a
 value, not an error), calibrated with a sigmoid fitted on the latest fifth of its own training window (time
 order, never shuffled; the trees fit only the entries whose labels ended before that fifth begins), so a
-confidence of 0.7 means about 70 % of such entries won.
+confidence of 0.7 means about 70 % of such entries won. Every entry is weighted by its label's uniqueness
+(`uniqueness`): labels of one symbol open at the same time count about as one.
 
 Walk-forward: events sorted by decision time are cut into `folds + 1` consecutive blocks; fold k tests block
 k on a model trained only on events whose label ended (the later of decision + time limit and the real exit)
@@ -290,6 +291,36 @@ class ConfidenceModel:
         return self.forest.predict(self.matrix(x)), self.novelty.index(x)
 
 
+def uniqueness(events: pd.DataFrame) -> np.ndarray:
+    """Each label's average uniqueness (López de Prado, AFML 4.4): the mean over its span, from decision to
+    exit (or to its time limit without an exit), of 1 / the number of labels of the same symbol open at that
+    instant. Labels of one symbol that overlap share one market path and so one outcome in part; weighting
+    each by its uniqueness makes k labels over the same stretch count about as one. A label of zero length
+    has uniqueness 1."""
+    start = events["decided_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    stop = (events["exit_ts"] if "exit_ts" in events else events["horizon_end"]).to_numpy(
+        dtype="datetime64[ns]").astype(np.int64)
+    stop = np.maximum(stop, start)
+    symbols = events["symbol"].to_numpy() if "symbol" in events else np.zeros(len(events))
+    out = np.ones(len(events))
+    for symbol in pd.unique(symbols):
+        rows = np.flatnonzero(symbols == symbol)
+        s, e = start[rows], stop[rows]
+        edges = np.unique(np.concatenate([s, e]))
+        # labels open on each elementary interval [edges[j], edges[j + 1])
+        opened = np.zeros(len(edges))
+        np.add.at(opened, np.searchsorted(edges, s), 1.0)
+        np.add.at(opened, np.searchsorted(edges, e), -1.0)
+        open_count = np.cumsum(opened)[:-1]
+        share = np.where(open_count > 0, np.diff(edges) / np.maximum(open_count, 1.0), 0.0)
+        cumulative = np.concatenate([[0.0], np.cumsum(share)])
+        a, b = np.searchsorted(edges, s), np.searchsorted(edges, e)
+        length = (e - s).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[rows] = np.where(length > 0, (cumulative[b] - cumulative[a]) / length, 1.0)
+    return out
+
+
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     """A calibrated classifier on `events` with the `FEATURES` columns and `label` (fitted in time order)."""
     check_target(events["label"], params)
@@ -315,11 +346,12 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     if len(np.unique(y[grown])) < 2:
         raise TrainingRefused(f"refused: the {len(grown)} events whose labels ended before the calibration window "
                               "hold one class only")
-    base.fit(x[grown], y[grown])
+    weight = uniqueness(events)
+    base.fit(x[grown], y[grown], sample_weight=weight[grown])
     if len(np.unique(y[cut:])) < 2:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
-    calibrated.fit(x[cut:], y[cut:])
+    calibrated.fit(x[cut:], y[cut:], sample_weight=weight[cut:])
     novelty = Novelty.of(known, k=params.ood_neighbours, size=params.ood_reference, seed=params.seed)
     drift = DriftReference.of(FEATURES, known, seen, Forest.of(calibrated).predict(x[cut:]), params.drift_bins)
     return ConfidenceModel(tuple(FEATURES), calibrated, unused, novelty, drift)

@@ -18,6 +18,7 @@ from ml.train import (
     check_target,
     fit,
     multiplier,
+    uniqueness,
     walk_forward,
     walk_forward_folds,
     warm_up,
@@ -204,3 +205,12 @@ def test_the_trees_never_fit_an_entry_whose_label_is_still_open_when_the_calibra
     np.testing.assert_array_equal(trees(open_late), trees(flipped(open_late)))
     # closed in time, the same entries are fitted: flipping their outcomes changes the trees (the check can fail)
     assert np.abs(trees(events) - trees(flipped(events))).max() > 0.01
+
+
+def test_labels_open_together_on_one_symbol_share_their_weight_and_other_symbols_do_not_count() -> None:
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    hours = [(0, 4), (0, 4), (0, 4), (10, 14), (12, 16), (0, 4)]  # three alike; two half overlapping; one alone
+    events = pd.DataFrame({"decided_at": [t0 + pd.Timedelta(hours=a) for a, _ in hours],
+                           "exit_ts": [t0 + pd.Timedelta(hours=b) for _, b in hours],
+                           "symbol": ["A-USDT"] * 5 + ["B-USDT"]})
+    np.testing.assert_allclose(uniqueness(events), [1 / 3, 1 / 3, 1 / 3, 0.75, 0.75, 1.0])
