@@ -327,11 +327,12 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     events = events.sort_values("decided_at", kind="stable")
     raw = events[list(FEATURES)].to_numpy(dtype=np.float64)
     cut = int(len(events) * (1 - params.calibration_share))
-    # the trees learn only from labels that ended before the calibration slice begins: a label still open
-    # then shares its market path with the first calibration entries, and a calibrator fitted on scores whose
-    # outcomes the trees partly saw would map confidence too high
+    # the trees learn only from labels whose trade had closed (its real exit) when the calibration slice
+    # begins: a label still open then shares its market path with the first calibration entries, and a
+    # calibrator fitted on scores whose outcomes the trees partly saw would map confidence too high
     decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
-    grown = np.flatnonzero(_label_ends(events)[:cut] < decided[cut])
+    closed = (events["exit_ts"] if "exit_ts" in events else events["horizon_end"]).to_numpy(dtype="datetime64[ns]")
+    grown = np.flatnonzero(closed[:cut] < decided[cut])
     # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
     seen = np.isfinite(raw[grown]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
