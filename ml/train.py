@@ -19,6 +19,7 @@ by spending more. The promotion gate's figures (`ml.gate`) are computed on the p
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +353,11 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     if len(np.unique(y[cut:])) < 2:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
-    calibrated.fit(x[cut:], y[cut:], sample_weight=weight[cut:])
+    with warnings.catch_warnings():
+        # scikit-learn warns that the frozen trees do not take the weights: they are meant for the calibrator
+        # alone (the trees were fitted with theirs above)
+        warnings.filterwarnings("ignore", message="Since FrozenEstimator does not appear to accept sample_weight")
+        calibrated.fit(x[cut:], y[cut:], sample_weight=weight[cut:])
     novelty = Novelty.of(known, k=params.ood_neighbours, size=params.ood_reference, seed=params.seed)
     drift = DriftReference.of(FEATURES, known, seen, Forest.of(calibrated).predict(x[cut:]), params.drift_bins)
     return ConfidenceModel(tuple(FEATURES), calibrated, unused, novelty, drift)
