@@ -2,7 +2,9 @@
 
 The model is scikit-learn's `HistGradientBoostingClassifier` (NaN-aware, so a missing regime reading is a
 value, not an error), calibrated with a sigmoid fitted on the latest fifth of its own training window (time
-order, never shuffled), so a confidence of 0.7 means about 70 % of such entries won.
+order, never shuffled; the trees fit only the entries whose labels ended before that fifth begins), so a
+confidence of 0.7 means about 70 % of such entries won. Every entry is weighted by its label's uniqueness
+(`uniqueness`): labels of one symbol open at the same time count about as one.
 
 Walk-forward: events sorted by decision time are cut into `folds + 1` consecutive blocks; fold k tests block
 k on a model trained only on events whose label ended (the later of decision + time limit and the real exit)
@@ -17,6 +19,7 @@ by spending more. The promotion gate's figures (`ml.gate`) are computed on the p
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,14 +292,50 @@ class ConfidenceModel:
         return self.forest.predict(self.matrix(x)), self.novelty.index(x)
 
 
+def uniqueness(events: pd.DataFrame) -> np.ndarray:
+    """Each label's average uniqueness (López de Prado, AFML 4.4): the mean over its span, from decision to
+    exit (or to its time limit without an exit), of 1 / the number of labels of the same symbol open at that
+    instant. Labels of one symbol that overlap share one market path and so one outcome in part; weighting
+    each by its uniqueness makes k labels over the same stretch count about as one. A label of zero length
+    has uniqueness 1."""
+    start = events["decided_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    stop = (events["exit_ts"] if "exit_ts" in events else events["horizon_end"]).to_numpy(
+        dtype="datetime64[ns]").astype(np.int64)
+    stop = np.maximum(stop, start)
+    symbols = events["symbol"].to_numpy() if "symbol" in events else np.zeros(len(events))
+    out = np.ones(len(events))
+    for symbol in pd.unique(symbols):
+        rows = np.flatnonzero(symbols == symbol)
+        s, e = start[rows], stop[rows]
+        edges = np.unique(np.concatenate([s, e]))
+        # labels open on each elementary interval [edges[j], edges[j + 1])
+        opened = np.zeros(len(edges))
+        np.add.at(opened, np.searchsorted(edges, s), 1.0)
+        np.add.at(opened, np.searchsorted(edges, e), -1.0)
+        open_count = np.cumsum(opened)[:-1]
+        share = np.where(open_count > 0, np.diff(edges) / np.maximum(open_count, 1.0), 0.0)
+        cumulative = np.concatenate([[0.0], np.cumsum(share)])
+        a, b = np.searchsorted(edges, s), np.searchsorted(edges, e)
+        length = (e - s).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[rows] = np.where(length > 0, (cumulative[b] - cumulative[a]) / length, 1.0)
+    return out
+
+
 def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
     """A calibrated classifier on `events` with the `FEATURES` columns and `label` (fitted in time order)."""
     check_target(events["label"], params)
     events = events.sort_values("decided_at", kind="stable")
     raw = events[list(FEATURES)].to_numpy(dtype=np.float64)
     cut = int(len(events) * (1 - params.calibration_share))
+    # the trees learn only from labels whose trade had closed (its real exit) when the calibration slice
+    # begins: a label still open then shares its market path with the first calibration entries, and a
+    # calibrator fitted on scores whose outcomes the trees partly saw would map confidence too high
+    decided = events["decided_at"].to_numpy(dtype="datetime64[ns]")
+    closed = (events["exit_ts"] if "exit_ts" in events else events["horizon_end"]).to_numpy(dtype="datetime64[ns]")
+    grown = np.flatnonzero(closed[:cut] < decided[cut])
     # a feature the classifier's window never holds is unused (NaN everywhere there), even if later rows have it
-    seen = np.isfinite(raw[:cut]).any(axis=0)
+    seen = np.isfinite(raw[grown]).any(axis=0)
     unused = tuple(name for name, ok in zip(FEATURES, seen, strict=True) if not ok)
     known = np.where(seen, raw, np.nan)  # what the model reads, for the novelty and drift references
     x = raw.copy()
@@ -306,11 +345,19 @@ def fit(events: pd.DataFrame, params: TrainParams) -> ConfidenceModel:
         max_iter=params.max_iter, learning_rate=params.learning_rate, max_leaf_nodes=params.max_leaf_nodes,
         min_samples_leaf=params.min_samples_leaf, l2_regularization=params.l2_regularization,
         random_state=params.seed)
-    base.fit(x[:cut], y[:cut])
+    if len(np.unique(y[grown])) < 2:
+        raise TrainingRefused(f"refused: the {len(grown)} events whose labels ended before the calibration window "
+                              "hold one class only")
+    weight = uniqueness(events)
+    base.fit(x[grown], y[grown], sample_weight=weight[grown])
     if len(np.unique(y[cut:])) < 2:
         raise TrainingRefused("refused: the calibration window (latest events) holds one class only")
     calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
-    calibrated.fit(x[cut:], y[cut:])
+    with warnings.catch_warnings():
+        # scikit-learn warns that the frozen trees do not take the weights: they are meant for the calibrator
+        # alone (the trees were fitted with theirs above)
+        warnings.filterwarnings("ignore", message="Since FrozenEstimator does not appear to accept sample_weight")
+        calibrated.fit(x[cut:], y[cut:], sample_weight=weight[cut:])
     novelty = Novelty.of(known, k=params.ood_neighbours, size=params.ood_reference, seed=params.seed)
     drift = DriftReference.of(FEATURES, known, seen, Forest.of(calibrated).predict(x[cut:]), params.drift_bins)
     return ConfidenceModel(tuple(FEATURES), calibrated, unused, novelty, drift)

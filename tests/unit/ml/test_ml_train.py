@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml.config import GateParams, TrainParams
@@ -17,6 +18,7 @@ from ml.train import (
     check_target,
     fit,
     multiplier,
+    uniqueness,
     walk_forward,
     walk_forward_folds,
     warm_up,
@@ -177,3 +179,38 @@ def test_warming_up_compiles_the_walk_scoring_uses() -> None:
     model = fit(synthetic_events(800, informative=True), PARAMS)
     model.predict(synthetic_events(30, informative=True, seed=8))
     assert compiled and list(_tree_sums.signatures) == compiled  # scoring found its compiled walk: no new compile
+
+
+def test_the_trees_never_fit_an_entry_whose_label_is_still_open_when_the_calibration_window_begins() -> None:
+    events = synthetic_events(800, informative=True, seed=21)
+    params = TrainParams(folds=2, min_events=100, max_iter=60, min_samples_leaf=5)
+    cut = int(len(events) * (1 - params.calibration_share))
+    late = np.arange(cut - 60, cut)  # entries just before the calibration window
+    open_late = events.copy()
+    open_late.loc[late, "horizon_end"] = open_late.loc[late, "decided_at"] + pd.Timedelta(hours=100)
+    probe = synthetic_events(200, informative=True, seed=22)
+
+    def trees(frame: pd.DataFrame) -> np.ndarray:
+        """The trees' scores (before calibration) of the probe rows."""
+        model = fit(frame, params)
+        [member] = model.classifier.calibrated_classifiers_
+        return member.estimator.predict_proba(model.matrix(probe))[:, 1]
+
+    def flipped(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out.loc[late, "label"] = 1 - out.loc[late, "label"]
+        return out
+
+    # labels still open when the calibration window begins: their outcomes do not reach the trees at all
+    np.testing.assert_array_equal(trees(open_late), trees(flipped(open_late)))
+    # closed in time, the same entries are fitted: flipping their outcomes changes the trees (the check can fail)
+    assert np.abs(trees(events) - trees(flipped(events))).max() > 0.01
+
+
+def test_labels_open_together_on_one_symbol_share_their_weight_and_other_symbols_do_not_count() -> None:
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    hours = [(0, 4), (0, 4), (0, 4), (10, 14), (12, 16), (0, 4)]  # three alike; two half overlapping; one alone
+    events = pd.DataFrame({"decided_at": [t0 + pd.Timedelta(hours=a) for a, _ in hours],
+                           "exit_ts": [t0 + pd.Timedelta(hours=b) for _, b in hours],
+                           "symbol": ["A-USDT"] * 5 + ["B-USDT"]})
+    np.testing.assert_allclose(uniqueness(events), [1 / 3, 1 / 3, 1 / 3, 0.75, 0.75, 1.0])
