@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             figures[f"goal_met_{name}"] = figures[name]["goal_met"]
     ratios = [("default_config", "before"), ("polling", "before"),
               ("postgrest_long_poll", "postgrest_polling"), ("postgrest_long_poll", "default_config")]
-    aliases = {"polling": "default_config_polling"}  # the key's name since the first version of this JSON
+    aliases = {"polling": "default_config_polling"}  # the JSON key readers of this benchmark know
     for key, baseline in ratios:
         name = aliases.get(key, key)
         if name in figures and baseline in figures:
