@@ -98,6 +98,9 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
                           and callable(getattr(queue_client, "claim_wait", None)))
         self._claim_thread = (threading.Thread(target=self._claim_loop, name="signal-queue-claim", daemon=True)
                               if self.long_poll else None)
+        # the threads that use the client; the last one to end closes it (a waiting claim may end last)
+        self._users = 2 if self._claim_thread is not None else 1
+        self._users_lock = threading.Lock()
 
     @property
     def started(self) -> bool:
@@ -130,8 +133,13 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
         try:
             self._loop()
         finally:
-            if self._claim_thread is not None and self._claim_thread.ident:
-                self._claim_thread.join()  # it may be in a claim: close the client once that has returned
+            self._done_with_client()
+
+    def _done_with_client(self) -> None:
+        with self._users_lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
             self.queue.close()
 
     def _may_claim(self) -> bool:
@@ -160,17 +168,20 @@ class QueueWorker:  # pragma: no mutate block (threads and the network: tests/in
     def _claim_loop(self) -> None:
         """The long-poll thread: one waiting claim after another while claims are allowed."""
         wait_s = self.config.claim_wait_s
-        while not self._stop.is_set():
-            if not self._may_claim():
-                self._stop.wait(0.05)  # the other thread is delivering the outbox or restoring
-                continue
-            started = time.monotonic()
-            claimed = self._claim(wait_s)
-            if claimed is None:
-                self._stop.wait(self.config.claim_interval_s)  # failed or refused by the breaker: as the poll
-            elif claimed == 0 and time.monotonic() - started < wait_s / 2:
-                # back early with nothing: what it saw was taken by another bot's claim in flight; never spin
-                self._stop.wait(min(self.config.claim_interval_s, 0.2))
+        try:
+            while not self._stop.is_set():
+                if not self._may_claim():
+                    self._stop.wait(0.05)  # the other thread is delivering the outbox or restoring
+                    continue
+                started = time.monotonic()
+                claimed = self._claim(wait_s)
+                if claimed is None:
+                    self._stop.wait(self.config.claim_interval_s)  # failed or refused by the breaker: as the poll
+                elif claimed == 0 and time.monotonic() - started < wait_s / 2:
+                    # back early with nothing: what it saw was taken by another bot's claim in flight; never spin
+                    self._stop.wait(min(self.config.claim_interval_s, 0.2))
+        finally:
+            self._done_with_client()
 
     def _listen(self) -> None:
         """The LISTEN thread: wake the claimer when a signal for one of our markets is emitted."""

@@ -1,19 +1,22 @@
 """Latency in the shipped configuration (issue 10): the stability gate decides on the tick a signal is claimed
-once the bot has sampled a full window, and a new signal wakes the claimer by LISTEN/NOTIFY instead of
-waiting for the claim poll. Hummingbot's real Clock on the paper exchange, a real Postgres queue."""
+once the bot has sampled a full window, and a new signal wakes the claimer by LISTEN/NOTIFY (direct transport)
+or ends its waiting claim (long poll, PostgREST) instead of waiting for the claim poll. Hummingbot's real
+Clock on the paper exchange, a real Postgres queue."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 from uuid import UUID
 
 import psycopg
 
-from bridge.queue_client import PostgresQueue
+from bridge.queue_client import PostgresQueue, PostgrestQueue
 from controller.data.storage.postgres import PostgresStore
 from offline.harness import Harness, executor_config, start, stop
 from tests.support.executor import NO_WAIT, emit
+from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
 HOUR = 3600.0  # a claim poll this long never fires during a test: only a notification can wake the claimer
 
@@ -137,3 +140,53 @@ def test_without_listen_the_claimer_waits_for_its_poll(store: PostgresStore, mig
     worker = harness.strategy.worker
     assert worker.stats["notified"] == 0 and not worker.listening.is_set()
     assert worker.stats["claim_calls"] >= 2  # claimed by a later poll
+
+
+def sleeping_claims(url: str) -> int:
+    """Requests inside claim_signals_wait's sleep right now."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*) from pg_stat_activity where wait_event = 'PgSleep'").fetchone()[0]
+
+
+def test_on_postgrest_the_long_poll_claims_between_polls_and_never_holds_up_reports(
+        store: PostgresStore, migrated_db: str, tmp_path: Path) -> None:
+    """PostgREST cannot LISTEN: with an hour between claim polls the bot still claims each signal, inside the
+    claim that was waiting when it was emitted, and what it reports goes out while the next claim waits."""
+    secret = secrets.token_hex(32)
+    config = executor_config(tmp_path / "outbox.jsonl", queue_transport="postgrest", claim_interval_s=HOUR,
+                             claim_wait_s=15)
+
+    async def scenario() -> tuple[list[UUID], dict[str, int]]:
+        with PostgrestStandin(migrated_db, secret) as standin:
+            harness = start(config, PostgrestQueue(standin.base_url, make_jwt(secret, "executor"), retry=NO_WAIT))
+            worker = harness.strategy.worker
+            try:
+                await harness.until(lambda: worker.stats["claim_calls"] == 1 and sleeping_claims(migrated_db) == 1)
+                other = emit(store, symbol="SOL-USDT")  # not this bot's market: does not end the wait
+                first = emit(store, time_limit_s=30)  # closed by its time limit once the clock runs on
+                await claimed(harness)
+                second = emit(store, symbol="ETH-USDT", price=50.0)
+                await claimed(harness, 2)
+                await harness.until(lambda: len(harness.strategy.positions) == 2)
+                await harness.drained()
+                await harness.until(lambda: sleeping_claims(migrated_db) == 1, tick=False)
+                calls = worker.stats["claim_calls"]
+                await harness.until(lambda: first not in harness.strategy.positions)  # a sell and its reports
+                await harness.drained()
+                stats = {"calls_to_claim_both": calls, "calls_during_the_exit": worker.stats["claim_calls"] - calls,
+                         "waiting_after_the_exit": sleeping_claims(migrated_db)}
+                return [other, first, second], stats
+            finally:
+                stop(harness)
+
+    (other, first, second), stats = asyncio.run(scenario())
+    # one waiting claim per signal and the one waiting now (a claim that never waited would have been
+    # called every 0.2 s); the exit was reported inside that one wait: the claim in flight did not end
+    assert stats["calls_to_claim_both"] <= 4
+    assert stats["calls_during_the_exit"] == 0 and stats["waiting_after_the_exit"] == 1
+    assert entry_orders(migrated_db, first) == entry_orders(migrated_db, second) == 1
+    with psycopg.connect(migrated_db) as conn:
+        statuses = dict(conn.execute("select id, status from signals").fetchall())
+        exits = conn.execute("select exit_reason from trades where signal_id = %s", (first,)).fetchall()
+    assert statuses == {other: "new", first: "closed", second: "executing"}
+    assert exits == [("time_limit",)]

@@ -48,6 +48,7 @@ def test_queue_client_requests(standin: PostgrestStandin) -> None:
                             client_order_id="buy-1", exchange="binance", symbol="BTC-USDT", side="buy",
                             purpose="entry", order_type="market", amount=Decimal("0.2")))
     queue.heartbeat("hummingbot:bot-a", {"claimed": 1})
+    queue.claim_wait("bot-a", 0, 30, {"binance": None}, 0.25)  # nothing left to claim: back after its wait
 
     headers = {"apikey": "the-anon-key", "authorization": f"Bearer {token}", "content-type": "application/json",
                "accept": "application/json"}
@@ -65,6 +66,10 @@ def test_queue_client_requests(standin: PostgrestStandin) -> None:
                    "purpose": "entry", "order_type": "market", "amount": 0.2}})
     assert last(standin, "/rpc/heartbeat") == RecordedRequest(
         "POST", "/rpc/heartbeat", [], headers, {"component": "hummingbot:bot-a", "progress": {"claimed": 1}})
+    assert last(standin, "/rpc/claim_signals_wait") == RecordedRequest(
+        "POST", "/rpc/claim_signals_wait", [], headers,
+        {"consumer": "bot-a", "max_count": 0, "lease_seconds": 30, "markets": [{"exchange": "binance"}],
+         "wait_ms": 250})
 
 
 def supabase_headers(key: str, **extra: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ Each run uses its own exchange name, so it never touches other rows.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,3 +90,23 @@ def test_signal_round_trip_on_the_real_server() -> None:
     queue.heartbeat(f"hummingbot:{exchange}", {"claimed": 1})
     assert queue.ack(signal_id, "optin-bot", "closed") == "closed"
     assert str(signal_id) not in real.open_signal_ids()
+
+
+def test_the_long_poll_claim_on_the_real_server() -> None:
+    """claim_signals_wait through the real PostgREST (its transaction, pool and the role's statement_timeout):
+    a signal emitted while the claim waits comes back from that claim; with nothing to claim it is empty."""
+    real = server()
+    exchange = f"optin-{uuid.uuid4().hex[:8]}"
+    markets = {exchange: None}
+    assert real.queue.claim_wait("optin-bot", 5, 30, markets, 0.5) == []
+
+    out: list = []
+    waiting = threading.Thread(target=lambda: out.append(real.queue.claim_wait("optin-bot", 5, 30, markets, 20.0)))
+    waiting.start()
+    signal_id = real.emit(NewSignal(
+        strategy="optin", exchange=exchange, symbol="BTC-USDT", side="buy", price=100, quote_amount=10,
+        take_profit_pct=1, expires_at=datetime.now(UTC) + timedelta(minutes=5), confidence=0.5))
+    waiting.join(40)
+
+    assert not waiting.is_alive() and [s.id for s in out[0]] == [signal_id]
+    assert real.queue.ack(signal_id, "optin-bot", "rejected", "opt-in test") == "rejected"
