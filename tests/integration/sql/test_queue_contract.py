@@ -21,9 +21,9 @@ from bridge.queue_client import ClaimTaken, PostgresQueue, PostgrestQueue, Signa
 from bridge.resilience import CallError, ErrorKind, RetryPolicy
 from bridge.schemas import NewSignal, OrderEvent
 from controller.data.storage.postgres import PostgresStore
-from tests.support.clock import wait_until
 from tests.conftest import PgServer
 from tests.support import pgbouncer
+from tests.support.clock import wait_until
 from tests.support.net import BlackHole, refusing_port
 from tests.support.postgrest_standin import PostgrestStandin, make_jwt
 
