@@ -199,8 +199,8 @@ def test_a_stale_model_and_unlike_inputs_have_no_effect_and_are_counted(
     assert [float(a) for (a,) in rows(migrated_db, "select quote_amount from signals")] == [pytest.approx(BASE)]
     assert scorer.counters["ood"] == 1
 
-    with psycopg.connect(migrated_db) as conn:
-        conn.execute("update signals set status = 'expired', finished_at = now()")
+    with psycopg.connect(migrated_db) as conn:  # the queue keeps one signal per decision candle: start afresh
+        conn.execute("delete from ml_predictions; delete from scans; delete from signals")
     version = save_model(migrated_db, wide_model[0], tmp_path, now=datetime(2024, 1, 5, tzinfo=UTC))
     _activate(migrated_db, version)
     with psycopg.connect(migrated_db) as conn:
