@@ -53,7 +53,6 @@ from tests.support.pgbouncer import EXECUTOR_LOGIN, pgbouncer
 
 TIMEFRAME = "1m"
 EXCHANGE = "bench"
-START = datetime(2026, 3, 2, tzinfo=UTC)  # the first simulated minute after the history
 LOOKBACK = 120  # candles the indicators get (the loop's minimum is 60)
 
 
@@ -105,12 +104,12 @@ def candle_rows(symbols: list[str], closes: np.ndarray, volumes: np.ndarray, fir
 
 
 def market(url: str, symbols: list[str], closes: np.ndarray, volumes: np.ndarray, history: int, minutes: int,
-           minute_s: float, published: Any, out: Any) -> None:
+           minute_s: float, start: datetime, published: Any, out: Any) -> None:
     """Write minute m's candles at t0 + m x minute_s, then publish m + 1 (the controllers scan after it)."""
     from controller.data.storage.postgres import PostgresStore
 
     store = PostgresStore(url)
-    origin = START - timedelta(minutes=history)
+    origin = start - timedelta(minutes=history)
     t0 = time.monotonic()
     copy_ms = []
     for m in range(minutes):
@@ -174,8 +173,8 @@ class TimedStore:
         return getattr(self._store, name)
 
 
-def controller(url: str, shard: int, shards: int, symbols: list[str], minutes: int, published: Any,
-               ready: Any, out: Any) -> None:
+def controller(url: str, shard: int, shards: int, symbols: list[str], minutes: int, start: datetime,
+               published: Any, ready: Any, out: Any) -> None:
     """One shard: scan at each published minute, as the live loop does at each candle close."""
     from controller.config import PROJECT_ROOT as ROOT
     from controller.config import ControllerConfig, LoopConfig, load_model
@@ -203,7 +202,7 @@ def controller(url: str, shard: int, shards: int, symbols: list[str], minutes: i
     leases = ShardLeases(lambda: psycopg.connect(url, prepare_threshold=None), ShardSpec(shards, shard),
                          f"bench-{shard}", 30.0)
     mine = list(symbols_of(symbols, [shard], shards))
-    clock = {"now": START}
+    clock = {"now": start}
     scanner = Scanner(config=config, strategy_config=strategies, store=store, source=DbSource(url, mine),
                       exchange=EXCHANGE, symbols=tuple(symbols), clock=lambda: clock["now"],
                       flag_defaults={n: s.default for n, s in specs.flags.items()}, shards=leases)
@@ -216,7 +215,7 @@ def controller(url: str, shard: int, shards: int, symbols: list[str], minutes: i
         while published.value <= seen:
             time.sleep(0.005)
         seen = published.value
-        clock["now"] = START + timedelta(minutes=seen)  # minute seen - 1 has closed
+        clock["now"] = start + timedelta(minutes=seen)  # minute seen - 1 has closed
         report = scanner.scan()
         cycles.append({"duration_s": report.duration_s, "emitted": report.emitted, "symbols": report.scanned_symbols,
                        "skipped": report.skipped, "failures": len(report.failures)})
@@ -449,7 +448,10 @@ def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
 
     store = PostgresStore(direct_url)
     started = time.perf_counter()
-    store.write_candles(candle_rows(symbols, closes, volumes, 0, args.history, START - timedelta(minutes=args.history)))
+    # the market runs from the current minute: its candles are hot for retention, which then has only what a
+    # live database holds to do, and nothing the scans need is moved away under them
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    store.write_candles(candle_rows(symbols, closes, volumes, 0, args.history, start - timedelta(minutes=args.history)))
     history_s = time.perf_counter() - started
     store.close()
     baseline = idle_baseline(url, bots_url, "bench-idle")
@@ -461,9 +463,10 @@ def run(args: argparse.Namespace, direct_url: str) -> dict[str, Any]:
     stop = ctx.Event()
     listen = args.pooler_url is None and not args.no_listen  # no LISTEN through a transaction pooler
     parts = [ctx.Process(target=market, args=(direct_url, symbols, closes, volumes, args.history, args.minutes,
-                                              args.minute_s, published, out), name="market")]
-    parts += [ctx.Process(target=controller, args=(url, k, args.shards, symbols, args.minutes, published, ready, out),
-                          name=f"controller-{k}") for k in range(args.shards)]
+                                              args.minute_s, start, published, out), name="market")]
+    parts += [ctx.Process(target=controller, name=f"controller-{k}",
+                          args=(url, k, args.shards, symbols, args.minutes, start, published, ready, out))
+              for k in range(args.shards)]
     executors = [ctx.Process(target=executor, args=(bots_url, f"bot-{e}", listen, args.hold_s, stop, ready,
                                                 out), name=f"bot-{e}")
                  for e in range(args.executors)]
