@@ -67,6 +67,21 @@ class ActiveParams:
             self._cache[key] = with_params(section, row[1])
         return self._cache[key]
 
+    def canary(self, strategy: str, section: StrategyConfig[Any]) -> tuple[StrategyConfig[Any], float] | None:
+        """(the control version's section, the canary share) while the latest activation is a canary."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "select a.canary_share, sp.version, sp.params from strategy_params_activations a"
+                " join strategy_params sp on sp.strategy = a.strategy and sp.version = a.control_version"
+                " where a.id = (select max(id) from strategy_params_activations where strategy = %s)",
+                (strategy,)).fetchone()
+        if row is None:
+            return None
+        key = (strategy, row[1])
+        if key not in self._cache:
+            self._cache[key] = with_params(section, row[2])
+        return self._cache[key], float(row[0])
+
 
 def active_section(conn: psycopg.Connection, strategy: str, section: StrategyConfig[Any]) -> StrategyConfig[Any]:
     row = conn.execute("select params from dashboard_active_strategy_params where strategy = %s",
@@ -97,9 +112,11 @@ def _register(conn: psycopg.Connection, strategy: str, stored: dict[str, Any]) -
 
 
 def apply(conn: psycopg.Connection, recommendation_id: int, config: StrategiesConfig, flags: Mapping[str, Any],
-          now: datetime) -> int:
+          now: datetime, *, canary_share: float = 0.0) -> int:
     """Activate a proposed recommendation's parameters; return the new version. Refused with the flag
-    `shadow.apply` off, for a recommendation not proposed, or one drawn from parameters no longer active."""
+    `shadow.apply` off, for a recommendation not proposed, or one drawn from parameters no longer active.
+    `canary_share` in (0, 1): a canary rollout, that share of the scan's decisions on the new version and
+    the rest on the one before, until the monitor ends it with its window."""
     if not flags.get("shadow.apply", False):
         raise ApplyRefused("shadow.apply is off: recommendations are written, never applied "
                            "(python -m controller flags set shadow.apply true)")
@@ -124,12 +141,15 @@ def apply(conn: psycopg.Connection, recommendation_id: int, config: StrategiesCo
     if replayed is None:
         raise ApplyRefused(f"recommendation {recommendation_id}: its parameters were never replayed as a variation "
                            "(only a tested set is applied)")
-    _register(conn, rec["strategy"], stored_now)  # the version to roll back to
+    control = _register(conn, rec["strategy"], stored_now)  # the version to roll back to
     version = _register(conn, rec["strategy"], rec["params"])
-    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
-                 " values (%s, %s, %s, %s, %s)", (rec["strategy"], version, recommendation_id,
-                                                  f"recommendation {recommendation_id} ({rec['variation']}, "
-                                                  f"{rec['tier']})", now))
+    canary = 0 < canary_share < 1
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at,"
+                 " canary_share, control_version) values (%s, %s, %s, %s, %s, %s, %s)",
+                 (rec["strategy"], version, recommendation_id,
+                  f"recommendation {recommendation_id} ({rec['variation']}, {rec['tier']})"
+                  + (f", canary on {canary_share:.0%} of decisions" if canary else ""), now,
+                  canary_share if canary else None, control if canary else None))
     conn.execute("update recommendations set status = 'applied', decided_at = %s, version = %s where id = %s",
                  (now, version, recommendation_id))
     logger.info("recommendation applied", extra={"recommendation_id": recommendation_id,
@@ -198,6 +218,21 @@ def applied_times(conn: psycopg.Connection, since: datetime) -> list[datetime]:
                                        (since,)).fetchall()]
 
 
+def end_canary(conn: psycopg.Connection, recommendation_id: int, now: datetime) -> bool:
+    """A canary of `recommendation_id` that is still the latest activation becomes a full rollout (its
+    window passed without a rollback). Returns whether it did."""
+    row = conn.execute("select a.strategy, a.version from strategy_params_activations a where a.recommendation_id = %s"
+                       " and a.canary_share is not null and a.id = (select max(id) from strategy_params_activations"
+                       " where strategy = a.strategy)", (recommendation_id,)).fetchone()
+    if row is None:
+        return False
+    conn.execute("insert into strategy_params_activations (strategy, version, recommendation_id, reason, activated_at)"
+                 " values (%s, %s, %s, %s, %s)", (row[0], row[1], recommendation_id,
+                                                  f"recommendation {recommendation_id}: canary window passed, "
+                                                  "full rollout", now))
+    return True
+
+
 def regime_readings(conn: psycopg.Connection, since: datetime, until: datetime) -> list[tuple[datetime, str, str]]:
     """The regime each scan recorded in [since, until]: (scan time, regime, its BTC changes), one per scan time."""
     rows = conn.execute(
@@ -238,9 +273,10 @@ def shadow_running(conn: psycopg.Connection, strategy: str, since: datetime) -> 
 
 
 def _trades(conn: psycopg.Connection, strategy: str, since: datetime) -> list[LiveTrade]:
-    return [LiveTrade(c, r, float(p)) for c, r, p in conn.execute(
-        "select t.closed_at, t.exit_reason, t.pnl_pct from trades t join signals s on s.id = t.signal_id"
-        " where s.strategy = %s and t.closed_at >= %s order by t.closed_at", (strategy, since)).fetchall()]
+    return [LiveTrade(c, r, float(p), a) for c, r, p, a in conn.execute(
+        "select t.closed_at, t.exit_reason, t.pnl_pct, s.features ->> 'params_arm' from trades t"
+        " join signals s on s.id = t.signal_id where s.strategy = %s and t.closed_at >= %s order by t.closed_at",
+        (strategy, since)).fetchall()]
 
 
 def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config: RollbackConfig,
@@ -258,7 +294,8 @@ def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config:
     for rec_id, strategy, applied_at in recs:
         trades = _trades(conn, strategy, applied_at - window)
         baseline = baseline_of([t for t in trades if t.closed_at < applied_at])
-        after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window]
+        # a canary's control trades ran on the previous parameters: they are not the change's results
+        after = [t for t in trades if applied_at <= t.closed_at <= applied_at + window and t.arm != "control"]
         if now <= applied_at + window:
             reason = emergency(applied_at, now, regime_readings(conn, applied_at, now), rollback_config)
             shadowed = shadow_running(conn, strategy, applied_at)
@@ -273,6 +310,8 @@ def monitor(conn: psycopg.Connection, config: StrategiesConfig, rollback_config:
             reason = f"gradual: {reason}; half-way back"
             revert_half(conn, rec_id, config, reason, now)
             done.append((rec_id, reason))
+        else:
+            end_canary(conn, rec_id, now)
     halves = conn.execute(
         "select r.id, r.strategy, r.decided_at, h.decided_at from recommendations h"
         " join recommendations r on r.id = h.rollback_of where h.evidence ? 'revert_share' and r.status = 'applied'"

@@ -42,6 +42,7 @@ class LiveTrade:
     closed_at: datetime
     exit_reason: str
     pnl_pct: float
+    arm: str | None = None  # during a canary: "canary" (the applied parameters) or "control"
 
 
 @dataclass(frozen=True)

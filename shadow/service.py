@@ -131,7 +131,8 @@ def run_pass(conn: psycopg.Connection, conf: StrategiesConfig, spec: VariationsF
         conn.commit()
         if flags.get("shadow.apply", False):
             try:
-                report.applied[rec_id] = apply(conn, rec_id, conf, flags, now)
+                report.applied[rec_id] = apply(conn, rec_id, conf, flags, now,
+                                               canary_share=spec.recommend.canary_share)
                 applied.append(now)
             except ApplyRefused as exc:
                 report.notes.append(str(exc))

@@ -78,6 +78,10 @@ class RecommendConfig(Frozen):
     window_h: int = Field(72, ge=1, description="the statistics window recommendations are drawn from")
     regime_stable_h: float = Field(12, ge=0, description="the regime has not changed for this long")
     max_per_day: int = Field(3, ge=0, description="applied adjustments per 24 h, all strategies")
+    canary_share: float = Field(0.0, ge=0, lt=1, description="an applied change first trades on this share of "
+                                                             "the decisions, drawn at random, the rest on the "
+                                                             "previous parameters, until its monitoring window "
+                                                             "passes (0: all at once)")
 
 
 class RollbackConfig(Frozen):

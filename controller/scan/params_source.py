@@ -1,6 +1,7 @@
 """The hook through which a scan reads each strategy's active parameters (those shadow testing applied).
 
-Without one the scan uses conf/strategies.yml. The wiring injects `shadow.apply.ActiveParams`, which
+Without one the scan uses conf/strategies.yml. A source may also name a canary rollout (`canary`): the
+control parameters and the share of decisions on the active ones. The wiring injects `shadow.apply.ActiveParams`, which
 returns the `strategy_params` version an applied recommendation (or its rollback) made active, so the
 very next scan decides with it. Scan code never imports shadow: the lookup comes in from above.
 """
@@ -31,3 +32,18 @@ def active_or_conf(source: ParamsSource | None, strategy: str, section: Strategy
         logger.warning("active parameters unreadable, using the conf file's",
                        extra={"strategy": strategy, "error": str(exc)})
         return section
+
+
+def canary_of(source: ParamsSource | None, strategy: str,
+              section: StrategyConfig[Any]) -> tuple[StrategyConfig[Any], float] | None:
+    """(the control section, the share of decisions on the active one) while a canary rollout runs, else
+    None: also when the source has no canaries or fails (then every decision uses the active section)."""
+    canary = getattr(source, "canary", None)
+    if canary is None:
+        return None
+    try:
+        return canary(strategy, section)
+    except Exception as exc:  # as above: a failed lookup scans with the active section alone
+        logger.warning("canary unreadable, scanning with the active parameters alone",
+                       extra={"strategy": strategy, "error": str(exc)})
+        return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from bridge.resilience import CallError
@@ -23,7 +24,7 @@ from controller.data.market_data import MarketDataSource, floor_time, timeframe_
 from controller.data.shards import ShardSpec, symbols_of
 from controller.data.storage.port import AlreadyEmitted, SignalRejected, Store
 from controller.scan import indicators, strategies
-from controller.scan.params_source import ParamsSource, active_or_conf
+from controller.scan.params_source import ParamsSource, active_or_conf, canary_of
 from controller.scan.regime import (
     ClosedTrade,
     ProtectionParams,
@@ -161,7 +162,8 @@ class Scanner:
                  flag_defaults: Mapping[str, Any] | None = None,
                  strategy_fns: Mapping[str, StrategyFn] | None = None, simulated: bool = False,
                  emit_exits: bool | None = None, params_source: ParamsSource | None = None,
-                 scorer: Scorer | None = None, shards: ShardGate | None = None) -> None:
+                 scorer: Scorer | None = None, shards: ShardGate | None = None,
+                 canary_seed: int | None = None) -> None:
         self.config = config
         self.strategy_config = strategy_config
         self.store = store
@@ -177,6 +179,7 @@ class Scanner:
         self.simulated = simulated
         self.emit_exits = config.loop.exit_signals if emit_exits is None else emit_exits
         self.params_source = params_source  # the strategy_params version shadow testing applied, else conf
+        self.canary_rng = np.random.default_rng(canary_seed)  # a canary's arm per decision, drawn at random
         self.counters: Counter[str] = Counter()
         self._stored_until: dict[tuple[str, str], pd.Timestamp] = {}
         self.scorer = scorer
@@ -362,6 +365,8 @@ class Scanner:
         symbols, sizing = universe, self.config.sizing
         sections = [(n, active_or_conf(self.params_source, n, s)) for n, s in self.strategy_config.items()
                     if s.enabled and flags.get(f"strategies.{n}.enabled", True)]
+        canaries = {n: c for n, s in self.strategy_config.items()
+                    if (c := canary_of(self.params_source, n, s)) is not None}
         if profile is not None:
             symbols, sections, sizing = apply_profile(profile, symbols, sections, sizing)
         candles_by_tf: dict[str, pd.DataFrame] = {}
@@ -380,6 +385,10 @@ class Scanner:
             report.last_candle = max(report.last_candle or last, last)
             try:
                 decided, frames[name] = self._decisions(name, section, candles, now, report.regime, symbols)
+                if name in canaries:
+                    control, share = canaries[name]
+                    held, _ = self._decisions(name, control, candles, now, report.regime, symbols)
+                    decided = canary_split(decided, held, share, self.canary_rng)
                 decisions += decided
             except StrategyTimeout as exc:
                 self._strategy_failed(name, "timeout", exc, report)
@@ -474,6 +483,21 @@ class Scanner:
             self.store.heartbeat(component, progress)
         except Exception as exc:  # a missed heartbeat shows as no progress; the loop goes on
             logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+
+def canary_split(active: list[Decision], control: list[Decision], share: float,
+                 rng: np.random.Generator) -> list[Decision]:
+    """Per symbol, the active parameters' decision with probability `share`, else the control's; each
+    records its arm in `features.params_arm` (the signal and the scan row carry it)."""
+    held = {d.symbol: d for d in control}
+    out = []
+    for decision in active:
+        if rng.random() < share or decision.symbol not in held:
+            out.append(replace(decision, features={**decision.features, "params_arm": "canary"}))
+        else:
+            other = held[decision.symbol]
+            out.append(replace(other, features={**other.features, "params_arm": "control"}))
+    return out
 
 
 def apply_profile(profile: ValidationProfile, symbols: tuple[str, ...], sections: list[tuple[str, Any]],

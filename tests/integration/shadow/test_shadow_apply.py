@@ -53,15 +53,18 @@ def champion() -> StrategiesConfig:
     return load_strategies()
 
 
+def dca_scanner(store: PostgresStore, url: str, champion: StrategiesConfig, canary_seed: int | None = None) -> Scanner:
+    clock = SimClock(SKIPPED)
+    return Scanner(config=CONFIG, strategy_config=champion, store=store, simulated=True,
+                   source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
+                   symbols=("ADA-BTC",), clock=clock.now,
+                   flag_defaults={n: s.default for n, s in SPECS.flags.items()},
+                   params_source=ActiveParams(lambda: psycopg.connect(url)), canary_seed=canary_seed)
+
+
 def scan_dca(store: PostgresStore, url: str, champion: StrategiesConfig) -> tuple[str, str, str]:
     """One scan of ADA-BTC at SKIPPED; the DCA scan row's (decision, reason, params_hash)."""
-    clock = SimClock(SKIPPED)
-    scanner = Scanner(config=CONFIG, strategy_config=champion, store=store, simulated=True,
-                      source=ReplaySource(ohlcv_dir(), "bittrex", clock=clock), exchange="bittrex",
-                      symbols=("ADA-BTC",), clock=clock.now,
-                      flag_defaults={n: s.default for n, s in SPECS.flags.items()},
-                      params_source=ActiveParams(lambda: psycopg.connect(url)))
-    scanner.scan()
+    dca_scanner(store, url, champion).scan()
     with psycopg.connect(url) as conn:
         return conn.execute("select decision, reason, params_hash from scans where strategy = 'dca'"
                             " order by id desc limit 1").fetchone()
@@ -273,3 +276,37 @@ def test_a_half_reverted_change_that_recovers_stays(store: PostgresStore, url: s
         assert monitor(conn, champion, config, halved_at + window + timedelta(hours=1)) == []
         status = conn.execute("select status from recommendations where id = %s", (rec_id,)).fetchone()[0]
     assert status == "applied"
+
+
+def test_a_canary_puts_a_random_share_of_decisions_on_the_new_parameters_and_records_the_arm(
+        store: PostgresStore, url: str, champion: StrategiesConfig) -> None:
+    before = scan_dca(store, url, champion)
+    rec_id = propose(url, champion)
+    new_hash = vary(champion.dca, Change(set={"min_drop_pct": 3.0}), "test").params_hash_for("ADA-BTC")
+    with psycopg.connect(url) as conn:
+        apply(conn, rec_id, champion, set_apply(url, True), SKIPPED, canary_share=0.5)
+        first = conn.execute("select max(id) from scans").fetchone()[0]
+    scanner = dca_scanner(store, url, champion, canary_seed=3)
+    for _ in range(30):
+        scanner.scan()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("select features ->> 'params_arm', params_hash, decision from scans"
+                            " where strategy = 'dca' and id > %s", (first,)).fetchall()
+        signal = conn.execute("select g.features ->> 'params_arm', g.params_hash from signals g"
+                              " join scans s on s.signal_id = g.id where s.id > %s", (first,)).fetchall()
+    arms = [arm for arm, _, _ in rows]
+    assert 5 <= arms.count("canary") <= 25 and arms.count("control") == 30 - arms.count("canary"), arms
+    for arm, params_hash, decision in rows:  # each decision was taken with its arm's parameters
+        assert params_hash == (new_hash if arm == "canary" else before[2])
+        assert decision in (("enter", "blocked") if arm == "canary" else ("skip",))
+    assert signal == [("canary", new_hash)]  # the one signal (the rest are duplicates) carries its arm
+
+    with psycopg.connect(url) as conn:  # the window passes without a rollback: a full rollout
+        assert monitor(conn, champion, RollbackConfig(), SKIPPED + timedelta(hours=49)) == []
+        last = conn.execute("select max(id) from scans").fetchone()[0]
+    for _ in range(5):
+        scanner.scan()
+    with psycopg.connect(url) as conn:
+        after = conn.execute("select features ->> 'params_arm', params_hash from scans where strategy = 'dca'"
+                             " and id > %s", (last,)).fetchall()
+    assert after == [(None, new_hash)] * 5
