@@ -9,7 +9,7 @@ line and exits 1 when any mutant survives (or no longer applies: the function it
 The migrations themselves are never edited: the mutated text is built from the applied file in memory. Each
 mutant names the migration that holds the live definition of its function and the schema the function lives
 in now (0016 moved the queue functions, unchanged, to `queue_core` behind public wrappers that check the
-consumer; 0018 redefines `queue_core.claim_signals` there): the mutant replaces that function, not the
+consumer; 0018 and then 0026 redefine `queue_core.claim_signals` there): the mutant replaces that function, not the
 wrapper, and refuses to apply when the function in the migrated database is no longer the text it mutates.
 """
 
@@ -47,20 +47,35 @@ class SqlMutant:
 
 MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
-        "skip_locked_removed", "20260101000018_exit_routing.sql", "claim_signals",
+        "long_poll_never_waits", "20260101000026_claim_wait.sql", "claim_signals_wait",
+        "    while clock_timestamp() < deadline", "    while false and clock_timestamp() < deadline",
+        ("tests/integration/sql/test_queue_contract.py::"
+         "test_a_waiting_claim_returns_the_signal_emitted_while_it_waits",),
+        "the long-poll claim answers at once: a PostgREST bot claims a signal only on its next call, and the "
+        "claim thread asks again and again", "queue_core"),
+    SqlMutant(
+        "long_poll_wakes_for_other_markets", "20260101000026_claim_wait.sql", "claim_signals_wait",
+        "                 and max_count > 0\n                 and (markets is null or exists (",
+        "                 and max_count > 0\n                 and (true or exists (",
+        ("tests/integration/sql/test_queue_contract.py::"
+         "test_a_waiting_claim_with_nothing_to_claim_returns_empty_after_its_wait",),
+        "a signal of a market the bot does not trade ends its wait with nothing: every bot of other markets "
+        "turns into a busy loop of requests until that signal is claimed or expires", "queue_core"),
+    SqlMutant(
+        "skip_locked_removed", "20260101000026_claim_wait.sql", "claim_signals",
         "for update skip locked", "for update",
         ("tests/integration/sql/test_queue_concurrency.py::"
          "test_a_claim_skips_rows_another_consumer_is_still_claiming_instead_of_waiting",),
         "a claim waits behind another consumer's open claim instead of taking the next signal: bots serialise, "
         "and a slow one stalls the rest (the 8 x 1000 race test alone does not catch it)", "queue_core"),
     SqlMutant(
-        "lease_check_dropped", "20260101000018_exit_routing.sql", "claim_signals",
-        "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < now()))\n           and s.expires_at",
+        "lease_check_dropped", "20260101000026_claim_wait.sql", "claim_signals",
+        "where (s.status = 'new' or (s.status = 'claimed' and s.lease_until < as_of))\n           and s.expires_at",
         "where (s.status = 'new' or s.status = 'claimed')\n           and s.expires_at",
         ("tests/integration/sql/test_signal_contract.py", "tests/integration/sql/test_queue_contract.py"),
         "a signal under a live lease is handed to a second consumer: executed twice", "queue_core"),
     SqlMutant(
-        "exit_routing_dropped", "20260101000018_exit_routing.sql", "claim_signals",
+        "exit_routing_dropped", "20260101000026_claim_wait.sql", "claim_signals",
         "e.claimed_by = claim_signals.consumer and e.status in ('claimed', 'executing'))",
         "e.status in ('claimed', 'executing'))",
         ("tests/integration/sql/test_signal_kinds.py::"
