@@ -108,6 +108,22 @@ begin
 end
 $$;
 
+-- The executor's entry point: binds the consumer to the JWT's claim (0016) like claim_signals, then waits
+-- in queue_core.claim_signals_wait (below; plpgsql resolves it when called).
+create function claim_signals_wait(consumer text, max_count integer, lease_seconds integer,
+                                   markets jsonb default null, wait_ms integer default 1000)
+returns setof signals
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, public
+as $$
+begin
+    return query select * from queue_core.claim_signals_wait(queue_consumer('claim_signals_wait', consumer),
+                                                          max_count, lease_seconds, markets, wait_ms);
+end
+$$;
+
 create function queue_core.claim_signals_wait(consumer text, max_count integer, lease_seconds integer,
                                               markets jsonb default null, wait_ms integer default 1000)
 returns setof signals
@@ -167,21 +183,6 @@ end
 $$;
 revoke all on function queue_core.claim_signals_wait(text, integer, integer, jsonb, integer)
     from public, anon, authenticated, executor, service_role;
-
--- The executor's entry point: binds the consumer to the JWT's claim (0016) like claim_signals.
-create function claim_signals_wait(consumer text, max_count integer, lease_seconds integer,
-                                   markets jsonb default null, wait_ms integer default 1000)
-returns setof signals
-language plpgsql
-volatile
-security definer
-set search_path = pg_catalog, public
-as $$
-begin
-    return query select * from queue_core.claim_signals_wait(queue_consumer('claim_signals_wait', consumer),
-                                                          max_count, lease_seconds, markets, wait_ms);
-end
-$$;
 
 -- apply_access_policy() takes execute back from every role on each run: as 0022 left it, plus the
 -- executor's long-poll claim.

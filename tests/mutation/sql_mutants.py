@@ -47,6 +47,21 @@ class SqlMutant:
 
 MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
+        "long_poll_never_waits", "20260101000026_claim_wait.sql", "claim_signals_wait",
+        "    while clock_timestamp() < deadline", "    while false and clock_timestamp() < deadline",
+        ("tests/integration/sql/test_queue_contract.py::"
+         "test_a_waiting_claim_returns_the_signal_emitted_while_it_waits",),
+        "the long-poll claim answers at once: a PostgREST bot claims a signal only on its next call, and the "
+        "claim thread asks again and again", "queue_core"),
+    SqlMutant(
+        "long_poll_wakes_for_other_markets", "20260101000026_claim_wait.sql", "claim_signals_wait",
+        "                 and max_count > 0\n                 and (markets is null or exists (",
+        "                 and max_count > 0\n                 and (true or exists (",
+        ("tests/integration/sql/test_queue_contract.py::"
+         "test_a_waiting_claim_with_nothing_to_claim_returns_empty_after_its_wait",),
+        "a signal of a market the bot does not trade ends its wait with nothing: every bot of other markets "
+        "turns into a busy loop of requests until that signal is claimed or expires", "queue_core"),
+    SqlMutant(
         "skip_locked_removed", "20260101000026_claim_wait.sql", "claim_signals",
         "for update skip locked", "for update",
         ("tests/integration/sql/test_queue_concurrency.py::"

@@ -315,10 +315,14 @@ def test_a_waiting_claim_with_nothing_to_claim_returns_empty_after_its_wait(
     queue, standin = http_queue
     emit(migrated_db, "ETH-USDT")  # not in the markets asked for: never ends the wait
 
-    assert queue.claim_wait("bot-a", 5, 30, {"binance": ["BTC-USDT"]}, 0.3) == []
+    thread, out = claim_wait_in_thread(queue, "bot-a", 5.0, {"binance": ["BTC-USDT"]})
+    wait_until(lambda: waiting_claims(migrated_db) == 1 or not thread.is_alive(), "the claim waits or returns")
+    waited = waiting_claims(migrated_db) == 1
+    thread.join(30)
 
+    assert waited and out == [[]]  # it waited (a claim that returned at once is never seen asleep), then empty
     [request] = [r for r in standin.requests_seen if r.path == "/rpc/claim_signals_wait"]
-    assert request.body["wait_ms"] == 300
+    assert request.body["wait_ms"] == 5000
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("select status from signals").fetchall() == [("new",)]
     assert waiting_claims(migrated_db) == 0
