@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from controller.ops.report_figures import ExitCounts, Funnel
+from controller.ops.signal_funnel import read_exits, read_funnel
 from stats.pvalues import PValue
 
 PHASES = (1, 2, 3, 4)
@@ -106,7 +108,8 @@ class Facts:
     """What the checks read, already aggregated where the database does it better."""
 
     signals_by_status: dict[str, int] = field(default_factory=dict)
-    signals_claimed: int = 0
+    funnel: Funnel = field(default_factory=Funnel)  # entry signals, as dashboard_signal_funnel counts them
+    exits: ExitCounts = field(default_factory=ExitCounts)  # exit signals, as dashboard_exit_signals counts them
     strategies_with_signals: tuple[str, ...] = ()
     orders_by_purpose_status: dict[tuple[str, str], int] = field(default_factory=dict)
     closed_signals_without_trade: int = 0
@@ -139,15 +142,18 @@ def _pnl_consistent(trade: TradeRow) -> bool:
 
 
 def _signals_checks(f: Facts) -> list[Check]:
-    emitted = sum(f.signals_by_status.values())
-    waiting = f.signals_by_status.get("new", 0)
-    never_claimed = emitted - waiting - f.signals_claimed
+    e, x = f.funnel, f.exits
+    emitted, claimed = e.emitted + x.emitted, e.claimed + x.claimed
+    waiting = e.waiting + x.waiting
+    never_claimed = emitted - claimed - waiting
     entries = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "entry")
     exits = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "exit")
+    stages = ", ".join(f"{count} {stage}" for stage, count in e.stages())
     return [
-        Check("signals reaching Hummingbot", f.signals_claimed > 0 and never_claimed == 0,
-              f"{f.signals_claimed} of {emitted} signals claimed by an executor, {waiting} waiting, "
-              f"{never_claimed} expired unclaimed"),
+        Check("signals reaching Hummingbot", claimed > 0 and never_claimed == 0,
+              f"{claimed} of {emitted} signals claimed by an executor, {waiting} waiting, "
+              f"{never_claimed} expired unclaimed; entry funnel: {stages}; "
+              f"{x.emitted} exit signals, {x.executed} executed"),
         Check("orders placed", entries > 0, f"{entries} entry and {exits} exit orders"),
     ]
 
@@ -303,7 +309,7 @@ def check_phase(phase: int, facts: Facts) -> PhaseResult:
 def read_facts(conn: psycopg.Connection) -> Facts:
     """Read what the checks need (read only; ends its transaction)."""
     signals = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
-    claimed = conn.execute("select count(*) from signals where claimed_at is not null").fetchone()[0]
+    funnel, exits = read_funnel(conn), read_exits(conn)
     strategies = tuple(r[0] for r in conn.execute("select distinct strategy from signals order by 1").fetchall())
     orders = {(p, s): n for p, s, n in conn.execute(
         "select purpose, status, count(*) from orders group by 1, 2").fetchall()}
@@ -339,7 +345,7 @@ def read_facts(conn: psycopg.Connection) -> Facts:
            and p.window_h is not null
          order by p.strategy, v.name, p.window_h""", (CHAMPION,)).fetchall())
     conn.rollback()
-    return Facts(signals, claimed, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
+    return Facts(signals, funnel, exits, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
                  recommendations, comparisons)
 
 
