@@ -142,18 +142,17 @@ def _pnl_consistent(trade: TradeRow) -> bool:
 
 
 def _signals_checks(f: Facts) -> list[Check]:
+    # Entries must reach the bot; an exit the queue resolves unclaimed (its entry holds no position) is the
+    # queue doing its job, so exits are shown beside the check, not judged by it.
     e, x = f.funnel, f.exits
-    emitted, claimed = e.emitted + x.emitted, e.claimed + x.claimed
-    waiting = e.waiting + x.waiting
-    never_claimed = emitted - claimed - waiting
     entries = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "entry")
     exits = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "exit")
     stages = ", ".join(f"{count} {stage}" for stage, count in e.stages())
     return [
-        Check("signals reaching Hummingbot", claimed > 0 and never_claimed == 0,
-              f"{claimed} of {emitted} signals claimed by an executor, {waiting} waiting, "
-              f"{never_claimed} expired unclaimed; entry funnel: {stages}; "
-              f"{x.emitted} exit signals, {x.executed} executed"),
+        Check("signals reaching Hummingbot", e.claimed > 0 and e.never_claimed == 0,
+              f"{e.claimed} of {e.emitted} entry signals claimed by an executor, {e.waiting} waiting, "
+              f"{e.never_claimed} expired unclaimed; entry funnel: {stages}; exit signals: {x.emitted} emitted, "
+              f"{x.claimed} claimed, {x.executed} executed, {x.rejected} rejected, {x.expired} expired"),
         Check("orders placed", entries > 0, f"{entries} entry and {exits} exit orders"),
     ]
 
