@@ -14,32 +14,49 @@
 -- dashboard_exit_signals counts the strategies' exit signals per strategy and day: they close an entry's
 -- position and place no entry order of their own, so they have no place in the funnel.
 --
--- The report, the demo's console tables and `phase check` read these two views: one definition.
+-- The report, the demo's console tables, `phase check` and `verify` read these views: one definition.
+
+-- Each signal with the stages it passed, narrowed: `ordered` only if it was also claimed, and so on. `stage`
+-- names the furthest; skipped_<stage> marks one recorded at a later stage without that one. Exit signals are
+-- listed too (kind 'exit') with every stage false: they place no entry order. The funnel below and
+-- `verify` (over any window of created_at) count these rows, so the stages are defined here only.
+create view dashboard_signal_stages as
+select id as signal_id, strategy, kind, status, created_at, day,
+       c as claimed,
+       c and o as ordered,
+       c and o and f as filled,
+       c and o and f and t as closed,
+       case when c and o and f and t then 'closed' when c and o and f then 'filled' when c and o then 'ordered'
+            when c then 'claimed' else 'emitted' end as stage,
+       not c and (o or f or t) as skipped_claimed,
+       not o and (f or t) as skipped_ordered,
+       not f and t as skipped_filled
+  from (select s.id, s.strategy, s.kind, s.status, s.created_at,
+               (s.created_at at time zone 'UTC')::date as day,
+               s.kind = 'entry' and s.claimed_at is not null as c,
+               s.kind = 'entry' and exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry')
+                   as o,
+               s.kind = 'entry' and exists (select 1 from fills f join orders o using (client_order_id)
+                                             where f.signal_id = s.id and o.purpose = 'entry') as f,
+               s.kind = 'entry' and exists (select 1 from trades t where t.signal_id = s.id) as t
+          from signals s) recorded;
 
 create or replace view dashboard_signal_funnel as
 select strategy, day,
        count(*)                                                              as emitted,
-       count(*) filter (where c)                                             as claimed,
-       count(*) filter (where c and o)                                       as ordered,
-       count(*) filter (where c and o and f)                                 as filled,
-       count(*) filter (where c and o and f and t)                           as closed,
+       count(*) filter (where claimed)                                       as claimed,
+       count(*) filter (where ordered)                                       as ordered,
+       count(*) filter (where filled)                                        as filled,
+       count(*) filter (where closed)                                        as closed,
        count(*) filter (where status = 'rejected')                           as rejected,
        count(*) filter (where status = 'expired')                            as expired,
        count(*) filter (where status in ('new', 'claimed', 'executing'))     as open,
-       count(*) filter (where status = 'new' and not c)                      as waiting,
-       count(*) filter (where not c and (o or f or t))                       as skipped_claimed,
-       count(*) filter (where not o and (f or t))                            as skipped_ordered,
-       count(*) filter (where not f and t)                                   as skipped_filled
-  from (select s.strategy,
-               (s.created_at at time zone 'UTC')::date as day,
-               s.status,
-               s.claimed_at is not null as c,
-               exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry') as o,
-               exists (select 1 from fills f join orders o using (client_order_id)
-                        where f.signal_id = s.id and o.purpose = 'entry') as f,
-               exists (select 1 from trades t where t.signal_id = s.id) as t
-          from signals s
-         where s.kind = 'entry') stages
+       count(*) filter (where status = 'new' and not claimed)                as waiting,
+       count(*) filter (where skipped_claimed)                               as skipped_claimed,
+       count(*) filter (where skipped_ordered)                               as skipped_ordered,
+       count(*) filter (where skipped_filled)                                as skipped_filled
+  from dashboard_signal_stages
+ where kind = 'entry'
  group by 1, 2;
 
 create view dashboard_exit_signals as
@@ -56,5 +73,5 @@ select strategy,
  where kind = 'exit'
  group by 1, 2;
 
--- gates both views on dashboard membership (0016) and grants them as every dashboard view
+-- gates the three views on dashboard membership (0016) and grants them as every dashboard view
 select apply_access_policy();

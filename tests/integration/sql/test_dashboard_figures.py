@@ -35,7 +35,8 @@ D1, D2 = date(2026, 1, 5), date(2026, 1, 6)
 CLOSED_AT = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
 CHECKED = {"dashboard_signal_funnel", "dashboard_signal_rejections", "dashboard_strategy_performance",
            "dashboard_ml_vs_rules", "dashboard_open_positions", "dashboard_shadow_leaderboard", "dashboard_storage",
-           "dashboard_active_strategy_params", "dashboard_exit_signals"}
+           "dashboard_active_strategy_params", "dashboard_exit_signals",
+           "dashboard_signal_stages"}
 
 
 def emit(conn: psycopg.Connection, strategy: str, symbol: str, **extra: Any) -> UUID:
@@ -180,6 +181,10 @@ def test_the_funnel_only_narrows_on_every_combination_of_recorded_stages(migrate
                               " from dashboard_signal_funnel").fetchone()
         exits = conn.execute("select strategy, emitted, claimed, executed, rejected, expired, open, waiting"
                              " from dashboard_exit_signals").fetchall()
+        furthest = dict(conn.execute("select stage, count(*) from dashboard_signal_stages where kind = 'entry'"
+                                     " group by 1").fetchall())
+        exit_stages = conn.execute("select distinct stage, claimed, ordered, filled, closed"
+                                   " from dashboard_signal_stages where kind = 'exit'").fetchall()
 
     def passed(stages: int) -> int:
         return sum(n for n, flags in enumerate(combos, start=1) if all(flags[:stages]))
@@ -191,6 +196,10 @@ def test_the_funnel_only_narrows_on_every_combination_of_recorded_stages(migrate
     assert list(funnel[:5]) == sorted(funnel[:5], reverse=True) and funnel[4] < funnel[0]
     assert funnel[0] == sum(range(1, len(combos) + 1))  # the exit signals are in none of the stages
     assert exits == [("grid", 4, 1, 1, 1, 1, 1, 1)]
+    # per signal, the furthest stage it passed: what a reader drills down to
+    assert furthest == {stage: passed(i) - passed(i + 1) for i, stage in enumerate(("emitted", "claimed", "ordered",
+                                                                                    "filled"))} | {"closed": passed(4)}
+    assert exit_stages == [("emitted", False, False, False, False)]
 
 
 def test_rejections_are_counted_by_reason_and_day(world: tuple[str, dict[str, UUID]]) -> None:
