@@ -5,6 +5,8 @@ facts in, a checklist out, each line with the figure behind it, so a test can fe
 
 Conventions the checks rely on (what the executor, the ML scorer and the shadow evaluator write):
 - a trade is a row of `trades`; an order failed when its status is `failed`;
+- the signals reaching the bot are the entry signals as `dashboard_signal_funnel` counts them (its stages
+  only narrow), the exit signals as `dashboard_exit_signals` does: the figures the dashboard and the report show;
 - phase 3: a signal's ML arm is the `arm` of its latest `ml_predictions` row (0014: `boosted` when the
   score could move it, `control` when the randomized control held it back; `ood`, `stale`, `off` and
   unscored signals are in neither arm), as `dashboard_ml_vs_rules` reads it;
