@@ -32,14 +32,18 @@ select id as signal_id, strategy, kind, status, created_at, day,
        not o and (f or t) as skipped_ordered,
        not f and t as skipped_filled
   from (select s.id, s.strategy, s.kind, s.status, s.created_at,
-               (s.created_at at time zone 'UTC')::date as day,
-               s.kind = 'entry' and s.claimed_at is not null as c,
-               s.kind = 'entry' and exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry')
-                   as o,
-               s.kind = 'entry' and exists (select 1 from fills f join orders o using (client_order_id)
-                                             where f.signal_id = s.id and o.purpose = 'entry') as f,
-               s.kind = 'entry' and exists (select 1 from trades t where t.signal_id = s.id) as t
-          from signals s) recorded;
+               (s.created_at at time zone 'UTC')::date as day, r.c, r.o, r.f, r.t
+          from signals s
+          -- offset 0 keeps each flag's subquery run once per signal: pulled up, every use of a flag above
+          -- would run its exists again (four times for `o`); a filter on signals still reaches its scan
+          cross join lateral (
+              select s.kind = 'entry' and s.claimed_at is not null as c,
+                     s.kind = 'entry' and exists (select 1 from orders o
+                                                   where o.signal_id = s.id and o.purpose = 'entry') as o,
+                     s.kind = 'entry' and exists (select 1 from fills f join orders o using (client_order_id)
+                                                   where f.signal_id = s.id and o.purpose = 'entry') as f,
+                     s.kind = 'entry' and exists (select 1 from trades t where t.signal_id = s.id) as t
+              offset 0) r) recorded;
 
 create or replace view dashboard_signal_funnel as
 select strategy, day,
