@@ -293,6 +293,21 @@ def test_the_funnel_only_narrows_and_rejections_group_by_gate_on_the_real_queue(
     assert re.search(r"<td>exit without a position</td><td>1</td>.*?<td>entry [0-9a-f-]+ closed without a fill", page)
 
 
+def test_a_trade_without_a_logged_entry_fill_stops_the_funnel_at_ordered_and_is_named(migrated_db: str,
+                                                                                     tmp_path: Path) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        h = History(conn)
+        h.trade(2.0)
+        lost = h.trade(-1.0)
+        conn.execute("delete from fills f using orders o where o.client_order_id = f.client_order_id"
+                     " and o.signal_id = %s and o.purpose = 'entry'", [lost])
+        conn.commit()
+        data = read_report(conn)
+    assert data.funnel.stages() == [("emitted", 2), ("claimed", 2), ("ordered", 2), ("filled", 1), ("closed", 1)]
+    assert data.funnel.skipped == {"filled": 1}
+    assert "counted up to the stage they skipped): 1 without filled." in write_report(migrated_db, tmp_path / "r.html")
+
+
 def new_signal(symbol: str, **extra: object) -> NewSignal:
     fields: dict[str, object] = {
         "strategy": "channel", "exchange": "bittrex", "symbol": symbol, "side": "buy", "price": 0.1,
