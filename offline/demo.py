@@ -590,16 +590,27 @@ def print_tables(demo: Demo) -> None:
         funnel = conn.execute(
             "select strategy, sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed), sum(rejected),"
             " sum(expired), sum(open) from dashboard_signal_funnel group by strategy order by strategy").fetchall()
+        exits = conn.execute(
+            "select strategy, sum(emitted), sum(claimed), sum(executed), sum(rejected), sum(expired), sum(open)"
+            " from dashboard_exit_signals group by strategy order by strategy").fetchall()
         performance = conn.execute("select strategy, trades, wins, win_rate_pct, pnl_quote, avg_pnl_pct, fees_quote"
                                    " from dashboard_strategy_performance order by strategy").fetchall()
-    if not funnel:
+    if not funnel and not exits:
         return
-    table = Table(title="signal funnel (dashboard_signal_funnel)")
+    # the view's stages only narrow: each counts the entries that passed it and every stage before
+    table = Table(title="entry signal funnel (dashboard_signal_funnel)")
     for column in ("strategy", "emitted", "claimed", "ordered", "filled", "closed", "rejected", "expired", "open"):
         table.add_column(column)
     for row in funnel:
         table.add_row(*(str(v) for v in row))
     console.print(table)
+    if exits:
+        table = Table(title="exit signals, counted apart (dashboard_exit_signals)")
+        for column in ("strategy", "emitted", "claimed", "executed", "rejected", "expired", "open"):
+            table.add_column(column)
+        for row in exits:
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
     quote = demo.selection.quote
     table = Table(title="closed trades: P&L per strategy (dashboard_strategy_performance)")
     for column in ("strategy", "trades", "wins", "win rate %", f"P&L ({quote})", "avg P&L %", f"fees ({quote})"):

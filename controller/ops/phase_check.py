@@ -5,6 +5,8 @@ facts in, a checklist out, each line with the figure behind it, so a test can fe
 
 Conventions the checks rely on (what the executor, the ML scorer and the shadow evaluator write):
 - a trade is a row of `trades`; an order failed when its status is `failed`;
+- the signals reaching the bot are the entry signals as `dashboard_signal_funnel` counts them (its stages
+  only narrow), the exit signals as `dashboard_exit_signals` does: the figures the dashboard and the report show;
 - phase 3: a signal's ML arm is the `arm` of its latest `ml_predictions` row (0014: `boosted` when the
   score could move it, `control` when the randomized control held it back; `ood`, `stale`, `off` and
   unscored signals are in neither arm), as `dashboard_ml_vs_rules` reads it;
@@ -24,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from controller.ops.report_figures import ExitCounts, Funnel
+from controller.ops.signal_funnel import read_exits, read_funnel
 from stats.pvalues import PValue
 
 PHASES = (1, 2, 3, 4)
@@ -106,7 +110,8 @@ class Facts:
     """What the checks read, already aggregated where the database does it better."""
 
     signals_by_status: dict[str, int] = field(default_factory=dict)
-    signals_claimed: int = 0
+    funnel: Funnel = field(default_factory=Funnel)  # entry signals, as dashboard_signal_funnel counts them
+    exits: ExitCounts = field(default_factory=ExitCounts)  # exit signals, as dashboard_exit_signals counts them
     strategies_with_signals: tuple[str, ...] = ()
     orders_by_purpose_status: dict[tuple[str, str], int] = field(default_factory=dict)
     closed_signals_without_trade: int = 0
@@ -139,15 +144,17 @@ def _pnl_consistent(trade: TradeRow) -> bool:
 
 
 def _signals_checks(f: Facts) -> list[Check]:
-    emitted = sum(f.signals_by_status.values())
-    waiting = f.signals_by_status.get("new", 0)
-    never_claimed = emitted - waiting - f.signals_claimed
+    # Entries must reach the bot; an exit the queue resolves unclaimed (its entry holds no position) is the
+    # queue doing its job, so exits are shown beside the check, not judged by it.
+    e, x = f.funnel, f.exits
     entries = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "entry")
     exits = sum(n for (purpose, _), n in f.orders_by_purpose_status.items() if purpose == "exit")
+    stages = ", ".join(f"{count} {stage}" for stage, count in e.stages())
     return [
-        Check("signals reaching Hummingbot", f.signals_claimed > 0 and never_claimed == 0,
-              f"{f.signals_claimed} of {emitted} signals claimed by an executor, {waiting} waiting, "
-              f"{never_claimed} expired unclaimed"),
+        Check("signals reaching Hummingbot", e.claimed > 0 and e.never_claimed == 0,
+              f"{e.claimed} of {e.emitted} entry signals claimed by an executor, {e.waiting} waiting, "
+              f"{e.never_claimed} expired unclaimed; entry funnel: {stages}; exit signals: {x.emitted} emitted, "
+              f"{x.claimed} claimed, {x.executed} executed, {x.rejected} rejected, {x.expired} expired"),
         Check("orders placed", entries > 0, f"{entries} entry and {exits} exit orders"),
     ]
 
@@ -303,7 +310,7 @@ def check_phase(phase: int, facts: Facts) -> PhaseResult:
 def read_facts(conn: psycopg.Connection) -> Facts:
     """Read what the checks need (read only; ends its transaction)."""
     signals = dict(conn.execute("select status, count(*) from signals group by 1").fetchall())
-    claimed = conn.execute("select count(*) from signals where claimed_at is not null").fetchone()[0]
+    funnel, exits = read_funnel(conn), read_exits(conn)
     strategies = tuple(r[0] for r in conn.execute("select distinct strategy from signals order by 1").fetchall())
     orders = {(p, s): n for p, s, n in conn.execute(
         "select purpose, status, count(*) from orders group by 1, 2").fetchall()}
@@ -339,7 +346,7 @@ def read_facts(conn: psycopg.Connection) -> Facts:
            and p.window_h is not null
          order by p.strategy, v.name, p.window_h""", (CHAMPION,)).fetchall())
     conn.rollback()
-    return Facts(signals, claimed, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
+    return Facts(signals, funnel, exits, strategies, orders, orphans, trades, predictions, models, outcomes, pending,
                  recommendations, comparisons)
 
 

@@ -26,14 +26,13 @@ from controller.ops.report_figures import (
     by_gate,
     by_group,
     duration_text,
-    entry_funnel,
-    exit_counts,
     figure_text,
     headline,
     market_time,
     quote_of,
 )
 from controller.ops.retention import TableStorage, human_bytes, storage_report
+from controller.ops.signal_funnel import read_exits, read_funnel
 
 MAX_PRICE_CHARTS = 4  # pairs with the most trades get a price chart each
 CALIBRATION_BINS = 5
@@ -93,18 +92,10 @@ def read_report(conn: psycopg.Connection, capital: Mapping[str, float] | None = 
           from trades t join signals s on s.id = t.signal_id
           left join lateral (select min(candle_ts) as candle_ts from scans where signal_id = s.id) sc on true
          order by 12, t.signal_id""")  # ties in one stable order: the drawdown follows it
-    # Entry signals only, each with the stages it was recorded at; entry_funnel counts a stage only for the
-    # signals that passed every stage before it. Exit signals place no entry order: counted apart.
-    funnel = entry_funnel(((c, o, f, t), int(n)) for c, o, f, t, n in conn.execute("""
-        select s.claimed_at is not null,
-               exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry'),
-               exists (select 1 from fills f join orders o using (client_order_id)
-                        where f.signal_id = s.id and o.purpose = 'entry'),
-               exists (select 1 from trades t where t.signal_id = s.id),
-               count(*)
-          from signals s where s.kind = 'entry' group by 1, 2, 3, 4"""))
-    exits = exit_counts({status: int(n) for status, n in conn.execute(
-        "select status, count(*) from signals where kind = 'exit' group by 1")})
+    # The funnel and the exit signals as the dashboard shows them: one definition, in the views (migration
+    # 0027), of entry signals through stages that only narrow, and of exit signals counted apart.
+    funnel = read_funnel(conn)
+    exits = read_exits(conn)
     rejections = [(s, r, int(n)) for s, r, n in conn.execute(
         "select strategy, reason, sum(signals) from dashboard_signal_rejections group by 1, 2 order by 3 desc")]
     counts: dict[tuple[str, str], int] = {}
@@ -301,14 +292,18 @@ def funnel_section(data: ReportData) -> str:
     stages = f.stages()
     parts = [_figure_html(go.Figure(go.Funnel(y=[s for s, _ in stages], x=[n for _, n in stages],
                                               textinfo="value+percent initial")), "funnel")]
-    parts.append("<p>Entry signals only: each stage counts the signals that passed it and every stage before it "
-                 "(claimed by an executor, an entry order placed, an entry fill logged, a trade row closed).</p>")
+    parts.append("<p>Entry signals only, as the dashboard's view <code>dashboard_signal_funnel</code> counts them: "
+                 "each stage counts the signals that passed it and every stage before it (claimed by an executor, "
+                 "an entry order placed, an entry fill logged, a trade row closed). "
+                 f"By status: {f.rejected} rejected, {f.expired} expired, {f.open} open "
+                 f"({f.waiting} waiting for an executor).</p>")
     if f.skipped:
         parts.append('<p class="warn">Recorded at a later stage without an earlier one (counted up to the stage '
                      "they skipped): " + html.escape(", ".join(f"{n} without {stage}" for stage, n in
                                                                sorted(f.skipped.items()))) + ".</p>")
     x = data.exits
-    parts.append(f"<p>Exit signals (the strategies' exits, counted apart: they close an entry's position): "
+    parts.append(f"<p>Exit signals (the strategies' exits, counted apart in <code>dashboard_exit_signals</code>: "
+                 "they close an entry's position): "
                  f"{x.emitted} emitted, {x.executed} executed, {x.rejected} rejected, {x.expired} expired, "
                  f"{x.open} open.</p>")
     gates = by_gate(data.rejections)

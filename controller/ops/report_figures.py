@@ -1,5 +1,5 @@
 """The report's arithmetic, pure: headline figures of a book of closed trades, per-group tables, rejection
-reasons grouped by the gate that wrote them, and the signal funnel. No I/O: `controller.ops.report` reads
+reasons grouped by the gate that wrote them, and the signal funnel's figures. No I/O: `controller.ops.report` reads
 the rows and draws; everything a trader reads as a number is computed here and unit-tested.
 
 Net return is additive, not compounded: the executor sizes every entry at a fixed amount of the quote
@@ -212,55 +212,44 @@ STAGES = ("claimed", "ordered", "filled", "closed")
 
 @dataclass(frozen=True)
 class Funnel:
-    """Entry signals through the stages; each stage counts the signals that passed it and every stage
-    before, so it only narrows. `skipped` counts signals recorded at a later stage without an earlier one
-    (e.g. a trade row with no entry fill logged): they stop at the stage they skipped, and are named."""
+    """Entry signals through the stages, as the view `dashboard_signal_funnel` counts them: each stage counts
+    the signals that passed it and every stage before, so it only narrows. `skipped` counts signals recorded
+    at a later stage without an earlier one (e.g. a trade row with no entry fill logged): they stop at the
+    stage they skipped, and are named. rejected, expired and open count entry signals by status; waiting, the
+    new ones no executor has claimed yet."""
 
     emitted: int = 0
     claimed: int = 0
     ordered: int = 0
     filled: int = 0
     closed: int = 0
+    rejected: int = 0
+    expired: int = 0
+    open: int = 0
+    waiting: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # stage -> signals that reached a later one without it
 
     def stages(self) -> list[tuple[str, int]]:
         return [("emitted", self.emitted), *((s, getattr(self, s)) for s in STAGES)]
 
-
-def entry_funnel(rows: Iterable[tuple[Sequence[bool], int]]) -> Funnel:
-    """From (claimed, ordered, filled, closed) flags of entry signals with their count."""
-    reached = dict.fromkeys(STAGES, 0)
-    skipped: dict[str, int] = {}
-    emitted = 0
-    for flags, count in rows:
-        emitted += count
-        passed = True
-        for i, stage in enumerate(STAGES):
-            passed = passed and bool(flags[i])
-            if passed:
-                reached[stage] += count
-            elif not flags[i] and any(flags[i + 1:]):
-                skipped[stage] = skipped.get(stage, 0) + count
-    return Funnel(emitted, **reached, skipped=skipped)
+    @property
+    def never_claimed(self) -> int:
+        """Entries that left the queue before any executor claimed them (expired unclaimed)."""
+        return self.emitted - self.claimed - self.waiting
 
 
 @dataclass(frozen=True)
 class ExitCounts:
-    """Exit signals (the controller's strategy exits), counted apart: they close an entry's position and
-    place no entry order of their own."""
+    """Exit signals (the controller's strategy exits), counted apart as the view `dashboard_exit_signals`
+    does: they close an entry's position and place no entry order of their own."""
 
     emitted: int = 0
+    claimed: int = 0
     executed: int = 0  # closed: the close of their entry's position was under way
     rejected: int = 0
     expired: int = 0
     open: int = 0
-
-
-def exit_counts(statuses: Mapping[str, int]) -> ExitCounts:
-    """From the number of exit signals per status."""
-    return ExitCounts(emitted=sum(statuses.values()), executed=statuses.get("closed", 0),
-                      rejected=statuses.get("rejected", 0), expired=statuses.get("expired", 0),
-                      open=sum(statuses.get(s, 0) for s in ("new", "claimed", "executing")))
+    waiting: int = 0
 
 
 # --- formatting --------------------------------------------------------------------------------------

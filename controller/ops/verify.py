@@ -2,9 +2,12 @@
 
 The seed's "verify trades" check, over the signal queue and the execution reports:
 
-- the funnel of the signals created in the window: emitted, claimed, rejected (by reason), ordered (an entry
-  order exists), filled (an entry order has fills), closed, expired, still open;
-- P&L of the trades closed in the window (sum of trades.pnl_quote, win rate), whichever signal they belong to;
+- the funnel of the entry signals created in the window, stages that only narrow as the dashboard's views count
+  them (each signal's furthest stage is read from `dashboard_signal_stages`: emitted, claimed, ordered (an
+  entry order placed), filled (an entry fill logged), closed (its trade row written)), then rejected (by
+  reason), expired and still open; the exit signals of the window counted apart;
+- P&L of the trades closed in the window (sum of trades.pnl_quote per quote currency, win rate), whichever
+  signal they belong to;
 - every open signal stuck in its state longer than expected, whatever its age, with its id:
     new        past its expires_at (claim_signals would have expired it: no executor is claiming)
     claimed    lease past due (its executor stopped acknowledging)
@@ -33,6 +36,8 @@ import psycopg
 from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
+
+from controller.ops.report_figures import ExitCounts, amount_text, quote_of
 
 OPEN_STATUSES = ("new", "claimed", "executing")
 OPEN_ORDER_STATUSES = ("created", "partially_filled")
@@ -67,6 +72,9 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Funnel:
+    """Entry signals through stages that only narrow (emitted >= claimed >= ordered >= filled >= closed), then
+    by status; the exit signals apart; rejection reasons of both."""
+
     emitted: int = 0
     claimed: int = 0
     ordered: int = 0
@@ -76,13 +84,14 @@ class Funnel:
     expired: int = 0
     open: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    exits: ExitCounts = field(default_factory=ExitCounts)
 
 
 @dataclass(frozen=True)
 class Pnl:
     trades: int = 0
     wins: int = 0
-    pnl_quote: Decimal = Decimal(0)
+    by_quote: dict[str, Decimal] = field(default_factory=dict)  # amounts of two quote currencies are never added
 
     @property
     def win_rate(self) -> float | None:
@@ -159,30 +168,38 @@ def find_stuck(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[st
     return sorted(stuck, key=lambda x: (x.since, x.signal_id, x.problem))
 
 
-def funnel(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, Any]]) -> Funnel:
-    """The funnel of these signals (the caller passes the ones created in the window)."""
-    entries = [o for o in orders if o["purpose"] == "entry"]
-    ordered = {str(o["signal_id"]) for o in entries}
-    filled = {str(o["signal_id"]) for o in entries if (o["filled_amount"] or 0) > 0}
-    ids = [str(s["id"]) for s in signals]
-    statuses = Counter(s["status"] for s in signals)
+STAGE_ORDER = ("emitted", "claimed", "ordered", "filled", "closed")
+
+
+def funnel(signals: Sequence[Mapping[str, Any]]) -> Funnel:
+    """The funnel of these signals (the caller passes the ones created in the window), each with its `kind` and
+    its furthest `stage` as `dashboard_signal_stages` gives it."""
+    entries = [s for s in signals if s["kind"] == "entry"]
+    exits = [s for s in signals if s["kind"] == "exit"]
+    reached = Counter(STAGE_ORDER.index(s["stage"]) for s in entries)
+    passed = [sum(n for index, n in reached.items() if index >= i) for i in range(len(STAGE_ORDER))]
+    statuses = Counter(s["status"] for s in entries)
+    exit_statuses = Counter(s["status"] for s in exits)
     reasons = Counter(s["reject_reason"] or "(none)" for s in signals if s["status"] == "rejected")
     return Funnel(
-        emitted=len(signals),
-        claimed=sum(1 for s in signals if s["claimed_at"] is not None),
-        ordered=sum(1 for i in ids if i in ordered),
-        filled=sum(1 for i in ids if i in filled),
-        closed=statuses["closed"],
+        *passed,
         rejected=statuses["rejected"],
         expired=statuses["expired"],
         open=sum(statuses[s] for s in OPEN_STATUSES),
         rejected_by_reason=dict(reasons.most_common()),
+        exits=ExitCounts(emitted=len(exits), claimed=sum(1 for s in exits if s["claimed_at"] is not None),
+                         executed=exit_statuses["closed"], rejected=exit_statuses["rejected"],
+                         expired=exit_statuses["expired"], open=sum(exit_statuses[s] for s in OPEN_STATUSES),
+                         waiting=sum(1 for s in exits if s["status"] == "new" and s["claimed_at"] is None)),
     )
 
 
 def pnl(trades: Sequence[Mapping[str, Any]]) -> Pnl:
-    return Pnl(trades=len(trades), wins=sum(1 for t in trades if t["pnl_quote"] > 0),
-               pnl_quote=sum((Decimal(t["pnl_quote"]) for t in trades), Decimal(0)))
+    by_quote: dict[str, Decimal] = {}
+    for t in trades:
+        quote = quote_of(t["symbol"])
+        by_quote[quote] = by_quote.get(quote, Decimal(0)) + Decimal(t["pnl_quote"])
+    return Pnl(trades=len(trades), wins=sum(1 for t in trades if t["pnl_quote"] > 0), by_quote=by_quote)
 
 
 def analyze(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, Any]],
@@ -193,21 +210,22 @@ def analyze(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[str, 
     in_window = [s for s in signals if start <= s["created_at"] < end]
     open_signals = [s for s in signals if s["status"] in OPEN_STATUSES and s["created_at"] < end]
     closed = [t for t in trades if start <= t["closed_at"] < end]
-    return VerifyReport(start, end, funnel(in_window, orders), pnl(closed),
+    return VerifyReport(start, end, funnel(in_window), pnl(closed),
                         find_stuck(open_signals, orders, end, thresholds))
 
 
 _SIGNALS = """
-    select id, strategy, symbol, status, created_at, expires_at, claimed_by, claimed_at, lease_until, executing_at,
-           finished_at, reject_reason, time_limit_s, grid_levels
-      from signals
-     where created_at < %(end)s and (created_at >= %(start)s or status = any(%(open)s))
+    select s.id, s.strategy, s.symbol, s.kind, s.status, s.created_at, s.expires_at, s.claimed_by, s.claimed_at,
+           s.lease_until, s.executing_at, s.finished_at, s.reject_reason, s.time_limit_s, s.grid_levels, st.stage
+      from signals s join dashboard_signal_stages st on st.signal_id = s.id
+     where s.created_at < %(end)s and (s.created_at >= %(start)s or s.status = any(%(open)s))
 """
 _ORDERS = """
     select client_order_id, signal_id, purpose, status, filled_amount, created_at
       from orders where signal_id = any(%(ids)s)
 """
-_TRADES = "select signal_id, pnl_quote, closed_at from trades where closed_at >= %(start)s and closed_at < %(end)s"
+_TRADES = ("select signal_id, symbol, pnl_quote, closed_at from trades"
+           " where closed_at >= %(start)s and closed_at < %(end)s")
 
 
 def read_rows(conn: psycopg.Connection, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], ...]:
@@ -241,7 +259,7 @@ def _ago(delta: timedelta) -> str:
 def print_report(report: VerifyReport, console: Console) -> None:
     f, p = report.funnel, report.pnl
     console.print(f"signals created {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC", highlight=False)
-    table = Table(title="funnel")
+    table = Table(title="entry signal funnel (each stage within the one before)")
     table.add_column("stage")
     table.add_column("signals", justify="right")
     table.add_column("of emitted", justify="right")
@@ -251,6 +269,9 @@ def print_report(report: VerifyReport, console: Console) -> None:
         share = f"{count / f.emitted:.0%}" if f.emitted else "-"
         table.add_row(stage, str(count), share)
     console.print(table)
+    x = f.exits
+    console.print(f"exit signals (counted apart): {x.emitted} emitted, {x.executed} executed, {x.rejected} rejected, "
+                  f"{x.expired} expired, {x.open} open", highlight=False)
     if f.rejected_by_reason:
         reasons = Table(title="rejected, by reason")
         reasons.add_column("reason")
@@ -259,8 +280,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
             reasons.add_row(reason, str(count))
         console.print(reasons)
     win_rate = "-" if p.win_rate is None else f"{p.win_rate:.0%}"
-    console.print(f"trades closed in the window: {p.trades}, P&L {p.pnl_quote:f} (quote), win rate {win_rate}",
-                  highlight=False)
+    amounts = ", ".join(amount_text(float(v), q) for q, v in sorted(p.by_quote.items())) or "0"
+    console.print(f"trades closed in the window: {p.trades}, P&L {amounts}, win rate {win_rate}", highlight=False)
     if report.healthy:
         console.print("[green]nothing stuck[/green]")
         return

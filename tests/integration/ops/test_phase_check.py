@@ -44,7 +44,7 @@ def test_phase_1_holds_with_ten_logged_trades_and_every_signal_claimed(migrated_
     assert code == 0, report
     checks = lines(report, 1)
     assert checks["10+ trades"] == (True, "10 closed trades")
-    assert checks["signals reaching Hummingbot"][1].startswith("12 of 12 signals claimed")
+    assert checks["signals reaching Hummingbot"][1].startswith("11 of 11 entry signals claimed")
     assert "0 closed signals without one" in checks["positions tracked"][1]
     assert checks["orders placed"] == (True, "10 entry and 10 exit orders")
     assert "1 open" in checks["positions tracked"][1]

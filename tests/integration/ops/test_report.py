@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from controller.cli.base import Context
 from controller.cli.report import report_command
 from controller.config import ControllerConfig, Secrets
 from controller.data.storage.postgres import PostgresStore
+from controller.ops.phase_check import check
 from controller.ops.report import read_report
 from controller.ops.report_figures import by_gate
 from controller.scan.signals import QuoteSizing, SizingParams
@@ -199,16 +201,49 @@ def test_without_a_known_capital_the_return_is_not_guessed(migrated_db: str, tmp
     assert "starting capital unknown" in page and "none known: set sizing.quotes.&lt;quote&gt;.balance" in page
 
 
+def event(queue: PostgresQueue, signal_id: UUID, kind: str, **fields: object) -> None:
+    queue.report_payload({"type": kind, "signal_id": str(signal_id), "ts": datetime.now(UTC).isoformat(), **fields})
+
+
+def entry_order(queue: PostgresQueue, signal_id: UUID, coid: str, purpose: str, fill: bool) -> None:
+    """An order as the executor reports it: created, then filled and completed, or cancelled unfilled."""
+    common = {"client_order_id": coid, "exchange": "bittrex", "symbol": "ETH-BTC",
+              "side": "buy" if purpose == "entry" else "sell", "purpose": purpose}
+    event(queue, signal_id, "order_created", order_type="market", amount=0.02, **common)
+    if fill:
+        event(queue, signal_id, "order_filled", exchange_trade_id=f"{coid}-1", amount=0.02,
+              price=0.1 if purpose == "entry" else 0.102, fee_quote=0.000002, **common)
+    event(queue, signal_id, "order_completed" if fill else "order_cancelled", **common)
+
+
 def test_the_funnel_only_narrows_and_rejections_group_by_gate_on_the_real_queue(migrated_db: str,
                                                                                tmp_path: Path) -> None:
-    """Signals through the real queue functions: an entry that closed without a fill (the view counts it
-    closed, not filled), two entries the stability gate rejected, an exit the queue rejected because its entry
-    had no position, and one complete trade."""
+    """Signals through the real queue functions (emit, claim, ack, report_order_event): one complete trade
+    closed by a strategy exit; an entry whose order was cancelled unfilled and which the bot then closed (its
+    status is closed, yet it never filled: counting by status made closed exceed filled); two entries the
+    stability gate rejected; one that expired in the queue; and an exit the queue rejected because its entry
+    had no position. The dashboard's view, the report and `phase check` must show the same narrowing funnel."""
     store, queue = PostgresStore(migrated_db), PostgresQueue(migrated_db, retry=NO_WAIT)
     try:
+        traded = store.emit_signal(new_signal("ETH-BTC"))
+        [claimed] = queue.claim("hb-1", 1, 60)
+        queue.ack(traded, "hb-1", "executing")
+        entry_order(queue, traded, "in-traded", "entry", fill=True)
+        strategy_exit = store.emit_signal(new_signal("ETH-BTC", side="sell", kind="exit", entry_signal_id=traded,
+                                                     confidence=1.0))
+        assert [s.id for s in queue.claim("hb-1", 0, 60)] == [strategy_exit]  # the exit goes to the entry's bot
+        queue.ack(strategy_exit, "hb-1", "executing")
+        entry_order(queue, traded, "out-traded", "exit", fill=True)
+        event(queue, traded, "position_closed", exchange="bittrex", symbol="ETH-BTC", side="buy", amount=0.02,
+              entry_price=0.1, exit_price=0.102, fees_quote=0.000004, pnl_quote=0.000036, pnl_pct=1.8,
+              exit_reason="strategy_exit", opened_at=datetime.now(UTC).isoformat())
+        queue.ack(strategy_exit, "hb-1", "closed")
+
         unfilled = store.emit_signal(new_signal("ETH-BTC"))
         [claimed] = queue.claim("hb-1", 1, 60)
-        queue.ack(claimed.id, "hb-1", "executing")
+        assert claimed.id == unfilled
+        queue.ack(unfilled, "hb-1", "executing")
+        entry_order(queue, unfilled, "in-unfilled", "entry", fill=False)
         exit_id = store.emit_signal(new_signal("ETH-BTC", side="sell", kind="exit", entry_signal_id=unfilled,
                                                confidence=1.0))
         queue.ack(unfilled, "hb-1", "closed")
@@ -216,26 +251,61 @@ def test_the_funnel_only_narrows_and_rejections_group_by_gate_on_the_real_queue(
             store.emit_signal(new_signal(symbol))
             [claimed] = queue.claim("hb-1", 1, 60)
             queue.ack(claimed.id, "hb-1", "rejected", f"price moved {worst:.2f}% within 5 s (max 0.5%)")
-        assert queue.claim("hb-1", 5, 60) == []  # resolves the exit: its entry holds no position
+        expired = store.emit_signal(new_signal("XRP-BTC"))
     finally:
         store.close()
+    with psycopg.connect(migrated_db) as conn:
+        # its expiry passes before any executor polls (claim_signals expires what it finds past due)
+        conn.execute("update signals set expires_at = now() - interval '1 second' where id = %s", [expired])
+        conn.commit()
+    try:
+        assert queue.claim("hb-1", 5, 60) == []  # expires that one, and resolves the exit with no position
+    finally:
         queue.close()
     with psycopg.connect(migrated_db) as conn:
-        History(conn).trade(2.0)
-        conn.commit()
-        view = conn.execute("select sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed)"
-                            " from dashboard_signal_funnel").fetchone()
+        view = conn.execute("select sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed),"
+                            " sum(rejected), sum(expired), sum(open), sum(waiting) from dashboard_signal_funnel"
+                            ).fetchone()
+        exits = conn.execute("select sum(emitted), sum(claimed), sum(executed), sum(rejected), sum(expired),"
+                             " sum(open) from dashboard_exit_signals").fetchone()
+        by_status = conn.execute("select count(*) filter (where status = 'closed'), count(*) filter (where"
+                                 " exists (select 1 from fills f where f.signal_id = s.id)) from signals s"
+                                 " where kind = 'entry'").fetchone()
         exit_reason = conn.execute("select reject_reason from signals where id = %s", [exit_id]).fetchone()[0]
         data = read_report(conn)
-    assert view[4] > view[3]  # the view's per-status counts widen: more closed than filled
-    assert data.funnel.stages() == [("emitted", 4), ("claimed", 4), ("ordered", 1), ("filled", 1), ("closed", 1)]
-    assert (data.exits.emitted, data.exits.rejected) == (1, 1)
+        phase1 = {c.name: c.figure for c in check(conn, [1])[0].checks}
+    assert by_status == (2, 1)  # by status, 2 entries closed of which 1 ever filled
+    assert view == (5, 4, 2, 1, 1, 2, 1, 0, 0)  # emitted >= claimed >= ordered >= filled >= closed
+    assert exits == (2, 1, 1, 1, 0, 0)  # the strategy exit executed, the one without a position rejected
+    assert data.funnel.stages() == [("emitted", 5), ("claimed", 4), ("ordered", 2), ("filled", 1), ("closed", 1)]
+    assert (data.funnel.rejected, data.funnel.expired, data.funnel.never_claimed) == (2, 1, 1)
+    assert (data.exits.emitted, data.exits.executed, data.exits.rejected) == (2, 1, 1)
     assert exit_reason == f"entry {unfilled} closed without a fill: no position to exit"
+    assert phase1["signals reaching Hummingbot"] == (
+        "4 of 5 entry signals claimed by an executor, 0 waiting, 1 expired unclaimed; entry funnel: 5 emitted, "
+        "4 claimed, 2 ordered, 1 filled, 1 closed; exit signals: 2 emitted, 1 claimed, 1 executed, 1 rejected, "
+        "0 expired")
     gates = {g.gate: (g.signals, g.texts) for g in by_gate(data.rejections)}
     assert gates == {"price stability": (2, 2), "exit without a position": (1, 1)}
     page = write_report(migrated_db, tmp_path / "r.html")
-    assert "1 emitted, 0 executed, 1 rejected, 0 expired, 0 open" in page
+    assert "2 emitted, 1 executed, 1 rejected, 0 expired, 0 open" in page
+    assert "By status: 2 rejected, 1 expired, 0 open (0 waiting for an executor)" in page
     assert re.search(r"<td>exit without a position</td><td>1</td>.*?<td>entry [0-9a-f-]+ closed without a fill", page)
+
+
+def test_a_trade_without_a_logged_entry_fill_stops_the_funnel_at_ordered_and_is_named(migrated_db: str,
+                                                                                     tmp_path: Path) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        h = History(conn)
+        h.trade(2.0)
+        lost = h.trade(-1.0)
+        conn.execute("delete from fills f using orders o where o.client_order_id = f.client_order_id"
+                     " and o.signal_id = %s and o.purpose = 'entry'", [lost])
+        conn.commit()
+        data = read_report(conn)
+    assert data.funnel.stages() == [("emitted", 2), ("claimed", 2), ("ordered", 2), ("filled", 1), ("closed", 1)]
+    assert data.funnel.skipped == {"filled": 1}
+    assert "counted up to the stage they skipped): 1 without filled." in write_report(migrated_db, tmp_path / "r.html")
 
 
 def new_signal(symbol: str, **extra: object) -> NewSignal:

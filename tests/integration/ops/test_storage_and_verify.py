@@ -164,17 +164,22 @@ def funnel_db(migrated_db: str) -> dict[str, str]:
     return {"url": migrated_db, **ids}
 
 
+# Entry signals: each stage within the one before (claimed, an entry order, an entry fill, a trade row).
 FUNNEL_SQL = """
     select count(*),
-           count(*) filter (where claimed_at is not null),
-           count(*) filter (where exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry')),
-           count(*) filter (where exists (select 1 from fills f join orders o using (client_order_id)
-                                           where f.signal_id = s.id and o.purpose = 'entry')),
-           count(*) filter (where status = 'closed'),
+           count(*) filter (where c),
+           count(*) filter (where c and o),
+           count(*) filter (where c and o and f),
+           count(*) filter (where c and o and f and t),
            count(*) filter (where status = 'rejected'),
            count(*) filter (where status = 'expired'),
            count(*) filter (where status in ('new', 'claimed', 'executing'))
-      from signals s where created_at >= %(start)s and created_at < %(end)s
+      from (select s.status, s.claimed_at is not null as c,
+                   exists (select 1 from orders o where o.signal_id = s.id and o.purpose = 'entry') as o,
+                   exists (select 1 from fills f join orders o using (client_order_id)
+                            where f.signal_id = s.id and o.purpose = 'entry') as f,
+                   exists (select 1 from trades t where t.signal_id = s.id) as t
+              from signals s where kind = 'entry' and created_at >= %(start)s and created_at < %(end)s) stages
 """
 
 
@@ -193,7 +198,7 @@ def test_verify_reports_the_funnel_the_pnl_and_exactly_the_stuck_signals(funnel_
     assert (f.emitted, f.claimed, f.ordered, f.filled, f.closed, f.rejected, f.expired, f.open) == counted
     assert counted == (10, 8, 3, 3, 2, 3, 1, 4)
     assert f.rejected_by_reason == reasons == {"spread too wide": 2, "insufficient balance": 1}
-    assert (report.pnl.trades, report.pnl.wins, report.pnl.pnl_quote) == (trades, wins, pnl_quote) == (
+    assert (report.pnl.trades, report.pnl.wins, report.pnl.by_quote["USDT"]) == (trades, wins, pnl_quote) == (
         2, 1, Decimal(3))
     assert report.pnl.win_rate == 0.5
     assert [(s.signal_id, s.problem) for s in report.stuck] == [
@@ -214,6 +219,7 @@ def test_verify_command_prints_the_stuck_ids_and_exits_1(funnel_db: dict[str, st
     assert funnel_db["stuck_claimed"] in text and funnel_db["stuck_executing"] in text
     assert funnel_db["healthy"] not in text
     assert "spread too wide" in text and "win rate 50%" in text
+    assert "P&L +3.00 USDT" in text and "(quote)" not in text  # the amount in its named currency
 
 
 def test_verify_command_exits_0_when_nothing_is_stuck_and_2_for_a_bad_window(migrated_db: str) -> None:

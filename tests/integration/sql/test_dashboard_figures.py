@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import product
 from typing import Any
 from uuid import UUID
 
@@ -28,11 +29,14 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.support.trading_rows import History
+
 D1, D2 = date(2026, 1, 5), date(2026, 1, 6)
 CLOSED_AT = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
 CHECKED = {"dashboard_signal_funnel", "dashboard_signal_rejections", "dashboard_strategy_performance",
            "dashboard_ml_vs_rules", "dashboard_open_positions", "dashboard_shadow_leaderboard", "dashboard_storage",
-           "dashboard_active_strategy_params"}
+           "dashboard_active_strategy_params", "dashboard_exit_signals",
+           "dashboard_signal_stages"}
 
 
 def emit(conn: psycopg.Connection, strategy: str, symbol: str, **extra: Any) -> UUID:
@@ -147,6 +151,55 @@ def test_the_funnel_counts_each_stage_per_strategy_and_day(world: tuple[str, dic
     assert funnel == [("dca", D1, 4, 4, 3, 3, 3, 1, 0, 0),
                       ("dca", D2, 4, 3, 1, 1, 0, 2, 0, 2),
                       ("swing", D1, 2, 1, 1, 1, 1, 0, 1, 0)]
+
+
+def test_the_funnel_only_narrows_on_every_combination_of_recorded_stages(migrated_db: str) -> None:
+    """Rows written straight into the tables, so that even impossible histories (an order from a signal no
+    executor claimed, a trade row with no entry fill logged) are there: every combination of claimed, ordered,
+    filled (an entry fill implies its entry order) and a trade row, each with its own count of signals. Each
+    stage must count the signals that passed it and every stage before; a skipped stage is counted apart."""
+    combos = [(c, o, f, t) for c, (o, f), t in product((False, True), ((False, False), (True, False), (True, True)),
+                                                         (False, True))]
+    with psycopg.connect(migrated_db) as conn:
+        h = History(conn)
+        for n, (c, o, f, t) in enumerate(combos, start=1):
+            for _ in range(n):
+                sid = h.signal(strategy="grid", symbol=f"C{n}-BTC", claimed=c)
+                if o:
+                    h.order(sid, "entry", fill=f)
+                if t:
+                    conn.execute("insert into trades (signal_id, exchange, symbol, side, amount, entry_price,"
+                                 " exit_price, fees_quote, pnl_quote, pnl_pct, exit_reason, opened_at, closed_at)"
+                                 " values (%s, 'bittrex', 'ETH-BTC', 'buy', 1, 1, 1, 0, 0, 0, 'time_limit', now(),"
+                                 " now())", [sid])
+        for status, claimed in (("closed", True), ("rejected", False), ("expired", False), ("new", False)):
+            exit_id = h.signal(strategy="grid", symbol="X-BTC", status=status, claimed=claimed,
+                               reason="no position to exit" if status == "rejected" else None)
+            conn.execute("update signals set kind = 'exit' where id = %s", [exit_id])
+        funnel = conn.execute("select sum(emitted), sum(claimed), sum(ordered), sum(filled), sum(closed),"
+                              " sum(skipped_claimed), sum(skipped_ordered), sum(skipped_filled)"
+                              " from dashboard_signal_funnel").fetchone()
+        exits = conn.execute("select strategy, emitted, claimed, executed, rejected, expired, open, waiting"
+                             " from dashboard_exit_signals").fetchall()
+        furthest = dict(conn.execute("select stage, count(*) from dashboard_signal_stages where kind = 'entry'"
+                                     " group by 1").fetchall())
+        exit_stages = conn.execute("select distinct stage, claimed, ordered, filled, closed"
+                                   " from dashboard_signal_stages where kind = 'exit'").fetchall()
+
+    def passed(stages: int) -> int:
+        return sum(n for n, flags in enumerate(combos, start=1) if all(flags[:stages]))
+
+    def skipped(stage: int) -> int:
+        return sum(n for n, flags in enumerate(combos, start=1) if not flags[stage] and any(flags[stage + 1:]))
+
+    assert funnel == (passed(0), passed(1), passed(2), passed(3), passed(4), skipped(0), skipped(1), skipped(2))
+    assert list(funnel[:5]) == sorted(funnel[:5], reverse=True) and funnel[4] < funnel[0]
+    assert funnel[0] == sum(range(1, len(combos) + 1))  # the exit signals are in none of the stages
+    assert exits == [("grid", 4, 1, 1, 1, 1, 1, 1)]
+    # per signal, the furthest stage it passed: what a reader drills down to
+    assert furthest == {stage: passed(i) - passed(i + 1) for i, stage in enumerate(("emitted", "claimed", "ordered",
+                                                                                    "filled"))} | {"closed": passed(4)}
+    assert exit_stages == [("emitted", False, False, False, False)]
 
 
 def test_rejections_are_counted_by_reason_and_day(world: tuple[str, dict[str, UUID]]) -> None:

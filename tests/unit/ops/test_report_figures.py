@@ -1,5 +1,6 @@
 """The report's arithmetic against figures computed by hand, the gate classifier against the texts the
-executor and the queue write, and the funnel's narrowing on every combination of stages."""
+executor and the queue write. (The funnel's stages are counted by the view dashboard_signal_funnel, tested on
+every combination of stages in tests/integration/sql/test_dashboard_figures.py.)"""
 
 from __future__ import annotations
 
@@ -10,19 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from controller.ops.report_figures import (
     GATES,
     OTHER_GATE,
-    STAGES,
     amount_text,
     by_gate,
     by_group,
     duration_text,
-    entry_funnel,
-    exit_counts,
     gate_of,
     headline,
 )
@@ -171,26 +167,3 @@ def test_rejections_grouped_by_gate_with_their_count_and_most_frequent_example()
                                                                 ("other", 1, 1)]
     assert grouped[0].example == "price moved 1.20% within 5 s (max 0.5%)"
     assert grouped[0].strategies == ("CHANNEL", "DCA")
-
-
-@given(st.lists(st.tuples(st.tuples(*(st.booleans() for _ in STAGES)), st.integers(0, 50)), max_size=20))
-def test_the_funnel_never_widens_on_any_combination_of_recorded_stages(
-        rows: list[tuple[tuple[bool, ...], int]]) -> None:
-    funnel = entry_funnel(rows)
-    counts = [n for _, n in funnel.stages()]
-    assert counts == sorted(counts, reverse=True), rows
-    assert funnel.emitted == sum(n for _, n in rows)
-    assert funnel.closed == sum(n for flags, n in rows if all(flags))
-
-
-def test_a_trade_without_a_logged_entry_fill_stops_at_ordered_and_is_named() -> None:
-    # 4 made it all the way; 2 have a trade row but no entry fill logged; 3 were claimed and rejected
-    funnel = entry_funnel([((True, True, True, True), 4), ((True, True, False, True), 2),
-                           ((True, False, False, False), 3), ((False, False, False, False), 1)])
-    assert funnel.stages() == [("emitted", 10), ("claimed", 9), ("ordered", 6), ("filled", 4), ("closed", 4)]
-    assert funnel.skipped == {"filled": 2}
-
-
-def test_exit_signals_are_counted_by_status() -> None:
-    exits = exit_counts({"closed": 4, "rejected": 2, "expired": 1, "new": 1})
-    assert (exits.emitted, exits.executed, exits.rejected, exits.expired, exits.open) == (8, 4, 2, 1, 1)

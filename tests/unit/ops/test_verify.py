@@ -36,7 +36,7 @@ def signal(status: str, created: timedelta, **extra: Any) -> dict[str, Any]:
     row = {"id": f"{status}-{created}", "strategy": "DCA", "symbol": "BTC-USDT", "status": status,
            "created_at": NOW - created, "expires_at": NOW - created + timedelta(minutes=2), "claimed_by": None,
            "claimed_at": None, "lease_until": None, "executing_at": None, "finished_at": None,
-           "reject_reason": None, "time_limit_s": None}
+           "reject_reason": None, "time_limit_s": None, "kind": "entry", "stage": "emitted"}
     row.update(extra)
     return row
 
@@ -109,29 +109,40 @@ def test_the_resting_levels_of_a_filled_dca_grid_are_not_a_stale_entry() -> None
 
 def test_analyze_counts_the_funnel_of_the_window_and_the_trades_closed_in_it() -> None:
     start = NOW - timedelta(hours=24)
-    closed = signal("closed", timedelta(hours=5), claimed_at=NOW - timedelta(hours=5))
-    rejected = [signal("rejected", timedelta(hours=h), claimed_at=NOW - timedelta(hours=h), reject_reason=reason)
+    closed = signal("closed", timedelta(hours=5), claimed_at=NOW - timedelta(hours=5), stage="closed")
+    rejected = [signal("rejected", timedelta(hours=h), claimed_at=NOW - timedelta(hours=h), reject_reason=reason,
+                       stage="claimed")
                 for h, reason in ((6, "spread too wide"), (7, "spread too wide"), (8, "no balance"))]
     expired = signal("expired", timedelta(hours=9))
     executing = signal("executing", timedelta(minutes=3), claimed_at=NOW - timedelta(minutes=3),
-                       executing_at=NOW - timedelta(minutes=2))
-    old = signal("closed", timedelta(days=3), claimed_at=NOW - timedelta(days=3))
+                       executing_at=NOW - timedelta(minutes=2), stage="ordered")
+    # closed without a fill: by status it is closed, but its stage stops at ordered
+    unfilled = signal("closed", timedelta(hours=2), claimed_at=NOW - timedelta(hours=2), stage="ordered")
+    exits = [signal("closed", timedelta(hours=4), claimed_at=NOW - timedelta(hours=4), kind="exit"),
+             signal("rejected", timedelta(hours=1), kind="exit", reject_reason="entry x closed: no position to exit")]
+    old = signal("closed", timedelta(days=3), claimed_at=NOW - timedelta(days=3), stage="closed")
     orders = [order(closed["id"], "entry", "filled", timedelta(hours=5), "1"),
               order(closed["id"], "exit", "filled", timedelta(hours=4), "1"),
               order(executing["id"], "entry", "created", timedelta(minutes=1)),
               order(old["id"], "entry", "filled", timedelta(days=3), "1")]
-    trades = [{"signal_id": closed["id"], "pnl_quote": Decimal("1.50"), "closed_at": NOW - timedelta(hours=4)},
-              {"signal_id": "earlier", "pnl_quote": Decimal("-0.50"), "closed_at": NOW - timedelta(hours=23)},
-              {"signal_id": old["id"], "pnl_quote": Decimal("9"), "closed_at": NOW - timedelta(days=2)}]
+    trades = [{"signal_id": closed["id"], "symbol": "BTC-USDT", "pnl_quote": Decimal("1.50"),
+               "closed_at": NOW - timedelta(hours=4)},
+              {"signal_id": "earlier", "symbol": "ETH-USDT", "pnl_quote": Decimal("-0.50"),
+               "closed_at": NOW - timedelta(hours=23)},
+              {"signal_id": "in-btc", "symbol": "ETH-BTC", "pnl_quote": Decimal("-0.0001"),
+               "closed_at": NOW - timedelta(hours=22)},
+              {"signal_id": old["id"], "symbol": "BTC-USDT", "pnl_quote": Decimal("9"),
+               "closed_at": NOW - timedelta(days=2)}]
 
-    report = analyze([closed, *rejected, expired, executing, old], orders, trades, start, NOW)
+    report = analyze([closed, *rejected, expired, executing, unfilled, *exits, old], orders, trades, start, NOW)
 
     f = report.funnel
     assert (f.emitted, f.claimed, f.ordered, f.filled, f.closed, f.rejected, f.expired, f.open) == (
-        6, 5, 2, 1, 1, 3, 1, 1)
-    assert f.rejected_by_reason == {"spread too wide": 2, "no balance": 1}
-    assert (report.pnl.trades, report.pnl.wins, report.pnl.pnl_quote, report.pnl.win_rate) == (
-        2, 1, Decimal("1.00"), 0.5)
+        7, 6, 3, 1, 1, 3, 1, 1)
+    assert (f.exits.emitted, f.exits.claimed, f.exits.executed, f.exits.rejected) == (2, 1, 1, 1)
+    assert f.rejected_by_reason == {"spread too wide": 2, "no balance": 1, "entry x closed: no position to exit": 1}
+    assert (report.pnl.trades, report.pnl.wins, report.pnl.by_quote, report.pnl.win_rate) == (
+        3, 1, {"USDT": Decimal("1.00"), "BTC": Decimal("-0.0001")}, 1 / 3)
     assert report.healthy and report.exit_code == 0
 
 
