@@ -62,6 +62,14 @@ if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 
         || say "docker-compose could not be installed: the compose file is then checked structurally only"
 fi
 
+# Debian's pgbouncer in transaction mode stands in for Supabase's transaction pooler in the queue contract tests and
+# bench/load.py --pooler (those tests skip with a reason where it is absent).
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing pgbouncer with apt-get (the transaction-pooler path of the queue tests)"
+    { apt-get install -y -qq pgbouncer >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }; } \
+        || say "pgbouncer could not be installed: the pooler path of the queue tests will be skipped"
+fi
+
 # Debian's chromium opens the HTML report in the browser test (it skips with a reason where chromium is absent).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing chromium with apt-get (to test the HTML report in a real browser)"
