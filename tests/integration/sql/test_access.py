@@ -68,7 +68,8 @@ def reset(conn: psycopg.Connection) -> None:
 
 @pytest.fixture
 def dashboard(module_db: str) -> Iterator[str]:
-    """Something in every dashboard view: a closed trade, a rejection, an open position, a shadow result."""
+    """Something in every dashboard view: a closed trade, a rejection, an open position and its exit signal, a
+    shadow result."""
     with psycopg.connect(module_db, autocommit=True) as conn:
         reset(conn)
         closed, rejected, open_ = (conn.execute("select emit_signal(%s)", [signal(s, ml_confidence=0.8)]).fetchone()[0]
@@ -87,6 +88,9 @@ def dashboard(module_db: str) -> Iterator[str]:
             closed, "position_closed", exchange="binance", symbol="BTC-USDT", side="buy", amount=0.5,
             entry_price=100, exit_price=102, fees_quote=0.1, pnl_quote=0.9, pnl_pct=1.8, exit_reason="take_profit",
             opened_at=NOW.isoformat())])
+        # the strategy asks to close the open position: an exit signal, counted apart from the entries
+        conn.execute("select emit_signal(%s)", [signal("SOL-USDT", side="sell", kind="exit",
+                                                       entry_signal_id=str(open_), confidence=1.0)])
         variation = conn.execute("insert into shadow_variations (name, strategy, params, params_hash,"
                                  " base_params_hash) values ('tp+', 'rsi_dip', '{}', 'h1', 'h0') returning id"
                                  ).fetchone()[0]
@@ -146,7 +150,7 @@ def test_a_view_a_later_migration_adds_is_gated_by_apply_access_policy(dashboard
         with as_claims(dashboard, "authenticated", sub=str(STRANGER)) as stranger:
             assert count_rows(stranger, "dashboard_later") == 0
         with as_claims(dashboard, "authenticated", sub=str(MEMBER)) as member:
-            assert count_rows(member, "dashboard_later") == 3
+            assert count_rows(member, "dashboard_later") == 4  # the three entries and the exit
         with psycopg.connect(dashboard) as admin:
             admin.execute("select apply_access_policy()")  # a second run gates nothing twice
             definition, options = admin.execute("select pg_get_viewdef('dashboard_later'), reloptions from pg_class"
