@@ -11,7 +11,7 @@ option, a changed type or return).
 
 from __future__ import annotations
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 INTERFACES: dict[str, str] = {
     "signal_schema": "1.1",     # bridge/schemas.py: NewSignal, Signal, OrderEvent
