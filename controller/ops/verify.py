@@ -37,7 +37,8 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from controller.ops.report_figures import ExitCounts, amount_text, quote_of
+from controller.ops.report_figures import STAGES, ExitCounts, amount_text, quote_of
+from controller.ops.report_figures import Funnel as EntryFunnel
 
 OPEN_STATUSES = ("new", "claimed", "executing")
 OPEN_ORDER_STATUSES = ("created", "partially_filled")
@@ -71,18 +72,10 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class Funnel:
-    """Entry signals through stages that only narrow (emitted >= claimed >= ordered >= filled >= closed), then
-    by status; the exit signals apart; rejection reasons of both."""
+class Funnel(EntryFunnel):
+    """The report's entry funnel (stages that only narrow, then by status) of the window's signals, with the exit
+    signals apart and the rejection reasons of both."""
 
-    emitted: int = 0
-    claimed: int = 0
-    ordered: int = 0
-    filled: int = 0
-    closed: int = 0
-    rejected: int = 0
-    expired: int = 0
-    open: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     exits: ExitCounts = field(default_factory=ExitCounts)
 
@@ -168,7 +161,7 @@ def find_stuck(signals: Sequence[Mapping[str, Any]], orders: Sequence[Mapping[st
     return sorted(stuck, key=lambda x: (x.since, x.signal_id, x.problem))
 
 
-STAGE_ORDER = ("emitted", "claimed", "ordered", "filled", "closed")
+STAGE_ORDER = ("emitted", *STAGES)  # the view's `stage` values, in order
 
 
 def funnel(signals: Sequence[Mapping[str, Any]]) -> Funnel:
